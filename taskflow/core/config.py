@@ -1,0 +1,73 @@
+"""Settings, read once from the environment (and `.env`); `.env.example` documents each one."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob TaskFlow has. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL. Unset: an embedded PostgreSQL under the data directory.",
+    )
+    database_pooled: bool | None = Field(
+        default=None,
+        description="Behind PgBouncer/Neon pooler (transaction mode)? None: detect from the URL.",
+    )
+    taskflow_data_dir: Path | None = Field(default=None, description="Where local state lives.")
+    auth_server_url: str | None = Field(default=None, description="Better Auth base URL.")
+    auth_jwks_url: str | None = Field(default=None, description="JWKS URL override.")
+    auth_issuer: str | None = Field(default=None, description="Expected `iss`; default server URL.")
+    auth_audience: str | None = Field(default=None, description="Expected `aud`; default server URL.")
+    auth_jwks_ttl_seconds: float = 300.0
+    auth_jwks_refetch_cooldown_seconds: float = 30.0
+    auth_leeway_seconds: float = 30.0
+    allowed_origins: str = Field(default="", description="Comma-separated CORS origins.")
+    allowed_hosts: str = Field(
+        default="127.0.0.1:*,localhost:*,[::1]:*",
+        description="Comma-separated Host values MCP over HTTP accepts (DNS-rebinding protection).",
+    )
+    taskflow_token: str | None = Field(default=None, description="Bearer token for the CLI.")
+    taskflow_api_key: str | None = Field(default=None, description="Agent key for MCP stdio.")
+
+    @property
+    def data_dir(self) -> Path:
+        """The directory for the embedded database and CLI state."""
+        if self.taskflow_data_dir is not None:
+            return self.taskflow_data_dir
+        return Path(user_data_dir("taskflow", appauthor=False))
+
+    @property
+    def issuer(self) -> str | None:
+        return self.auth_issuer or self.auth_server_url
+
+    @property
+    def audience(self) -> str | None:
+        return self.auth_audience or self.auth_server_url
+
+    @property
+    def jwks_url(self) -> str | None:
+        if self.auth_jwks_url:
+            return self.auth_jwks_url
+        if self.auth_server_url:
+            return self.auth_server_url.rstrip("/") + "/api/auth/jwks"
+        return None
+
+    @property
+    def origins(self) -> list[str]:
+        return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; tests build their own `Settings` instead."""
+    return Settings()

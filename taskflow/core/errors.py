@@ -1,0 +1,90 @@
+"""Domain errors every surface maps to its own form.
+
+Each error carries a message written for the caller: what was wrong and what to do next.
+REST maps `status` to the HTTP status and `code` to the problem type; MCP returns the message
+as an `isError` tool result; the CLI prints it in one red line and exits 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TaskFlowError(Exception):
+    """Base of every error a caller can cause or must handle."""
+
+    status: int = 400
+    code: str = "error"
+    title: str = "Request refused"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ValidationFailed(TaskFlowError):
+    """Input broke a rule (a field out of range, a malformed handle)."""
+
+    status = 422
+    code = "validation-failed"
+    title = "Invalid input"
+
+
+class NotFound(TaskFlowError):
+    """The thing does not exist, or the caller may not know it exists."""
+
+    status = 404
+    code = "not-found"
+    title = "Not found"
+
+
+class Forbidden(TaskFlowError):
+    """The caller is known and may see the thing, but not do this to it."""
+
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class InvalidTransition(TaskFlowError):
+    """The workflow does not allow this move from the task's current status."""
+
+    status = 409
+    code = "invalid-transition"
+    title = "Invalid status transition"
+
+
+class Conflict(TaskFlowError):
+    """The change collides with the current state (a duplicate, a cycle, a non-empty parent)."""
+
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class StaleVersion(Conflict):
+    """The caller based its change on an older version than the stored one."""
+
+    status = 412
+    code = "stale-version"
+    title = "Stale version"
+
+
+class Unauthenticated(TaskFlowError):
+    """No credentials, or credentials that do not prove who the caller is."""
+
+    status = 401
+    code = "unauthenticated"
+    title = "Authentication required"
+
+
+class Unavailable(TaskFlowError):
+    """A dependency (the database, the auth server) cannot be reached right now."""
+
+    status = 503
+    code = "unavailable"
+    title = "Service unavailable"
