@@ -26,8 +26,8 @@ class Settings(BaseSettings):
     taskflow_data_dir: Path | None = Field(default=None, description="Where local state lives.")
     auth_server_url: str | None = Field(default=None, description="Better Auth base URL.")
     auth_jwks_url: str | None = Field(default=None, description="JWKS URL override.")
-    auth_issuer: str | None = Field(default=None, description="Expected `iss`; default server URL.")
-    auth_audience: str | None = Field(default=None, description="Expected `aud`; default server URL.")
+    auth_issuer: str | None = Field(default=None, description="Expected `iss`.")
+    auth_audience: str | None = Field(default=None, description="Expected `aud`.")
     auth_jwks_ttl_seconds: float = 300.0
     auth_jwks_refetch_cooldown_seconds: float = 30.0
     auth_leeway_seconds: float = 30.0

@@ -1,0 +1,296 @@
+"""Writing, verifying and digesting the hash-chained audit log.
+
+Each entity (a task, a project, a worker, an API key) has its own chain; an entry's hash covers its
+fields and the previous entry's hash. Appending locks only that entity's head row, so busy tasks
+never wait on each other. Verification recomputes every chain from the visible columns, so an
+edit, deletion, reordering or hand-made insert shows up as the first entry whose hash disagrees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskflow.core.actor import Actor
+from taskflow.core.db import Database
+from taskflow.core.errors import ValidationFailed
+
+GENESIS = bytes(32)
+SEP = "\x1f"
+
+_APPEND = text(
+    """
+    WITH head AS (
+        INSERT INTO audit_heads AS h (entity_type, entity_id, seq, head_hash, prev_hash)
+        VALUES (:entity_type, :entity_id, 1, sha256(:genesis || :payload), :genesis)
+        ON CONFLICT (entity_type, entity_id) DO UPDATE
+           SET seq = h.seq + 1, prev_hash = h.head_hash, head_hash = sha256(h.head_hash || :payload)
+        RETURNING seq, prev_hash, head_hash
+    )
+    INSERT INTO audit_log (entity_type, entity_id, seq, project_id, task_id, action, actor_id,
+                           actor_handle, actor_type, details, request_id, via, created_at,
+                           prev_hash, hash)
+    SELECT :entity_type, :entity_id, head.seq, :project_id, :task_id, :action, :actor_id,
+           :actor_handle, :actor_type, CAST(:details AS jsonb), :request_id, :via, :created_at,
+           head.prev_hash, head.head_hash
+    FROM head
+    RETURNING id
+    """
+)
+
+
+def canonical_details(details: Any) -> str:
+    """One spelling of a JSON value, so the hash survives a round trip through JSONB."""
+    return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def payload(
+    *,
+    entity_type: str,
+    entity_id: int,
+    project_id: int | None,
+    task_id: int | None,
+    action: str,
+    actor_id: int | None,
+    actor_handle: str,
+    actor_type: str,
+    details: str,
+    request_id: str | None,
+    via: str,
+    created_at: datetime,
+) -> bytes:
+    """The bytes an entry's hash covers: every column a reader relies on."""
+    parts = (
+        entity_type,
+        str(entity_id),
+        "" if project_id is None else str(project_id),
+        "" if task_id is None else str(task_id),
+        action,
+        "" if actor_id is None else str(actor_id),
+        actor_handle,
+        actor_type,
+        details,
+        request_id or "",
+        via,
+        created_at.astimezone(UTC).isoformat(timespec="microseconds"),
+    )
+    return SEP.join(parts).encode()
+
+
+async def record(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    entity_type: str,
+    entity_id: int,
+    action: str,
+    project_id: int | None = None,
+    task_id: int | None = None,
+    details: dict[str, Any] | None = None,
+    created_at: datetime | None = None,
+    actor_override: tuple[int | None, str, str] | None = None,
+) -> int:
+    """Append one entry inside the caller's transaction and return its id.
+
+    `actor_override` (id, handle, type) lets the Phase 1 importer keep the original actor while
+    `via` still says `import`.
+    """
+    when = (created_at or datetime.now(UTC)).astimezone(UTC)
+    actor_id, handle, actor_type = actor_override or (actor.worker_id, actor.handle, actor.type)
+    body = canonical_details(to_jsonable_python(details or {}))
+    fields: dict[str, Any] = {
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "project_id": project_id,
+        "task_id": task_id,
+        "action": action,
+        "actor_id": actor_id,
+        "actor_handle": handle,
+        "actor_type": str(actor_type),
+        "details": body,
+        "request_id": actor.request_id,
+        "via": str(actor.via),
+        "created_at": when,
+    }
+    result = await session.execute(
+        _APPEND, {**fields, "payload": payload(**fields), "genesis": GENESIS}
+    )
+    return int(result.scalar_one())
+
+
+@dataclass
+class VerifyResult:
+    """What `verify` found: ok, or the first entry that breaks its chain and why."""
+
+    ok: bool
+    entries_checked: int
+    chains_checked: int
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def first_problem(self) -> dict[str, Any] | None:
+        return self.problems[0] if self.problems else None
+
+
+_HEADS_SQL = "SELECT entity_type, entity_id, seq, head_hash FROM audit_heads"
+
+_VERIFY_SQL = """
+    SELECT id, entity_type, entity_id, seq, project_id, task_id, action, actor_id, actor_handle,
+           actor_type, details::text AS details, request_id, via, created_at, prev_hash, hash
+    FROM audit_log ORDER BY entity_type, entity_id, seq, id
+"""
+
+
+def _check_entry(row: Any, expected_prev: bytes, expected_seq: int) -> str | None:
+    """Why this entry breaks its chain, or None when it fits."""
+    details = canonical_details(json.loads(row["details"]))
+    body = payload(
+        entity_type=row["entity_type"],
+        entity_id=row["entity_id"],
+        project_id=row["project_id"],
+        task_id=row["task_id"],
+        action=row["action"],
+        actor_id=row["actor_id"],
+        actor_handle=row["actor_handle"],
+        actor_type=row["actor_type"],
+        details=details,
+        request_id=row["request_id"],
+        via=row["via"],
+        created_at=row["created_at"],
+    )
+    if row["seq"] != expected_seq:
+        return (
+            f"expected sequence {expected_seq} but found {row['seq']}: an entry before it was "
+            "removed, or this one was inserted or reordered by hand"
+        )
+    if bytes(row["prev_hash"]) != expected_prev:
+        return "its previous-hash does not match the entry before it (removed or reordered)"
+    if hashlib.sha256(expected_prev + body).digest() != bytes(row["hash"]):
+        return "its content does not match its hash (changed after it was written)"
+    return None
+
+
+async def verify(db: Database, *, max_problems: int = 10) -> VerifyResult:
+    """Recompute every chain and compare with the stored heads; streams, so memory stays flat."""
+    result = VerifyResult(ok=True, entries_checked=0, chains_checked=0)
+    async with db.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        seen: dict[tuple[str, int], tuple[int, bytes]] = {}
+        chain: tuple[str, int] | None = None
+        prev, seq = GENESIS, 0
+        async with raw.transaction(isolation="repeatable_read", readonly=True):
+            heads = {
+                (r["entity_type"], r["entity_id"]): (r["seq"], bytes(r["head_hash"]))
+                for r in await raw.fetch(_HEADS_SQL)
+            }
+            async for row in raw.cursor(_VERIFY_SQL, prefetch=5000):
+                key = (row["entity_type"], row["entity_id"])
+                if key != chain:
+                    chain, prev, seq = key, GENESIS, 0
+                    result.chains_checked += 1
+                seq += 1
+                result.entries_checked += 1
+                why = _check_entry(row, prev, seq)
+                if why is not None:
+                    result.problems.append(_problem(row, why))
+                    if len(result.problems) >= max_problems:
+                        break
+                prev, seq = bytes(row["hash"]), row["seq"]
+                seen[key] = (seq, prev)
+    _compare_heads(result, heads, seen, max_problems)
+    result.ok = not result.problems
+    return result
+
+
+def _problem(row: Any, why: str) -> dict[str, Any]:
+    return {
+        "entry_id": row["id"],
+        "entity": f"{row['entity_type']}:{row['entity_id']}",
+        "seq": row["seq"],
+        "action": row["action"],
+        "reason": why,
+    }
+
+
+def _compare_heads(
+    result: VerifyResult,
+    heads: dict[tuple[str, int], tuple[int, bytes]],
+    seen: dict[tuple[str, int], tuple[int, bytes]],
+    max_problems: int,
+) -> None:
+    """A chain whose last entry is not its recorded head lost its tail or gained one by hand."""
+    if len(result.problems) >= max_problems:
+        return
+    for key in sorted(set(heads) | set(seen)):
+        head, last = heads.get(key), seen.get(key)
+        if head == last:
+            continue
+        entity = f"{key[0]}:{key[1]}"
+        if last is None:
+            why = f"the chain's head says {head[0]} entries but none remain (all removed)"
+        elif head is None:
+            why = "entries exist for an entity no append ever registered (inserted by hand)"
+        elif head[0] > last[0]:
+            why = f"the last {head[0] - last[0]} entry(ies) of this chain were removed"
+        else:
+            why = "the chain ends in an entry its recorded head does not know (inserted or changed)"
+        result.problems.append(
+            {"entry_id": None, "entity": entity, "seq": last[0] if last else None, "reason": why}
+        )
+        if len(result.problems) >= max_problems:
+            return
+
+
+_DIGEST_SQL = """
+    SELECT DISTINCT ON (entity_type, entity_id) entity_type, entity_id, seq, hash
+    FROM audit_log WHERE id <= $1
+    ORDER BY entity_type, entity_id, seq DESC
+"""
+
+
+def _fold(rows: Iterable[Any]) -> str:
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(f"{r['entity_type']}{SEP}{r['entity_id']}{SEP}{r['seq']}{SEP}".encode())
+        h.update(bytes(r["hash"]))
+    return h.hexdigest()
+
+
+async def digest(db: Database) -> str:
+    """One value over every chain head, as `tfd1:<last id>:<sha256>`: store it somewhere else.
+
+    The last id makes the value checkable later, after more entries were appended.
+    """
+    async with db.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        async with raw.transaction(isolation="repeatable_read", readonly=True):
+            last = await raw.fetchval("SELECT coalesce(max(id), 0) FROM audit_log")
+            rows = await raw.fetch(_DIGEST_SQL, last)
+    return f"tfd1:{last}:{_fold(rows)}"
+
+
+async def check_digest(db: Database, value: str) -> bool:
+    """True when the log up to the digest's last id still hashes to the stored value."""
+    try:
+        tag, last_text, expected = value.strip().split(":")
+        last = int(last_text)
+    except ValueError:
+        raise ValidationFailed(
+            "not a TaskFlow audit digest: expected 'tfd1:<last id>:<hex>' as printed by "
+            "`taskflow audit digest`",
+            field="digest",
+        ) from None
+    if tag != "tfd1":
+        raise ValidationFailed(f"unknown digest version {tag!r}", field="digest")
+    async with db.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        rows = await raw.fetch(_DIGEST_SQL, last)
+    return _fold(rows) == expected

@@ -1,0 +1,186 @@
+"""Engine, sessions, the embedded PostgreSQL, and migrations on startup.
+
+With no `DATABASE_URL`, TaskFlow runs its own PostgreSQL (pgserver) under the data directory so a
+first-time user needs no setup. Behind a transaction-mode pooler (PgBouncer, Neon's `-pooler`
+hosts) asyncpg's prepared-statement cache breaks, so it is turned off there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from taskflow.core.config import Settings
+from taskflow.core.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+EMBEDDED_DB_NAME = "taskflow"
+
+
+def to_async_url(url: str) -> URL:
+    """Accept `postgresql://` (as Neon and psql print it) and `postgresql+asyncpg://` alike."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    query = dict(parsed.query)
+    # libpq spellings asyncpg does not understand.
+    if "sslmode" in query:
+        query["ssl"] = query.pop("sslmode")
+    query.pop("channel_binding", None)
+    return parsed.set(query=query)
+
+
+def is_pooled(url: URL, setting: bool | None) -> bool:
+    """Transaction-mode poolers break prepared statements; detect the common ones by address."""
+    if setting is not None:
+        return setting
+    host = url.host or ""
+    return "-pooler" in host or url.port == 6432
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL and return an asyncpg URL to its database."""
+    import pgserver  # imported lazily: a server deployment never needs it
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir / "pgdata")
+    uri = make_url(server.get_uri())
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DB_NAME}';")
+    if "(1 row)" not in exists:
+        server.psql(f"CREATE DATABASE {EMBEDDED_DB_NAME};")
+    return str(uri.set(drivername="postgresql+asyncpg", database=EMBEDDED_DB_NAME))
+
+
+def build_engine(url: str, *, pooled: bool | None = None, pool_size: int = 10) -> AsyncEngine:
+    """One engine per process: pre-ping so a restarted database is reconnected transparently."""
+    async_url = to_async_url(url)
+    connect_args: dict[str, Any] = {"command_timeout": 30, "timeout": 10}
+    if is_pooled(async_url, pooled):
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = lambda: f"__tf_{uuid.uuid4().hex}__"
+    return create_async_engine(
+        async_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        connect_args=connect_args,
+    )
+
+
+@dataclass
+class Database:
+    """The engine and its session factory: the one handle every service receives."""
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+    @classmethod
+    def from_url(cls, url: str, *, pooled: bool | None = None, pool_size: int = 10) -> Database:
+        engine = build_engine(url, pooled=pooled, pool_size=pool_size)
+        return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commits on success, rolls back on any error.
+
+        Connection failures become `Unavailable` so every surface answers 503, not 500.
+        """
+        try:
+            async with self.sessions() as session, session.begin():
+                yield session
+        except (OperationalError, InterfaceError, OSError, ConnectionError) as exc:
+            raise Unavailable(
+                "the database is unavailable; retry in a few seconds", cause=str(exc)
+            ) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise Unavailable("the database connection was lost; retry") from exc
+            raise
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def database_url(settings: Settings) -> str:
+    """The configured server, or the embedded one started on demand."""
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded(settings.data_dir)
+
+
+async def open_database(
+    settings: Settings, *, migrate: bool = True, pool_size: int = 10
+) -> Database:
+    """Connect (starting the embedded server if needed) and bring the schema up to date."""
+    url = await asyncio.to_thread(database_url, settings)
+    db = Database.from_url(url, pooled=settings.database_pooled, pool_size=pool_size)
+    if migrate:
+        await upgrade(db)
+    return db
+
+
+def _alembic_config(connection: Any = None) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head() or ""
+
+
+async def current_revision(db: Database) -> str | None:
+    """The schema version in the database; None on an empty database."""
+    async with db.engine.connect() as conn:
+        exists = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
+        if not exists:
+            return None
+        return await conn.scalar(text("SELECT version_num FROM alembic_version"))
+
+
+async def upgrade(db: Database, revision: str = "head") -> None:
+    """Migrate forward; a database already at head costs one query, keeping startup fast."""
+    if revision == "head" and await current_revision(db) == head_revision():
+        return
+    await _run_alembic(db, "upgrade", revision)
+
+
+async def downgrade(db: Database, revision: str = "base") -> None:
+    await _run_alembic(db, "downgrade", revision)
+
+
+async def _run_alembic(db: Database, verb: str, revision: str) -> None:
+    from alembic import command
+
+    def run(sync_conn: Any) -> None:
+        getattr(command, verb)(_alembic_config(sync_conn), revision)
+
+    async with db.engine.begin() as conn:
+        # Serialise concurrent starters (two replicas booting at once) on one advisory lock.
+        await conn.execute(text("SELECT pg_advisory_xact_lock(7270412)"))
+        await conn.run_sync(run)

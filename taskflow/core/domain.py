@@ -1,0 +1,168 @@
+"""The vocabulary and rules of TaskFlow, with no I/O.
+
+Phase 1's transition table is the rule for task status; the services consult it before every
+status change so that all three surfaces refuse the same moves with the same words.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+from taskflow.core.errors import InvalidTransition, ValidationFailed
+
+HANDLE_RE = re.compile(r"^@[a-z0-9_-]+$")
+SLUG_RE = re.compile(r"^[a-z0-9-]+$")
+TITLE_MAX = 500
+NAME_MAX = 200
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    REVIEW = "review"
+    COMPLETED = "completed"
+    BLOCKED = "blocked"
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+PRIORITY_RANK = {Priority.LOW: 0, Priority.MEDIUM: 1, Priority.HIGH: 2, Priority.CRITICAL: 3}
+
+
+class WorkerType(StrEnum):
+    HUMAN = "human"
+    AGENT = "agent"
+
+
+class AgentType(StrEnum):
+    CLAUDE = "claude"
+    QWEN = "qwen"
+    GEMINI = "gemini"
+    CUSTOM = "custom"
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+
+ROLE_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+
+
+class ApprovalPolicy(StrEnum):
+    """Whether completing a task needs an approved review first."""
+
+    NONE = "none"
+    REVIEW_REQUIRED = "review_required"
+
+
+class Via(StrEnum):
+    """The surface a change came through, recorded on every audit entry."""
+
+    MCP = "mcp"
+    CLI = "cli"
+    HTTP = "http"
+    IMPORT = "import"
+    CORE = "core"
+
+
+class AuditAction(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    STARTED = "started"
+    PROGRESSED = "progressed"
+    REVIEW_REQUESTED = "review_requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    COMPLETED = "completed"
+    ASSIGNED = "assigned"
+    DELEGATED = "delegated"
+    BLOCKED = "blocked"
+    UNBLOCKED = "unblocked"
+    CLAIMED = "claimed"
+    SUBTASK_ADDED = "subtask_added"
+    SUBTASK_CREATED = "subtask_created"
+    DUE_DATE_SET = "due_date_set"
+    DUE_DATE_CLEARED = "due_date_cleared"
+    MEMBER_ADDED = "member_added"
+    MEMBER_REMOVED = "member_removed"
+    ROLE_CHANGED = "role_changed"
+    AGENT_REGISTERED = "agent_registered"
+    API_KEY_CREATED = "api_key_created"
+    API_KEY_REVOKED = "api_key_revoked"
+    IMPORTED = "imported"
+
+
+TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.PENDING: frozenset({TaskStatus.IN_PROGRESS, TaskStatus.BLOCKED}),
+    TaskStatus.IN_PROGRESS: frozenset(
+        {TaskStatus.REVIEW, TaskStatus.COMPLETED, TaskStatus.BLOCKED}
+    ),
+    TaskStatus.REVIEW: frozenset({TaskStatus.IN_PROGRESS, TaskStatus.COMPLETED}),
+    TaskStatus.COMPLETED: frozenset({TaskStatus.REVIEW}),
+    TaskStatus.BLOCKED: frozenset({TaskStatus.PENDING, TaskStatus.IN_PROGRESS}),
+}
+
+# What to call to reach a status, so refusals can tell the caller the next step.
+_VERB_FOR = {
+    TaskStatus.IN_PROGRESS: "start",
+    TaskStatus.REVIEW: "request_review",
+    TaskStatus.COMPLETED: "complete",
+    TaskStatus.BLOCKED: "block",
+    TaskStatus.PENDING: "unblock",
+}
+
+
+def check_transition(task_id: int, current: TaskStatus, target: TaskStatus) -> None:
+    """Refuse a move the table does not allow, naming what the task can do instead."""
+    if target in TRANSITIONS[current]:
+        return
+    allowed = sorted(TRANSITIONS[current])
+    options = ", ".join(f"{s} ({_VERB_FOR[s]})" for s in allowed)
+    raise InvalidTransition(
+        f"task {task_id} is {current}: it cannot move to {target}. From {current} it can move to: "
+        f"{options}.",
+        current=str(current),
+        target=str(target),
+    )
+
+
+def check_handle(handle: str) -> str:
+    """Handles look like `@claude-code`: the form Phase 1 used and its users type."""
+    if not HANDLE_RE.match(handle):
+        raise ValidationFailed(
+            f"invalid handle {handle!r}: use '@' followed by lowercase letters, digits, '_' or '-' "
+            "(for example @claude-code)",
+            field="handle",
+        )
+    return handle
+
+
+def check_slug(slug: str) -> str:
+    if not SLUG_RE.match(slug):
+        raise ValidationFailed(
+            f"invalid project slug {slug!r}: use lowercase letters, digits and '-' (e.g. web-app)",
+            field="slug",
+        )
+    return slug
+
+
+def check_progress(percent: int) -> int:
+    if not 0 <= percent <= 100:
+        raise ValidationFailed(
+            f"progress must be between 0 and 100, got {percent}", field="progress_percent"
+        )
+    return percent
+
+
+def role_at_least(role: Role, needed: Role) -> bool:
+    return ROLE_RANK[role] >= ROLE_RANK[needed]

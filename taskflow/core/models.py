@@ -1,0 +1,266 @@
+"""The database schema as SQLAlchemy 2 typed ORM classes.
+
+Enumerations are stored as text with CHECK constraints rather than PostgreSQL enum types: adding a
+value later is then a one-line migration instead of an `ALTER TYPE` dance. Ids are integers
+because people type them (`taskflow show 42`) as they did in Phase 1.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from taskflow.core.domain import (
+    AgentType,
+    ApprovalPolicy,
+    Priority,
+    Role,
+    TaskStatus,
+    Via,
+    WorkerType,
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _in(column: str, enum: type) -> str:
+    values = ", ".join(f"'{v.value}'" for v in enum)
+    return f"{column} IN ({values})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Worker(Base):
+    """A human or an agent: both do tasks, both are audited the same way."""
+
+    __tablename__ = "workers"
+    __table_args__ = (
+        CheckConstraint(_in("type", WorkerType), name="type"),
+        CheckConstraint(f"agent_type IS NULL OR {_in('agent_type', AgentType)}", name="agent_type"),
+        CheckConstraint("handle ~ '^@[a-z0-9_-]+$'", name="handle"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    handle: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(10))
+    agent_type: Mapped[str | None] = mapped_column(String(20))
+    capabilities: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), server_default=text("'{}'"), default=list
+    )
+    sso_subject: Mapped[str | None] = mapped_column(String(255), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("workers.id"))
+    created_at: Mapped[datetime] = _now()
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    __table_args__ = (
+        CheckConstraint("slug ~ '^[a-z0-9-]+$'", name="slug"),
+        CheckConstraint(_in("approval_policy", ApprovalPolicy), name="approval_policy"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, server_default="", default="")
+    owner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("workers.id"))
+    approval_policy: Mapped[str] = mapped_column(
+        String(30), server_default=ApprovalPolicy.NONE.value, default=ApprovalPolicy.NONE.value
+    )
+    version: Mapped[int] = mapped_column(Integer, server_default="1", default=1)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class ProjectMember(Base):
+    __tablename__ = "project_members"
+    __table_args__ = (CheckConstraint(_in("role", Role), name="role"),)
+
+    project_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    worker_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("workers.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(10))
+    added_at: Mapped[datetime] = _now()
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint(_in("status", TaskStatus), name="status"),
+        CheckConstraint(_in("priority", Priority), name="priority"),
+        CheckConstraint("progress_percent BETWEEN 0 AND 100", name="progress"),
+        CheckConstraint("char_length(title) BETWEEN 1 AND 500", name="title"),
+        CheckConstraint("parent_id IS NULL OR parent_id <> id", name="not_own_parent"),
+        Index("ix_tasks_project_status", "project_id", "status", "id"),
+        Index("ix_tasks_project_assignee", "project_id", "assignee_id", "id"),
+        Index("ix_tasks_project_priority", "project_id", "priority", "id"),
+        Index("ix_tasks_project_due", "project_id", "due_date", "id"),
+        Index("ix_tasks_project_created", "project_id", "created_at", "id"),
+        Index("ix_tasks_project_updated", "project_id", "updated_at", "id"),
+        Index("ix_tasks_created_by", "created_by_id", "id"),
+        Index("ix_tasks_tags", "tags", postgresql_using="gin"),
+        Index(
+            "ix_tasks_claimable",
+            "project_id",
+            "id",
+            postgresql_where=text("status = 'pending' AND assignee_id IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("projects.id", ondelete="CASCADE")
+    )
+    parent_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("tasks.id", ondelete="CASCADE"), index=True
+    )
+    title: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str] = mapped_column(Text, server_default="", default="")
+    status: Mapped[str] = mapped_column(
+        String(20), server_default=TaskStatus.PENDING.value, default=TaskStatus.PENDING.value
+    )
+    priority: Mapped[str] = mapped_column(
+        String(10), server_default=Priority.MEDIUM.value, default=Priority.MEDIUM.value
+    )
+    progress_percent: Mapped[int] = mapped_column(SmallInteger, server_default="0", default=0)
+    assignee_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("workers.id", ondelete="SET NULL")
+    )
+    created_by_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("workers.id"))
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"), default=list)
+    due_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    recurrence: Mapped[str | None] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer, server_default="1", default=1)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class ApiKey(Base):
+    """An agent's credential. Only the SHA-256 of the key is stored; the key is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    worker_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("workers.id", ondelete="CASCADE"), index=True
+    )
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    display_prefix: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200), server_default="default", default="default")
+    created_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("workers.id"))
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """One line of the append-only, hash-chained audit log.
+
+    Chains are per entity (`entity_type`, `entity_id`), ordered by `seq`; each `hash` covers the
+    entry's fields and the previous entry's hash. The database refuses UPDATE/DELETE/TRUNCATE.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        CheckConstraint(_in("via", Via), name="via"),
+        CheckConstraint(_in("actor_type", WorkerType), name="actor_type"),
+        UniqueConstraint("entity_type", "entity_id", "seq", name="uq_audit_log_entity_seq"),
+        Index("ix_audit_log_project", "project_id", "id"),
+        Index("ix_audit_log_actor", "actor_handle", "id"),
+        Index("ix_audit_log_task", "task_id", "id"),
+        Index("ix_audit_log_action", "action", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    entity_type: Mapped[str] = mapped_column(String(20))
+    entity_id: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(Integer)
+    project_id: Mapped[int | None] = mapped_column(BigInteger)
+    task_id: Mapped[int | None] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(30))
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    actor_handle: Mapped[str] = mapped_column(String(100))
+    actor_type: Mapped[str] = mapped_column(String(10))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    via: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditHead(Base):
+    """The newest hash of each entity's chain; its row lock orders appends to that chain only."""
+
+    __tablename__ = "audit_heads"
+
+    entity_type: Mapped[str] = mapped_column(String(20), primary_key=True)
+    entity_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    head_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a request sent with an idempotency key, replayed on retries."""
+
+    __tablename__ = "idempotency_keys"
+
+    worker_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("workers.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[Any | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _now()
+
+
+class ImportRecord(Base):
+    """Which Phase 1 record became which row, so a second import changes nothing."""
+
+    __tablename__ = "import_records"
+
+    source_key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    entity_type: Mapped[str] = mapped_column(String(20))
+    entity_id: Mapped[int] = mapped_column(BigInteger)
+    imported_at: Mapped[datetime] = _now()
