@@ -1,0 +1,300 @@
+"""Pydantic models for every operation's input and output.
+
+The MCP tools and the REST endpoints both speak these models, so an agent and the frontend see
+the same field names, limits and error messages, and the two surfaces cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+from taskflow.core.domain import (
+    AgentType,
+    ApprovalPolicy,
+    Priority,
+    Role,
+    TaskStatus,
+    WorkerType,
+)
+
+Handle = Annotated[
+    str,
+    StringConstraints(pattern=r"^@[a-z0-9_-]+$", max_length=100),
+    Field(description="A worker handle such as @claude-code", examples=["@claude-code"]),
+]
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+$", min_length=1, max_length=100)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Percent = Annotated[int, Field(ge=0, le=100)]
+Version = Annotated[
+    int | None,
+    Field(default=None, ge=1, description="The version your change is based on; stale = refused"),
+]
+ProjectRef = Annotated[
+    str, Field(min_length=1, max_length=100, description="Project slug (or numeric id)")
+]
+
+
+def _to_datetime(value: Any) -> Any:
+    """A bare date means midnight UTC: Phase 1 users type `--due 2026-12-01`."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime.combine(value, time(0), tzinfo=UTC)
+    if isinstance(value, str) and len(value) == 10:
+        return datetime.combine(date.fromisoformat(value), time(0), tzinfo=UTC)
+    return value
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """Naive datetimes are read as UTC so comparisons never mix the two kinds."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+DueDate = Annotated[
+    datetime | None,
+    BeforeValidator(_to_datetime),
+    AfterValidator(_aware),
+    Field(default=None, description="ISO date (2026-12-01) or date-time; UTC if no offset"),
+]
+Tags = Annotated[
+    list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]],
+    Field(default_factory=list, max_length=50),
+]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+
+# ---------------------------------------------------------------- outputs
+
+
+class WorkerOut(Model):
+    id: int
+    handle: str
+    name: str
+    type: WorkerType
+    agent_type: AgentType | None = None
+    capabilities: list[str] = Field(default_factory=list)
+    created_at: datetime
+
+
+class ProjectOut(Model):
+    id: int
+    slug: str
+    name: str
+    description: str
+    owner: str = Field(description="Owner's handle")
+    approval_policy: ApprovalPolicy
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    my_role: Role | None = Field(default=None, description="The caller's role in this project")
+
+
+class MemberOut(Model):
+    handle: str
+    name: str
+    type: WorkerType
+    role: Role
+    added_at: datetime
+
+
+class TaskOut(Model):
+    id: int
+    project: str = Field(description="Project slug")
+    parent_id: int | None = None
+    title: str
+    description: str = ""
+    status: TaskStatus
+    priority: Priority
+    progress_percent: int
+    assignee: str | None = None
+    created_by: str
+    tags: list[str] = Field(default_factory=list)
+    due_date: datetime | None = None
+    recurrence: str | None = None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskNode(TaskOut):
+    depth: int = Field(description="0 for the requested task, 1 for its children, ...")
+    rolled_up_progress: int = Field(description="Progress including all descendants, 0..100")
+
+
+class TaskDetail(Model):
+    """A task with its whole subtree, flattened depth-first (rebuild the tree from parent_id)."""
+
+    task: TaskNode
+    subtree: list[TaskNode] = Field(default_factory=list, description="Descendants, depth-first")
+
+
+class AuditEntryOut(Model):
+    id: int
+    entity_type: str
+    entity_id: int
+    seq: int
+    project_id: int | None = None
+    task_id: int | None = None
+    action: str
+    actor: str
+    actor_type: WorkerType
+    details: dict[str, Any] = Field(default_factory=dict)
+    request_id: str | None = None
+    via: str
+    created_at: datetime
+
+
+T = TypeVar("T")
+
+
+class Page(Model, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` to get the next page; null on the last page"
+    )
+
+
+class ApiKeyOut(Model):
+    id: int
+    worker: str
+    name: str
+    display_prefix: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+class IssuedKey(Model):
+    """An agent and its new API key. The key is shown only in this answer: store it now."""
+
+    worker: WorkerOut
+    api_key: str
+    key: ApiKeyOut
+
+
+class VerifyOut(Model):
+    ok: bool
+    entries_checked: int
+    chains_checked: int
+    problems: list[dict[str, Any]] = Field(default_factory=list)
+    digest: str | None = None
+
+
+# ---------------------------------------------------------------- inputs
+
+
+class CreateProject(Model):
+    slug: Slug
+    name: Name
+    description: str = Field(default="", max_length=5000)
+    approval_policy: ApprovalPolicy = ApprovalPolicy.NONE
+
+
+class UpdateProject(Model):
+    name: Name | None = None
+    description: str | None = Field(default=None, max_length=5000)
+    approval_policy: ApprovalPolicy | None = None
+    expected_version: Version = None
+
+
+class AddMember(Model):
+    handle: Handle
+    role: Role = Role.MEMBER
+
+
+class CreateHuman(Model):
+    handle: Handle
+    name: Name
+    email: str | None = None
+    sso_subject: str | None = None
+
+
+class RegisterAgent(Model):
+    handle: Handle
+    name: Name
+    agent_type: AgentType = AgentType.CUSTOM
+    capabilities: Tags
+    expires_at: DueDate = None
+
+
+class SubtaskSpec(Model):
+    title: Title
+    description: str = Field(default="", max_length=20000)
+    priority: Priority = Priority.MEDIUM
+    tags: Tags
+    due_date: DueDate = None
+    assignee: Handle | None = None
+
+
+class CreateTask(SubtaskSpec):
+    project: ProjectRef | None = Field(
+        default=None, description="Project slug; omit to use the parent's project or 'default'"
+    )
+    parent_id: int | None = None
+    recurrence: str | None = Field(default=None, max_length=100)
+    subtasks: list[SubtaskSpec] = Field(
+        default_factory=list, max_length=200, description="Created with it, all or nothing"
+    )
+
+
+class EditTask(Model):
+    """Only the fields you send change; `null` clears assignee, due date or parent."""
+
+    title: Title | None = None
+    description: str | None = Field(default=None, max_length=20000)
+    priority: Priority | None = None
+    tags: Tags | None = None
+    due_date: DueDate = None
+    parent_id: int | None = None
+    status: TaskStatus | None = None
+    assignee: Handle | None = None
+    recurrence: str | None = Field(default=None, max_length=100)
+    expected_version: Version = None
+
+
+SortKey = Literal["created", "updated", "priority", "due_date"]
+
+
+class TaskFilter(Model):
+    project: ProjectRef | None = Field(default=None, description="Omit for all your projects")
+    status: TaskStatus | None = None
+    assignee: Handle | None = None
+    no_assignee: bool = False
+    parent_id: int | None = None
+    top_level: bool = Field(default=False, description="Only tasks without a parent")
+    search: str | None = Field(default=None, max_length=200)
+    priority: Priority | None = None
+    tags: list[str] = Field(default_factory=list, description="Tasks having all these tags")
+    created_by: Handle | None = None
+    due_before: DueDate = None
+    due_after: DueDate = None
+    sort: SortKey = "created"
+    reverse: bool = False
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = None
+
+
+class AuditFilter(Model):
+    task_id: int | None = None
+    project: ProjectRef | None = None
+    actor: Handle | None = None
+    action: str | None = Field(default=None, max_length=30)
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = None

@@ -1,0 +1,89 @@
+"""Lookups and permission checks shared by every service.
+
+A project the caller is not a member of answers "not found", never "forbidden": its existence is
+not the caller's business.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskflow.core.actor import Actor
+from taskflow.core.domain import Role, role_at_least
+from taskflow.core.errors import Forbidden, NotFound
+from taskflow.core.models import Project, ProjectMember, Worker
+
+_WHAT_ROLE_ALLOWS = {
+    Role.VIEWER: "read",
+    Role.MEMBER: "work on tasks",
+    Role.ADMIN: "manage members and settings",
+    Role.OWNER: "delete the project or change its approval policy",
+}
+
+
+def project_not_found(ref: str | int) -> NotFound:
+    return NotFound(
+        f"project {ref!r} not found, or you are not a member: list your projects "
+        "(list_projects / `taskflow project list`) or ask its owner to add you",
+        entity="project",
+    )
+
+
+def check_role(role: Role | None, needed: Role, where: str, ref: str | int) -> Role:
+    """Raise NotFound for non-members and Forbidden when the role is too low."""
+    if role is None:
+        raise project_not_found(ref)
+    if not role_at_least(role, needed):
+        raise Forbidden(
+            f"you are a {role} of project {where}; to {_WHAT_ROLE_ALLOWS[needed]} you need to be "
+            f"{needed} or higher: ask an admin of the project",
+            role=str(role),
+            needed=str(needed),
+        )
+    return role
+
+
+def _project_clause(ref: str | int):  # type: ignore[no-untyped-def]
+    text_ref = str(ref)
+    if text_ref.isdigit():
+        return Project.id == int(text_ref)
+    return Project.slug == text_ref
+
+
+async def project_with_role(
+    session: AsyncSession, actor: Actor, ref: str | int, needed: Role = Role.VIEWER
+) -> tuple[Project, Role]:
+    """The project named by slug or id, and the caller's role in it (checked against `needed`)."""
+    stmt = (
+        select(Project, ProjectMember.role)
+        .outerjoin(
+            ProjectMember,
+            (ProjectMember.project_id == Project.id) & (ProjectMember.worker_id == actor.worker_id),
+        )
+        .where(_project_clause(ref))
+    )
+    row = (await session.execute(stmt)).first()
+    if row is None:
+        raise project_not_found(ref)
+    project, role = row
+    return project, check_role(Role(role) if role else None, needed, project.slug, ref)
+
+
+async def role_in(session: AsyncSession, worker_id: int, project_id: int) -> Role | None:
+    role = await session.scalar(
+        select(ProjectMember.role).where(
+            ProjectMember.project_id == project_id, ProjectMember.worker_id == worker_id
+        )
+    )
+    return Role(role) if role else None
+
+
+async def worker_by_handle(session: AsyncSession, handle: str) -> Worker:
+    worker = await session.scalar(select(Worker).where(Worker.handle == handle))
+    if worker is None:
+        raise NotFound(
+            f"no worker {handle}: list workers (list_workers / `taskflow worker list`) for handles",
+            entity="worker",
+        )
+    return worker

@@ -1,0 +1,246 @@
+"""Workers (humans and agents) and agents' API keys.
+
+Agents are first-class: any worker may register an agent, and the agent itself or whoever
+registered it may manage its keys. A key is returned once and stored only as its SHA-256.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskflow.core import audit
+from taskflow.core.actor import Actor
+from taskflow.core.auth.keys import generate_api_key, hash_api_key
+from taskflow.core.db import Database
+from taskflow.core.domain import AgentType, AuditAction, WorkerType
+from taskflow.core.errors import Conflict, Forbidden, NotFound
+from taskflow.core.models import ApiKey, Worker
+from taskflow.core.schemas import (
+    ApiKeyOut,
+    CreateHuman,
+    IssuedKey,
+    RegisterAgent,
+    WorkerOut,
+)
+from taskflow.core.services.access import worker_by_handle
+
+ENTITY = "worker"
+_MINUTE = timedelta(minutes=1)
+
+
+def worker_out(worker: Worker) -> WorkerOut:
+    return WorkerOut(
+        id=worker.id,
+        handle=worker.handle,
+        name=worker.name,
+        type=WorkerType(worker.type),
+        agent_type=AgentType(worker.agent_type) if worker.agent_type else None,
+        capabilities=list(worker.capabilities or []),
+        created_at=worker.created_at,
+    )
+
+
+def key_out(key: ApiKey, handle: str) -> ApiKeyOut:
+    return ApiKeyOut(
+        id=key.id,
+        worker=handle,
+        name=key.name,
+        display_prefix=key.display_prefix,
+        created_at=key.created_at,
+        expires_at=key.expires_at,
+        revoked_at=key.revoked_at,
+        last_used_at=key.last_used_at,
+    )
+
+
+def actor_for(worker: Worker, **kwargs: object) -> Actor:
+    """The actor a worker becomes once authenticated (surfaces add `via` and request id)."""
+    return Actor(worker_id=worker.id, handle=worker.handle, type=WorkerType(worker.type), **kwargs)  # type: ignore[arg-type]
+
+
+async def _refuse_taken(session: AsyncSession, handle: str) -> None:
+    if await session.scalar(select(Worker.id).where(Worker.handle == handle)) is not None:
+        raise Conflict(f"the handle {handle} is taken: choose another", field="handle")
+
+
+async def insert_human(
+    session: AsyncSession, cmd: CreateHuman, actor: Actor | None = None
+) -> Worker:
+    """Create a human inside an open transaction; the new human is its own actor if none given."""
+    await _refuse_taken(session, cmd.handle)
+    worker = Worker(
+        handle=cmd.handle,
+        name=cmd.name,
+        type=WorkerType.HUMAN.value,
+        email=cmd.email,
+        sso_subject=cmd.sso_subject,
+        created_by_id=actor.worker_id if actor else None,
+        capabilities=[],
+    )
+    session.add(worker)
+    await session.flush()
+    await session.refresh(worker)
+    by = actor or actor_for(worker)
+    await audit.record(
+        session,
+        by,
+        entity_type=ENTITY,
+        entity_id=worker.id,
+        action=AuditAction.CREATED,
+        details={"new": cmd.model_dump(mode="json", exclude={"sso_subject"})},
+    )
+    return worker
+
+
+async def create_human(db: Database, cmd: CreateHuman, actor: Actor | None = None) -> WorkerOut:
+    async with db.transaction() as session:
+        return worker_out(await insert_human(session, cmd, actor))
+
+
+async def _issue_key(
+    session: AsyncSession,
+    actor: Actor,
+    agent: Worker,
+    name: str,
+    expires_at: datetime | None,
+) -> tuple[str, ApiKey]:
+    full_key, display = generate_api_key()
+    key = ApiKey(
+        worker_id=agent.id,
+        key_hash=hash_api_key(full_key),
+        display_prefix=display,
+        name=name,
+        created_by_id=actor.worker_id,
+        expires_at=expires_at,
+    )
+    session.add(key)
+    await session.flush()
+    await session.refresh(key)
+    await audit.record(
+        session,
+        actor,
+        entity_type="api_key",
+        entity_id=key.id,
+        action=AuditAction.API_KEY_CREATED,
+        details={"agent": agent.handle, "name": name, "prefix": display, "expires_at": expires_at},
+    )
+    return full_key, key
+
+
+async def register_agent(db: Database, actor: Actor, cmd: RegisterAgent) -> IssuedKey:
+    async with db.transaction() as session:
+        await _refuse_taken(session, cmd.handle)
+        agent = Worker(
+            handle=cmd.handle,
+            name=cmd.name,
+            type=WorkerType.AGENT.value,
+            agent_type=cmd.agent_type.value,
+            capabilities=cmd.capabilities,
+            created_by_id=actor.worker_id,
+        )
+        session.add(agent)
+        await session.flush()
+        await session.refresh(agent)
+        await audit.record(
+            session,
+            actor,
+            entity_type=ENTITY,
+            entity_id=agent.id,
+            action=AuditAction.AGENT_REGISTERED,
+            details={"new": cmd.model_dump(mode="json", exclude={"expires_at"})},
+        )
+        full_key, key = await _issue_key(session, actor, agent, "default", cmd.expires_at)
+        return IssuedKey(worker=worker_out(agent), api_key=full_key, key=key_out(key, agent.handle))
+
+
+async def list_workers(db: Database, actor: Actor) -> list[WorkerOut]:
+    async with db.transaction() as session:
+        workers = (await session.scalars(select(Worker).order_by(Worker.handle))).all()
+    return [worker_out(w) for w in workers]
+
+
+async def get_worker(db: Database, actor: Actor, handle: str) -> WorkerOut:
+    async with db.transaction() as session:
+        return worker_out(await worker_by_handle(session, handle))
+
+
+async def _managed_agent(session: AsyncSession, actor: Actor, handle: str) -> Worker:
+    """An agent's keys are managed by the agent itself or by whoever registered it."""
+    agent = await worker_by_handle(session, handle)
+    if agent.type != WorkerType.AGENT.value:
+        raise Conflict(f"{handle} is a human: API keys are for agents; humans sign in")
+    if actor.worker_id not in (agent.id, agent.created_by_id):
+        raise Forbidden(f"only {handle} itself or the worker who registered it can manage its keys")
+    return agent
+
+
+async def create_api_key(
+    db: Database,
+    actor: Actor,
+    handle: str,
+    name: str = "default",
+    expires_at: datetime | None = None,
+) -> IssuedKey:
+    async with db.transaction() as session:
+        agent = await _managed_agent(session, actor, handle)
+        full_key, key = await _issue_key(session, actor, agent, name, expires_at)
+        return IssuedKey(worker=worker_out(agent), api_key=full_key, key=key_out(key, handle))
+
+
+async def list_api_keys(db: Database, actor: Actor, handle: str) -> list[ApiKeyOut]:
+    async with db.transaction() as session:
+        agent = await _managed_agent(session, actor, handle)
+        keys = (
+            await session.scalars(
+                select(ApiKey).where(ApiKey.worker_id == agent.id).order_by(ApiKey.id)
+            )
+        ).all()
+    return [key_out(k, handle) for k in keys]
+
+
+async def _revoke(session: AsyncSession, actor: Actor, handle: str, key_id: int) -> ApiKey:
+    agent = await _managed_agent(session, actor, handle)
+    key = await session.get(ApiKey, key_id, with_for_update=True)
+    if key is None or key.worker_id != agent.id:
+        raise NotFound(f"{handle} has no API key {key_id}: list its keys for ids", entity="api_key")
+    if key.revoked_at is not None:
+        raise Conflict(f"API key {key_id} is already revoked")
+    key.revoked_at = datetime.now(UTC)
+    await audit.record(
+        session,
+        actor,
+        entity_type="api_key",
+        entity_id=key.id,
+        action=AuditAction.API_KEY_REVOKED,
+        details={"agent": handle, "prefix": key.display_prefix},
+    )
+    return key
+
+
+async def revoke_api_key(db: Database, actor: Actor, handle: str, key_id: int) -> ApiKeyOut:
+    async with db.transaction() as session:
+        return key_out(await _revoke(session, actor, handle, key_id), handle)
+
+
+async def rotate_api_key(db: Database, actor: Actor, handle: str, key_id: int) -> IssuedKey:
+    """A new key replaces the old one in one transaction: never zero keys, never two live ones."""
+    async with db.transaction() as session:
+        old = await _revoke(session, actor, handle, key_id)
+        agent = await worker_by_handle(session, handle)
+        full_key, key = await _issue_key(session, actor, agent, old.name, old.expires_at)
+        return IssuedKey(worker=worker_out(agent), api_key=full_key, key=key_out(key, handle))
+
+
+async def touch_key(session: AsyncSession, key_id: int) -> None:
+    """Record use at most once a minute, so authentication does not write on every request."""
+    await session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id)
+        .where(
+            (ApiKey.last_used_at.is_(None)) | (ApiKey.last_used_at < datetime.now(UTC) - _MINUTE)
+        )
+        .values(last_used_at=datetime.now(UTC))
+    )
