@@ -84,7 +84,6 @@ class JwksCache:
         self._keys: dict[str, PublicKey] = {}
         self._fetched_at: float | None = None  # clock() of the last successful fetch
         self._next_attempt_at = float("-inf")  # no fetch before this clock() value
-        self._attempts = 0  # bumped by every fetch; lets lock waiters see one just happened
         self._last_error: str | None = None
 
     async def get_key(self, kid: str) -> PublicKey:
@@ -94,10 +93,10 @@ class JwksCache:
         when no usable key set can be had (never fetched, or the last one too old) or when
         the key is unknown and the server cannot be asked about it.
         """
-        now = self._clock()
-        fresh = self._fetched_at is not None and now - self._fetched_at < self._ttl
-        if (not fresh or kid not in self._keys) and now >= self._next_attempt_at:
-            await self._refresh(self._attempts)
+        if self._wants_fetch(kid):
+            async with self._lock:  # one fetch at a time; the others wait for its result
+                if self._wants_fetch(kid):  # still needed after waiting?
+                    await self._refresh()
         if not self._usable():
             raise Unavailable(
                 f"auth server unavailable: cannot fetch its signing keys from {self.url} "
@@ -122,22 +121,26 @@ class JwksCache:
             return False
         return self._clock() - self._fetched_at < self._max_stale
 
-    async def _refresh(self, seen_attempts: int) -> None:
-        """Fetch the key set unless another task already did while we waited for the lock."""
-        async with self._lock:
-            if self._attempts != seen_attempts:
-                return
-            self._attempts += 1
-            try:
-                keys = await self._fetch()
-            except Exception as exc:  # any failure: keep the old set and back off
-                self._last_error = f"{type(exc).__name__}: {exc}" if str(exc) else repr(exc)
-                self._next_attempt_at = self._clock() + self._failure_backoff
-                log.warning("JWKS fetch from %s failed: %s", self.url, self._last_error)
-                return
-            now = self._clock()
-            self._keys, self._fetched_at, self._last_error = keys, now, None
-            self._next_attempt_at = now + self._cooldown
+    def _wants_fetch(self, kid: str) -> bool:
+        """Fetch if the set is old or lacks `kid`, unless a fetch happened too recently."""
+        now = self._clock()
+        if now < self._next_attempt_at:
+            return False
+        fresh = self._fetched_at is not None and now - self._fetched_at < self._ttl
+        return not fresh or kid not in self._keys
+
+    async def _refresh(self) -> None:
+        """Fetch the set; on failure keep the old one and back off (call with the lock held)."""
+        try:
+            keys = await self._fetch()
+        except Exception as exc:  # any failure: keep the old set and back off
+            self._last_error = f"{type(exc).__name__}: {exc}" if str(exc) else repr(exc)
+            self._next_attempt_at = self._clock() + self._failure_backoff
+            log.warning("JWKS fetch from %s failed: %s", self.url, self._last_error)
+            return
+        now = self._clock()
+        self._keys, self._fetched_at, self._last_error = keys, now, None
+        self._next_attempt_at = now + self._cooldown
 
     async def _fetch(self) -> dict[str, PublicKey]:
         """GET the JWKS and parse its signing keys; a set with none usable is a failure."""

@@ -1,0 +1,371 @@
+"""Creating, editing and deleting tasks, and the locked-update helper every workflow verb uses.
+
+A change locks the task row, checks role and version, updates it (bumping `version`) and appends
+its audit entry, all in one transaction, so no surface can change a task without its entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskflow.core import audit
+from taskflow.core.actor import Actor
+from taskflow.core.db import Database
+from taskflow.core.domain import AuditAction, Role, TaskStatus, check_transition
+from taskflow.core.errors import Conflict, ValidationFailed
+from taskflow.core.models import Project, ProjectMember, Task, Worker
+from taskflow.core.schemas import CreateTask, EditTask, SubtaskSpec, TaskDetail, TaskOut
+from taskflow.core.services.access import check_role, project_with_role
+from taskflow.core.services.projects import check_version
+from taskflow.core.services.task_queries import (
+    _SUBTREE,
+    detail_from_rows,
+    not_found,
+    task_out,
+    task_select,
+)
+
+ENTITY = "task"
+DEFAULT_PROJECT = "default"
+
+
+@dataclass
+class Locked:
+    """A task row held with FOR UPDATE, with what permission checks need to know."""
+
+    row: Mapping[str, Any]
+    role: Role
+    approval_policy: str
+
+    @property
+    def id(self) -> int:
+        return int(self.row["id"])
+
+    @property
+    def status(self) -> TaskStatus:
+        return TaskStatus(self.row["status"])
+
+
+_LOCK = text(
+    """
+    SELECT t.*, m.role, p.approval_policy, p.slug AS project_slug
+    FROM tasks t
+    JOIN projects p ON p.id = t.project_id
+    LEFT JOIN project_members m ON m.project_id = t.project_id AND m.worker_id = :worker_id
+    WHERE t.id = :task_id
+    FOR UPDATE OF t
+    """
+)
+
+
+async def lock_task(
+    session: AsyncSession,
+    actor: Actor,
+    task_id: int,
+    needed: Role = Role.MEMBER,
+    expected_version: int | None = None,
+) -> Locked:
+    row = (
+        (await session.execute(_LOCK, {"task_id": task_id, "worker_id": actor.worker_id}))
+        .mappings()
+        .first()
+    )
+    if row is None or row["role"] is None:
+        raise not_found(task_id)
+    role = check_role(Role(row["role"]), needed, row["project_slug"], row["project_slug"])
+    check_version("task", task_id, row["version"], expected_version)
+    return Locked(row=row, role=role, approval_policy=row["approval_policy"])
+
+
+async def apply_change(
+    session: AsyncSession,
+    actor: Actor,
+    locked: Locked,
+    values: dict[str, Any],
+    action: str,
+    details: dict[str, Any],
+) -> TaskOut:
+    """Update the locked task, bump its version, audit the change, and return the new state."""
+    await session.execute(
+        update(Task)
+        .where(Task.id == locked.id)
+        .values(**values, version=Task.version + 1, updated_at=func.now())
+    )
+    await audit.record(
+        session,
+        actor,
+        entity_type=ENTITY,
+        entity_id=locked.id,
+        project_id=locked.row["project_id"],
+        task_id=locked.id,
+        action=action,
+        details=details,
+    )
+    return await _read(session, locked.id)
+
+
+def changes_of(locked: Locked, new: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Old and new value of each field that really changes."""
+    return {k: {"old": locked.row[k], "new": v} for k, v in new.items() if locked.row[k] != v}
+
+
+async def worker_id_for(
+    session: AsyncSession, handle: str, project_id: int, *, must_work: bool = True
+) -> int:
+    """The id of a worker who may be given tasks in this project (member or above)."""
+    row = (
+        await session.execute(
+            select(Worker.id, ProjectMember.role)
+            .outerjoin(
+                ProjectMember,
+                (ProjectMember.worker_id == Worker.id) & (ProjectMember.project_id == project_id),
+            )
+            .where(Worker.handle == handle)
+        )
+    ).first()
+    if row is None:
+        raise ValidationFailed(
+            f"no worker {handle}: list workers for valid handles", field="assignee"
+        )
+    if must_work and (row.role is None or row.role == Role.VIEWER.value):
+        raise ValidationFailed(
+            f"{handle} cannot be given tasks here: add them to the project as a member first",
+            field="assignee",
+        )
+    return int(row.id)
+
+
+async def _insert_task(
+    session: AsyncSession,
+    actor: Actor,
+    project_id: int,
+    spec: SubtaskSpec,
+    parent_id: int | None,
+    recurrence: str | None = None,
+) -> int:
+    assignee_id = None
+    if spec.assignee:
+        assignee_id = await worker_id_for(session, spec.assignee, project_id)
+    task_id = await session.scalar(
+        insert(Task)
+        .values(
+            project_id=project_id,
+            parent_id=parent_id,
+            title=spec.title,
+            description=spec.description,
+            priority=spec.priority.value,
+            tags=spec.tags,
+            due_date=spec.due_date,
+            recurrence=recurrence,
+            assignee_id=assignee_id,
+            created_by_id=actor.worker_id,
+        )
+        .returning(Task.id)
+    )
+    assert task_id is not None
+    await audit.record(
+        session,
+        actor,
+        entity_type=ENTITY,
+        entity_id=task_id,
+        project_id=project_id,
+        task_id=task_id,
+        action=AuditAction.CREATED,
+        details={"new": spec.model_dump(mode="json"), "parent_id": parent_id},
+    )
+    return task_id
+
+
+async def _subtree(session: AsyncSession, actor: Actor, task_id: int) -> TaskDetail:
+    rows = (
+        (await session.execute(_SUBTREE, {"task_id": task_id, "worker_id": actor.worker_id}))
+        .mappings()
+        .all()
+    )
+    return detail_from_rows(rows)
+
+
+async def _add_children(
+    session: AsyncSession, actor: Actor, parent: Locked, specs: list[SubtaskSpec]
+) -> list[int]:
+    ids = [
+        await _insert_task(session, actor, parent.row["project_id"], spec, parent.id)
+        for spec in specs
+    ]
+    await audit.record(
+        session,
+        actor,
+        entity_type=ENTITY,
+        entity_id=parent.id,
+        project_id=parent.row["project_id"],
+        task_id=parent.id,
+        action=AuditAction.SUBTASK_ADDED,
+        details={"subtask_ids": ids, "titles": [s.title for s in specs]},
+    )
+    return ids
+
+
+async def create_task(db: Database, actor: Actor, cmd: CreateTask) -> TaskDetail:
+    """Create a task (and, optionally, its subtasks) all or nothing."""
+    async with db.transaction() as session:
+        if cmd.parent_id is not None:
+            parent = await lock_task(session, actor, cmd.parent_id)
+            project_id = parent.row["project_id"]
+            if cmd.project is not None and cmd.project not in (
+                parent.row["project_slug"],
+                str(project_id),
+            ):
+                raise ValidationFailed(
+                    f"parent task {cmd.parent_id} is in project {parent.row['project_slug']}: "
+                    "a subtask lives in its parent's project",
+                    field="project",
+                )
+        else:
+            project, _ = await project_with_role(
+                session, actor, cmd.project or DEFAULT_PROJECT, Role.MEMBER
+            )
+            project_id = project.id
+        spec = SubtaskSpec.model_validate(cmd.model_dump(include=set(SubtaskSpec.model_fields)))
+        task_id = await _insert_task(
+            session, actor, project_id, spec, cmd.parent_id, cmd.recurrence
+        )
+        if cmd.parent_id is not None:
+            await audit.record(
+                session,
+                actor,
+                entity_type=ENTITY,
+                entity_id=cmd.parent_id,
+                project_id=project_id,
+                task_id=cmd.parent_id,
+                action=AuditAction.SUBTASK_ADDED,
+                details={"subtask_ids": [task_id], "titles": [cmd.title]},
+            )
+        if cmd.subtasks:
+            me = await lock_task(session, actor, task_id)
+            await _add_children(session, actor, me, cmd.subtasks)
+        return await _subtree(session, actor, task_id)
+
+
+async def add_subtasks(
+    db: Database, actor: Actor, parent_id: int, specs: list[SubtaskSpec]
+) -> list[TaskOut]:
+    """Add many subtasks at once; if any is invalid, none is created."""
+    if not specs:
+        raise ValidationFailed("give at least one subtask", field="subtasks")
+    async with db.transaction() as session:
+        parent = await lock_task(session, actor, parent_id)
+        ids = await _add_children(session, actor, parent, specs)
+        rows = (
+            (await session.execute(task_select().where(Task.id.in_(ids)).order_by(Task.id)))
+            .mappings()
+            .all()
+        )
+        return [task_out(r) for r in rows]
+
+
+_ANCESTORS = text(
+    """
+    WITH RECURSIVE up AS (
+        SELECT id, parent_id, project_id FROM tasks WHERE id = :start
+        UNION ALL
+        SELECT t.id, t.parent_id, t.project_id FROM tasks t JOIN up ON t.id = up.parent_id
+    )
+    SELECT id, project_id FROM up
+    """
+)
+
+
+async def _check_new_parent(session: AsyncSession, locked: Locked, parent_id: int) -> None:
+    """Re-parenting under itself or one of its own descendants would make a cycle."""
+    chain = (await session.execute(_ANCESTORS, {"start": parent_id})).all()
+    if not chain:
+        raise ValidationFailed(f"parent task {parent_id} does not exist", field="parent_id")
+    if chain[0].project_id != locked.row["project_id"]:
+        raise ValidationFailed(
+            f"task {parent_id} is in another project: a parent must be in the same project",
+            field="parent_id",
+        )
+    if any(row.id == locked.id for row in chain):
+        raise Conflict(
+            f"moving task {locked.id} under task {parent_id} would create a cycle "
+            f"({parent_id} is {locked.id} or one of its descendants)",
+            field="parent_id",
+        )
+
+
+async def edit_task(db: Database, actor: Actor, task_id: int, cmd: EditTask) -> TaskOut:
+    """Change the fields sent; a status change still follows the workflow's transition table."""
+    sent = cmd.model_dump(exclude_unset=True, exclude={"expected_version"})
+    if not sent:
+        raise ValidationFailed("nothing to change: send at least one field")
+    async with db.transaction() as session:
+        locked = await lock_task(session, actor, task_id, expected_version=cmd.expected_version)
+        new: dict[str, Any] = {}
+        for field in ("title", "description", "tags", "due_date", "recurrence"):
+            if field in sent:
+                new[field] = sent[field]
+        if "priority" in sent and sent["priority"] is not None:
+            new["priority"] = sent["priority"].value
+        if "status" in sent and sent["status"] is not None:
+            check_transition(task_id, locked.status, sent["status"])
+            new["status"] = sent["status"].value
+        if "parent_id" in sent and sent["parent_id"] != locked.row["parent_id"]:
+            if sent["parent_id"] is not None:
+                await _check_new_parent(session, locked, sent["parent_id"])
+            new["parent_id"] = sent["parent_id"]
+        if "assignee" in sent:
+            new["assignee_id"] = (
+                await worker_id_for(session, sent["assignee"], locked.row["project_id"])
+                if sent["assignee"]
+                else None
+            )
+        changes = changes_of(locked, new)
+        if not changes:
+            return await _read(session, task_id)
+        if "assignee_id" in changes:
+            changes["assignee"] = {"old": locked.row["assignee_id"], "new": cmd.assignee}
+        return await apply_change(
+            session, actor, locked, new, AuditAction.UPDATED, {"changes": changes}
+        )
+
+
+async def _read(session: AsyncSession, task_id: int) -> TaskOut:
+    row = (await session.execute(task_select().where(Task.id == task_id))).mappings().one()
+    return task_out(row)
+
+
+async def delete_task(
+    db: Database, actor: Actor, task_id: int, expected_version: int | None = None
+) -> list[int]:
+    """Delete a task and its subtree; every deleted task gets its own `deleted` entry."""
+    async with db.transaction() as session:
+        locked = await lock_task(session, actor, task_id, expected_version=expected_version)
+        tree = await _subtree(session, actor, task_id)
+        nodes = [tree.task, *tree.subtree]
+        for node in reversed(nodes):
+            await audit.record(
+                session,
+                actor,
+                entity_type=ENTITY,
+                entity_id=node.id,
+                project_id=locked.row["project_id"],
+                task_id=node.id,
+                action=AuditAction.DELETED,
+                details={
+                    "old": node.model_dump(
+                        mode="json", include={"title", "status", "parent_id", "assignee"}
+                    ),
+                    "with_parent": task_id if node.id != task_id else None,
+                },
+            )
+        await session.execute(text("DELETE FROM tasks WHERE id = :id"), {"id": task_id})
+        return [n.id for n in nodes]
+
+
+async def project_id_of(session: AsyncSession, slug: str) -> int | None:
+    return await session.scalar(select(Project.id).where(Project.slug == slug))
