@@ -107,6 +107,7 @@ class BetterAuthServer:
     process: subprocess.Popen[str]
     log_path: Path
     http: httpx.Client = field(repr=False)
+    reader: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def jwks_url(self) -> str:
@@ -170,6 +171,10 @@ class BetterAuthServer:
         """Stop the server (idempotent); the port then refuses connections."""
         _terminate(self.process)
         self.http.close()
+        if self.reader is not None:
+            self.reader.join(timeout=5)  # it ends at EOF, once the process has exited
+        if self.process.stdout is not None and not self.process.stdout.closed:
+            self.process.stdout.close()
 
 
 def _expect_ok(response: httpx.Response, what: str) -> None:
@@ -217,7 +222,7 @@ def start_better_auth(
     log_file.close()
     log_path = Path(log_file.name)
     try:
-        info = _wait_ready(process, log_path)
+        info, reader = _wait_ready(process, log_path)
     except BaseException:
         _terminate(process)
         log_path.unlink(missing_ok=True)
@@ -228,6 +233,7 @@ def start_better_auth(
         process=process,
         log_path=log_path,
         http=httpx.Client(base_url=info["url"], timeout=30.0),
+        reader=reader,
     )
     try:
         yield server
@@ -247,7 +253,9 @@ def _terminate(process: subprocess.Popen[str]) -> None:
             process.wait(timeout=5)
 
 
-def _wait_ready(process: subprocess.Popen[str], log_path: Path) -> dict[str, Any]:
+def _wait_ready(
+    process: subprocess.Popen[str], log_path: Path
+) -> tuple[dict[str, Any], threading.Thread]:
     """Read stdout until the ready line; keep draining it afterwards so the pipe never fills."""
     ready = threading.Event()
     info: dict[str, Any] = {}
@@ -263,14 +271,15 @@ def _wait_ready(process: subprocess.Popen[str], log_path: Path) -> dict[str, Any
                 sys.stderr.write(f"[better-auth] {line}")
         ready.set()  # EOF: the process ended
 
-    threading.Thread(target=reader, name="better-auth-stdout", daemon=True).start()
+    thread = threading.Thread(target=reader, name="better-auth-stdout", daemon=True)
+    thread.start()
     if not ready.wait(START_TIMEOUT_SECONDS) or not info:
         process.kill()
         raise RuntimeError(
             f"Better Auth did not start within {START_TIMEOUT_SECONDS:.0f}s "
             f"(exit code {process.poll()}):\n{log_path.read_text(errors='replace')[-4000:]}"
         )
-    return info
+    return info, thread
 
 
 @pytest.fixture(scope="session")

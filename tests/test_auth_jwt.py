@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from taskflow.core.auth import keys
 from taskflow.core.auth.jwks import JwksCache
 from taskflow.core.auth.jwt import JwtClaims, JwtVerifier
+from taskflow.core.config import Settings
 from taskflow.core.errors import Unauthenticated, Unavailable
 
 if TYPE_CHECKING:
@@ -147,8 +148,23 @@ async def test_rs256_server_tokens_verify(
 ) -> None:
     email, token = new_user(better_auth_rs256)
     assert parts(token)[0]["alg"] == "RS256"
-    claims = await make_verifier(better_auth_rs256, counting.client).verify(token)
-    assert claims.email == email
+    verifier = make_verifier(better_auth_rs256, counting.client)
+    assert (await verifier.verify(token)).email == email
+
+    header, claims = parts(token)  # the JWK says alg RS256: PS256 with it is refused
+    attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = pyjwt.encode(claims, attacker, algorithm="PS256", headers={"kid": header["kid"]})
+    with pytest.raises(Unauthenticated, match="does not fit key"):
+        await verifier.verify(forged)
+
+
+async def test_verifier_from_settings(better_auth: BetterAuthServer, user: tuple[str, str]) -> None:
+    settings = Settings(_env_file=None, auth_server_url=better_auth.base_url)
+    verifier = JwtVerifier.from_settings(settings)
+    try:
+        assert (await verifier.verify(user[1])).email == user[0]
+    finally:
+        await verifier.jwks.aclose()
 
 
 async def test_cache_serves_repeat_verifications_without_fetching(
@@ -237,9 +253,9 @@ async def test_wrong_audience_is_refused(
 async def test_token_without_subject_is_refused(
     verifier: JwtVerifier, better_auth: BetterAuthServer
 ) -> None:
-    token = better_auth.sign_jwt({"email": "nobody@example.com"})
-    with pytest.raises(Unauthenticated, match="'sub'"):
-        await verifier.verify(token)
+    for claims in ({"email": "nobody@example.com"}, {"sub": ""}):
+        with pytest.raises(Unauthenticated, match="'sub'"):
+            await verifier.verify(better_auth.sign_jwt(claims))
 
 
 # ---------------------------------------------------------------- forgeries
@@ -336,16 +352,21 @@ async def test_garbage_and_missing_kid_are_refused(
         with pytest.raises(Unauthenticated):
             await verifier.verify(junk)
     header, claims = parts(user[1])
+    with pytest.raises(Unauthenticated, match="'crit'"):
+        await verifier.verify(forge({**header, "crit": ["b64"], "b64": False}, claims, bytes))
     del header["kid"]
     with pytest.raises(Unauthenticated, match="'kid'"):
         await verifier.verify(forge(header, claims, lambda _: b"\0" * 64))
 
 
-async def test_flood_of_unknown_kids_fetches_the_jwks_at_most_once(
-    verifier: JwtVerifier, counting: CountingClient, user: tuple[str, str]
+async def test_flood_of_unknown_kids_fetches_the_jwks_at_most_once_per_cooldown(
+    better_auth: BetterAuthServer, counting: CountingClient, user: tuple[str, str]
 ) -> None:
-    claims = parts(user[1])[1]
+    clock = FakeClock()
+    verifier = make_verifier(better_auth, counting.client, refetch_cooldown=30, clock=clock)
     await verifier.verify(user[1])  # warm: one fetch
+    clock.advance(31)  # cooldown over: the next unknown kid may trigger a refetch
+    claims = parts(user[1])[1]
     forged = [attacker_token(claims, f"kid-{i}") for i in range(1000)]
 
     async def attempt(token: str) -> BaseException | None:
@@ -357,9 +378,16 @@ async def test_flood_of_unknown_kids_fetches_the_jwks_at_most_once(
 
     results = await asyncio.gather(*(attempt(t) for t in forged))
     assert all(isinstance(r, Unauthenticated) for r in results)
-    for token in forged[:200]:  # and again, one after another
+    assert counting.fetches == 2, "1,000 concurrent bad kids: one coalesced refetch"
+
+    clock.advance(10)  # still within the cooldown
+    for token in forged[:200]:
         assert isinstance(await attempt(token), Unauthenticated)
-    assert counting.fetches <= 2, f"{counting.fetches} JWKS fetches for 1,200 bad kids"
+    assert counting.fetches == 2, "bad kids within the cooldown fetch nothing"
+
+    clock.advance(30)
+    assert isinstance(await attempt(forged[0]), Unauthenticated)
+    assert counting.fetches == 3, "after the cooldown, one refetch again"
 
 
 async def test_concurrent_cold_start_fetches_once(

@@ -30,9 +30,13 @@ _APPEND = text(
     """
     WITH head AS (
         INSERT INTO audit_heads AS h (entity_type, entity_id, seq, head_hash, prev_hash)
-        VALUES (:entity_type, :entity_id, 1, sha256(:genesis || :payload), :genesis)
+        VALUES (:entity_type, :entity_id, 1,
+                sha256(CAST(:genesis AS bytea) || CAST(:payload AS bytea)),
+                CAST(:genesis AS bytea))
         ON CONFLICT (entity_type, entity_id) DO UPDATE
-           SET seq = h.seq + 1, prev_hash = h.head_hash, head_hash = sha256(h.head_hash || :payload)
+           SET seq = h.seq + 1,
+               prev_hash = h.head_hash,
+               head_hash = sha256(h.head_hash || CAST(:payload AS bytea))
         RETURNING seq, prev_hash, head_hash
     )
     INSERT INTO audit_log (entity_type, entity_id, seq, project_id, task_id, action, actor_id,

@@ -8,7 +8,10 @@ Why the checks are the ones below (RFC 8725, JWT best current practice):
   `alg` needs, and if the JWK names an `alg` it must be that one. A key is never used with an
   algorithm it was not made for.
 - Signature, `exp`, `nbf`/`iat`, `iss` and `aud` are checked, with a small leeway for clock
-  skew; `sub`, `exp`, `iss` and `aud` must be present.
+  skew; `sub`, `exp`, `iss` and `aud` must be present, and `sub` must be a non-empty string.
+- Keys come only from the configured JWKS URL: header fields that point elsewhere (`jku`,
+  `x5u`, an embedded `jwk`) are ignored, and a `crit` header is refused because we implement
+  no JWS extensions.
 
 Every refusal is `Unauthenticated` (401) with a message saying what was wrong and what to do;
 an auth server that cannot be reached is `Unavailable` (503) instead (see `jwks.py`).
@@ -24,7 +27,6 @@ from typing import Any
 import httpx
 import jwt
 from jwt.exceptions import (
-    DecodeError,
     ExpiredSignatureError,
     ImmatureSignatureError,
     InvalidAudienceError,
@@ -141,9 +143,14 @@ class JwtVerifier:
         alg, kid = header.get("alg"), header.get("kid")
         if not isinstance(alg, str) or alg not in self.algorithms:
             raise Unauthenticated(
-                f"token refused: its algorithm {alg!r} is not accepted (TaskFlow accepts only "
+                f"token refused: its algorithm {_show(alg)} is not accepted (TaskFlow accepts only "
                 f"{', '.join(sorted(self.algorithms))} signed by the auth server). "
                 + _SIGN_IN_AGAIN
+            )
+        if "crit" in header:
+            raise Unauthenticated(
+                "token refused: it marks header extensions as critical ('crit'), which TaskFlow "
+                "does not implement. " + _SIGN_IN_AGAIN
             )
         if not isinstance(kid, str) or not kid:
             raise Unauthenticated(
@@ -154,11 +161,14 @@ class JwtVerifier:
             key = await self.jwks.get_key(kid)
         except UnknownKeyId:
             raise Unauthenticated(
-                f"token refused: it was signed with key {kid!r}, which the auth server does not "
-                "publish (a token from another server, or a retired key). " + _SIGN_IN_AGAIN
+                f"token refused: it was signed with key {_show(kid)}, which the auth server "
+                "does not publish (a token from another server, or a retired key). "
+                + _SIGN_IN_AGAIN
             ) from None
         _check_key_fits(key, alg)
         payload = self._decode(token, key, alg)
+        if not isinstance(payload.get("sub"), str) or not payload["sub"]:
+            raise Unauthenticated("token refused: its subject ('sub') is empty. " + _SIGN_IN_AGAIN)
         return JwtClaims.from_payload(payload)
 
     @staticmethod
@@ -170,7 +180,7 @@ class JwtVerifier:
             raise Unauthenticated(f"token refused: longer than {MAX_TOKEN_LENGTH} characters.")
         try:
             return jwt.get_unverified_header(token)
-        except DecodeError:
+        except InvalidTokenError:
             raise Unauthenticated(
                 "token refused: it is not a well-formed JWT (three base64url parts joined by "
                 "dots). Send the token exactly as the auth server issued it."
@@ -206,6 +216,12 @@ class JwtVerifier:
         except InvalidTokenError as exc:
             reason = f"{exc}. Sign in again"
         raise Unauthenticated(f"token refused: {reason}.")
+
+
+def _show(value: object, limit: int = 40) -> str:
+    """repr() of an untrusted header value, cut short so a hostile token cannot flood logs."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_key_fits(key: PublicKey, alg: str) -> None:

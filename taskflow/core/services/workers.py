@@ -244,3 +244,8 @@ async def touch_key(session: AsyncSession, key_id: int) -> None:
         )
         .values(last_used_at=datetime.now(UTC))
     )
+
+
+async def whoami(db: Database, actor: Actor) -> WorkerOut:
+    """The caller's own worker record."""
+    return await get_worker(db, actor, actor.handle)

@@ -1,0 +1,105 @@
+"""Replaying the first answer to a retried request that carries an idempotency key.
+
+A key is reserved before the operation runs and its answer stored after, per worker. A retry
+with the same key and body gets the stored answer and writes nothing new; the same key with a
+different body is refused; a retry while the first is still running gets a conflict. Keys
+expire after 24 hours. If the operation fails, the reservation is dropped so a retry can run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from taskflow.core.actor import Actor
+from taskflow.core.db import Database
+from taskflow.core.errors import Conflict, ValidationFailed
+from taskflow.core.models import IdempotencyRecord
+
+TTL = timedelta(hours=24)
+
+
+def request_hash(scope: str, body: Any) -> str:
+    raw = json.dumps([scope, to_jsonable_python(body)], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+async def _reserve(db: Database, actor: Actor, key: str, scope: str, digest: str) -> Any | None:
+    """Reserve the key; return the stored (status, body) when this is a replay."""
+    async with db.transaction() as session:
+        await session.execute(
+            delete(IdempotencyRecord).where(
+                IdempotencyRecord.worker_id == actor.worker_id,
+                IdempotencyRecord.key == key,
+                IdempotencyRecord.created_at < datetime.now(UTC) - TTL,
+            )
+        )
+        inserted = await session.scalar(
+            insert(IdempotencyRecord)
+            .values(worker_id=actor.worker_id, key=key, scope=scope, request_hash=digest)
+            .on_conflict_do_nothing()
+            .returning(IdempotencyRecord.key)
+        )
+        if inserted is not None:
+            return None
+        record = await session.scalar(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.worker_id == actor.worker_id, IdempotencyRecord.key == key
+            )
+        )
+    assert record is not None
+    if record.request_hash != digest:
+        raise ValidationFailed(
+            "this idempotency key was already used for a different request: use a new key for "
+            "a new request",
+            field="idempotency_key",
+        )
+    if record.status_code is None:
+        raise Conflict(
+            "a request with this idempotency key is still being processed: retry in a moment"
+        )
+    return (record.status_code, record.response)
+
+
+async def run_once(
+    db: Database,
+    actor: Actor,
+    key: str | None,
+    scope: str,
+    body: Any,
+    operation: Callable[[], Awaitable[tuple[int, Any]]],
+) -> tuple[int, Any, bool]:
+    """Run `operation` once per (worker, key); returns (status, body, replayed)."""
+    if not key:
+        status, result = await operation()
+        return status, result, False
+    if len(key) > 255:
+        raise ValidationFailed("idempotency key too long (max 255 characters)", field="key")
+    digest = request_hash(scope, body)
+    stored = await _reserve(db, actor, key, scope, digest)
+    if stored is not None:
+        return stored[0], stored[1], True
+    try:
+        status, result = await operation()
+    except BaseException:
+        async with db.transaction() as session:
+            await session.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.worker_id == actor.worker_id, IdempotencyRecord.key == key
+                )
+            )
+        raise
+    async with db.transaction() as session:
+        await session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.worker_id == actor.worker_id, IdempotencyRecord.key == key)
+            .values(status_code=status, response=to_jsonable_python(result))
+        )
+    return status, result, False
