@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -61,7 +62,10 @@ def start_embedded(data_dir: Path) -> str:
     import pgserver  # imported lazily: a server deployment never needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir / "pgdata")
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime dir, which warns on headless machines.
+        warnings.simplefilter("ignore")
+        server = pgserver.get_server(data_dir / "pgdata")
     uri = make_url(server.get_uri())
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DB_NAME}';")
     if "(1 row)" not in exists:

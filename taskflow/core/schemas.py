@@ -67,8 +67,9 @@ DueDate = Annotated[
     AfterValidator(_aware),
     Field(default=None, description="ISO date (2026-12-01) or date-time; UTC if no offset"),
 ]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 Tags = Annotated[
-    list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]],
+    list[Tag],
     Field(default_factory=list, max_length=50),
 ]
 
@@ -258,7 +259,7 @@ class EditTask(Model):
     title: Title | None = None
     description: str | None = Field(default=None, max_length=20000)
     priority: Priority | None = None
-    tags: Tags | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=50)
     due_date: DueDate = None
     parent_id: int | None = None
     status: TaskStatus | None = None

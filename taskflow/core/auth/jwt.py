@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import jwt
 from jwt.exceptions import (
+    DecodeError,
     ExpiredSignatureError,
     ImmatureSignatureError,
     InvalidAudienceError,
@@ -180,11 +181,13 @@ class JwtVerifier:
             raise Unauthenticated(f"token refused: longer than {MAX_TOKEN_LENGTH} characters.")
         try:
             return jwt.get_unverified_header(token)
-        except InvalidTokenError:
+        except DecodeError:
             raise Unauthenticated(
                 "token refused: it is not a well-formed JWT (three base64url parts joined by "
                 "dots). Send the token exactly as the auth server issued it."
             ) from None
+        except InvalidTokenError as exc:  # e.g. an unsupported critical extension
+            raise Unauthenticated(f"token refused: {exc}. " + _SIGN_IN_AGAIN) from None
 
     def _decode(self, token: str, key: PublicKey, alg: str) -> dict[str, Any]:
         """Verify signature and claims; turn each PyJWT error into an actionable 401."""
