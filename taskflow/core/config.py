@@ -36,6 +36,10 @@ class Settings(BaseSettings):
         default="127.0.0.1:*,localhost:*,[::1]:*",
         description="Comma-separated Host values MCP over HTTP accepts (DNS-rebinding protection).",
     )
+    taskflow_public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Base URL clients reach the server at; MCP's RFC 9728 resource is {url}/mcp.",
+    )
     taskflow_token: str | None = Field(default=None, description="Bearer token for the CLI.")
     taskflow_api_key: str | None = Field(default=None, description="Agent key for MCP stdio.")
 

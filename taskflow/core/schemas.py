@@ -284,6 +284,7 @@ class TaskFilter(Model):
     created_by: Handle | None = None
     due_before: DueDate = None
     due_after: DueDate = None
+    open_only: bool = Field(default=False, description="Leave out completed tasks")
     sort: SortKey = "created"
     reverse: bool = False
     limit: int = Field(default=50, ge=1, le=500)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from taskflow.core.actor import Actor
 from taskflow.core.auth.jwt import JwtClaims, JwtVerifier
@@ -21,11 +22,11 @@ from taskflow.core.domain import Via, WorkerType
 from taskflow.core.errors import Unauthenticated
 from taskflow.core.models import ApiKey, Worker
 from taskflow.core.schemas import CreateHuman
-from taskflow.core.services.workers import insert_human, touch_key
+from taskflow.core.services.workers import insert_human, key_use_is_stale, touch_key
 
-_BAD_KEY = (
-    "invalid API key: it is unknown, revoked or expired. Ask the agent's owner for a new key "
-    "(`taskflow agent rotate` or POST /api/workers/agents/{handle}/keys)"
+_BAD_KEY = (  # one message for every refusal, so a caller cannot tell which keys exist
+    "invalid API key: it is unknown, revoked or expired. Ask whoever registered the agent for a "
+    "new key (`taskflow agent new-key` or POST /api/workers/{handle}/keys)"
 )
 
 
@@ -52,7 +53,7 @@ class Authenticator:
         if is_api_key(token):
             actor = await self._from_api_key(token)
         else:
-            actor = await self._from_jwt(token)
+            actor = await self._from_jwt(token, via, request_id)
         return actor.through(via, request_id)
 
     async def _from_api_key(self, token: str) -> Actor:
@@ -72,7 +73,8 @@ class Authenticator:
             key, worker = row
             if key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
                 raise Unauthenticated(_BAD_KEY)
-            await touch_key(session, key.id)
+            if key_use_is_stale(key.last_used_at, now):
+                await touch_key(session, key.id)
         return Actor(
             worker_id=worker.id,
             handle=worker.handle,
@@ -81,14 +83,14 @@ class Authenticator:
             key_id=key.id,
         )
 
-    async def _from_jwt(self, token: str) -> Actor:
+    async def _from_jwt(self, token: str, via: Via, request_id: str | None) -> Actor:
         if self.verifier is None:
             raise Unauthenticated(
                 "this server has no auth server configured (AUTH_SERVER_URL), so it accepts only "
                 "agent API keys (tf_...) as bearer tokens"
             )
         claims = await self.verifier.verify(token)
-        worker = await provision_human(self.db, claims)
+        worker = await provision_human(self.db, claims, via, request_id)
         return Actor(
             worker_id=worker.id,
             handle=worker.handle,
@@ -105,25 +107,55 @@ def handle_base(claims: JwtClaims) -> str:
     return "@" + base[:60]
 
 
-async def provision_human(db: Database, claims: JwtClaims) -> Worker:
-    """The worker for this `sub`, created (and audited) the first time it signs in."""
+_PROVISION_ATTEMPTS = 3
+
+
+async def provision_human(
+    db: Database, claims: JwtClaims, via: Via = Via.CORE, request_id: str | None = None
+) -> Worker:
+    """The worker for this `sub`, created (and audited) the first time it signs in.
+
+    A browser's first page load sends several requests with the same new token at once, and two
+    people with the same email local part can sign in together: a transaction-scoped advisory
+    lock on the handle base serialises those, and a unique violation from any other writer of
+    the same handle is retried, so the caller never sees a 500 for signing in.
+    """
+    for attempt in range(1, _PROVISION_ATTEMPTS + 1):
+        try:
+            return await _find_or_create_human(db, claims, via, request_id)
+        except IntegrityError:
+            if attempt == _PROVISION_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _find_or_create_human(
+    db: Database, claims: JwtClaims, via: Via, request_id: str | None
+) -> Worker:
+    by_subject = select(Worker).where(Worker.sso_subject == claims.sub)
     async with db.transaction() as session:
-        worker = await session.scalar(select(Worker).where(Worker.sso_subject == claims.sub))
+        worker = await session.scalar(by_subject)
         if worker is not None:
             return worker
         base = handle_base(claims)
+        await session.execute(_LOCK_HANDLE, {"key": "taskflow:provision:" + base})
+        worker = await session.scalar(by_subject)  # a concurrent request may have won
+        if worker is not None:
+            return worker
         handle, n = base, 1
         while await session.scalar(select(Worker.id).where(Worker.handle == handle)):
             n += 1
             handle = f"{base}-{n}"
         cmd = CreateHuman(
             handle=handle,
-            name=(claims.name or handle[1:])[:200],
+            name=(claims.name or "").strip()[:200] or handle[1:],
             email=claims.email,
             sso_subject=claims.sub,
         )
-        worker = await insert_human(session, cmd)
-        return worker
+        return await insert_human(session, cmd, via=via, request_id=request_id)
+
+
+_LOCK_HANDLE = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
 
 
 async def local_actor(db: Database, handle: str, via: Via) -> Actor:

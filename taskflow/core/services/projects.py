@@ -14,7 +14,12 @@ from taskflow.core.domain import ApprovalPolicy, AuditAction, Role, WorkerType
 from taskflow.core.errors import Conflict, Forbidden, NotFound, StaleVersion
 from taskflow.core.models import Project, ProjectMember, Task, Worker
 from taskflow.core.schemas import AddMember, CreateProject, MemberOut, ProjectOut, UpdateProject
-from taskflow.core.services.access import project_with_role, worker_by_handle
+from taskflow.core.services.access import (
+    check_role,
+    project_with_role,
+    role_in,
+    worker_by_handle,
+)
 
 ENTITY = "project"
 
@@ -50,34 +55,39 @@ def check_version(kind: str, ref: object, current: int, expected: int | None) ->
 
 async def create_project(db: Database, actor: Actor, cmd: CreateProject) -> ProjectOut:
     async with db.transaction() as session:
-        taken = await session.scalar(select(Project.id).where(Project.slug == cmd.slug))
-        if taken is not None:
-            raise Conflict(
-                f"a project with slug {cmd.slug!r} already exists: pick another slug",
-                field="slug",
-            )
-        project = Project(
-            slug=cmd.slug,
-            name=cmd.name,
-            description=cmd.description,
-            owner_id=actor.worker_id,
-            approval_policy=cmd.approval_policy.value,
+        return await insert_project(session, actor, cmd)
+
+
+async def insert_project(session: AsyncSession, actor: Actor, cmd: CreateProject) -> ProjectOut:
+    """Create a project owned by the actor inside an open transaction."""
+    taken = await session.scalar(select(Project.id).where(Project.slug == cmd.slug))
+    if taken is not None:
+        raise Conflict(
+            f"a project with slug {cmd.slug!r} already exists: pick another slug",
+            field="slug",
         )
-        session.add(project)
-        await session.flush()
-        session.add(ProjectMember(project_id=project.id, worker_id=actor.worker_id, role="owner"))
-        await session.flush()
-        await session.refresh(project)
-        await audit.record(
-            session,
-            actor,
-            entity_type=ENTITY,
-            entity_id=project.id,
-            project_id=project.id,
-            action=AuditAction.CREATED,
-            details={"new": cmd.model_dump(mode="json"), "owner": actor.handle},
-        )
-        return _out(project, actor.handle, Role.OWNER)
+    project = Project(
+        slug=cmd.slug,
+        name=cmd.name,
+        description=cmd.description,
+        owner_id=actor.worker_id,
+        approval_policy=cmd.approval_policy.value,
+    )
+    session.add(project)
+    await session.flush()
+    session.add(ProjectMember(project_id=project.id, worker_id=actor.worker_id, role="owner"))
+    await session.flush()
+    await session.refresh(project)
+    await audit.record(
+        session,
+        actor,
+        entity_type=ENTITY,
+        entity_id=project.id,
+        project_id=project.id,
+        action=AuditAction.CREATED,
+        details={"new": cmd.model_dump(mode="json"), "owner": actor.handle},
+    )
+    return _out(project, actor.handle, Role.OWNER)
 
 
 async def get_project(db: Database, actor: Actor, ref: str | int) -> ProjectOut:
@@ -202,36 +212,43 @@ def _check_can_grant(my_role: Role, role: Role) -> None:
 
 async def add_member(db: Database, actor: Actor, ref: str | int, cmd: AddMember) -> MemberOut:
     async with db.transaction() as session:
-        project, my_role = await project_with_role(session, actor, ref, Role.ADMIN)
-        _check_can_grant(my_role, cmd.role)
-        worker = await worker_by_handle(session, cmd.handle)
-        inserted = await session.execute(
-            insert(ProjectMember)
-            .values(project_id=project.id, worker_id=worker.id, role=cmd.role.value)
-            .on_conflict_do_nothing()
-            .returning(ProjectMember.added_at)
+        return await insert_member(session, actor, ref, cmd)
+
+
+async def insert_member(
+    session: AsyncSession, actor: Actor, ref: str | int, cmd: AddMember
+) -> MemberOut:
+    """Add a member (the actor must be an admin) inside an open transaction."""
+    project, my_role = await project_with_role(session, actor, ref, Role.ADMIN)
+    _check_can_grant(my_role, cmd.role)
+    worker = await worker_by_handle(session, cmd.handle)
+    inserted = await session.execute(
+        insert(ProjectMember)
+        .values(project_id=project.id, worker_id=worker.id, role=cmd.role.value)
+        .on_conflict_do_nothing()
+        .returning(ProjectMember.added_at)
+    )
+    added_at = inserted.scalar()
+    if added_at is None:
+        raise Conflict(
+            f"{cmd.handle} is already a member of {project.slug}: change their role instead"
         )
-        added_at = inserted.scalar()
-        if added_at is None:
-            raise Conflict(
-                f"{cmd.handle} is already a member of {project.slug}: change their role instead"
-            )
-        await audit.record(
-            session,
-            actor,
-            entity_type=ENTITY,
-            entity_id=project.id,
-            project_id=project.id,
-            action=AuditAction.MEMBER_ADDED,
-            details={"member": cmd.handle, "role": cmd.role.value},
-        )
-        return MemberOut(
-            handle=worker.handle,
-            name=worker.name,
-            type=WorkerType(worker.type),
-            role=cmd.role,
-            added_at=added_at,
-        )
+    await audit.record(
+        session,
+        actor,
+        entity_type=ENTITY,
+        entity_id=project.id,
+        project_id=project.id,
+        action=AuditAction.MEMBER_ADDED,
+        details={"member": cmd.handle, "role": cmd.role.value},
+    )
+    return MemberOut(
+        handle=worker.handle,
+        name=worker.name,
+        type=WorkerType(worker.type),
+        role=cmd.role,
+        added_at=added_at,
+    )
 
 
 async def _member_row(session: AsyncSession, project: Project, handle: str) -> ProjectMember:
@@ -258,9 +275,21 @@ async def _refuse_last_owner(
         raise Conflict(f"this is the last owner of {project.slug}: make someone else owner first")
 
 
+async def _lock_for_members(
+    session: AsyncSession, actor: Actor, ref: str | int
+) -> tuple[Project, Role]:
+    """The project row locked and the caller's role re-read under the lock, so concurrent member
+    changes run one at a time: two owners removing each other cannot leave the project ownerless.
+    """
+    project, _ = await project_with_role(session, actor, ref, Role.ADMIN)
+    await session.refresh(project, with_for_update=True)
+    role = await role_in(session, actor.worker_id, project.id)
+    return project, check_role(role, Role.ADMIN, project.slug, ref)
+
+
 async def remove_member(db: Database, actor: Actor, ref: str | int, handle: str) -> None:
     async with db.transaction() as session:
-        project, my_role = await project_with_role(session, actor, ref, Role.ADMIN)
+        project, my_role = await _lock_for_members(session, actor, ref)
         member = await _member_row(session, project, handle)
         _check_can_grant(my_role, Role(member.role))
         await _refuse_last_owner(session, project, member)
@@ -278,7 +307,7 @@ async def remove_member(db: Database, actor: Actor, ref: str | int, handle: str)
 
 async def change_role(db: Database, actor: Actor, ref: str | int, cmd: AddMember) -> MemberOut:
     async with db.transaction() as session:
-        project, my_role = await project_with_role(session, actor, ref, Role.ADMIN)
+        project, my_role = await _lock_for_members(session, actor, ref)
         member = await _member_row(session, project, cmd.handle)
         _check_can_grant(my_role, cmd.role)
         _check_can_grant(my_role, Role(member.role))

@@ -208,6 +208,8 @@ def _filters(f: TaskFilter) -> list[ColumnElement[bool]]:
         conds.append(Task.due_date < f.due_before)
     if f.due_after:
         conds.append(Task.due_date > f.due_after)
+    if f.open_only:
+        conds.append(Task.status != TaskStatus.COMPLETED.value)
     if f.search:
         pattern = "%" + f.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         conds.append(or_(Task.title.ilike(pattern), Task.description.ilike(pattern)))

@@ -16,8 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskflow.core import audit
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
-from taskflow.core.domain import AuditAction, Role, TaskStatus, check_transition
-from taskflow.core.errors import Conflict, ValidationFailed
+from taskflow.core.domain import (
+    ApprovalPolicy,
+    AuditAction,
+    Role,
+    TaskStatus,
+    check_transition,
+)
+from taskflow.core.errors import Conflict, InvalidTransition, ValidationFailed
 from taskflow.core.models import Project, ProjectMember, Task, Worker
 from taskflow.core.schemas import CreateTask, EditTask, SubtaskSpec, TaskDetail, TaskOut
 from taskflow.core.services.access import check_role, project_with_role
@@ -32,6 +38,7 @@ from taskflow.core.services.task_queries import (
 
 ENTITY = "task"
 DEFAULT_PROJECT = "default"
+REPARENT_LOCK = 7270413  # pg_advisory_xact_lock key serialising re-parenting
 
 
 @dataclass
@@ -112,6 +119,22 @@ async def apply_change(
 def changes_of(locked: Locked, new: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Old and new value of each field that really changes."""
     return {k: {"old": locked.row[k], "new": v} for k, v in new.items() if locked.row[k] != v}
+
+
+def refuse_unreviewed_completion(locked: Locked) -> None:
+    """Under a review-required policy only an approval completes a task, whatever the verb."""
+    if locked.approval_policy == ApprovalPolicy.REVIEW_REQUIRED:
+        raise InvalidTransition(
+            f"project {locked.row['project_slug']} requires review: call request_review on "
+            f"task {locked.id}, then another member approves it"
+        )
+
+
+async def handle_of(session: AsyncSession, worker_id: int | None) -> str | None:
+    """The handle of a worker id (audit details name people, not row ids)."""
+    if worker_id is None:
+        return None
+    return await session.scalar(select(Worker.handle).where(Worker.id == worker_id))
 
 
 async def worker_id_for(
@@ -252,13 +275,18 @@ async def create_task(db: Database, actor: Actor, cmd: CreateTask) -> TaskDetail
 
 
 async def add_subtasks(
-    db: Database, actor: Actor, parent_id: int, specs: list[SubtaskSpec]
+    db: Database,
+    actor: Actor,
+    parent_id: int,
+    specs: list[SubtaskSpec],
+    *,
+    expected_version: int | None = None,
 ) -> list[TaskOut]:
     """Add many subtasks at once; if any is invalid, none is created."""
     if not specs:
         raise ValidationFailed("give at least one subtask", field="subtasks")
     async with db.transaction() as session:
-        parent = await lock_task(session, actor, parent_id)
+        parent = await lock_task(session, actor, parent_id, expected_version=expected_version)
         ids = await _add_children(session, actor, parent, specs)
         rows = (
             (await session.execute(task_select().where(Task.id.in_(ids)).order_by(Task.id)))
@@ -283,11 +311,12 @@ _ANCESTORS = text(
 async def _check_new_parent(session: AsyncSession, locked: Locked, parent_id: int) -> None:
     """Re-parenting under itself or one of its own descendants would make a cycle."""
     chain = (await session.execute(_ANCESTORS, {"start": parent_id})).all()
-    if not chain:
-        raise ValidationFailed(f"parent task {parent_id} does not exist", field="parent_id")
-    if chain[0].project_id != locked.row["project_id"]:
+    if not chain or chain[0].project_id != locked.row["project_id"]:
+        # One message for both: telling them apart would reveal task ids in projects the
+        # caller may not be a member of.
         raise ValidationFailed(
-            f"task {parent_id} is in another project: a parent must be in the same project",
+            f"parent task {parent_id} does not exist in project {locked.row['project_slug']}: "
+            "a parent must be a task of the same project",
             field="parent_id",
         )
     if any(row.id == locked.id for row in chain):
@@ -303,7 +332,18 @@ async def edit_task(db: Database, actor: Actor, task_id: int, cmd: EditTask) -> 
     sent = cmd.model_dump(exclude_unset=True, exclude={"expected_version"})
     if not sent:
         raise ValidationFailed("nothing to change: send at least one field")
+    for required in ("title", "description", "tags"):
+        if required in sent and sent[required] is None:
+            raise ValidationFailed(
+                f"{required} cannot be null: send a value, or leave it out to keep it",
+                field=required,
+            )
     async with db.transaction() as session:
+        if sent.get("parent_id") is not None:
+            # The cycle check reads ancestors another transaction may be moving right now; taking
+            # this lock before any row lock runs re-parents one at a time (they are rare), so two
+            # moves that are each fine alone cannot together close a loop.
+            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": REPARENT_LOCK})
         locked = await lock_task(session, actor, task_id, expected_version=cmd.expected_version)
         new: dict[str, Any] = {}
         for field in ("title", "description", "tags", "due_date", "recurrence"):
@@ -311,9 +351,12 @@ async def edit_task(db: Database, actor: Actor, task_id: int, cmd: EditTask) -> 
                 new[field] = sent[field]
         if "priority" in sent and sent["priority"] is not None:
             new["priority"] = sent["priority"].value
-        if "status" in sent and sent["status"] is not None:
+        if "status" in sent and sent["status"] not in (None, locked.status):
             check_transition(task_id, locked.status, sent["status"])
             new["status"] = sent["status"].value
+            if sent["status"] is TaskStatus.COMPLETED:
+                refuse_unreviewed_completion(locked)
+                new["progress_percent"] = 100
         if "parent_id" in sent and sent["parent_id"] != locked.row["parent_id"]:
             if sent["parent_id"] is not None:
                 await _check_new_parent(session, locked, sent["parent_id"])
@@ -328,7 +371,8 @@ async def edit_task(db: Database, actor: Actor, task_id: int, cmd: EditTask) -> 
         if not changes:
             return await _read(session, task_id)
         if "assignee_id" in changes:
-            changes["assignee"] = {"old": locked.row["assignee_id"], "new": cmd.assignee}
+            old_handle = await handle_of(session, locked.row["assignee_id"])
+            changes["assignee"] = {"old": old_handle, "new": cmd.assignee}
         return await apply_change(
             session, actor, locked, new, AuditAction.UPDATED, {"changes": changes}
         )

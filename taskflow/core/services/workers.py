@@ -15,8 +15,8 @@ from taskflow.core import audit
 from taskflow.core.actor import Actor
 from taskflow.core.auth.keys import generate_api_key, hash_api_key
 from taskflow.core.db import Database
-from taskflow.core.domain import AgentType, AuditAction, WorkerType
-from taskflow.core.errors import Conflict, Forbidden, NotFound
+from taskflow.core.domain import AgentType, AuditAction, Via, WorkerType
+from taskflow.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from taskflow.core.models import ApiKey, Worker
 from taskflow.core.schemas import (
     ApiKeyOut,
@@ -67,9 +67,18 @@ async def _refuse_taken(session: AsyncSession, handle: str) -> None:
 
 
 async def insert_human(
-    session: AsyncSession, cmd: CreateHuman, actor: Actor | None = None
+    session: AsyncSession,
+    cmd: CreateHuman,
+    actor: Actor | None = None,
+    *,
+    via: Via = Via.CORE,
+    request_id: str | None = None,
 ) -> Worker:
-    """Create a human inside an open transaction; the new human is its own actor if none given."""
+    """Create a human inside an open transaction; the new human is its own actor if none given.
+
+    `via` and `request_id` describe that self-actor (a first sign-in through a surface), so the
+    `created` entry names the surface the human arrived through; a given `actor` carries its own.
+    """
     await _refuse_taken(session, cmd.handle)
     worker = Worker(
         handle=cmd.handle,
@@ -83,14 +92,16 @@ async def insert_human(
     session.add(worker)
     await session.flush()
     await session.refresh(worker)
-    by = actor or actor_for(worker)
+    by = actor or actor_for(worker, via=via, request_id=request_id)
     await audit.record(
         session,
         by,
         entity_type=ENTITY,
         entity_id=worker.id,
         action=AuditAction.CREATED,
-        details={"new": cmd.model_dump(mode="json", exclude={"sso_subject"})},
+        # No email or SSO subject: every worker can read project-less entries, and the log is
+        # append-only, so personal data written here could never be erased.
+        details={"new": cmd.model_dump(mode="json", exclude={"sso_subject", "email"})},
     )
     return worker
 
@@ -107,6 +118,7 @@ async def _issue_key(
     name: str,
     expires_at: datetime | None,
 ) -> tuple[str, ApiKey]:
+    expires_at = _future_expiry(expires_at)
     full_key, display = generate_api_key()
     key = ApiKey(
         worker_id=agent.id,
@@ -130,30 +142,50 @@ async def _issue_key(
     return full_key, key
 
 
+def _future_expiry(expires_at: datetime | None) -> datetime | None:
+    """A key born expired is useless and hides a typo (a wrong year): refuse it. Naive = UTC."""
+    if expires_at is None:
+        return None
+    if expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
+    if expires_at <= datetime.now(UTC):
+        raise ValidationFailed(
+            f"expires_at {expires_at.isoformat()} is in the past: give a future date-time, "
+            "or none for a key that does not expire",
+            field="expires_at",
+        )
+    return expires_at
+
+
 async def register_agent(db: Database, actor: Actor, cmd: RegisterAgent) -> IssuedKey:
     async with db.transaction() as session:
-        await _refuse_taken(session, cmd.handle)
-        agent = Worker(
-            handle=cmd.handle,
-            name=cmd.name,
-            type=WorkerType.AGENT.value,
-            agent_type=cmd.agent_type.value,
-            capabilities=cmd.capabilities,
-            created_by_id=actor.worker_id,
-        )
-        session.add(agent)
-        await session.flush()
-        await session.refresh(agent)
-        await audit.record(
-            session,
-            actor,
-            entity_type=ENTITY,
-            entity_id=agent.id,
-            action=AuditAction.AGENT_REGISTERED,
-            details={"new": cmd.model_dump(mode="json", exclude={"expires_at"})},
-        )
-        full_key, key = await _issue_key(session, actor, agent, "default", cmd.expires_at)
-        return IssuedKey(worker=worker_out(agent), api_key=full_key, key=key_out(key, agent.handle))
+        return await insert_agent(session, actor, cmd)
+
+
+async def insert_agent(session: AsyncSession, actor: Actor, cmd: RegisterAgent) -> IssuedKey:
+    """Register an agent and issue its first key inside an open transaction."""
+    await _refuse_taken(session, cmd.handle)
+    agent = Worker(
+        handle=cmd.handle,
+        name=cmd.name,
+        type=WorkerType.AGENT.value,
+        agent_type=cmd.agent_type.value,
+        capabilities=cmd.capabilities,
+        created_by_id=actor.worker_id,
+    )
+    session.add(agent)
+    await session.flush()
+    await session.refresh(agent)
+    await audit.record(
+        session,
+        actor,
+        entity_type=ENTITY,
+        entity_id=agent.id,
+        action=AuditAction.AGENT_REGISTERED,
+        details={"new": cmd.model_dump(mode="json", exclude={"expires_at"})},
+    )
+    full_key, key = await _issue_key(session, actor, agent, "default", cmd.expires_at)
+    return IssuedKey(worker=worker_out(agent), api_key=full_key, key=key_out(key, agent.handle))
 
 
 async def list_workers(db: Database, actor: Actor) -> list[WorkerOut]:
@@ -229,9 +261,23 @@ async def rotate_api_key(db: Database, actor: Actor, handle: str, key_id: int) -
     """A new key replaces the old one in one transaction: never zero keys, never two live ones."""
     async with db.transaction() as session:
         old = await _revoke(session, actor, handle, key_id)
+        if old.expires_at is not None and old.expires_at <= datetime.now(UTC):
+            raise Conflict(  # rolls the revocation back: nothing changes
+                f"API key {key_id} expired at {old.expires_at.isoformat()}: a rotated key keeps "
+                "its expiry, so create a new key with a new expiry instead (create_api_key)"
+            )
         agent = await worker_by_handle(session, handle)
         full_key, key = await _issue_key(session, actor, agent, old.name, old.expires_at)
         return IssuedKey(worker=worker_out(agent), api_key=full_key, key=key_out(key, handle))
+
+
+def key_use_is_stale(last_used_at: datetime | None, now: datetime) -> bool:
+    """Is a key's recorded last use older than a minute (so `touch_key` would write)?
+
+    Authentication checks this on the row it already read and skips the UPDATE round trip
+    on most requests; `touch_key` re-checks in SQL, so concurrent requests still write once.
+    """
+    return last_used_at is None or last_used_at < now - _MINUTE
 
 
 async def touch_key(session: AsyncSession, key_id: int) -> None:

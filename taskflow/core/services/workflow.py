@@ -27,6 +27,7 @@ from taskflow.core.services.tasks import (
     Locked,
     apply_change,
     changes_of,
+    handle_of,
     lock_task,
     worker_id_for,
 )
@@ -218,9 +219,10 @@ async def delegate(
                 f"task {task_id} is assigned to someone else: only its assignee or a project "
                 "admin can delegate it"
             )
+        extra["from"] = await handle_of(session, locked.row["assignee_id"])
         return {"assignee_id": await worker_id_for(session, to, locked.row["project_id"])}
 
-    extra = {"to": to, "from": actor.handle}
+    extra: dict[str, Any] = {"to": to, "from": None}
     return await _change(db, actor, task_id, expected_version, AuditAction.DELEGATED, plan, extra)
 
 

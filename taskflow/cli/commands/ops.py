@@ -1,0 +1,199 @@
+"""Running TaskFlow: `db upgrade|status`, `serve` (REST + MCP over HTTP), `mcp` (stdio), and
+`import` (take over a Phase 1 store).
+
+The servers live in other packages the CLI must not import (surfaces stay independent), so
+`serve` hands uvicorn an import string and `mcp` replaces this process with the stdio server.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from taskflow.cli.local_state import load_config
+from taskflow.cli.output import USAGE, emit_json, err, fail, note, out, success
+from taskflow.cli.session import Session, call, load_settings
+from taskflow.core import phase1
+from taskflow.core.db import current_revision, head_revision, stop_embedded, upgrade
+from taskflow.core.errors import TaskFlowError
+from taskflow.core.services import importer
+
+db_app = typer.Typer(help="The database: status, upgrade, stop.", no_args_is_help=True)
+
+SERVER_FACTORY = "taskflow.server:factory"
+MCP_STDIO = "from taskflow.mcp_server.stdio import main; main()"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+PROGRESS_THRESHOLD = 300
+"""Stores with more records than this get a progress bar while importing."""
+
+
+def _where(s: Session) -> str:
+    if s.settings.database_url:
+        return s.runtime.db.engine.url.render_as_string(hide_password=True)
+    return f"embedded ({s.settings.data_dir / 'pgdata'})"
+
+
+@db_app.command("status")
+def db_status(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Which database, and whether its schema is up to date."""
+
+    async def work(s: Session) -> dict[str, Any]:
+        current, head = await current_revision(s.db), head_revision()
+        return {"database": _where(s), "current": current, "head": head, "up_to_date": current == head}
+
+    info = call(work, auth=False, migrate=False)
+    if json_:
+        emit_json(info)
+        return
+    out().print(f"Database: {info['database']}")
+    out().print(f"Schema:   {info['current'] or 'empty'} (latest {info['head']})")
+    if info["up_to_date"]:
+        success("Up to date")
+    else:
+        note("Behind: run `taskflow db upgrade` (any command also upgrades it)")
+
+
+@db_app.command("upgrade")
+def db_upgrade(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Bring the schema to the latest version (safe to run any time)."""
+
+    async def work(s: Session) -> dict[str, Any]:
+        before = await current_revision(s.db)
+        await upgrade(s.db)
+        return {"database": _where(s), "before": before, "after": await current_revision(s.db)}
+
+    info = call(work, auth=False, migrate=False)
+    if json_:
+        emit_json(info)
+    elif info["before"] == info["after"]:
+        success(f"Already at the latest schema ({info['after']})")
+    else:
+        success(f"Upgraded the schema from {info['before'] or 'empty'} to {info['after']}")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL (commands leave it running so the next one starts fast)."""
+    settings = load_settings()
+    if settings.database_url:
+        note("DATABASE_URL is set: TaskFlow does not run that server, so there is nothing to stop")
+        return
+    if stop_embedded(settings.data_dir):
+        success(f"Stopped the embedded PostgreSQL in {settings.data_dir}")
+    else:
+        note("Nothing stopped: no embedded database here, or a running server still uses it")
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)] = 8000,
+    no_auth: Annotated[
+        bool,
+        typer.Option("--no-auth", help="Local mode: act as your init user, on 127.0.0.1 only."),
+    ] = False,
+) -> None:
+    """Serve the REST API and MCP over HTTP on one port."""
+    settings = load_settings()
+    if not settings.jwks_url and not no_auth:
+        fail(
+            "no auth server configured (AUTH_SERVER_URL): set it to serve signed-in users, or "
+            "pass --no-auth to serve only this machine as your local user"
+        )
+    if no_auth:
+        if host not in LOOPBACK:
+            fail(f"--no-auth serves 127.0.0.1 only; drop --host {host}", USAGE)
+        host = "127.0.0.1"
+        user = load_config(settings.data_dir).current_user
+        if not user:
+            fail("--no-auth acts as your local user: run `taskflow init --user @you` first")
+        os.environ["TASKFLOW_LOCAL_USER"] = user
+        note(f"Local mode: every request acts as {user}; listening on 127.0.0.1 only")
+    import uvicorn  # imported here: every other command starts faster without it
+
+    uvicorn.run(SERVER_FACTORY, factory=True, host=host, port=port)
+
+
+def mcp() -> None:
+    """Run the MCP server on stdin/stdout (for Claude Code, Claude Desktop, ...)."""
+    settings = load_settings()
+    env = dict(os.environ)
+    user = load_config(settings.data_dir).current_user
+    if not settings.taskflow_api_key and not settings.jwks_url and user:
+        env["TASKFLOW_LOCAL_USER"] = user
+    argv = [sys.executable, "-c", MCP_STDIO]
+    sys.stdout.flush()
+    if os.name == "nt":  # no exec on Windows: run it and pass its exit code on
+        raise typer.Exit(subprocess.call(argv, env=env))
+    os.execve(sys.executable, argv, env)
+
+
+def import_(
+    path: Annotated[Path, typer.Argument(help="A Phase 1 `.taskflow/` directory or data.json.")],
+    json_: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Import a Phase 1 store: projects, workers, tasks and their full audit history."""
+    try:
+        source = phase1.load(path)
+    except TaskFlowError as exc:
+        fail(str(exc))
+    total = source.store.record_count
+    show_bar = total > PROGRESS_THRESHOLD and not json_
+
+    async def work(s: Session) -> importer.ImportReport:
+        if not show_bar:
+            return await importer.import_phase1(s.db, s.actor, source)
+        columns = (
+            TextColumn("Importing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=err(), transient=True) as bar:
+            job = bar.add_task("import", total=total)
+            return await importer.import_phase1(
+                s.db, s.actor, source, lambda n: bar.advance(job, n)
+            )
+
+    report = call(work)
+    if json_:
+        emit_json(report)
+    else:
+        _report(report, total)
+
+
+def _report(report: importer.ImportReport, total: int) -> None:
+    if not report.changed:
+        success(f"Nothing new: all {total} records of this store were imported before")
+        return
+    table = Table(title=f"Imported {report.source}", title_justify="left")
+    table.add_column("What")
+    table.add_column("Count", justify="right")
+    table.add_column("Which", overflow="fold")
+    table.add_row("Projects created", str(len(report.projects_created)), ", ".join(report.projects_created))
+    table.add_row("Projects merged", str(len(report.projects_merged)), ", ".join(report.projects_merged))
+    table.add_row("Workers created", str(len(report.workers_created)), ", ".join(report.workers_created))
+    table.add_row("Workers matched", str(len(report.workers_matched)), ", ".join(report.workers_matched))
+    table.add_row("Memberships added", str(report.memberships_added), "")
+    table.add_row("Tasks", str(report.tasks_imported), "")
+    table.add_row("Audit entries", str(report.audit_entries_imported), "")
+    table.add_row("Deleted tasks' histories", str(report.deleted_task_histories), "")
+    table.add_row("Already imported before", str(report.already_imported), "")
+    out().print(table)
+    if report.tasks_renumbered:
+        pairs = ", ".join(f"#{old} → #{new}" for old, new in report.tasks_renumbered.items())
+        note(f"Task ids already taken here were renumbered: {pairs}")
+    success("Done. Check it with `taskflow list` and `taskflow audit verify`")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(db_app, name="db")
+    app.command()(serve)
+    app.command()(mcp)
+    app.command("import")(import_)

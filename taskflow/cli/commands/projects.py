@@ -1,0 +1,186 @@
+"""`taskflow project ...` and `taskflow member ...`: projects and who may work in them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from taskflow.cli.output import emit_json, fail, out, success
+from taskflow.cli.params import Json, build
+from taskflow.cli.render import member_table, project_table
+from taskflow.cli.session import Session, call
+from taskflow.core.domain import ApprovalPolicy, Role
+from taskflow.core.schemas import AddMember, CreateProject, MemberOut, UpdateProject
+from taskflow.core.services import projects
+
+project_app = typer.Typer(help="Projects: add, list, show, edit, delete.", no_args_is_help=True)
+member_app = typer.Typer(help="Project members and their roles.", no_args_is_help=True)
+
+Slug = Annotated[str, typer.Argument(help="Project slug, e.g. web-app.")]
+Handle = Annotated[str, typer.Argument(help="Worker handle, e.g. @claude-code.")]
+MemberProject = Annotated[
+    str | None, typer.Option("--project", "-p", help="Project slug (default: yours).")
+]
+
+
+def _project_or_default(s: Session, project: str | None) -> str:
+    return project or s.config.default_project
+
+
+@project_app.command("add")
+def add(
+    slug: Slug,
+    name: Annotated[str, typer.Argument(help="Display name.")],
+    description: Annotated[str | None, typer.Option("--description", "-d")] = None,
+    approval: Annotated[
+        ApprovalPolicy | None,
+        typer.Option("--approval", help="none (default) or review_required."),
+    ] = None,
+    json_: Json = False,
+) -> None:
+    """Create a project (you become its owner)."""
+    cmd = build(
+        CreateProject, slug=slug, name=name, description=description, approval_policy=approval
+    )
+    project = call(lambda s: projects.create_project(s.db, s.actor, cmd))
+    if json_:
+        emit_json(project)
+    else:
+        success(f"Created project [bold]{escape(project.slug)}[/] ({escape(project.name)})")
+
+
+@project_app.command("list")
+def list_(json_: Json = False) -> None:
+    """The projects you are a member of."""
+    found = call(lambda s: projects.list_projects(s.db, s.actor))
+    if json_:
+        emit_json(found)
+    elif not found:
+        out().print("[dim]No projects yet: taskflow project add SLUG NAME[/]")
+    else:
+        out().print(project_table(found))
+
+
+@project_app.command("show")
+def show(slug: Slug, json_: Json = False) -> None:
+    """One project, with your role in it."""
+    project = call(lambda s: projects.get_project(s.db, s.actor, slug))
+    if json_:
+        emit_json(project)
+    else:
+        out().print(project_table([project]))
+
+
+@project_app.command("edit")
+def edit(
+    slug: Slug,
+    name: Annotated[str | None, typer.Option("--name", "-n")] = None,
+    description: Annotated[str | None, typer.Option("--description", "-d")] = None,
+    approval: Annotated[ApprovalPolicy | None, typer.Option("--approval")] = None,
+    json_: Json = False,
+) -> None:
+    """Rename, describe, or change the approval policy (owners only)."""
+    cmd = build(UpdateProject, name=name, description=description, approval_policy=approval)
+    if not cmd.model_fields_set:
+        fail("nothing to change: give --name, --description or --approval", 2)
+    project = call(lambda s: projects.update_project(s.db, s.actor, slug, cmd))
+    if json_:
+        emit_json(project)
+    else:
+        success(f"Updated project [bold]{escape(project.slug)}[/]")
+
+
+@project_app.command("delete")
+def delete(
+    slug: Slug,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Do not ask.")] = False,
+    json_: Json = False,
+) -> None:
+    """Delete a project and all its tasks (the audit trail stays)."""
+    if not force and not typer.confirm(f"Delete project {slug} and all its tasks?"):
+        fail("not deleted")
+    project_id = call(lambda s: projects.delete_project(s.db, s.actor, slug))
+    if json_:
+        emit_json({"deleted": slug, "id": project_id})
+    else:
+        success(f"Deleted project {escape(slug)} (its audit trail stays)")
+
+
+@member_app.command("list")
+def members(project: MemberProject = None, json_: Json = False) -> None:
+    """Who is in a project, with which role."""
+
+    async def work(s: Session) -> tuple[str, list[MemberOut]]:
+        slug = _project_or_default(s, project)
+        return slug, await projects.list_members(s.db, s.actor, slug)
+
+    slug, found = call(work)
+    if json_:
+        emit_json(found)
+    else:
+        out().print(member_table(found, slug))
+
+
+@member_app.command("add")
+def member_add(
+    handle: Handle,
+    project: MemberProject = None,
+    role: Annotated[Role, typer.Option("--role", "-r", help="Their role.")] = Role.MEMBER,
+    json_: Json = False,
+) -> None:
+    """Add a worker to a project (admins and owners)."""
+    cmd = build(AddMember, handle=handle, role=role)
+
+    async def work(s: Session) -> tuple[str, MemberOut]:
+        slug = _project_or_default(s, project)
+        return slug, await projects.add_member(s.db, s.actor, slug, cmd)
+
+    slug, member = call(work)
+    if json_:
+        emit_json(member)
+    else:
+        success(f"{member.handle} is now {member.role} of {escape(slug)}")
+
+
+@member_app.command("remove")
+def member_remove(handle: Handle, project: MemberProject = None, json_: Json = False) -> None:
+    """Remove a worker from a project."""
+
+    async def work(s: Session) -> str:
+        slug = _project_or_default(s, project)
+        await projects.remove_member(s.db, s.actor, slug, handle)
+        return slug
+
+    slug = call(work)
+    if json_:
+        emit_json({"removed": handle, "project": slug})
+    else:
+        success(f"{handle} is no longer a member of {escape(slug)}")
+
+
+@member_app.command("role")
+def member_role(
+    handle: Handle,
+    role: Annotated[Role, typer.Argument(help="owner, admin, member or viewer.")],
+    project: MemberProject = None,
+    json_: Json = False,
+) -> None:
+    """Change a member's role."""
+    cmd = build(AddMember, handle=handle, role=role)
+
+    async def work(s: Session) -> tuple[str, MemberOut]:
+        slug = _project_or_default(s, project)
+        return slug, await projects.change_role(s.db, s.actor, slug, cmd)
+
+    slug, member = call(work)
+    if json_:
+        emit_json(member)
+    else:
+        success(f"{member.handle} is now {member.role} of {escape(slug)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(project_app, name="project")
+    app.add_typer(member_app, name="member")

@@ -1,0 +1,341 @@
+"""Phase 1's task commands: add, subtask, list, show, edit, delete, search, upcoming, overdue, due."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from taskflow.cli.output import USAGE, emit_json, fail, out, success
+from taskflow.cli.params import (
+    Json,
+    ProjectOpt,
+    TaskId,
+    build,
+    build_exact,
+    clears,
+    parse_date,
+    split_tags,
+)
+from taskflow.cli.render import task_panel, task_table, task_tree
+from taskflow.cli.session import Session, call
+from taskflow.core.domain import Priority, TaskStatus
+from taskflow.core.schemas import CreateTask, EditTask, SubtaskSpec, TaskFilter, TaskOut
+from taskflow.core.services import task_queries, tasks, workflow
+
+Description = Annotated[str | None, typer.Option("--description", "-d", help="Longer text.")]
+Assign = Annotated[str | None, typer.Option("--assign", "-a", help="Assignee handle (@w).")]
+PriorityOpt = Annotated[Priority | None, typer.Option("--priority", help="Task priority.")]
+TagsOpt = Annotated[str | None, typer.Option("--tags", help="Comma-separated tags: a,b")]
+Due = Annotated[str | None, typer.Option("--due", help="Due date, YYYY-MM-DD (UTC).")]
+CreatedBy = Annotated[
+    str | None,
+    typer.Option("--created-by", help="Phase 1 option; must be you (the signed-in worker)."),
+]
+StatusOpt = Annotated[TaskStatus | None, typer.Option("--status", "-s", help="Only this status.")]
+
+
+def _check_creator(session: Session, created_by: str | None) -> None:
+    """Phase 1 let anyone write any name here; Phase 2 records who really acted."""
+    if created_by and created_by != session.actor.handle:
+        fail(
+            f"--created-by {created_by}: tasks are created by whoever is signed in (you are "
+            f"{session.actor.handle}); to act as {created_by}, use its token (TASKFLOW_TOKEN)"
+        )
+
+
+def _print_created(task: TaskOut, json_: bool, what: str = "Created task") -> None:
+    if json_:
+        return
+    where = f" under #{task.parent_id}" if task.parent_id else ""
+    success(f"{what} [bold]#{task.id}[/] {escape(task.title)}{where} in {escape(task.project)}")
+
+
+def add(
+    title: Annotated[str, typer.Argument(help="What needs doing.")],
+    description: Description = None,
+    project: Annotated[
+        str | None, typer.Option("--project", "-p", help="Project slug (default: yours).")
+    ] = None,
+    assign: Assign = None,
+    priority: PriorityOpt = None,
+    tags: TagsOpt = None,
+    parent: Annotated[int | None, typer.Option("--parent", help="Parent task id.")] = None,
+    due: Due = None,
+    created_by: CreatedBy = None,
+    json_: Json = False,
+) -> None:
+    """Add a task (optionally under a parent)."""
+
+    async def work(s: Session) -> Any:
+        _check_creator(s, created_by)
+        cmd = build(
+            CreateTask,
+            title=title,
+            description=description,
+            project=project or (None if parent else s.config.default_project),
+            assignee=assign,
+            priority=priority,
+            tags=split_tags(tags),
+            parent_id=parent,
+            due_date=due,
+        )
+        return await tasks.create_task(s.db, s.actor, cmd)
+
+    detail = call(work)
+    if json_:
+        emit_json(detail)
+    _print_created(detail.task, json_)
+
+
+def subtask(
+    parent_id: Annotated[int, typer.Argument(help="The parent task's id.", min=1)],
+    title: Annotated[str, typer.Argument(help="What needs doing.")],
+    description: Description = None,
+    assign: Assign = None,
+    priority: PriorityOpt = None,
+    tags: TagsOpt = None,
+    due: Due = None,
+    created_by: CreatedBy = None,
+    json_: Json = False,
+) -> None:
+    """Add a subtask under PARENT_ID (in the parent's project)."""
+    spec = build(
+        SubtaskSpec,
+        title=title,
+        description=description,
+        assignee=assign,
+        priority=priority,
+        tags=split_tags(tags),
+        due_date=due,
+    )
+
+    async def work(s: Session) -> list[TaskOut]:
+        _check_creator(s, created_by)
+        return await tasks.add_subtasks(s.db, s.actor, parent_id, [spec])
+
+    created = call(work)
+    if json_:
+        emit_json(created[0])
+    _print_created(created[0], json_, "Created subtask")
+
+
+async def fetch_all(s: Session, f: TaskFilter, limit: int | None) -> list[TaskOut]:
+    """Every page of a listing (Phase 1 listed everything), up to `limit` tasks."""
+    found: list[TaskOut] = []
+    while True:
+        page = await task_queries.list_tasks(s.db, s.actor, f)
+        found.extend(page.items)
+        if page.next_cursor is None or (limit is not None and len(found) >= limit):
+            return found[:limit] if limit is not None else found
+        f = f.model_copy(update={"cursor": page.next_cursor})
+
+
+def _show_list(filter_: TaskFilter, limit: int | None, json_: bool, title: str) -> None:
+    found = call(lambda s: fetch_all(s, filter_, limit))
+    if json_:
+        emit_json(found)
+    elif not found:
+        out().print("[dim]No tasks match.[/]")
+    else:
+        out().print(task_table(found, f"{title} ({len(found)})"))
+
+
+def list_tasks(
+    project: ProjectOpt = None,
+    status: StatusOpt = None,
+    assign: Annotated[str | None, typer.Option("--assign", "-a", help="Assigned to @w.")] = None,
+    parent: Annotated[int | None, typer.Option("--parent", help="Children of this task.")] = None,
+    search: Annotated[str | None, typer.Option("--search", help="Text in title/desc.")] = None,
+    priority: PriorityOpt = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Has tag (repeatable).")] = None,
+    created_by: Annotated[str | None, typer.Option("--created-by", help="Created by @w.")] = None,
+    due_before: Annotated[str | None, typer.Option("--due-before", help="YYYY-MM-DD")] = None,
+    due_after: Annotated[str | None, typer.Option("--due-after", help="YYYY-MM-DD")] = None,
+    no_assignee: Annotated[bool, typer.Option("--no-assignee", help="Unassigned only.")] = False,
+    sort: Annotated[str, typer.Option("--sort", help="created|updated|priority|due_date")] = (
+        "created"
+    ),
+    reverse: Annotated[bool, typer.Option("--reverse", help="Reverse the order.")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most N tasks.", min=1)] = None,
+    json_: Json = False,
+) -> None:
+    """List tasks with Phase 1's filters and sorts."""
+    f = build(
+        TaskFilter,
+        project=project,
+        status=status,
+        assignee=assign,
+        parent_id=parent,
+        search=search,
+        priority=priority,
+        tags=tag or None,
+        created_by=created_by,
+        due_before=due_before,
+        due_after=due_after,
+        no_assignee=no_assignee or None,
+        sort=sort,
+        reverse=reverse or None,
+        limit=min(limit or 500, 500),
+    )
+    _show_list(f, limit, json_, "Tasks")
+
+
+def search(
+    keyword: Annotated[str, typer.Argument(help="Text to find in titles and descriptions.")],
+    project: ProjectOpt = None,
+    status: StatusOpt = None,
+    json_: Json = False,
+) -> None:
+    """Find tasks whose title or description contains KEYWORD."""
+    f = build(TaskFilter, search=keyword, project=project, status=status, limit=500)
+    _show_list(f, None, json_, f"Tasks matching {keyword!r}")
+
+
+def show(
+    task_id: TaskId,
+    tree: Annotated[bool, typer.Option("--tree", help="The whole subtree, rolled up.")] = False,
+    json_: Json = False,
+) -> None:
+    """Show a task (with --tree: its subtree and rolled-up progress)."""
+    detail = call(lambda s: task_queries.get_task(s.db, s.actor, task_id))
+    if json_:
+        emit_json(detail)
+    elif tree:
+        out().print(task_tree(detail))
+    else:
+        out().print(task_panel(detail.task, len(detail.subtree)))
+
+
+def edit(
+    task_id: TaskId,
+    title: Annotated[str | None, typer.Option("--title", help="New title.")] = None,
+    description: Annotated[str | None, typer.Option("--description", help="New text.")] = None,
+    status: Annotated[TaskStatus | None, typer.Option("--status", help="New status.")] = None,
+    priority: PriorityOpt = None,
+    assign: Annotated[
+        str | None, typer.Option("--assign", help="New assignee, or 'none' to unassign.")
+    ] = None,
+    parent: Annotated[
+        str | None, typer.Option("--parent", help="New parent id, or 'none' for top level.")
+    ] = None,
+    tags: TagsOpt = None,
+    due: Annotated[str | None, typer.Option("--due", help="YYYY-MM-DD, or 'none'.")] = None,
+    json_: Json = False,
+) -> None:
+    """Change a task's fields (status changes follow the workflow)."""
+    fields: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "title": title,
+            "description": description,
+            "status": status,
+            "priority": priority,
+            "tags": split_tags(tags),
+        }.items()
+        if v is not None
+    }
+    for name, value in (("assignee", assign), ("parent_id", parent), ("due_date", due)):
+        if value is not None:
+            fields[name] = None if clears(value) else value
+    if not fields:
+        fail("nothing to change: give at least one option (see taskflow edit --help)", USAGE)
+    cmd = build_exact(EditTask, fields)
+    task = call(lambda s: tasks.edit_task(s.db, s.actor, task_id, cmd))
+    if json_:
+        emit_json(task)
+    else:
+        success(f"Updated task [bold]#{task.id}[/] {escape(task.title)}")
+
+
+def delete(
+    task_id: TaskId,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Do not ask.")] = False,
+    json_: Json = False,
+) -> None:
+    """Delete a task and its subtasks (their audit history stays)."""
+    if not force:
+        detail = call(lambda s: task_queries.get_task(s.db, s.actor, task_id))
+        more = f" and its {len(detail.subtree)} subtask(s)" if detail.subtree else ""
+        if not typer.confirm(f"Delete task #{task_id} {detail.task.title!r}{more}?"):
+            fail("not deleted")
+    deleted = call(lambda s: tasks.delete_task(s.db, s.actor, task_id))
+    if json_:
+        emit_json({"deleted": deleted})
+        return
+    more = f" and {len(deleted) - 1} subtask(s)" if len(deleted) > 1 else ""
+    success(f"Deleted task #{task_id}{more} (its audit history stays)")
+
+
+def upcoming(
+    days: Annotated[int, typer.Option("--days", help="How many days ahead.", min=1)] = 7,
+    project: ProjectOpt = None,
+    json_: Json = False,
+) -> None:
+    """Open tasks due in the next DAYS days."""
+    now = datetime.now(UTC)
+    f = build(
+        TaskFilter,
+        project=project,
+        due_after=now,
+        due_before=now + timedelta(days=days),
+        open_only=True,
+        sort="due_date",
+        limit=500,
+    )
+    _show_list(f, None, json_, f"Due in the next {days} days")
+
+
+def overdue(project: ProjectOpt = None, json_: Json = False) -> None:
+    """Open tasks whose due date has passed."""
+    f = build(
+        TaskFilter,
+        project=project,
+        due_before=datetime.now(UTC),
+        open_only=True,
+        sort="due_date",
+        limit=500,
+    )
+    _show_list(f, None, json_, "Overdue")
+
+
+def due(
+    task_id: TaskId,
+    date: Annotated[str | None, typer.Option("--date", help="New due date, YYYY-MM-DD.")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the due date.")] = False,
+    json_: Json = False,
+) -> None:
+    """Show, set (--date) or clear (--clear) a task's due date."""
+    if date and clear:
+        fail("give either --date or --clear, not both", USAGE)
+    if not date and not clear:
+        detail = call(lambda s: task_queries.get_task(s.db, s.actor, task_id))
+        when = detail.task.due_date
+        if json_:
+            emit_json({"id": task_id, "due_date": when})
+        else:
+            out().print(f"Task #{task_id} is due {when:%Y-%m-%d}" if when else "No due date")
+        return
+    value = parse_date(date, "--date") if date else None
+    task = call(lambda s: workflow.set_due_date(s.db, s.actor, task_id, value))
+    if json_:
+        emit_json(task)
+    elif value:
+        success(f"Task #{task_id} is due {value:%Y-%m-%d}")
+    else:
+        success(f"Task #{task_id} has no due date now")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(add)
+    app.command()(subtask)
+    app.command("list")(list_tasks)
+    app.command()(show)
+    app.command()(edit)
+    app.command()(delete)
+    app.command()(search)
+    app.command()(upcoming)
+    app.command()(overdue)
+    app.command()(due)

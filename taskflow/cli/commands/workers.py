@@ -1,0 +1,197 @@
+"""`taskflow worker ...` (Phase 1) and `taskflow agent ...` (agents and their API keys)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.panel import Panel
+
+from taskflow.cli.output import USAGE, emit_json, fail, out, success
+from taskflow.cli.params import Json, build, parse_date, split_tags
+from taskflow.cli.render import key_table, worker_table
+from taskflow.cli.session import Session, call
+from taskflow.core.domain import AgentType, WorkerType
+from taskflow.core.schemas import CreateHuman, IssuedKey, RegisterAgent
+from taskflow.core.services import onboarding, workers
+
+worker_app = typer.Typer(help="Workers (humans and agents), as in Phase 1.", no_args_is_help=True)
+agent_app = typer.Typer(help="Agents and their API keys.", no_args_is_help=True)
+
+Handle = Annotated[str, typer.Argument(help="Handle, e.g. @claude-code.")]
+KeyId = Annotated[int, typer.Argument(help="Key id, from `taskflow agent keys @agent`.", min=1)]
+
+
+def show_key(issued: IssuedKey) -> None:
+    """The key is shown once, here; only its hash is stored."""
+    out().print(
+        Panel(
+            f"[bold]{issued.api_key}[/]\n\n"
+            f"Use it as {issued.worker.handle}: TASKFLOW_TOKEN=<key> taskflow ..., "
+            "TASKFLOW_API_KEY for `taskflow mcp`, or `Authorization: Bearer <key>`.\n"
+            "[yellow]This is the only time it is shown: store it now.[/]",
+            title=f"API key {issued.key.id} for {issued.worker.handle}",
+            title_align="left",
+        )
+    )
+
+
+@worker_app.command("add")
+def worker_add(
+    handle: Handle,
+    type_: Annotated[WorkerType, typer.Option("--type", "-t", help="human or agent.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Display name.")],
+    agent_type: Annotated[
+        AgentType | None, typer.Option("--agent-type", "-a", help="For agents.")
+    ] = None,
+    capabilities: Annotated[
+        str | None, typer.Option("--capabilities", "-c", help="Comma-separated, for agents.")
+    ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", "-p", help="Project to join as member (default: yours)."),
+    ] = None,
+    no_join: Annotated[bool, typer.Option("--no-join", help="Join no project.")] = False,
+    json_: Json = False,
+) -> None:
+    """Add a human or an agent (agents get an API key, shown once) and add it to your project."""
+    if type_ is WorkerType.AGENT:
+        cmd: CreateHuman | RegisterAgent = build(
+            RegisterAgent,
+            handle=handle,
+            name=name,
+            agent_type=agent_type or AgentType.CUSTOM,
+            capabilities=split_tags(capabilities),
+        )
+    else:
+        if agent_type or capabilities:
+            fail("--agent-type and --capabilities are for agents (--type agent)", USAGE)
+        cmd = build(CreateHuman, handle=handle, name=name)
+
+    async def work(s: Session) -> onboarding.AddedWorker:
+        join = None if no_join else project or s.config.default_project
+        return await onboarding.add_worker(s.db, s.actor, cmd, join)
+
+    added = call(work)
+    if json_:
+        emit_json(added)
+        return
+    joined = f", {added.role} of {escape(added.project)}" if added.project else ""
+    success(f"Added {added.worker.type} [bold]{added.worker.handle}[/]{joined}")
+    if added.api_key and added.key:
+        show_key(IssuedKey(worker=added.worker, api_key=added.api_key, key=added.key))
+
+
+@worker_app.command("list")
+def worker_list(json_: Json = False) -> None:
+    """Every worker, humans and agents alike."""
+    found = call(lambda s: workers.list_workers(s.db, s.actor))
+    if json_:
+        emit_json(found)
+    else:
+        out().print(worker_table(found))
+
+
+@worker_app.command("show")
+def worker_show(handle: Handle, json_: Json = False) -> None:
+    """One worker."""
+    worker = call(lambda s: workers.get_worker(s.db, s.actor, handle))
+    if json_:
+        emit_json(worker)
+    else:
+        out().print(worker_table([worker], title=worker.handle))
+
+
+@agent_app.command("register")
+def agent_register(
+    handle: Handle,
+    name: Annotated[str, typer.Option("--name", "-n", help="Display name.")],
+    agent_type: Annotated[AgentType, typer.Option("--agent-type", "-a")] = AgentType.CUSTOM,
+    capabilities: Annotated[str | None, typer.Option("--capabilities", "-c")] = None,
+    expires: Annotated[str | None, typer.Option("--expires", help="Key expiry, YYYY-MM-DD.")] = (
+        None
+    ),
+    json_: Json = False,
+) -> None:
+    """Register an agent and issue its first API key (shown once)."""
+    cmd = build(
+        RegisterAgent,
+        handle=handle,
+        name=name,
+        agent_type=agent_type,
+        capabilities=split_tags(capabilities),
+        expires_at=parse_date(expires, "--expires") if expires else None,
+    )
+    issued = call(lambda s: workers.register_agent(s.db, s.actor, cmd))
+    if json_:
+        emit_json(issued)
+        return
+    success(f"Registered agent [bold]{issued.worker.handle}[/] (add it to a project: member add)")
+    show_key(issued)
+
+
+@agent_app.command("list")
+def agent_list(json_: Json = False) -> None:
+    """The agents."""
+    found = [w for w in call(lambda s: workers.list_workers(s.db, s.actor)) if w.type == "agent"]
+    if json_:
+        emit_json(found)
+    else:
+        out().print(worker_table(found, title="Agents"))
+
+
+@agent_app.command("keys")
+def agent_keys(handle: Handle, json_: Json = False) -> None:
+    """An agent's API keys (prefixes only; keys are never shown again)."""
+    keys = call(lambda s: workers.list_api_keys(s.db, s.actor, handle))
+    if json_:
+        emit_json(keys)
+    else:
+        out().print(key_table(keys, handle))
+
+
+@agent_app.command("new-key")
+def agent_new_key(
+    handle: Handle,
+    name: Annotated[str, typer.Option("--name", "-n", help="Label for the key.")] = "default",
+    expires: Annotated[str | None, typer.Option("--expires", help="YYYY-MM-DD")] = None,
+    json_: Json = False,
+) -> None:
+    """Issue another API key for an agent (shown once)."""
+    expiry = parse_date(expires, "--expires") if expires else None
+
+    async def work(s: Session) -> IssuedKey:
+        return await workers.create_api_key(s.db, s.actor, handle, name, expiry)
+
+    issued = call(work)
+    if json_:
+        emit_json(issued)
+    else:
+        show_key(issued)
+
+
+@agent_app.command("revoke")
+def agent_revoke(handle: Handle, key_id: KeyId, json_: Json = False) -> None:
+    """Revoke one of an agent's keys (it stops working at once)."""
+    key = call(lambda s: workers.revoke_api_key(s.db, s.actor, handle, key_id))
+    if json_:
+        emit_json(key)
+    else:
+        success(f"Revoked key {key.id} ({key.display_prefix}…) of {escape(handle)}")
+
+
+@agent_app.command("rotate")
+def agent_rotate(handle: Handle, key_id: KeyId, json_: Json = False) -> None:
+    """Replace a key with a new one in one step (the old one stops working)."""
+    issued = call(lambda s: workers.rotate_api_key(s.db, s.actor, handle, key_id))
+    if json_:
+        emit_json(issued)
+        return
+    success(f"Revoked key {key_id}; issued key {issued.key.id}")
+    show_key(issued)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(worker_app, name="worker")
+    app.add_typer(agent_app, name="agent")

@@ -1,0 +1,176 @@
+"""The workflow verbs: start, progress, complete, review, approve, reject, delegate, assign,
+block, unblock, and claim (an agent's "give me the next task")."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from taskflow.cli.output import emit_json, success
+from taskflow.cli.params import Json, TaskId, clears
+from taskflow.cli.session import Session, call
+from taskflow.core.schemas import TaskOut
+from taskflow.core.services import workflow
+
+
+def _apply(
+    work: Callable[[Session], Awaitable[TaskOut]], json_: bool, message: Callable[[TaskOut], str]
+) -> None:
+    task = call(work)
+    if json_:
+        emit_json(task)
+    else:
+        success(message(task))
+
+
+def _label(task: TaskOut) -> str:
+    return f"[bold]#{task.id}[/] {escape(task.title)}"
+
+
+def start(task_id: TaskId, json_: Json = False) -> None:
+    """Start working on a task (an unassigned task becomes yours)."""
+    _apply(
+        lambda s: workflow.start(s.db, s.actor, task_id),
+        json_,
+        lambda t: f"Started {_label(t)} (assigned to {t.assignee})",
+    )
+
+
+def progress(
+    task_id: TaskId,
+    percent: Annotated[int, typer.Option("--percent", help="0..100", min=0, max=100)],
+    note: Annotated[str | None, typer.Option("--note", help="What you did.")] = None,
+    json_: Json = False,
+) -> None:
+    """Record progress on a task in progress."""
+    _apply(
+        lambda s: workflow.progress(s.db, s.actor, task_id, percent, note),
+        json_,
+        lambda t: f"{_label(t)} is at {t.progress_percent}%",
+    )
+
+
+def complete(task_id: TaskId, json_: Json = False) -> None:
+    """Mark a task completed."""
+    _apply(
+        lambda s: workflow.complete(s.db, s.actor, task_id),
+        json_,
+        lambda t: f"Completed {_label(t)}",
+    )
+
+
+def review(task_id: TaskId, json_: Json = False) -> None:
+    """Ask for a review of a task."""
+    _apply(
+        lambda s: workflow.request_review(s.db, s.actor, task_id),
+        json_,
+        lambda t: f"{_label(t)} is waiting for review",
+    )
+
+
+def approve(
+    task_id: TaskId,
+    note: Annotated[str | None, typer.Option("--note", help="A word for the record.")] = None,
+    json_: Json = False,
+) -> None:
+    """Approve a task in review (it becomes completed)."""
+    _apply(
+        lambda s: workflow.approve(s.db, s.actor, task_id, note),
+        json_,
+        lambda t: f"Approved {_label(t)}",
+    )
+
+
+def reject(
+    task_id: TaskId,
+    reason: Annotated[str, typer.Option("--reason", help="What must change.")],
+    json_: Json = False,
+) -> None:
+    """Reject a task in review, with a reason (it goes back to in_progress)."""
+    _apply(
+        lambda s: workflow.reject(s.db, s.actor, task_id, reason),
+        json_,
+        lambda t: f"Rejected {_label(t)}: back to in_progress",
+    )
+
+
+def delegate(
+    task_id: TaskId,
+    to: Annotated[str, typer.Option("--to", help="Handle of the new assignee.")],
+    json_: Json = False,
+) -> None:
+    """Hand a task to another worker."""
+    _apply(
+        lambda s: workflow.delegate(s.db, s.actor, task_id, to),
+        json_,
+        lambda t: f"Delegated {_label(t)} to {t.assignee}",
+    )
+
+
+def assign(
+    task_id: TaskId,
+    handle: Annotated[str, typer.Argument(help="Assignee handle, or 'none' to unassign.")],
+    json_: Json = False,
+) -> None:
+    """Assign a task to a member (or 'none' to unassign)."""
+    who = None if clears(handle) else handle
+    _apply(
+        lambda s: workflow.assign(s.db, s.actor, task_id, who),
+        json_,
+        lambda t: f"{_label(t)} is assigned to {t.assignee or 'nobody'}",
+    )
+
+
+def block(
+    task_id: TaskId,
+    reason: Annotated[str | None, typer.Option("--reason", help="What it waits for.")] = None,
+    json_: Json = False,
+) -> None:
+    """Mark a task blocked."""
+    _apply(
+        lambda s: workflow.block(s.db, s.actor, task_id, reason),
+        json_,
+        lambda t: f"Blocked {_label(t)}",
+    )
+
+
+def unblock(task_id: TaskId, json_: Json = False) -> None:
+    """Unblock a task (back to in_progress if assigned, else pending)."""
+    _apply(
+        lambda s: workflow.unblock(s.db, s.actor, task_id),
+        json_,
+        lambda t: f"Unblocked {_label(t)}: now {t.status}",
+    )
+
+
+def claim(
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Only here.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="With any of these tags.")] = None,
+    json_: Json = False,
+) -> None:
+    """Take the most urgent open, unassigned task (assigns and starts it, atomically)."""
+    _apply(
+        lambda s: workflow.claim_next(s.db, s.actor, project, tag or None),
+        json_,
+        lambda t: f"Claimed {_label(t)} in {escape(t.project)}: it is yours and in progress",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    for command in (
+        start,
+        progress,
+        complete,
+        review,
+        approve,
+        reject,
+        delegate,
+        assign,
+        block,
+        unblock,
+        claim,
+    ):
+        app.command()(command)

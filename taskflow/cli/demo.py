@@ -1,0 +1,3 @@
+"""placeholder"""
+def run_demo(fast: bool, cleanup: bool) -> None:
+    pass

@@ -1,0 +1,274 @@
+"""Rich tables, panels and trees for the core's output models.
+
+Everything a user typed (titles, names, notes) goes through `Text`, never markup, so a title
+such as "[urgent] fix" prints as written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from taskflow.core.schemas import (
+    ApiKeyOut,
+    AuditEntryOut,
+    MemberOut,
+    ProjectOut,
+    TaskDetail,
+    TaskNode,
+    TaskOut,
+    WorkerOut,
+)
+
+STATUS_STYLE = {
+    "pending": "white",
+    "in_progress": "yellow",
+    "review": "magenta",
+    "completed": "green",
+    "blocked": "red",
+}
+PRIORITY_STYLE = {"low": "dim", "medium": "cyan", "high": "yellow", "critical": "bold red"}
+
+
+def when(value: datetime | None, *, seconds: bool = False) -> str:
+    if value is None:
+        return ""
+    return value.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def day(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d") if value else ""
+
+
+def status(value: str) -> Text:
+    return Text(value, style=STATUS_STYLE.get(value, ""))
+
+
+def priority(value: str) -> Text:
+    return Text(value, style=PRIORITY_STYLE.get(value, ""))
+
+
+def bar(percent: int, width: int = 10) -> Text:
+    filled = round(percent / 100 * width)
+    style = "green" if percent >= 100 else "yellow" if percent else "dim"
+    return Text("█" * filled + "░" * (width - filled), style=style) + Text(f" {percent:>3}%")
+
+
+def task_table(tasks: Sequence[TaskOut], title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for name, kw in (
+        ("ID", {"justify": "right", "style": "bold"}),
+        ("Title", {"overflow": "fold", "ratio": 3}),
+        ("Status", {}),
+        ("Priority", {}),
+        ("Progress", {"no_wrap": True}),
+        ("Assignee", {}),
+        ("Project", {}),
+        ("Due", {"no_wrap": True}),
+        ("Tags", {"overflow": "fold"}),
+    ):
+        table.add_column(name, **kw)
+    for t in tasks:
+        table.add_row(
+            str(t.id),
+            Text(t.title),
+            status(t.status),
+            priority(t.priority),
+            bar(t.progress_percent, 6),
+            Text(t.assignee or "-"),
+            Text(t.project),
+            day(t.due_date),
+            Text(", ".join(t.tags)),
+        )
+    return table
+
+
+def task_panel(task: TaskOut, subtasks: int = 0) -> Panel:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    rows: list[tuple[str, RenderableType]] = [
+        ("Status", status(task.status)),
+        ("Priority", priority(task.priority)),
+        ("Progress", bar(task.progress_percent)),
+        ("Project", Text(task.project)),
+        ("Assignee", Text(task.assignee or "-")),
+        ("Created by", Text(task.created_by)),
+        ("Parent", Text(str(task.parent_id) if task.parent_id else "-")),
+        ("Tags", Text(", ".join(task.tags) or "-")),
+        ("Due", Text(day(task.due_date) or "-")),
+        ("Created", Text(when(task.created_at))),
+        ("Updated", Text(when(task.updated_at))),
+        ("Version", Text(str(task.version))),
+    ]
+    if isinstance(task, TaskNode) and subtasks:
+        rows.insert(3, ("Rolled up", bar(task.rolled_up_progress)))
+        rows.append(("Subtasks", Text(f"{subtasks} (show --tree to see them)")))
+    if task.recurrence:
+        rows.append(("Recurrence", Text(task.recurrence)))
+    for label, value in rows:
+        grid.add_row(label, value)
+    body: list[RenderableType] = [grid]
+    if task.description:
+        body += [Text(""), Text(task.description)]
+    title = Text.assemble((f"#{task.id} ", "bold"), Text(task.title, style="bold"))
+    return Panel(Group(*body), title=title, title_align="left", expand=False)
+
+
+def _node_label(node: TaskNode) -> Text:
+    label = Text.assemble(
+        (f"#{node.id} ", "bold"),
+        Text(node.title),
+        "  ",
+        status(node.status),
+        "  ",
+        bar(node.rolled_up_progress, 8),
+    )
+    if node.assignee:
+        label.append(f"  {node.assignee}", style="cyan")
+    return label
+
+
+def task_tree(detail: TaskDetail) -> Tree:
+    """The subtree with each node's rolled-up progress (a flat depth-first list, rebuilt)."""
+    root = Tree(_node_label(detail.task), guide_style="dim")
+    branches: dict[int, Tree] = {detail.task.id: root}
+    for node in detail.subtree:
+        parent = branches.get(node.parent_id or -1, root)
+        branches[node.id] = parent.add(_node_label(node))
+    return root
+
+
+def project_table(projects: Iterable[ProjectOut]) -> Table:
+    table = Table(title="Projects", title_justify="left")
+    for name in ("Slug", "Name", "Owner", "Your role", "Approval", "Description"):
+        table.add_column(name, overflow="fold")
+    for p in projects:
+        table.add_row(
+            Text(p.slug, style="bold"),
+            Text(p.name),
+            Text(p.owner),
+            str(p.my_role or "-"),
+            str(p.approval_policy),
+            Text(p.description),
+        )
+    return table
+
+
+def worker_table(workers: Iterable[WorkerOut], title: str = "Workers") -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in ("Handle", "Type", "Name", "Agent type", "Capabilities", "Created"):
+        table.add_column(name, overflow="fold")
+    for w in workers:
+        table.add_row(
+            Text(w.handle, style="bold"),
+            Text(w.type, style="magenta" if w.type == "agent" else "cyan"),
+            Text(w.name),
+            str(w.agent_type or "-"),
+            Text(", ".join(w.capabilities)),
+            when(w.created_at),
+        )
+    return table
+
+
+def member_table(members: Iterable[MemberOut], project: str) -> Table:
+    table = Table(title=f"Members of {project}", title_justify="left")
+    for name in ("Handle", "Name", "Type", "Role", "Added"):
+        table.add_column(name)
+    for m in members:
+        table.add_row(Text(m.handle, style="bold"), Text(m.name), m.type, m.role, when(m.added_at))
+    return table
+
+
+def key_table(keys: Iterable[ApiKeyOut], agent: str) -> Table:
+    table = Table(title=f"API keys of {agent}", title_justify="left")
+    for name in ("ID", "Name", "Prefix", "Created", "Expires", "Last used", "Revoked"):
+        table.add_column(name)
+    for k in keys:
+        table.add_row(
+            str(k.id),
+            Text(k.name),
+            k.display_prefix + "…",
+            when(k.created_at),
+            when(k.expires_at) or "never",
+            when(k.last_used_at) or "-",
+            Text(when(k.revoked_at), style="red") if k.revoked_at else Text("-"),
+        )
+    return table
+
+
+def _summary(details: dict[str, Any]) -> str:
+    """The few words of an entry's details a reader scans for."""
+    for key in ("reason", "note"):
+        if details.get(key):
+            return f"{key}: {details[key]}"
+    parts = []
+    if "progress_percent" in details:
+        parts.append(f"{details['progress_percent']}%")
+    for key in ("member", "to", "assignee", "agent", "claimed_by"):
+        if details.get(key):
+            parts.append(f"{key} {details[key]}")
+    changes = details.get("changes")
+    if isinstance(changes, dict):
+        for name, change in list(changes.items())[:3]:
+            if isinstance(change, dict) and "new" in change and not name.endswith("_id"):
+                parts.append(f"{name} → {change['new']}")
+    if "phase1" in details and "source" not in details:
+        parts.append("from Phase 1")
+    return ", ".join(parts)
+
+
+def audit_table(entries: Iterable[AuditEntryOut], title: str = "Audit trail") -> Table:
+    table = Table(title=title, title_justify="left")
+    for name, kw in (
+        ("ID", {"justify": "right"}),
+        ("When (UTC)", {"no_wrap": True}),
+        ("Actor", {}),
+        ("Action", {"style": "bold"}),
+        ("Entity", {"no_wrap": True}),
+        ("Via", {}),
+        ("Details", {"overflow": "fold"}),
+    ):
+        table.add_column(name, **kw)
+    for e in entries:
+        actor_style = "magenta" if e.actor_type == "agent" else "cyan"
+        table.add_row(
+            str(e.id),
+            when(e.created_at, seconds=True),
+            Text(e.actor, style=actor_style),
+            e.action,
+            f"{e.entity_type} {e.entity_id}",
+            e.via,
+            Text(_summary(e.details)),
+        )
+    return table
+
+
+def audit_panel(entry: AuditEntryOut) -> Panel:
+    import json
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for label, value in (
+        ("Action", entry.action),
+        ("Entity", f"{entry.entity_type} {entry.entity_id} (entry {entry.seq} of its chain)"),
+        ("Actor", f"{entry.actor} ({entry.actor_type})"),
+        ("Via", entry.via),
+        ("When", when(entry.created_at, seconds=True) + " UTC"),
+        ("Project id", str(entry.project_id or "-")),
+        ("Task id", str(entry.task_id or "-")),
+        ("Request", entry.request_id or "-"),
+    ):
+        grid.add_row(label, Text(value))
+    details = Text(json.dumps(entry.details, indent=2, ensure_ascii=False, default=str))
+    return Panel(
+        Group(grid, Text(""), details), title=f"Audit entry {entry.id}", title_align="left"
+    )

@@ -1,0 +1,141 @@
+"""One command's trip to the core: settings, database, who is acting, then one unit of work.
+
+Settings are read fresh for every command (never cached), so `DATABASE_URL` and
+`TASKFLOW_DATA_DIR` set by a test or a script take effect at once. Who acts:
+1. a bearer token (`TASKFLOW_TOKEN`, else the one saved by `taskflow login`), resolved by the
+   core Authenticator exactly as MCP and REST resolve theirs;
+2. otherwise, in local mode (no auth server configured), the user chosen at `taskflow init`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from uuid import uuid4
+
+from pydantic import ValidationError
+
+from taskflow.cli.local_state import LocalConfig, load_config, load_token
+from taskflow.cli.output import USAGE, fail
+from taskflow.core.actor import Actor
+from taskflow.core.auth.identity import local_actor
+from taskflow.core.config import Settings
+from taskflow.core.db import Database, start_embedded, upgrade
+from taskflow.core.domain import Via, WorkerType
+from taskflow.core.errors import TaskFlowError, Unauthenticated, Unavailable
+from taskflow.core.runtime import Runtime, open_runtime
+
+T = TypeVar("T")
+
+NOBODY = Actor(worker_id=0, handle="@nobody", type=WorkerType.HUMAN, via=Via.CLI)
+"""The actor of commands that act as nobody in particular (db status, demo, login)."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and `.env`), read now; bad values are a usage error."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        name = ".".join(str(p) for p in first["loc"]).upper()
+        fail(f"invalid setting {name}: {first['msg']}", USAGE)
+
+
+@dataclass
+class Session:
+    """What a command's work function receives."""
+
+    settings: Settings
+    runtime: Runtime
+    config: LocalConfig
+    actor: Actor
+
+    @property
+    def db(self) -> Database:
+        return self.runtime.db
+
+
+def token_source(settings: Settings) -> tuple[str | None, str]:
+    """The bearer token to use and where it came from."""
+    if settings.taskflow_token:
+        return settings.taskflow_token, "TASKFLOW_TOKEN"
+    saved = load_token(settings.data_dir)
+    return saved, "taskflow login" if saved else "none"
+
+
+async def resolve_actor(runtime: Runtime, config: LocalConfig, request_id: str) -> Actor:
+    token, _ = token_source(runtime.settings)
+    if token:
+        return await runtime.auth.authenticate(token, Via.CLI, request_id)
+    if not runtime.local_mode:
+        raise Unauthenticated(
+            "sign in first: `taskflow login` (paste a Better Auth token or an agent API key), "
+            "or set TASKFLOW_TOKEN"
+        )
+    if not config.current_user:
+        raise Unauthenticated(
+            "no local user yet: run `taskflow init --user @you` first (or `taskflow login`)"
+        )
+    actor = await local_actor(runtime.db, config.current_user, Via.CLI)
+    return actor.through(Via.CLI, request_id)
+
+
+def database_url(settings: Settings) -> str:
+    """`DATABASE_URL`, or the embedded server, left running for the next command.
+
+    Starting and stopping PostgreSQL on every command would cost about a second each time;
+    `taskflow db stop` stops it.
+    """
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded(settings.data_dir, keep_running=True)
+
+
+async def open_for_cli(settings: Settings, *, migrate: bool = True) -> Runtime:
+    """Connect (starting the embedded server if needed); a failure to connect is `Unavailable`."""
+    try:
+        url = await asyncio.to_thread(database_url, settings)
+        db = Database.from_url(url, pooled=settings.database_pooled, pool_size=2)
+        if migrate:
+            await upgrade(db)
+    except TaskFlowError:
+        raise
+    except Exception as exc:
+        where = "the embedded database" if not settings.database_url else "the database"
+        raise Unavailable(f"cannot open {where}: {exc}".strip()) from exc
+    return await open_runtime(settings, db=db)
+
+
+async def _run(
+    settings: Settings,
+    work: Callable[[Session], Awaitable[T]],
+    auth: bool,
+    migrate: bool,
+) -> T:
+    runtime = await open_for_cli(settings, migrate=migrate)
+    try:
+        config = load_config(settings.data_dir)
+        request_id = f"cli-{uuid4().hex[:12]}"
+        actor = await resolve_actor(runtime, config, request_id) if auth else NOBODY
+        return await work(Session(settings, runtime, config, actor))
+    finally:
+        await runtime.close()
+
+
+def call(
+    work: Callable[[Session], Awaitable[T]],
+    *,
+    auth: bool = True,
+    migrate: bool = True,
+    settings: Settings | None = None,
+) -> T:
+    """Run one unit of work; a refusal from the core ends the command with one red line."""
+    settings = settings or load_settings()
+    try:
+        return asyncio.run(_run(settings, work, auth, migrate))
+    except TaskFlowError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)

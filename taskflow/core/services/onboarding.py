@@ -1,0 +1,108 @@
+"""Phase 1's two-step commands that Phase 2 must keep atomic: `init` and `worker add`.
+
+Phase 1 had no memberships: `init` made a user and a `default` project, and `worker add` made a
+worker anyone could assign. Here each is one transaction, so a half-done setup never remains.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from taskflow.core.actor import Actor
+from taskflow.core.db import Database
+from taskflow.core.domain import Role, Via, WorkerType
+from taskflow.core.errors import Conflict
+from taskflow.core.models import Project, Worker
+from taskflow.core.schemas import (
+    AddMember,
+    ApiKeyOut,
+    CreateHuman,
+    CreateProject,
+    RegisterAgent,
+    WorkerOut,
+)
+from taskflow.core.services.access import role_in
+from taskflow.core.services.projects import insert_member, insert_project
+from taskflow.core.services.workers import actor_for, insert_agent, insert_human, worker_out
+
+DEFAULT_PROJECT_NAME = "Default Project"
+
+
+class LocalSetup(BaseModel):
+    """What `init` found or created."""
+
+    user: WorkerOut
+    user_created: bool
+    project: str
+    project_created: bool
+    role: Role | None = Field(description="The user's role in the project; None: not a member")
+
+
+class AddedWorker(BaseModel):
+    """A new worker, its first API key (agents only, shown once) and the project it joined."""
+
+    worker: WorkerOut
+    api_key: str | None = None
+    key: ApiKeyOut | None = None
+    project: str | None = None
+    role: Role | None = None
+
+
+async def init_local(
+    db: Database,
+    handle: str,
+    name: str,
+    project: str = "default",
+    *,
+    via: Via = Via.CLI,
+    request_id: str | None = None,
+) -> LocalSetup:
+    """The local user and their default project, each created only when missing (re-runnable)."""
+    async with db.transaction() as session:
+        worker = await session.scalar(select(Worker).where(Worker.handle == handle))
+        user_created = worker is None
+        if worker is None:
+            cmd = CreateHuman(handle=handle, name=name)
+            worker = await insert_human(session, cmd, via=via, request_id=request_id)
+        elif worker.type != WorkerType.HUMAN.value:
+            raise Conflict(f"{handle} is an agent: the local user must be a human", field="user")
+        actor = actor_for(worker, via=via, request_id=request_id)
+        project_id = await session.scalar(select(Project.id).where(Project.slug == project))
+        project_created = project_id is None
+        if project_id is None:
+            cmd_project = CreateProject(
+                slug=project, name=DEFAULT_PROJECT_NAME, description="Created by taskflow init"
+            )
+            out = await insert_project(session, actor, cmd_project)
+            project_id = out.id
+        role = await role_in(session, worker.id, project_id)
+        return LocalSetup(
+            user=worker_out(worker),
+            user_created=user_created,
+            project=project,
+            project_created=project_created,
+            role=role,
+        )
+
+
+async def add_worker(
+    db: Database,
+    actor: Actor,
+    cmd: CreateHuman | RegisterAgent,
+    project: str | None = None,
+    role: Role = Role.MEMBER,
+) -> AddedWorker:
+    """Create a human or register an agent and, if a project is named, make it a member."""
+    async with db.transaction() as session:
+        if isinstance(cmd, RegisterAgent):
+            issued = await insert_agent(session, actor, cmd)
+            added = AddedWorker(worker=issued.worker, api_key=issued.api_key, key=issued.key)
+        else:
+            added = AddedWorker(worker=worker_out(await insert_human(session, cmd, actor)))
+        if project is not None:
+            member = await insert_member(
+                session, actor, project, AddMember(handle=cmd.handle, role=role)
+            )
+            added.project, added.role = project, member.role
+        return added

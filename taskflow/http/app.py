@@ -1,0 +1,81 @@
+"""The REST application: endpoints, /openapi.json, CORS, request ids and problem documents.
+
+`create_api` builds the Starlette app around a runtime someone else opened (the composition
+root in `taskflow.server`, or a test). It holds no globals: two apps on two databases can run
+side by side in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic_core import to_json
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Lifespan
+
+from taskflow.core.runtime import Runtime
+from taskflow.http.endpoint import routes_for
+from taskflow.http.openapi import openapi_document
+from taskflow.http.problems import from_http_exception, from_unhandled
+from taskflow.http.request_id import HEADER as REQUEST_ID_HEADER
+from taskflow.http.request_id import RequestIdMiddleware
+from taskflow.http.routes import ALL
+
+CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "If-Match",
+                        REQUEST_ID_HEADER]
+CORS_RESPONSE_HEADERS = ["ETag", "Location", "WWW-Authenticate", "Idempotent-Replayed",
+                         "Retry-After", REQUEST_ID_HEADER]
+
+
+def _openapi_route(local_mode: bool) -> Route:
+    body = to_json(openapi_document(ALL, local_mode=local_mode))
+
+    async def openapi(request: Request) -> Response:
+        """The OpenAPI 3.1 document for this API (public, so tools can fetch it)."""
+        return Response(body, media_type="application/json")
+
+    return Route("/openapi.json", openapi, methods=["GET"])
+
+
+def create_api(
+    runtime: Runtime,
+    *,
+    local_handle: str | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+    lifespan: Lifespan[Any] | None = None,
+) -> Starlette:
+    """The REST app. `local_handle` (serve --no-auth): requests without a token act as them.
+
+    `extra_routes` and `lifespan` let the composition root add the MCP endpoint under the same
+    middleware and one lifespan.
+    """
+    routes: list[BaseRoute] = [
+        *routes_for(ALL, runtime, local_handle),
+        _openapi_route(local_handle is not None),
+        *extra_routes,
+    ]
+    middleware = [
+        Middleware(RequestIdMiddleware),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=runtime.settings.origins,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_RESPONSE_HEADERS,
+            max_age=600,
+        ),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={HTTPException: from_http_exception, Exception: from_unhandled},
+        lifespan=lifespan,
+    )

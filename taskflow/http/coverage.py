@@ -1,0 +1,53 @@
+"""Which endpoint reaches each core operation (principle 2: agents can do everything).
+
+A test checks that these keys are exactly the core's OPERATIONS and that every endpoint named
+here is in the app's route table.
+"""
+
+from __future__ import annotations
+
+COVERAGE: dict[str, str] = {
+    # projects and members
+    "create_project": "POST /api/projects",
+    "get_project": "GET /api/projects/{project}",
+    "list_projects": "GET /api/projects",
+    "update_project": "PUT /api/projects/{project}",
+    "delete_project": "DELETE /api/projects/{project}",
+    "list_members": "GET /api/projects/{project}/workers",
+    "add_member": "POST /api/projects/{project}/workers",
+    "remove_member": "DELETE /api/projects/{project}/workers/{handle}",
+    "change_role": "PATCH /api/projects/{project}/workers/{handle}",
+    # workers and agent keys
+    "whoami": "GET /api/me",
+    "list_workers": "GET /api/workers",
+    "get_worker": "GET /api/workers/{handle}",
+    "register_agent": "POST /api/workers/agents",
+    "create_api_key": "POST /api/workers/{handle}/keys",
+    "list_api_keys": "GET /api/workers/{handle}/keys",
+    "revoke_api_key": "POST /api/workers/{handle}/keys/{key_id}/revoke",
+    "rotate_api_key": "POST /api/workers/{handle}/keys/{key_id}/rotate",
+    # tasks
+    "create_task": "POST /api/projects/{project}/tasks",
+    "add_subtasks": "POST /api/tasks/{task_id}/subtasks",
+    "get_task": "GET /api/tasks/{task_id}",
+    "list_tasks": "GET /api/projects/{project}/tasks",
+    "edit_task": "PUT /api/tasks/{task_id}",
+    "delete_task": "DELETE /api/tasks/{task_id}",
+    # workflow
+    "start": "POST /api/tasks/{task_id}/start",
+    "progress": "PATCH /api/tasks/{task_id}/progress",
+    "request_review": "POST /api/tasks/{task_id}/review",
+    "approve": "POST /api/tasks/{task_id}/approve",
+    "reject": "POST /api/tasks/{task_id}/reject",
+    "complete": "POST /api/tasks/{task_id}/complete",
+    "assign": "PATCH /api/tasks/{task_id}/assign",
+    "delegate": "POST /api/tasks/{task_id}/delegate",
+    "block": "POST /api/tasks/{task_id}/block",
+    "unblock": "POST /api/tasks/{task_id}/unblock",
+    "set_due_date": "PATCH /api/tasks/{task_id}/due",
+    "claim_next": "POST /api/projects/{project}/claim",
+    # audit
+    "list_audit": "GET /api/projects/{project}/audit",
+    "get_audit_entry": "GET /api/audit/{entry_id}",
+    "verify_audit": "GET /api/audit/verify",
+}

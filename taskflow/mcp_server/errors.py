@@ -1,0 +1,63 @@
+"""Domain errors as tool results an agent can act on: `isError`, one clear message, no traceback.
+
+The core words its refusals with operation names ("call start first", "in_progress (start)");
+here those names become this surface's tool names ("call start_task first"), so the next step
+an agent reads is a tool it can call. The machine-readable code travels in `_meta`, not in
+`structuredContent`: clients validate `structuredContent` against the tool's output schema even
+on errors (the TypeScript SDK does), and an error body would fail that check.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mcp.types import CallToolResult, TextContent
+from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
+
+from taskflow.core.errors import TaskFlowError, ValidationFailed
+from taskflow.mcp_server.coverage import COVERAGE
+
+META_KEY = "taskflow/error"
+_PRIVATE_EXTRA = frozenset({"cause"})  # driver messages may name hosts; they stay in the log
+
+_VERB = "start|request_review|complete|block|unblock|approve|reject|progress|delegate|assign"
+_REWRITES: list[tuple[re.Pattern[str], Any]] = [
+    (re.compile(rf"\(({_VERB})\)"), lambda m: f"({COVERAGE[m.group(1)]})"),
+    (re.compile(rf"\bcall ({_VERB})\b"), lambda m: f"call {COVERAGE[m.group(1)]}"),
+    (re.compile(rf": ({_VERB}) first\b"), lambda m: f": call {COVERAGE[m.group(1)]} first"),
+    (re.compile(r"\(start it again\)"), lambda m: f"(call {COVERAGE['start']} again)"),
+    (re.compile(r"\((list_\w+) / `[^`]*`\)"), lambda m: f"({m.group(1)})"),
+    (re.compile(r"\(create_api_key\)"), lambda m: "(manage_agents action=create_key)"),
+    (
+        re.compile(r"\(`taskflow agent rotate` or POST [^)]*\)"),
+        lambda m: "(manage_agents action=rotate_key)",
+    ),
+]
+
+
+def for_agents(message: str) -> str:
+    """The core's message with operation names replaced by the tools that perform them."""
+    for pattern, replacement in _REWRITES:
+        message = pattern.sub(replacement, message)
+    return message
+
+
+def error_result(exc: TaskFlowError) -> CallToolResult:
+    detail = {k: v for k, v in exc.extra.items() if k not in _PRIVATE_EXTRA}
+    meta = {"code": exc.code, "status": exc.status, **detail}
+    return CallToolResult(
+        content=[TextContent(type="text", text=for_agents(exc.message))],
+        is_error=True,
+        _meta={META_KEY: to_jsonable_python(meta, fallback=str)},
+    )
+
+
+def invalid_input(exc: ValidationError) -> ValidationFailed:
+    """A pydantic refusal in one line per field, without echoing the values back."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"]) or "input"
+        parts.append(f"{where}: {err['msg']}")
+    return ValidationFailed("invalid input: " + "; ".join(parts))

@@ -1,0 +1,101 @@
+"""The composition root: one ASGI app serving the REST API and the MCP endpoint, one lifespan.
+
+This module sits outside the surfaces so that they never import each other: it imports both
+and wires them together. `taskflow serve` runs `uvicorn --factory taskflow.server:factory`,
+which reads the settings from the environment (`.env.example` lists them). With
+`TASKFLOW_LOCAL_USER` set (`serve --no-auth`), requests without a token act as that user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import inspect
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Route
+
+from taskflow.core.auth.identity import Authenticator
+from taskflow.core.auth.jwt import JwtVerifier
+from taskflow.core.config import Settings, get_settings
+from taskflow.core.db import Database, database_url, upgrade
+from taskflow.core.runtime import Runtime
+from taskflow.http.app import create_api
+
+log = logging.getLogger("taskflow.server")
+
+LOCAL_USER_ENV = "TASKFLOW_LOCAL_USER"
+MCP_PATHS = ("/mcp", "/mcp/{rest:path}", "/.well-known/{rest:path}")
+
+LifespanFactory = Callable[..., contextlib.AbstractAsyncContextManager[Any]]
+
+
+def _mcp_parts(
+    runtime: Runtime, local_handle: str | None
+) -> tuple[list[BaseRoute], LifespanFactory | None]:
+    """The MCP app's routes and lifespan, or nothing while the MCP surface is not installed."""
+    if importlib.util.find_spec("taskflow.mcp_server.http") is None:
+        log.warning("taskflow.mcp_server.http not found: serving the REST API without /mcp")
+        return [], None
+    from taskflow.mcp_server.http import mcp_asgi  # type: ignore[import-not-found]
+    from taskflow.mcp_server.server import build_mcp  # type: ignore[import-not-found]
+
+    mcp = build_mcp(runtime, local_handle=local_handle)
+    mcp_app, lifespan_factory = mcp_asgi(runtime, mcp)
+    # Routes (not a catch-all Mount) so unknown REST paths and wrong methods keep their
+    # problem+json 404/405 instead of falling through to the MCP app.
+    return [Route(path, mcp_app) for path in MCP_PATHS], lifespan_factory
+
+
+def _enter(factory: LifespanFactory, app: Starlette) -> contextlib.AbstractAsyncContextManager[Any]:
+    """Call a lifespan factory whether it wants the app (Starlette style) or nothing."""
+    params = [
+        p
+        for p in inspect.signature(factory).parameters.values()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return factory(app) if params else factory()
+
+
+def _build(runtime: Runtime, local_handle: str | None, *, owns_runtime: bool) -> Starlette:
+    routes, mcp_lifespan = _mcp_parts(runtime, local_handle)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if owns_runtime:
+                stack.push_async_callback(runtime.close)
+                await upgrade(runtime.db)
+            if mcp_lifespan is not None:
+                await stack.enter_async_context(_enter(mcp_lifespan, app))
+            yield
+
+    return create_api(runtime, local_handle=local_handle, extra_routes=routes, lifespan=lifespan)
+
+
+def create_server_app(runtime: Runtime, *, local_handle: str | None = None) -> Starlette:
+    """REST (/api, /health, /openapi.json) and MCP (/mcp) over one runtime the caller owns."""
+    return _build(runtime, local_handle, owns_runtime=False)
+
+
+def runtime_from_settings(settings: Settings) -> Runtime:
+    """A runtime built without awaiting anything (uvicorn calls the factory synchronously).
+
+    The embedded PostgreSQL is started here if no DATABASE_URL is set; connecting and
+    migrating happen in the app's lifespan, inside the server's event loop.
+    """
+    db = Database.from_url(database_url(settings), pooled=settings.database_pooled)
+    verifier = JwtVerifier.from_settings(settings) if settings.jwks_url else None
+    return Runtime(settings=settings, db=db, auth=Authenticator(db, verifier))
+
+
+def factory() -> Starlette:
+    """`uvicorn --factory taskflow.server:factory`: settings and local user from the environment."""
+    runtime = runtime_from_settings(get_settings())
+    local_handle = os.environ.get(LOCAL_USER_ENV) or None
+    return _build(runtime, local_handle, owns_runtime=True)

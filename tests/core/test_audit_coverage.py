@@ -1,0 +1,243 @@
+"""Every state-changing operation writes its audit entry: a table-driven guard.
+
+For each name in `operations.MUTATING` the table below holds a scenario (setup, then the call).
+The test counts audit rows around the call and checks the newest entry's action and entity. A
+new mutating operation that is not added here fails `test_every_mutating_operation_is_covered`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from taskflow.core.domain import Role
+from taskflow.core.operations import MUTATING, OPERATIONS
+from taskflow.core.schemas import (
+    AddMember,
+    CreateProject,
+    CreateTask,
+    EditTask,
+    RegisterAgent,
+    SubtaskSpec,
+    UpdateProject,
+)
+from taskflow.core.services import projects, tasks, workers, workflow
+from tests.conftest import make_human
+from tests.core.conftest import add_to, make_agent, scalar, tail
+
+
+@dataclass
+class Scenario:
+    """`call(db, owner, ctx)` after `setup(db, owner) -> ctx`; the entry it must write."""
+
+    call: Callable[[Any, Any, dict[str, Any]], Awaitable[Any]]
+    action: str
+    entity: str
+    setup: Callable[[Any, Any], Awaitable[dict[str, Any]]] | None = None
+
+
+async def _with_task(db, owner, status: str = "pending") -> dict[str, Any]:
+    t = (await tasks.create_task(db, owner, CreateTask(title="t", project="web"))).task
+    nina = await add_to(db, owner, "web", "@nina", Role.MEMBER)
+    if status != "pending":
+        await workflow.start(db, nina, t.id)
+    if status == "review":
+        await workflow.request_review(db, nina, t.id)
+    if status == "blocked":
+        await workflow.block(db, nina, t.id)
+    return {"task": t.id, "nina": nina}
+
+
+def _task_in(status: str) -> Callable[[Any, Any], Awaitable[dict[str, Any]]]:
+    async def setup(db, owner):
+        return await _with_task(db, owner, status)
+
+    return setup
+
+
+async def _with_member(db, owner) -> dict[str, Any]:
+    await add_to(db, owner, "web", "@nina", Role.MEMBER)
+    return {}
+
+
+async def _with_human(db, owner) -> dict[str, Any]:
+    await make_human(db, "@nina")
+    return {}
+
+
+async def _with_agent(db, owner) -> dict[str, Any]:
+    await make_agent(db, owner, "@bot")
+    keys = await workers.list_api_keys(db, owner, "@bot")
+    return {"key": keys[0].id}
+
+
+DUE = datetime(2030, 1, 1, tzinfo=UTC)
+
+SCENARIOS: dict[str, Scenario] = {
+    "create_project": Scenario(
+        lambda db, o, c: projects.create_project(db, o, CreateProject(slug="new", name="N")),
+        "created",
+        "project",
+    ),
+    "update_project": Scenario(
+        lambda db, o, c: projects.update_project(db, o, "web", UpdateProject(name="W")),
+        "updated",
+        "project",
+    ),
+    "delete_project": Scenario(
+        lambda db, o, c: projects.delete_project(db, o, "web"), "deleted", "project"
+    ),
+    "add_member": Scenario(
+        lambda db, o, c: projects.add_member(db, o, "web", AddMember(handle="@nina")),
+        "member_added",
+        "project",
+        _with_human,
+    ),
+    "remove_member": Scenario(
+        lambda db, o, c: projects.remove_member(db, o, "web", "@nina"),
+        "member_removed",
+        "project",
+        _with_member,
+    ),
+    "change_role": Scenario(
+        lambda db, o, c: projects.change_role(
+            db, o, "web", AddMember(handle="@nina", role=Role.ADMIN)
+        ),
+        "role_changed",
+        "project",
+        _with_member,
+    ),
+    "register_agent": Scenario(
+        lambda db, o, c: workers.register_agent(db, o, RegisterAgent(handle="@bot", name="b")),
+        "api_key_created",
+        "api_key",
+    ),
+    "create_api_key": Scenario(
+        lambda db, o, c: workers.create_api_key(db, o, "@bot", "second"),
+        "api_key_created",
+        "api_key",
+        _with_agent,
+    ),
+    "revoke_api_key": Scenario(
+        lambda db, o, c: workers.revoke_api_key(db, o, "@bot", c["key"]),
+        "api_key_revoked",
+        "api_key",
+        _with_agent,
+    ),
+    "rotate_api_key": Scenario(
+        lambda db, o, c: workers.rotate_api_key(db, o, "@bot", c["key"]),
+        "api_key_created",
+        "api_key",
+        _with_agent,
+    ),
+    "create_task": Scenario(
+        lambda db, o, c: tasks.create_task(db, o, CreateTask(title="x", project="web")),
+        "created",
+        "task",
+    ),
+    "add_subtasks": Scenario(
+        lambda db, o, c: tasks.add_subtasks(db, o, c["task"], [SubtaskSpec(title="s")]),
+        "subtask_added",
+        "task",
+        _task_in("pending"),
+    ),
+    "edit_task": Scenario(
+        lambda db, o, c: tasks.edit_task(db, o, c["task"], EditTask(title="renamed")),
+        "updated",
+        "task",
+        _task_in("pending"),
+    ),
+    "delete_task": Scenario(
+        lambda db, o, c: tasks.delete_task(db, o, c["task"]), "deleted", "task",
+        _task_in("pending"),
+    ),
+    "start": Scenario(
+        lambda db, o, c: workflow.start(db, o, c["task"]), "started", "task", _task_in("pending")
+    ),
+    "progress": Scenario(
+        lambda db, o, c: workflow.progress(db, o, c["task"], 30),
+        "progressed",
+        "task",
+        _task_in("in_progress"),
+    ),
+    "request_review": Scenario(
+        lambda db, o, c: workflow.request_review(db, o, c["task"]),
+        "review_requested",
+        "task",
+        _task_in("in_progress"),
+    ),
+    "approve": Scenario(
+        lambda db, o, c: workflow.approve(db, o, c["task"]), "approved", "task",
+        _task_in("review"),
+    ),
+    "reject": Scenario(
+        lambda db, o, c: workflow.reject(db, o, c["task"], "redo"),
+        "rejected",
+        "task",
+        _task_in("review"),
+    ),
+    "complete": Scenario(
+        lambda db, o, c: workflow.complete(db, o, c["task"]),
+        "completed",
+        "task",
+        _task_in("in_progress"),
+    ),
+    "assign": Scenario(
+        lambda db, o, c: workflow.assign(db, o, c["task"], "@nina"),
+        "assigned",
+        "task",
+        _task_in("pending"),
+    ),
+    "delegate": Scenario(
+        lambda db, o, c: workflow.delegate(db, o, c["task"], "@sarah"),
+        "delegated",
+        "task",
+        _task_in("in_progress"),
+    ),
+    "block": Scenario(
+        lambda db, o, c: workflow.block(db, o, c["task"]), "blocked", "task", _task_in("pending")
+    ),
+    "unblock": Scenario(
+        lambda db, o, c: workflow.unblock(db, o, c["task"]),
+        "unblocked",
+        "task",
+        _task_in("blocked"),
+    ),
+    "set_due_date": Scenario(
+        lambda db, o, c: workflow.set_due_date(db, o, c["task"], DUE),
+        "due_date_set",
+        "task",
+        _task_in("pending"),
+    ),
+    "claim_next": Scenario(
+        lambda db, o, c: workflow.claim_next(db, o), "claimed", "task", _task_in("pending")
+    ),
+}
+
+
+def test_every_mutating_operation_is_covered():
+    assert set(SCENARIOS) == set(MUTATING), (
+        f"missing: {sorted(set(MUTATING) - set(SCENARIOS))}; "
+        f"not mutating: {sorted(set(SCENARIOS) - set(MUTATING))}"
+    )
+    assert set(MUTATING) <= set(OPERATIONS)
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_mutating_operation_writes_its_entry(db, owner, name):
+    scenario = SCENARIOS[name]
+    ctx = await scenario.setup(db, owner) if scenario.setup else {}
+    before = await scalar(db, "SELECT count(*) FROM audit_log")
+    log = await tail(db)
+    await scenario.call(db, owner, ctx)
+    after = await scalar(db, "SELECT count(*) FROM audit_log")
+    assert after >= before + 1, f"{name} changed state without an audit entry"
+    entries = await log.new()
+    last = entries[-1]
+    assert (last["action"], last["entity_type"]) == (scenario.action, scenario.entity)
+    assert all(e["actor_handle"] == "@sarah" and e["via"] == "core" for e in entries)
+    assert OPERATIONS[name] is not None

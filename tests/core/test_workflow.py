@@ -1,0 +1,403 @@
+"""The workflow verbs and Phase 1's rules: transitions, auto-assign, review, approval policy."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from itertools import product
+
+import pytest
+
+from taskflow.core.domain import TRANSITIONS, ApprovalPolicy, Priority, TaskStatus
+from taskflow.core.errors import (
+    Forbidden,
+    InvalidTransition,
+    NotFound,
+    StaleVersion,
+    ValidationFailed,
+)
+from taskflow.core.schemas import CreateTask, EditTask, SubtaskSpec, UpdateProject
+from taskflow.core.services import projects, tasks, workflow
+from tests.core.conftest import assert_entry, refused, sql, tail
+
+S = TaskStatus
+
+
+async def _task(db, actor, title="t", project="web", **kw):
+    return (await tasks.create_task(db, actor, CreateTask(title=title, project=project, **kw))).task
+
+
+async def _force(db, task_id, status, assignee_id=None):
+    """Put a task in a status directly (test setup only; bypasses the workflow on purpose)."""
+    await sql(
+        db,
+        "UPDATE tasks SET status = :s, assignee_id = :a WHERE id = :id",
+        s=str(status),
+        a=assignee_id,
+        id=task_id,
+    )
+
+
+# Phase 1's table, written out again so a change to the code's table must be deliberate.
+PHASE1 = {
+    ("pending", "in_progress"),
+    ("pending", "blocked"),
+    ("in_progress", "review"),
+    ("in_progress", "completed"),
+    ("in_progress", "blocked"),
+    ("review", "in_progress"),
+    ("review", "completed"),
+    ("completed", "review"),
+    ("blocked", "pending"),
+    ("blocked", "in_progress"),
+}
+
+
+def test_transition_table_is_phase1s():
+    assert {(str(a), str(b)) for a, tos in TRANSITIONS.items() for b in tos} == PHASE1
+
+
+async def test_every_status_pair_through_edit_task(db, team):
+    """All 20 moves between different statuses: the 10 allowed succeed, the 10 others are refused
+    with a message naming what the task can do instead, and change nothing."""
+    pairs = [(a, b) for a, b in product(S, S) if a != b]
+    ids = [(await _task(db, team.owner, f"{a}->{b}")).id for a, b in pairs]
+    for task_id, (a, _) in zip(ids, pairs, strict=True):
+        await _force(db, task_id, a, team.member.worker_id)
+    for task_id, (a, b) in zip(ids, pairs, strict=True):
+        if (str(a), str(b)) in PHASE1:
+            log = await tail(db)
+            out = await tasks.edit_task(db, team.member, task_id, EditTask(status=b))
+            assert out.status is b, (a, b)
+            entry = await log.one()
+            assert entry["action"] == "updated"
+            assert entry["details"]["changes"]["status"] == {"old": str(a), "new": str(b)}
+        else:
+            err = await refused(
+                db, tasks.edit_task(db, team.member, task_id, EditTask(status=b)),
+                InvalidTransition,
+            )
+            assert f"is {a}: it cannot move to {b}" in err.message
+            for allowed in TRANSITIONS[a]:
+                assert str(allowed) in err.message
+            assert (err.extra["current"], err.extra["target"]) == (str(a), str(b))
+
+
+async def test_start_auto_assigns_and_audits(db, team):
+    t = await _task(db, team.owner)
+    log = await tail(db)
+    out = await workflow.start(db, team.member, t.id, expected_version=1)
+    assert (out.status, out.assignee, out.version) == (S.IN_PROGRESS, "@mike", 2)
+    entry = await log.one()
+    assert_entry(entry, action="started", actor=team.member, entity="task", entity_id=t.id)
+    assert entry["details"] == {
+        "changes": {
+            "status": {"old": "pending", "new": "in_progress"},
+            "assignee_id": {"old": None, "new": team.member.worker_id},
+        }
+    }
+
+
+async def test_start_keeps_an_existing_assignee(db, team):
+    t = await _task(db, team.owner, assignee="@nina")
+    out = await workflow.start(db, team.member, t.id)
+    assert out.assignee == "@nina"
+
+
+async def test_start_refusals(db, team):
+    t = await _task(db, team.owner)
+    await refused(db, workflow.start(db, team.viewer, t.id), Forbidden)
+    await refused(db, workflow.start(db, team.stranger, t.id), NotFound)
+    await refused(db, workflow.start(db, team.member, t.id, expected_version=3), StaleVersion)
+    await _force(db, t.id, S.COMPLETED)
+    err = await refused(db, workflow.start(db, team.member, t.id), InvalidTransition)
+    assert "review (request_review)" in err.message
+
+
+async def test_progress_needs_in_progress_and_records_note(db, team):
+    t = await _task(db, team.owner)
+    err = await refused(db, workflow.progress(db, team.member, t.id, 10), InvalidTransition)
+    assert "needs in_progress" in err.message and "start" in err.message
+    await workflow.start(db, team.member, t.id)
+    for bad in (-1, 101):
+        err = await refused(db, workflow.progress(db, team.member, t.id, bad), ValidationFailed)
+        assert "between 0 and 100" in err.message
+    log = await tail(db)
+    out = await workflow.progress(db, team.member, t.id, 40, "halfway-ish")
+    assert out.progress_percent == 40
+    entry = await log.one()
+    assert_entry(entry, action="progressed", actor=team.member, entity="task", entity_id=t.id)
+    assert entry["details"] == {
+        "changes": {"progress_percent": {"old": 0, "new": 40}},
+        "progress_percent": 40,
+        "note": "halfway-ish",
+    }
+    await workflow.request_review(db, team.member, t.id)
+    err = await refused(db, workflow.progress(db, team.member, t.id, 50), InvalidTransition)
+    assert "review" in err.message
+
+
+async def test_review_approve_by_another_member(db, team):
+    t = await _task(db, team.owner)
+    await workflow.start(db, team.member, t.id)
+    log = await tail(db)
+    out = await workflow.request_review(db, team.member, t.id)
+    assert out.status is S.REVIEW
+    entry = await log.one()
+    assert_entry(entry, action="review_requested", actor=team.member, entity="task")
+    assert entry["details"] == {"changes": {"status": {"old": "in_progress", "new": "review"}}}
+    err = await refused(db, workflow.approve(db, team.member, t.id), Forbidden)
+    assert "your own work" in err.message
+    await refused(db, workflow.approve(db, team.viewer, t.id), Forbidden)
+    log = await tail(db)
+    out = await workflow.approve(db, team.member2, t.id, "looks good")
+    assert (out.status, out.progress_percent) == (S.COMPLETED, 100)
+    entry = await log.one()
+    assert_entry(entry, action="approved", actor=team.member2, entity="task", entity_id=t.id)
+    assert entry["details"] == {
+        "changes": {
+            "status": {"old": "review", "new": "completed"},
+            "progress_percent": {"old": 0, "new": 100},
+        },
+        "note": "looks good",
+    }
+    err = await refused(db, workflow.approve(db, team.member2, t.id), InvalidTransition)
+    assert "request_review first" in err.message
+
+
+async def test_reject_needs_reason_and_review(db, team):
+    t = await _task(db, team.owner)
+    await workflow.start(db, team.member, t.id)
+    err = await refused(db, workflow.reject(db, team.member2, t.id, "nope"), InvalidTransition)
+    assert "not in review" in err.message
+    await workflow.request_review(db, team.member, t.id)
+    for blank in ("", "   "):
+        err = await refused(db, workflow.reject(db, team.member2, t.id, blank), ValidationFailed)
+        assert "reason" in err.message
+    await refused(db, workflow.reject(db, team.member, t.id, "mine"), Forbidden)
+    log = await tail(db)
+    out = await workflow.reject(db, team.member2, t.id, "  add tests  ")
+    assert out.status is S.IN_PROGRESS
+    entry = await log.one()
+    assert_entry(entry, action="rejected", actor=team.member2, entity="task", entity_id=t.id)
+    assert entry["details"] == {
+        "changes": {"status": {"old": "review", "new": "in_progress"}},
+        "reason": "add tests",
+    }
+
+
+async def test_complete_sets_full_progress(db, team):
+    t = await _task(db, team.owner)
+    err = await refused(db, workflow.complete(db, team.member, t.id), InvalidTransition)
+    assert "pending: it cannot move to completed" in err.message
+    await workflow.start(db, team.member, t.id)
+    log = await tail(db)
+    out = await workflow.complete(db, team.member, t.id)
+    assert (out.status, out.progress_percent) == (S.COMPLETED, 100)
+    entry = await log.one()
+    assert_entry(entry, action="completed", actor=team.member, entity="task", entity_id=t.id)
+    assert entry["details"]["changes"]["status"] == {"old": "in_progress", "new": "completed"}
+    # Reopening for corrections is allowed (completed -> review).
+    assert (await workflow.request_review(db, team.member, t.id)).status is S.REVIEW
+
+
+async def test_review_required_policy(db, team):
+    await projects.update_project(
+        db, team.owner, "web", UpdateProject(approval_policy=ApprovalPolicy.REVIEW_REQUIRED)
+    )
+    t = await _task(db, team.owner)
+    await workflow.start(db, team.member, t.id)
+    err = await refused(db, workflow.complete(db, team.member, t.id), InvalidTransition)
+    assert "requires review" in err.message and "request_review" in err.message
+    await workflow.request_review(db, team.member, t.id)
+    await refused(db, workflow.complete(db, team.member, t.id), InvalidTransition)
+    await refused(db, workflow.complete(db, team.owner, t.id), InvalidTransition)
+    await refused(db, workflow.approve(db, team.member, t.id), Forbidden)
+    assert (await workflow.approve(db, team.owner, t.id)).status is S.COMPLETED
+    # The default project keeps Phase 1's behaviour.
+    d = await _task(db, team.owner, project="default")
+    await workflow.start(db, team.owner, d.id)
+    assert (await workflow.complete(db, team.owner, d.id)).status is S.COMPLETED
+
+
+async def test_assign_and_unassign(db, team):
+    t = await _task(db, team.owner)
+    log = await tail(db)
+    out = await workflow.assign(db, team.member, t.id, "@nina")
+    assert out.assignee == "@nina"
+    entry = await log.one()
+    assert_entry(entry, action="assigned", actor=team.member, entity="task", entity_id=t.id)
+    assert entry["details"] == {
+        "changes": {"assignee_id": {"old": None, "new": team.member2.worker_id}},
+        "assignee": "@nina",
+    }
+    out = await workflow.assign(db, team.member, t.id, None)
+    assert out.assignee is None
+    for handle in ("@vic", "@olive", "@ghost"):
+        await refused(db, workflow.assign(db, team.member, t.id, handle), ValidationFailed)
+    await refused(db, workflow.assign(db, team.viewer, t.id, "@mike"), Forbidden)
+    await refused(db, workflow.assign(db, team.stranger, t.id, "@mike"), NotFound)
+
+
+async def test_delegate_own_task_or_as_admin(db, team):
+    t = await _task(db, team.owner, assignee="@mike")
+    err = await refused(db, workflow.delegate(db, team.member2, t.id, "@nina"), Forbidden)
+    assert "only its assignee or a project admin" in err.message
+    log = await tail(db)
+    out = await workflow.delegate(db, team.member, t.id, "@nina")
+    assert out.assignee == "@nina"
+    entry = await log.one()
+    assert_entry(entry, action="delegated", actor=team.member, entity="task", entity_id=t.id)
+    assert entry["details"] == {
+        "changes": {
+            "assignee_id": {"old": team.member.worker_id, "new": team.member2.worker_id}
+        },
+        "to": "@nina",
+        "from": "@mike",
+    }
+    log = await tail(db)
+    await workflow.delegate(db, team.admin, t.id, "@mike")
+    entry = await log.one()
+    assert (entry["actor_handle"], entry["details"]["from"], entry["details"]["to"]) == (
+        "@ada",
+        "@nina",
+        "@mike",
+    )
+    await refused(db, workflow.delegate(db, team.member, t.id, "@vic"), ValidationFailed)
+
+
+async def test_block_and_unblock(db, team):
+    t = await _task(db, team.owner)
+    log = await tail(db)
+    out = await workflow.block(db, team.member, t.id, "waiting on API")
+    assert out.status is S.BLOCKED
+    entry = await log.one()
+    assert_entry(entry, action="blocked", actor=team.member, entity="task", entity_id=t.id)
+    assert entry["details"] == {
+        "changes": {"status": {"old": "pending", "new": "blocked"}},
+        "reason": "waiting on API",
+    }
+    err = await refused(db, workflow.block(db, team.member, t.id), InvalidTransition)
+    assert "blocked: it cannot move to blocked" in err.message
+    log = await tail(db)
+    out = await workflow.unblock(db, team.member, t.id)
+    assert out.status is S.PENDING, "unassigned: back to pending"
+    assert (await log.one())["action"] == "unblocked"
+    err = await refused(db, workflow.unblock(db, team.member, t.id), InvalidTransition)
+    assert "not blocked" in err.message
+    await workflow.start(db, team.member, t.id)
+    await workflow.block(db, team.member, t.id)
+    assert (await workflow.unblock(db, team.member, t.id)).status is S.IN_PROGRESS
+
+
+async def test_due_date_set_and_clear(db, team):
+    t = await _task(db, team.owner)
+    due = datetime(2027, 1, 2, 3, 4, tzinfo=UTC)
+    log = await tail(db)
+    out = await workflow.set_due_date(db, team.member, t.id, due)
+    assert out.due_date == due
+    entry = await log.one()
+    assert_entry(entry, action="due_date_set", actor=team.member, entity="task", entity_id=t.id)
+    assert entry["details"] == {
+        "changes": {"due_date": {"old": None, "new": "2027-01-02T03:04:00Z"}}
+    }
+    log = await tail(db)
+    out = await workflow.set_due_date(db, team.member, t.id, None)
+    assert out.due_date is None
+    entry = await log.one()
+    assert entry["action"] == "due_date_cleared"
+    assert entry["details"]["changes"]["due_date"]["new"] is None
+    await refused(db, workflow.set_due_date(db, team.viewer, t.id, due), Forbidden)
+
+
+VERBS = {
+    "start": lambda db, a, t, v: workflow.start(db, a, t, expected_version=v),
+    "progress": lambda db, a, t, v: workflow.progress(db, a, t, 5, expected_version=v),
+    "request_review": lambda db, a, t, v: workflow.request_review(db, a, t, expected_version=v),
+    "approve": lambda db, a, t, v: workflow.approve(db, a, t, expected_version=v),
+    "reject": lambda db, a, t, v: workflow.reject(db, a, t, "r", expected_version=v),
+    "complete": lambda db, a, t, v: workflow.complete(db, a, t, expected_version=v),
+    "assign": lambda db, a, t, v: workflow.assign(db, a, t, "@nina", expected_version=v),
+    "delegate": lambda db, a, t, v: workflow.delegate(db, a, t, "@nina", expected_version=v),
+    "block": lambda db, a, t, v: workflow.block(db, a, t, expected_version=v),
+    "unblock": lambda db, a, t, v: workflow.unblock(db, a, t, expected_version=v),
+    "set_due_date": lambda db, a, t, v: workflow.set_due_date(
+        db, a, t, datetime(2030, 1, 1, tzinfo=UTC), expected_version=v
+    ),
+    "edit_task": lambda db, a, t, v: tasks.edit_task(db, a, t, EditTask(title="z",
+                                                                         expected_version=v)),
+    "delete_task": lambda db, a, t, v: tasks.delete_task(db, a, t, expected_version=v),
+}
+# The status each verb needs, so the only reason to refuse is the version.
+READY = {
+    "progress": S.IN_PROGRESS,
+    "request_review": S.IN_PROGRESS,
+    "approve": S.REVIEW,
+    "reject": S.REVIEW,
+    "complete": S.IN_PROGRESS,
+    "unblock": S.BLOCKED,
+}
+
+
+async def test_every_verb_refuses_a_stale_version_then_accepts_the_current(db, team):
+    for name, call in VERBS.items():
+        t = await _task(db, team.owner, name)
+        await _force(db, t.id, READY.get(name, S.PENDING), team.member2.worker_id)
+        await sql(db, "UPDATE tasks SET version = 4 WHERE id = :id", id=t.id)
+        err = await refused(db, call(db, team.owner, t.id, 3), StaleVersion)
+        assert "expected_version=4" in err.message, name
+        await call(db, team.owner, t.id, 4)
+
+
+async def test_claim_next_takes_the_most_urgent_open_leaf(db, team):
+    agent = team.member
+    low = await _task(db, team.owner, "low", priority=Priority.LOW)
+    crit_later = await _task(db, team.owner, "crit-later", priority=Priority.CRITICAL,
+                             due_date="2030-01-01")
+    crit_soon = await _task(db, team.owner, "crit-soon", priority=Priority.CRITICAL,
+                            due_date="2029-01-01")
+    parent = await _task(db, team.owner, "parent", priority=Priority.CRITICAL)
+    await tasks.add_subtasks(db, team.owner, parent.id, [SubtaskSpec(title="leaf",
+                                                                     priority=Priority.HIGH)])
+    await _task(db, team.owner, "taken", priority=Priority.CRITICAL, assignee="@nina")
+    log = await tail(db)
+    first = await workflow.claim_next(db, agent)
+    assert (first.id, first.status, first.assignee) == (crit_soon.id, S.IN_PROGRESS, "@mike")
+    entry = await log.one()
+    assert_entry(entry, action="claimed", actor=agent, entity="task", entity_id=crit_soon.id)
+    assert entry["details"] == {
+        "changes": {
+            "status": {"old": "pending", "new": "in_progress"},
+            "assignee_id": {"old": None, "new": agent.worker_id},
+        },
+        "claimed_by": "@mike",
+    }
+    order = [(await workflow.claim_next(db, agent, project="web")).title for _ in range(3)]
+    assert order == ["crit-later", "leaf", "low"], "parents and assigned tasks are never claimed"
+    err = await refused(db, workflow.claim_next(db, agent, project="web"), NotFound)
+    assert "no open unassigned task" in err.message
+    assert low.id
+
+
+async def test_claim_next_filters_and_permissions(db, team):
+    await _task(db, team.owner, "py", tags=["python"])
+    await _task(db, team.owner, "js", tags=["js"])
+    await refused(db, workflow.claim_next(db, team.viewer), NotFound)
+    await refused(db, workflow.claim_next(db, team.stranger), NotFound)
+    got = await workflow.claim_next(db, team.member, tags=["python", "rust"])
+    assert got.title == "py"
+    await refused(db, workflow.claim_next(db, team.member, project="default"), NotFound)
+    web_id = (await projects.get_project(db, team.owner, "web")).id
+    assert (await workflow.claim_next(db, team.member, project=str(web_id))).title == "js"
+
+
+@pytest.mark.parametrize("verb", ["approve", "reject"])
+async def test_nobody_approves_their_own_work_even_as_owner(db, team, verb):
+    t = await _task(db, team.owner)
+    await workflow.start(db, team.owner, t.id)
+    await workflow.request_review(db, team.owner, t.id)
+    call = (
+        workflow.approve(db, team.owner, t.id)
+        if verb == "approve"
+        else workflow.reject(db, team.owner, t.id, "meh")
+    )
+    await refused(db, call, Forbidden)
