@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -61,32 +62,44 @@ def bar(percent: int, width: int = 10) -> Text:
     return Text("█" * filled + "░" * (width - filled), style=style) + Text(f" {percent:>3}%")
 
 
+def _table(title: str | None) -> Table:
+    """Compact tables: no vertical rules, so titles keep their width on 80 columns."""
+    return Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
+
+
 def task_table(tasks: Sequence[TaskOut], title: str | None = None) -> Table:
-    table = Table(title=title, title_justify="left", show_lines=False)
-    for name, kw in (
-        ("ID", {"justify": "right", "style": "bold"}),
-        ("Title", {"overflow": "fold", "ratio": 3}),
-        ("Status", {}),
-        ("Priority", {}),
-        ("Progress", {"no_wrap": True}),
-        ("Assignee", {}),
-        ("Project", {}),
-        ("Due", {"no_wrap": True}),
-        ("Tags", {"overflow": "fold"}),
-    ):
-        table.add_column(name, **kw)
+    """Columns with nothing to show (no tags, no due dates, one project) are left out."""
+    table = _table(title)
+    optional = {
+        "Project": len({t.project for t in tasks}) > 1,
+        "Due": any(t.due_date for t in tasks),
+        "Tags": any(t.tags for t in tasks),
+    }
+    table.add_column("ID", justify="right", style="bold", no_wrap=True)
+    table.add_column("Title", overflow="fold", min_width=16)
+    for name in ("Status", "Priority", "Done", "Assignee"):
+        table.add_column(name, no_wrap=True, justify="right" if name == "Done" else "left")
+    for name, shown in optional.items():
+        if shown:
+            table.add_column(name, no_wrap=name != "Tags", overflow="fold")
     for t in tasks:
-        table.add_row(
+        cells: list[RenderableType] = [
             str(t.id),
             Text(t.title),
             status(t.status),
             priority(t.priority),
-            bar(t.progress_percent, 6),
+            Text(f"{t.progress_percent}%", style="green" if t.progress_percent == 100 else ""),
             Text(t.assignee or "-"),
-            Text(t.project),
-            day(t.due_date),
-            Text(", ".join(t.tags)),
-        )
+        ]
+        if optional["Project"]:
+            cells.append(Text(t.project))
+        if optional["Due"]:
+            cells.append(day(t.due_date))
+        if optional["Tags"]:
+            cells.append(Text(", ".join(t.tags)))
+        table.add_row(*cells)
     return table
 
 
@@ -147,7 +160,7 @@ def task_tree(detail: TaskDetail) -> Tree:
 
 
 def project_table(projects: Iterable[ProjectOut]) -> Table:
-    table = Table(title="Projects", title_justify="left")
+    table = _table("Projects")
     for name in ("Slug", "Name", "Owner", "Your role", "Approval", "Description"):
         table.add_column(name, overflow="fold")
     for p in projects:
@@ -163,7 +176,7 @@ def project_table(projects: Iterable[ProjectOut]) -> Table:
 
 
 def worker_table(workers: Iterable[WorkerOut], title: str = "Workers") -> Table:
-    table = Table(title=title, title_justify="left")
+    table = _table(title)
     for name in ("Handle", "Type", "Name", "Agent type", "Capabilities", "Created"):
         table.add_column(name, overflow="fold")
     for w in workers:
@@ -179,7 +192,7 @@ def worker_table(workers: Iterable[WorkerOut], title: str = "Workers") -> Table:
 
 
 def member_table(members: Iterable[MemberOut], project: str) -> Table:
-    table = Table(title=f"Members of {project}", title_justify="left")
+    table = _table(f"Members of {project}")
     for name in ("Handle", "Name", "Type", "Role", "Added"):
         table.add_column(name)
     for m in members:
@@ -188,7 +201,7 @@ def member_table(members: Iterable[MemberOut], project: str) -> Table:
 
 
 def key_table(keys: Iterable[ApiKeyOut], agent: str) -> Table:
-    table = Table(title=f"API keys of {agent}", title_justify="left")
+    table = _table(f"API keys of {agent}")
     for name in ("ID", "Name", "Prefix", "Created", "Expires", "Last used", "Revoked"):
         table.add_column(name)
     for k in keys:
@@ -222,31 +235,33 @@ def _summary(details: dict[str, Any]) -> str:
                 parts.append(f"{name} → {change['new']}")
     if "phase1" in details and "source" not in details:
         parts.append("from Phase 1")
+    if details.get("source") == "phase1":
+        parts.append("Phase 1 record")
     return ", ".join(parts)
 
 
 def audit_table(entries: Iterable[AuditEntryOut], title: str = "Audit trail") -> Table:
-    table = Table(title=title, title_justify="left")
-    for name, kw in (
-        ("ID", {"justify": "right"}),
-        ("When (UTC)", {"no_wrap": True}),
-        ("Actor", {}),
-        ("Action", {"style": "bold"}),
-        ("Entity", {"no_wrap": True}),
-        ("Via", {}),
-        ("Details", {"overflow": "fold"}),
-    ):
-        table.add_column(name, **kw)
+    """One entry per row; the details' gist sits under the action so 80 columns suffice."""
+    table = _table(title)
+    table.add_column("ID", justify="right", no_wrap=True)
+    table.add_column("When (UTC)", no_wrap=True)
+    table.add_column("Actor", no_wrap=True)
+    table.add_column("Action", overflow="fold", min_width=20)
+    table.add_column("On", no_wrap=True)
+    table.add_column("Via", no_wrap=True)
     for e in entries:
         actor_style = "magenta" if e.actor_type == "agent" else "cyan"
+        action = Text(e.action, style="bold")
+        gist = _summary(e.details)
+        if gist:
+            action.append("\n" + gist, style="dim")
         table.add_row(
             str(e.id),
-            when(e.created_at, seconds=True),
+            e.created_at.strftime("%m-%d %H:%M:%S"),
             Text(e.actor, style=actor_style),
-            e.action,
+            action,
             f"{e.entity_type} {e.entity_id}",
             e.via,
-            Text(_summary(e.details)),
         )
     return table
 

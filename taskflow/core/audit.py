@@ -8,9 +8,10 @@ edit, deletion, reordering or hand-made insert shows up as the first entry whose
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -181,6 +182,37 @@ def _why(found_seq: int, expected_seq: int, prev_ok: bool) -> str:
     return "its content does not match its hash (changed after it was written)"
 
 
+async def _batches_ahead(raw: Any, query: str, batch: int = 4_000) -> AsyncIterator[list[Any]]:
+    """Rows of `query` (inside the caller's transaction) with the next batch already requested,
+    so the server reads and formats batch n+1 while Python hashes batch n. Memory stays at two
+    batches; stopping early lets the request in flight finish instead of cancelling it."""
+    cursor = await raw.cursor(query)
+    queue: asyncio.Queue[list[Any] | None] = asyncio.Queue(maxsize=1)
+    stop = False
+
+    async def produce() -> None:
+        try:
+            while not stop:
+                rows = await cursor.fetch(batch)
+                if rows:
+                    await queue.put(rows)
+                if len(rows) < batch:
+                    break
+        finally:
+            await queue.put(None)
+
+    producer = asyncio.create_task(produce())
+    try:
+        while (rows := await queue.get()) is not None:
+            yield rows
+    finally:
+        stop = True
+        while not queue.empty() or not producer.done():
+            if await queue.get() is None:
+                break
+        await producer
+
+
 async def verify(db: Database, *, max_problems: int = 10) -> VerifyResult:
     """Recompute every chain and compare with the stored heads; streams, so memory stays flat."""
     result = VerifyResult(ok=True, entries_checked=0, chains_checked=0)
@@ -196,29 +228,34 @@ async def verify(db: Database, *, max_problems: int = 10) -> VerifyResult:
             }
             chain_type, chain_id, prev, seq, last_id = None, None, GENESIS, 0, 0
             entries = chains = 0
-            async for row in raw.cursor(_VERIFY_SQL, prefetch=10_000):
-                entry_id, etype, eid, found, action, head, details, tail, prev_hash, stored = row
-                if eid != chain_id or etype != chain_type:
-                    if chain_type is not None:
-                        seen[(chain_type, chain_id)] = (seq, prev, last_id)
-                    chain_type, chain_id, prev, seq = etype, eid, GENESIS, 0
-                    chains += 1
-                seq += 1
-                entries += 1
-                body = (head + canonical(loads(details)) + tail).encode()
-                if found != seq or prev_hash != prev or sha256(prev + body).digest() != stored:
-                    problems.append(
-                        {
-                            "entry_id": entry_id,
-                            "entity": f"{etype}:{eid}",
-                            "seq": found,
-                            "action": action,
-                            "reason": _why(found, seq, prev_hash == prev),
-                        }
+            async for rows in _batches_ahead(raw, _VERIFY_SQL):
+                for row in rows:
+                    entry_id, etype, eid, found, action, head, details, tail, prev_hash, stored = (
+                        row
                     )
-                    if len(problems) >= max_problems:
-                        break
-                prev, seq, last_id = stored, found, entry_id
+                    if eid != chain_id or etype != chain_type:
+                        if chain_type is not None:
+                            seen[(chain_type, chain_id)] = (seq, prev, last_id)
+                        chain_type, chain_id, prev, seq = etype, eid, GENESIS, 0
+                        chains += 1
+                    seq += 1
+                    entries += 1
+                    body = (head + canonical(loads(details)) + tail).encode()
+                    if found != seq or prev_hash != prev or sha256(prev + body).digest() != stored:
+                        problems.append(
+                            {
+                                "entry_id": entry_id,
+                                "entity": f"{etype}:{eid}",
+                                "seq": found,
+                                "action": action,
+                                "reason": _why(found, seq, prev_hash == prev),
+                            }
+                        )
+                        if len(problems) >= max_problems:
+                            break
+                    prev, seq, last_id = stored, found, entry_id
+                if len(problems) >= max_problems:
+                    break
             if chain_type is not None:
                 seen[(chain_type, chain_id)] = (seq, prev, last_id)
     result.entries_checked, result.chains_checked = entries, chains

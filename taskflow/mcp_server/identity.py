@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from contextvars import ContextVar
 from typing import Any
 
 from mcp.server.auth.middleware.auth_context import get_access_token
@@ -20,7 +21,7 @@ from mcp.server.mcpserver import Context
 from taskflow.core.actor import Actor
 from taskflow.core.auth.identity import bearer_token, local_actor
 from taskflow.core.domain import Via, WorkerType
-from taskflow.core.errors import Unauthenticated
+from taskflow.core.errors import Unauthenticated, Unavailable
 from taskflow.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -70,11 +71,17 @@ def actor_from_token(access: AccessToken) -> Actor:
     )
 
 
+# Set per HTTP request by `http.UnavailableGuard`: where the verifier leaves an `Unavailable` it
+# could not raise (the SDK's middleware would turn any exception into a 500).
+AUTH_OUTAGE: ContextVar[list[Unavailable] | None] = ContextVar("taskflow_auth_outage", default=None)
+
+
 class ActorTokenVerifier:
     """The SDK's `TokenVerifier`: API keys and Better Auth JWTs through the core Authenticator.
 
-    A refused token answers None (the SDK then sends 401 with the RFC 9728 pointer). An
-    unreachable database or JWKS raises `Unavailable`, which `http.py` turns into a 503.
+    A refused token answers None (the SDK then sends 401 with the RFC 9728 pointer). When the
+    database or the JWKS cannot be reached the token is not refused but unverifiable: the
+    outage is recorded for `http.UnavailableGuard`, which answers 503 instead of that 401.
     """
 
     def __init__(self, runtime: Runtime) -> None:
@@ -85,6 +92,12 @@ class ActorTokenVerifier:
             actor = await self.runtime.auth.authenticate(token, Via.MCP)
         except Unauthenticated as exc:
             log.info("MCP bearer token refused: %s", exc)
+            return None
+        except Unavailable as exc:
+            outages = AUTH_OUTAGE.get()
+            if outages is None:
+                raise
+            outages.append(exc)
             return None
         return access_token_for(actor, token)
 

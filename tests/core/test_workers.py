@@ -28,7 +28,7 @@ async def test_create_human_is_audited_as_itself(db):
     mike = await make_human(db, "@mike")
     entry = await log.one()
     assert_entry(entry, action="created", actor=mike, entity="worker", entity_id=mike.worker_id)
-    assert entry["details"] == {"new": {"handle": "@mike", "name": "mike", "email": None}}
+    assert entry["details"] == {"new": {"handle": "@mike", "name": "mike"}}
 
 
 async def test_register_agent_issues_a_key_stored_only_as_hash(db, owner):

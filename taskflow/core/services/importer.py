@@ -45,7 +45,7 @@ from taskflow.core.services.access import project_with_role
 Progress = Callable[[int], None]
 """Called with the number of Phase 1 records just handled (for a progress bar)."""
 
-_LOCK_IMPORTS = text("SELECT pg_advisory_xact_lock(7270413)")
+_LOCK_IMPORTS = text("SELECT pg_advisory_xact_lock(hashtext('taskflow:phase1-import'))")
 _LOCK_TASK_IDS = text("LOCK TABLE tasks IN SHARE ROW EXCLUSIVE MODE")
 _SEQUENCE = "pg_get_serial_sequence('tasks', 'id')"
 

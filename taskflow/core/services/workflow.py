@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
@@ -22,6 +22,7 @@ from taskflow.core.domain import (
     check_transition,
 )
 from taskflow.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
+from taskflow.core.models import AuditEntry
 from taskflow.core.schemas import TaskOut
 from taskflow.core.services.tasks import (
     Locked,
@@ -61,8 +62,19 @@ def _is_async(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn)
 
 
-def _not_own_work(locked: Locked, actor: Actor, verb: str) -> None:
-    if locked.row["assignee_id"] == actor.worker_id:
+async def _not_own_work(session: Any, locked: Locked, actor: Actor, verb: str) -> None:
+    """Own work: the task you hold or the review you asked for (unassigning doesn't launder it)."""
+    requester = await session.scalar(
+        select(AuditEntry.actor_id)
+        .where(
+            AuditEntry.entity_type == "task",
+            AuditEntry.entity_id == locked.id,
+            AuditEntry.action == AuditAction.REVIEW_REQUESTED.value,
+        )
+        .order_by(AuditEntry.seq.desc())
+        .limit(1)
+    )
+    if actor.worker_id in (locked.row["assignee_id"], requester):
         raise Forbidden(
             f"you cannot {verb} your own work on task {locked.id}: another member must review it"
         )
@@ -135,9 +147,9 @@ async def approve(
 ) -> TaskOut:
     """Review passed: the task is completed. Nobody approves their own work."""
 
-    def plan(locked: Locked) -> dict[str, Any]:
+    async def plan(session: Any, locked: Locked) -> dict[str, Any]:
         _needs_review(locked)
-        _not_own_work(locked, actor, "approve")
+        await _not_own_work(session, locked, actor, "approve")
         return {"status": TaskStatus.COMPLETED.value, "progress_percent": 100}
 
     extra = {"note": note} if note else {}
@@ -156,9 +168,9 @@ async def reject(
     if not reason or not reason.strip():
         raise ValidationFailed("a rejection needs a reason the assignee can act on", field="reason")
 
-    def plan(locked: Locked) -> dict[str, Any]:
+    async def plan(session: Any, locked: Locked) -> dict[str, Any]:
         _needs_review(locked)
-        _not_own_work(locked, actor, "reject")
+        await _not_own_work(session, locked, actor, "reject")
         return {"status": TaskStatus.IN_PROGRESS.value}
 
     extra = {"reason": reason.strip()}

@@ -1,0 +1,101 @@
+"""`taskflow-mcp`: the MCP server over stdio, for Claude Desktop, Claude Code and other local hosts.
+
+The caller is fixed at startup: the agent whose API key is in TASKFLOW_API_KEY, or, in local
+mode (no AUTH_SERVER_URL), the local user named by `--as @handle`. The database comes from the
+settings: DATABASE_URL, or the embedded PostgreSQL by default. stdout is the JSON-RPC channel,
+so nothing else may write to it: startup output (the embedded server, migrations) goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import anyio
+from sqlalchemy.exc import DBAPIError
+
+from taskflow.core.actor import Actor
+from taskflow.core.auth.identity import local_actor
+from taskflow.core.config import Settings, get_settings
+from taskflow.core.domain import Via, check_handle
+from taskflow.core.errors import TaskFlowError, Unauthenticated
+from taskflow.core.runtime import Runtime, open_runtime
+from taskflow.mcp_server.server import build_mcp
+
+
+@contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Point file descriptor 1 at stderr, so child processes started meanwhile inherit that."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+async def startup_actor(runtime: Runtime, api_key: str | None, handle: str | None) -> Actor:
+    """Who this stdio server acts as, decided once."""
+    if api_key and handle:
+        raise Unauthenticated("give TASKFLOW_API_KEY or --as, not both")
+    if api_key:
+        return await runtime.auth.authenticate(api_key.strip(), Via.MCP)
+    if handle:
+        if not runtime.local_mode:
+            raise Unauthenticated(
+                "--as works only in local mode (no AUTH_SERVER_URL): set TASKFLOW_API_KEY to an "
+                "agent's API key instead"
+            )
+        return await local_actor(runtime.db, check_handle(handle), Via.MCP)
+    raise Unauthenticated(
+        "no identity: set TASKFLOW_API_KEY to an agent's API key (`taskflow agent register`), "
+        "or in local mode pass --as @handle"
+    )
+
+
+async def serve(settings: Settings, handle: str | None) -> None:
+    with stdout_to_stderr():
+        runtime = await open_runtime(settings)
+    try:
+        actor = await startup_actor(runtime, settings.taskflow_api_key, handle)
+        mcp = build_mcp(runtime, actor=actor, log_level="WARNING")
+        await mcp.run_stdio_async()
+    finally:
+        await runtime.close()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="taskflow-mcp",
+        description="TaskFlow MCP server over stdio. Identity: TASKFLOW_API_KEY, or --as in "
+        "local mode. Database: DATABASE_URL, or the embedded PostgreSQL.",
+    )
+    parser.add_argument(
+        "--as", dest="handle", metavar="@HANDLE", help="local mode: act as this local user"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console script entry point (`taskflow-mcp`)."""
+    args = parse_args(argv)
+    try:
+        anyio.run(serve, get_settings(), args.handle)
+    except TaskFlowError as exc:
+        print(f"taskflow-mcp: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except (OSError, DBAPIError) as exc:  # opening and migrating happen before any transaction
+        print(f"taskflow-mcp: database unavailable: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""Tasks over REST: create (with subtasks), read the subtree, list with filters and cursors,
+edit with If-Match, delete a subtree, add subtasks all or nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from taskflow.core.actor import Actor
+from taskflow.core.db import Database
+from taskflow.core.domain import Role
+from taskflow.core.schemas import CreateProject, CreateTask
+from taskflow.core.services import projects, tasks
+from tests.http.conftest import (
+    assert_audited,
+    assert_problem,
+    audit_count,
+    audit_for,
+    register_agent,
+)
+
+
+async def _task(http: httpx.AsyncClient, title: str = "Build it", **fields: object) -> dict:
+    response = await http.post("/api/projects/web/tasks", json={"title": title, **fields})
+    assert response.status_code == 201, response.text
+    return response.json()["task"]
+
+
+async def test_create_task_with_subtasks_is_audited(
+    as_bot: httpx.AsyncClient, db: Database
+) -> None:
+    response = await as_bot.post(
+        "/api/projects/web/tasks",
+        json={
+            "title": "Launch",
+            "description": "v2",
+            "priority": "high",
+            "tags": ["release"],
+            "due_date": "2030-01-31",
+            "assignee": "@sarah",
+            "subtasks": [{"title": "Docs"}, {"title": "Blog post", "priority": "low"}],
+        },
+    )
+    assert response.status_code == 201, response.text
+    detail = response.json()
+    task = detail["task"]
+    assert (task["title"], task["project"], task["priority"], task["assignee"]) == (
+        "Launch", "web", "high", "@sarah",
+    )
+    assert task["due_date"] == "2030-01-31T00:00:00Z"
+    assert (task["version"], task["progress_percent"]) == (1, 0)
+    assert [s["title"] for s in detail["subtree"]] == ["Docs", "Blog post"]
+    assert response.headers["etag"] == '"1"'
+    entry = await assert_audited(db, response, "created", "@bot")
+    assert entry.task_id == task["id"]
+    await assert_audited(db, response, "subtask_added", "@bot")
+
+
+async def test_create_task_refusals_create_nothing(
+    as_bot: httpx.AsyncClient, client: httpx.AsyncClient, db: Database, owner: Actor
+) -> None:
+    viewer = await register_agent(db, owner, "@viewer", project_role=Role.VIEWER)
+    before = await audit_count(db)
+    empty = await as_bot.post("/api/projects/web/tasks", json={"title": "  "})
+    assert assert_problem(empty, 422)["errors"][0]["field"] == "title"
+    bad_sub = await as_bot.post(
+        "/api/projects/web/tasks", json={"title": "ok", "subtasks": [{"title": "ok"}, {}]}
+    )
+    assert assert_problem(bad_sub, 422)["errors"][0]["field"] == "subtasks.1.title"
+    mismatch = await as_bot.post("/api/projects/web/tasks", json={"title": "x", "project": "default"})
+    assert_problem(mismatch, 422)
+    stranger = await as_bot.post("/api/projects/web/tasks", json={"title": "x", "assignee": "@nope"})
+    assert_problem(stranger, 422)
+    assert_problem(await as_bot.post("/api/projects/nope/tasks", json={"title": "x"}), 404)
+    as_viewer = await client.post(
+        "/api/projects/web/tasks", json={"title": "x"}, headers=viewer.headers
+    )
+    assert_problem(as_viewer, 403)
+    listed = await as_bot.get("/api/projects/web/tasks")
+    assert listed.json()["items"] == []
+    assert await audit_count(db) == before
+
+
+async def test_get_task_returns_subtree_with_rollup(as_bot: httpx.AsyncClient) -> None:
+    root = await _task(as_bot, "Root", subtasks=[{"title": "A"}, {"title": "B"}])
+    child_a = (await as_bot.get(f"/api/tasks/{root['id']}")).json()["subtree"][0]
+    await as_bot.post(f"/api/tasks/{child_a['id']}/subtasks", json={"title": "A.1"})
+    await as_bot.post(f"/api/tasks/{child_a['id']}/start")
+    await as_bot.post(f"/api/tasks/{child_a['id']}/complete")
+    response = await as_bot.get(f"/api/tasks/{root['id']}")
+    assert response.status_code == 200
+    assert response.headers["etag"] == '"1"'
+    detail = response.json()
+    assert [(n["title"], n["depth"]) for n in detail["subtree"]] == [
+        ("A", 1), ("A.1", 2), ("B", 1),
+    ]
+    assert detail["task"]["rolled_up_progress"] == 50  # A counts 100, B counts 0
+    assert_problem(await as_bot.get("/api/tasks/999999"), 404)
+    assert_problem(await as_bot.get("/api/tasks/0"), 422)
+    assert_problem(await as_bot.get("/api/tasks/abc"), 422)
+
+
+async def test_task_in_a_project_i_am_not_in_is_not_found(
+    as_bot: httpx.AsyncClient, db: Database, owner: Actor
+) -> None:
+    await projects.create_project(db, owner, CreateProject(slug="secret", name="Secret"))
+    detail = await tasks.create_task(db, owner, CreateTask(title="Hidden", project="secret"))
+    task_id = detail.task.id
+    for response in (
+        await as_bot.get(f"/api/tasks/{task_id}"),
+        await as_bot.put(f"/api/tasks/{task_id}", json={"title": "Mine"}),
+        await as_bot.delete(f"/api/tasks/{task_id}"),
+        await as_bot.post(f"/api/tasks/{task_id}/start"),
+        await as_bot.get("/api/projects/secret/tasks"),
+    ):
+        assert_problem(response, 404)
+
+
+async def test_list_filters_and_sorts(as_bot: httpx.AsyncClient) -> None:
+    await _task(as_bot, "Write docs", priority="low", tags=["docs"])
+    await _task(as_bot, "Fix login bug", priority="critical", tags=["bug", "auth"],
+                assignee="@sarah", due_date="2030-01-01")
+    await _task(as_bot, "Fix layout bug", priority="high", tags=["bug"], due_date="2029-06-01")
+
+    async def titles(query: str) -> list[str]:
+        response = await as_bot.get(f"/api/projects/web/tasks?{query}")
+        assert response.status_code == 200, response.text
+        return [t["title"] for t in response.json()["items"]]
+
+    assert await titles("") == ["Write docs", "Fix login bug", "Fix layout bug"]
+    assert await titles("sort=priority") == ["Fix login bug", "Fix layout bug", "Write docs"]
+    assert await titles("sort=due_date") == ["Fix layout bug", "Fix login bug", "Write docs"]
+    assert await titles("sort=created&reverse=true") == [
+        "Fix layout bug", "Fix login bug", "Write docs",
+    ]
+    assert await titles("tags=bug&tags=auth") == ["Fix login bug"]
+    assert await titles("assignee=@sarah") == ["Fix login bug"]
+    assert await titles("no_assignee=true") == ["Write docs", "Fix layout bug"]
+    assert await titles("search=BUG&priority=high") == ["Fix layout bug"]
+    assert await titles("due_before=2029-12-31") == ["Fix layout bug"]
+    assert await titles("status=in_progress") == []
+    everywhere = await as_bot.get("/api/tasks?project=web&limit=2")
+    assert len(everywhere.json()["items"]) == 2
+
+
+async def test_list_refusals(as_bot: httpx.AsyncClient) -> None:
+    assert_problem(await as_bot.get("/api/projects/web/tasks?limit=0"), 422)
+    assert_problem(await as_bot.get("/api/projects/web/tasks?limit=501"), 422)
+    assert_problem(await as_bot.get("/api/projects/web/tasks?status=done"), 422)
+    assert_problem(await as_bot.get("/api/projects/web/tasks?cursor=garbage"), 422)
+    typo = await as_bot.get("/api/projects/web/tasks?stauts=pending")
+    assert "stauts" in assert_problem(typo, 400)["detail"]
+    assert_problem(await as_bot.get("/api/projects/web/tasks?project=default"), 400)
+
+
+async def test_cursor_pages_are_complete_and_stable_under_inserts(
+    as_bot: httpx.AsyncClient,
+) -> None:
+    for i in range(7):
+        await _task(as_bot, f"t{i}")
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        query = "limit=3" + (f"&cursor={cursor}" if cursor else "")
+        page = (await as_bot.get(f"/api/projects/web/tasks?{query}")).json()
+        seen += [t["title"] for t in page["items"]]
+        pages += 1
+        if pages == 1:
+            await _task(as_bot, "added while paging")  # lands after the cursor: seen at the end
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"t{i}" for i in range(7)] + ["added while paging"]
+    assert pages == 3
+
+
+async def test_edit_task_with_if_match(as_bot: httpx.AsyncClient, db: Database) -> None:
+    task = await _task(as_bot)
+    url = f"/api/tasks/{task['id']}"
+    response = await as_bot.put(url, json={"title": "Build it well", "tags": ["q3"]},
+                                headers={"If-Match": '"1"'})
+    assert response.status_code == 200, response.text
+    assert (response.json()["title"], response.json()["version"]) == ("Build it well", 2)
+    assert response.headers["etag"] == '"2"'
+    entry = await assert_audited(db, response, "updated", "@bot")
+    assert entry.details["changes"]["title"] == {"old": "Build it", "new": "Build it well"}
+
+    before = await audit_count(db)
+    assert_problem(await as_bot.put(url, json={"title": "Lost"}, headers={"If-Match": '"1"'}), 412)
+    assert_problem(await as_bot.put(url, json={}), 422)  # nothing to change
+    assert_problem(await as_bot.put(url, json={"status": "completed"}), 409)  # pending -> done
+    assert_problem(await as_bot.put(url, json={"parent_id": task["id"]}), 409)  # a cycle
+    assert_problem(await as_bot.put(url, json={"priority": "urgent"}), 422)
+    assert (await as_bot.get(url)).json()["task"]["title"] == "Build it well"
+    assert await audit_count(db) == before
+
+
+async def test_delete_task_deletes_and_audits_the_subtree(
+    as_bot: httpx.AsyncClient, db: Database
+) -> None:
+    task = await _task(as_bot, subtasks=[{"title": "child"}])
+    url = f"/api/tasks/{task['id']}"
+    assert_problem(await as_bot.delete(url, headers={"If-Match": '"5"'}), 412)
+    response = await as_bot.delete(url, headers={"If-Match": '"1"'})
+    assert response.status_code == 204
+    entries = [e for e in await audit_for(db, response) if e.action == "deleted"]
+    assert len(entries) == 2 and all(e.via == "http" for e in entries)
+    assert_problem(await as_bot.get(url), 404)
+    assert_problem(await as_bot.delete(url), 404)
+
+
+async def test_add_subtasks_one_or_many_all_or_nothing(
+    as_bot: httpx.AsyncClient, db: Database
+) -> None:
+    parent = await _task(as_bot)
+    url = f"/api/tasks/{parent['id']}/subtasks"
+    one = await as_bot.post(url, json={"title": "one"})
+    assert one.status_code == 201 and [t["title"] for t in one.json()] == ["one"]
+    await assert_audited(db, one, "subtask_added", "@bot")
+    many = await as_bot.post(url, json=[{"title": "two"}, {"title": "three", "tags": ["x"]}])
+    assert [t["parent_id"] for t in many.json()] == [parent["id"]] * 2
+
+    before = await audit_count(db)
+    bad = await as_bot.post(url, json=[{"title": "four"}, {"title": ""}])
+    assert_problem(bad, 422)
+    assert_problem(await as_bot.post(url, json=[]), 422)
+    assert_problem(await as_bot.post("/api/tasks/999999/subtasks", json={"title": "x"}), 404)
+    subtree = (await as_bot.get(f"/api/tasks/{parent['id']}")).json()["subtree"]
+    assert [t["title"] for t in subtree] == ["one", "two", "three"]
+    assert await audit_count(db) == before
+
+
+async def test_concurrent_edits_with_the_same_version_have_one_winner(
+    as_bot: httpx.AsyncClient,
+) -> None:
+    task = await _task(as_bot)
+    url = f"/api/tasks/{task['id']}"
+    responses = await asyncio.gather(
+        *(as_bot.put(url, json={"title": f"v{i}"}, headers={"If-Match": '"1"'}) for i in range(4))
+    )
+    assert sorted(r.status_code for r in responses) == [200, 412, 412, 412]

@@ -1,0 +1,137 @@
+"""MCP over real Streamable HTTP (uvicorn): bearer auth, RFC 9728, Host/Origin checks, 503s."""
+
+from __future__ import annotations
+
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from taskflow.core.auth.keys import generate_api_key
+from taskflow.core.db import Database
+from tests.better_auth import BetterAuthServer
+from tests.mcp.conftest import Team, assert_audited, audit_tail, settings_for
+from tests.mcp.live import mcp_test_app, runtime_for, serving
+
+JSONRPC_LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+ACCEPT = {"Accept": "application/json, text/event-stream"}
+
+
+def app_factory(db: Database, db_url: str, **settings: object):  # type: ignore[no-untyped-def]
+    def build(base: str):  # type: ignore[no-untyped-def]
+        config = settings_for(db_url, taskflow_public_url=base, **settings)
+        return mcp_test_app(runtime_for(db, config))
+
+    return build
+
+
+async def test_no_token_gets_401_pointing_at_the_metadata(
+    db: Database, db_url: str, better_auth: BetterAuthServer
+) -> None:
+    async with serving(app_factory(db, db_url, auth_server_url=better_auth.base_url)) as base:
+        async with httpx.AsyncClient(base_url=base) as http:
+            response = await http.post("/mcp", json=JSONRPC_LIST, headers=ACCEPT)
+            assert response.status_code == 401
+            challenge = response.headers["www-authenticate"]
+            metadata_url = f"{base}/.well-known/oauth-protected-resource/mcp"
+            assert challenge.startswith("Bearer ")
+            assert f'resource_metadata="{metadata_url}"' in challenge
+            metadata = (await http.get(metadata_url)).json()
+            bad = await http.post(
+                "/mcp", json=JSONRPC_LIST, headers={**ACCEPT, "Authorization": "Bearer nope"}
+            )
+            health = await http.get("/health")
+    assert metadata["resource"] == f"{base}/mcp"
+    assert metadata["authorization_servers"] == [better_auth.base_url]
+    assert bad.status_code == 401
+    assert health.status_code == 200  # only the MCP routes need a token
+
+
+async def test_agent_with_api_key_works_and_is_audited(
+    db: Database, db_url: str, team: Team
+) -> None:
+    headers = {"Authorization": f"Bearer {team.bot_key}", "X-Request-ID": "req-mcp-42"}
+    async with serving(app_factory(db, db_url)) as base:
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=30) as http,
+            Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
+        ):
+            me = await client.call_tool("whoami", {})
+            created = await client.call_tool("create_task", {"title": "Over HTTP"})
+    assert me.structured_content["handle"] == "@claude-code"
+    assert created.structured_content["task"]["title"] == "Over HTTP"
+    [entry] = await audit_tail(db)
+    assert_audited(entry, "created", "@claude-code")
+    assert entry["request_id"] == "req-mcp-42"
+    assert entry["actor_type"] == "agent"
+
+
+async def test_without_auth_server_only_api_keys_and_no_metadata(
+    db: Database, db_url: str, team: Team
+) -> None:
+    async with serving(app_factory(db, db_url)) as base:
+        async with httpx.AsyncClient(base_url=base, headers=ACCEPT) as http:
+            anonymous = await http.post("/mcp", json=JSONRPC_LIST)
+            metadata = await http.get("/.well-known/oauth-protected-resource/mcp")
+            jwt_like = await http.post(
+                "/mcp", json=JSONRPC_LIST, headers={"Authorization": "Bearer a.b.c"}
+            )
+            keyed = await http.post(
+                "/mcp", json=JSONRPC_LIST, headers={"Authorization": f"Bearer {team.bot_key}"}
+            )
+    assert anonymous.status_code == 401
+    assert "resource_metadata" not in anonymous.headers["www-authenticate"]
+    assert metadata.status_code == 404
+    assert jwt_like.status_code == 401
+    assert keyed.status_code == 200
+    assert len(keyed.json()["result"]["tools"]) > 15
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Host": "evil.example.com"}, 421),
+        ({"Origin": "http://evil.example.com"}, 403),
+        ({"Origin": "http://localhost:3000"}, 200),
+    ],
+)
+async def test_dns_rebinding_protection(
+    db: Database, db_url: str, team: Team, headers: dict[str, str], status: int
+) -> None:
+    auth = {"Authorization": f"Bearer {team.bot_key}"}
+    async with serving(app_factory(db, db_url)) as base:
+        async with httpx.AsyncClient(base_url=base) as http:
+            response = await http.post("/mcp", json=JSONRPC_LIST, headers={**ACCEPT, **auth, **headers})
+    assert response.status_code == status
+
+
+async def test_configured_host_is_accepted(db: Database, db_url: str, team: Team) -> None:
+    auth = {"Authorization": f"Bearer {team.bot_key}", **ACCEPT}
+    factory = app_factory(db, db_url, allowed_hosts="tasks.example.com,127.0.0.1:*")
+    async with serving(factory) as base:
+        async with httpx.AsyncClient(base_url=base, headers=auth) as http:
+            named = await http.post("/mcp", json=JSONRPC_LIST, headers={"Host": "tasks.example.com"})
+            other = await http.post("/mcp", json=JSONRPC_LIST, headers={"Host": "localhost"})
+    assert named.status_code == 200
+    assert other.status_code == 421
+
+
+async def test_database_down_while_authenticating_is_503_not_401(db_url: str) -> None:
+    dead = Database.from_url("postgresql+asyncpg://nobody@127.0.0.1:1/nothing")
+    key, _ = generate_api_key()
+
+    def build(base: str):  # type: ignore[no-untyped-def]
+        return mcp_test_app(runtime_for(dead, settings_for(db_url, taskflow_public_url=base)))
+
+    try:
+        async with serving(build) as base:
+            async with httpx.AsyncClient(base_url=base, headers=ACCEPT) as http:
+                response = await http.post(
+                    "/mcp", json=JSONRPC_LIST, headers={"Authorization": f"Bearer {key}"}
+                )
+    finally:
+        await dead.close()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert "unavailable" in response.json()["error_description"]
