@@ -22,6 +22,9 @@ except ImportError:  # pragma: no cover
 from taskflow.cli.commands import account, audit, ops, projects, tasks, workers, workflow
 from taskflow.cli.output import USAGE, err
 
+ABORTS = (typer.Abort, getattr(click_errors, "Abort", typer.Abort))
+EXITS = (typer.Exit, getattr(click_errors, "Exit", typer.Exit))
+
 app = typer.Typer(
     name="taskflow",
     help="TaskFlow: a task tracker in which humans and AI agents are equal, auditable workers.",
@@ -93,10 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     except click_errors.ClickException as exc:
         exc.show()
         code = exc.exit_code
-    except (click_errors.Abort, typer.Abort):
+    except ABORTS:
         err().print("[bold red]Error:[/] aborted")
         code = 1
-    except typer.Exit as stop:
+    except EXITS as stop:
         code = stop.exit_code
     except Exception as exc:
         if os.environ.get("TASKFLOW_DEBUG"):

@@ -157,7 +157,9 @@ async def _tree(t: Teller, s: Session, sarah: Actor, claude: Actor, slug: str) -
     return {"root": root.task.id, "code": code.id, "quickstart": quickstart.id}
 
 
-async def _agent_works(t: Teller, s: Session, claude: Actor, slug: str, ids: dict[str, int]) -> None:
+async def _agent_works(
+    t: Teller, s: Session, claude: Actor, slug: str, ids: dict[str, int]
+) -> None:
     await t.step(
         "The agent claims work",
         "claim takes the most urgent open leaf task atomically (FOR UPDATE SKIP LOCKED).",
@@ -178,7 +180,9 @@ async def _agent_works(t: Teller, s: Session, claude: Actor, slug: str, ids: dic
 
 async def _review(t: Teller, s: Session, sarah: Actor, claude: Actor, ids: dict[str, int]) -> None:
     task_id = ids["claimed"]
-    await t.step("Review: a rejection, then an approval", "Reviews go both ways between humans and agents.")
+    await t.step(
+        "Review: a rejection, then an approval", "Reviews go both ways between humans and agents."
+    )
     reason = "The 404 path has no test"
     await workflow.reject(s.db, sarah, task_id, reason)
     t.did(sarah, f"rejects #{task_id}: [italic]{reason}[/] (back to in_progress)")

@@ -65,7 +65,11 @@ def bar(percent: int, width: int = 10) -> Text:
 def _table(title: str | None) -> Table:
     """Compact tables: no vertical rules, so titles keep their width on 80 columns."""
     return Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
     )
 
 
@@ -219,24 +223,21 @@ def key_table(keys: Iterable[ApiKeyOut], agent: str) -> Table:
 
 def _summary(details: dict[str, Any]) -> str:
     """The few words of an entry's details a reader scans for."""
-    for key in ("reason", "note"):
-        if details.get(key):
-            return f"{key}: {details[key]}"
     parts = []
     if "progress_percent" in details:
         parts.append(f"{details['progress_percent']}%")
-    for key in ("member", "to", "assignee", "agent", "claimed_by"):
+    for key in ("reason", "note", "member", "to", "assignee", "agent"):
         if details.get(key):
-            parts.append(f"{key} {details[key]}")
+            parts.append(f"{key}: {details[key]}")
     changes = details.get("changes")
     if isinstance(changes, dict):
         for name, change in list(changes.items())[:3]:
             if isinstance(change, dict) and "new" in change and not name.endswith("_id"):
                 parts.append(f"{name} → {change['new']}")
-    if "phase1" in details and "source" not in details:
-        parts.append("from Phase 1")
     if details.get("source") == "phase1":
         parts.append("Phase 1 record")
+    elif "phase1" in details:
+        parts.append("from Phase 1")
     return ", ".join(parts)
 
 

@@ -22,7 +22,7 @@ from taskflow.cli.output import USAGE, fail
 from taskflow.core.actor import Actor
 from taskflow.core.auth.identity import local_actor
 from taskflow.core.config import Settings
-from taskflow.core.db import Database, start_embedded, upgrade
+from taskflow.core.db import Database, current_revision, start_embedded, upgrade
 from taskflow.core.domain import Via, WorkerType
 from taskflow.core.errors import TaskFlowError, Unauthenticated, Unavailable
 from taskflow.core.runtime import Runtime, open_runtime
@@ -100,6 +100,8 @@ async def open_for_cli(settings: Settings, *, migrate: bool = True) -> Runtime:
         db = Database.from_url(url, pooled=settings.database_pooled, pool_size=2)
         if migrate:
             await upgrade(db)
+        else:
+            await current_revision(db)  # connect now, so a dead server fails here, in one line
     except TaskFlowError:
         raise
     except Exception as exc:

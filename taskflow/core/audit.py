@@ -11,18 +11,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 from collections.abc import AsyncIterator, Iterable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+import asyncpg
 from pydantic_core import to_jsonable_python
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
-from taskflow.core.errors import ValidationFailed
+from taskflow.core.errors import Unavailable, ValidationFailed
 
 GENESIS = bytes(32)
 SEP = "\x1f"
@@ -60,6 +64,30 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 def canonical_details(details: Any) -> str:
     """One spelling of a JSON value, so the hash survives a round trip through JSONB."""
     return _CANONICAL.encode(details)
+
+
+def as_jsonb(value: Any) -> Any:
+    """The value as JSONB will give it back, so the hash covers what `verify` will read.
+
+    JSONB keeps numbers as exact decimals and keys as strings: -0.0 comes back as 0.0, 1e+20 as
+    the integer 100000000000000000000, and the key 10 as "10" (sorting after "9" no longer).
+    """
+    if isinstance(value, dict):
+        return {_jsonb_key(k): as_jsonb(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_jsonb(v) for v in value]
+    if isinstance(value, float) and math.isfinite(value):
+        if value == 0:
+            return 0.0
+        if value.is_integer() and "e" in repr(value):
+            return int(Decimal(repr(value)))
+    return value
+
+
+def _jsonb_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    return json.dumps(key) if isinstance(key, bool) or key is None else str(key)
 
 
 def payload(
@@ -115,7 +143,7 @@ async def record(
     """
     when = (created_at or datetime.now(UTC)).astimezone(UTC)
     actor_id, handle, actor_type = actor_override or (actor.worker_id, actor.handle, actor.type)
-    body = canonical_details(to_jsonable_python(details or {}))
+    body = canonical_details(as_jsonb(to_jsonable_python(details or {})))
     fields: dict[str, Any] = {
         "entity_type": entity_type,
         "entity_id": entity_id,
@@ -154,8 +182,8 @@ _HEADS_SQL = "SELECT entity_type, entity_id, seq, head_hash FROM audit_heads"
 
 # The payload of each entry is assembled by PostgreSQL around the details (which Python must
 # re-serialise canonically): the server formats while Python hashes, which keeps verification
-# well above 100,000 entries/s. `payload()` stays the one definition; `test_sql_payload_matches`
-# holds the two spellings together.
+# well above 100,000 entries/s. `payload()` stays the one definition, and the test
+# `test_sql_built_payload_matches_payload` holds the two spellings together.
 _VERIFY_SQL = """
     SELECT id, entity_type, entity_id, seq, action,
            concat_ws(chr(31), entity_type, entity_id::text, coalesce(project_id::text, ''),
@@ -182,7 +210,7 @@ def _why(found_seq: int, expected_seq: int, prev_ok: bool) -> str:
     return "its content does not match its hash (changed after it was written)"
 
 
-async def _batches_ahead(raw: Any, query: str, batch: int = 4_000) -> AsyncIterator[list[Any]]:
+async def _batches_ahead(raw: Any, query: str, batch: int = 1_000) -> AsyncIterator[list[Any]]:
     """Rows of `query` (inside the caller's transaction) with the next batch already requested,
     so the server reads and formats batch n+1 while Python hashes batch n. Memory stays at two
     batches; stopping early lets the request in flight finish instead of cancelling it."""
@@ -202,23 +230,83 @@ async def _batches_ahead(raw: Any, query: str, batch: int = 4_000) -> AsyncItera
             await queue.put(None)
 
     producer = asyncio.create_task(produce())
+    finished = False
     try:
         while (rows := await queue.get()) is not None:
             yield rows
+        finished = True
     finally:
         stop = True
-        while not queue.empty() or not producer.done():
-            if await queue.get() is None:
-                break
+        while not finished:
+            finished = await queue.get() is None
         await producer
+
+
+@dataclass(slots=True)
+class _Walk:
+    """How far the walk through the chains got: the current chain and its last entry."""
+
+    etype: str | None = None
+    eid: int | None = None
+    prev: bytes = GENESIS
+    seq: int = 0
+    last_id: int = 0
+    entries: int = 0
+    chains: int = 0
+
+    def close_chain(self, seen: dict[tuple[str, int], tuple[int, bytes, int]]) -> None:
+        if self.etype is not None and self.eid is not None:
+            seen[(self.etype, self.eid)] = (self.seq, self.prev, self.last_id)
+
+
+def _walk_batch(
+    rows: list[Any],
+    walk: _Walk,
+    seen: dict[tuple[str, int], tuple[int, bytes, int]],
+    problems: list[dict[str, Any]],
+    max_problems: int,
+) -> bool:
+    """Check a batch of entries in chain order; True once `max_problems` were found.
+
+    The hot loop of `verify`: state lives in locals and goes back into `walk` at the end.
+    """
+    etype_now, eid_now, prev, seq, last_id = walk.etype, walk.eid, walk.prev, walk.seq, walk.last_id
+    entries, chains = walk.entries, walk.chains
+    loads, canonical, sha256 = json.loads, _CANONICAL.encode, hashlib.sha256
+    full = False
+    for entry_id, etype, eid, found, action, head, details, tail, prev_hash, stored in rows:
+        if eid != eid_now or etype != etype_now:
+            if etype_now is not None:
+                seen[(etype_now, eid_now)] = (seq, prev, last_id)
+            etype_now, eid_now, prev, seq = etype, eid, GENESIS, 0
+            chains += 1
+        seq += 1
+        entries += 1
+        body = (head + canonical(loads(details)) + tail).encode()
+        if found != seq or prev_hash != prev or sha256(prev + body).digest() != stored:
+            problems.append(
+                {
+                    "entry_id": entry_id,
+                    "entity": f"{etype}:{eid}",
+                    "seq": found,
+                    "action": action,
+                    "reason": _why(found, seq, prev_hash == prev),
+                }
+            )
+            if len(problems) >= max_problems:
+                full = True
+                break
+        prev, seq, last_id = stored, found, entry_id
+    walk.etype, walk.eid, walk.prev, walk.seq, walk.last_id = etype_now, eid_now, prev, seq, last_id
+    walk.entries, walk.chains = entries, chains
+    return full
 
 
 async def verify(db: Database, *, max_problems: int = 10) -> VerifyResult:
     """Recompute every chain and compare with the stored heads; streams, so memory stays flat."""
     result = VerifyResult(ok=True, entries_checked=0, chains_checked=0)
-    problems = result.problems
     seen: dict[tuple[str, int], tuple[int, bytes, int]] = {}
-    loads, canonical, sha256 = json.loads, _CANONICAL.encode, hashlib.sha256
+    walk = _Walk()
     async with db.engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
         async with raw.transaction(isolation="repeatable_read", readonly=True):
@@ -226,39 +314,12 @@ async def verify(db: Database, *, max_problems: int = 10) -> VerifyResult:
                 (r["entity_type"], r["entity_id"]): (r["seq"], bytes(r["head_hash"]))
                 for r in await raw.fetch(_HEADS_SQL)
             }
-            chain_type, chain_id, prev, seq, last_id = None, None, GENESIS, 0, 0
-            entries = chains = 0
-            async for rows in _batches_ahead(raw, _VERIFY_SQL):
-                for row in rows:
-                    entry_id, etype, eid, found, action, head, details, tail, prev_hash, stored = (
-                        row
-                    )
-                    if eid != chain_id or etype != chain_type:
-                        if chain_type is not None:
-                            seen[(chain_type, chain_id)] = (seq, prev, last_id)
-                        chain_type, chain_id, prev, seq = etype, eid, GENESIS, 0
-                        chains += 1
-                    seq += 1
-                    entries += 1
-                    body = (head + canonical(loads(details)) + tail).encode()
-                    if found != seq or prev_hash != prev or sha256(prev + body).digest() != stored:
-                        problems.append(
-                            {
-                                "entry_id": entry_id,
-                                "entity": f"{etype}:{eid}",
-                                "seq": found,
-                                "action": action,
-                                "reason": _why(found, seq, prev_hash == prev),
-                            }
-                        )
-                        if len(problems) >= max_problems:
-                            break
-                    prev, seq, last_id = stored, found, entry_id
-                if len(problems) >= max_problems:
-                    break
-            if chain_type is not None:
-                seen[(chain_type, chain_id)] = (seq, prev, last_id)
-    result.entries_checked, result.chains_checked = entries, chains
+            async with aclosing(_batches_ahead(raw, _VERIFY_SQL)) as batches:
+                async for rows in batches:
+                    if _walk_batch(rows, walk, seen, result.problems, max_problems):
+                        break
+    walk.close_chain(seen)
+    result.entries_checked, result.chains_checked = walk.entries, walk.chains
     _compare_heads(result, heads, seen, max_problems)
     result.ok = not result.problems
     return result
@@ -326,10 +387,27 @@ async def digest(db: Database) -> str:
     """
     async with db.engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
-        async with raw.transaction(isolation="repeatable_read", readonly=True):
-            last = await raw.fetchval("SELECT coalesce(max(id), 0) FROM audit_log")
-            rows = await raw.fetch(_DIGEST_SQL, last)
+        last = await _settled_last_id(raw)
+        rows = await raw.fetch(_DIGEST_SQL, last)
     return f"tfd1:{last}:{_fold(rows)}"
+
+
+async def _settled_last_id(raw: Any) -> int:
+    """The newest entry id below which no transaction can still commit an entry.
+
+    Ids are handed out at insert but commits land in any order, so the newest visible id may
+    have an older id still uncommitted below it; a digest taken then would later miss it. A SHARE
+    lock waits for every transaction that is inserting right now (writers hold ROW EXCLUSIVE until
+    they end) and is released at once: later writers get higher ids. Appends pause only for that
+    moment.
+    """
+    try:
+        async with raw.transaction():
+            await raw.execute("SET LOCAL lock_timeout = '10s'")
+            await raw.execute("LOCK TABLE audit_log IN SHARE MODE")
+            return int(await raw.fetchval("SELECT coalesce(max(id), 0) FROM audit_log"))
+    except asyncpg.LockNotAvailableError:
+        raise Unavailable("the audit log is busy with a long write: retry the digest") from None
 
 
 async def check_digest(db: Database, value: str) -> bool:

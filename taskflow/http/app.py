@@ -29,10 +29,21 @@ from taskflow.http.request_id import RequestIdMiddleware
 from taskflow.http.routes import ALL
 
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "If-Match",
-                        REQUEST_ID_HEADER]
-CORS_RESPONSE_HEADERS = ["ETag", "Location", "WWW-Authenticate", "Idempotent-Replayed",
-                         "Retry-After", REQUEST_ID_HEADER]
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "If-Match",
+    REQUEST_ID_HEADER,
+]
+CORS_RESPONSE_HEADERS = [
+    "ETag",
+    "Location",
+    "WWW-Authenticate",
+    "Idempotent-Replayed",
+    "Retry-After",
+    REQUEST_ID_HEADER,
+]
 
 
 def _openapi_route(local_mode: bool) -> Route:

@@ -244,12 +244,16 @@ class Runner:
 
         async def operation() -> tuple[int, Any]:
             result = await self.endpoint.handler(call)
-            payload = self.out_adapter.dump_python(result, mode="json") if self.out_adapter else None
+            payload = (
+                self.out_adapter.dump_python(result, mode="json") if self.out_adapter else None
+            )
             return self.endpoint.status if self.out_adapter else 204, payload
 
         body = from_json(raw) if raw.strip() else None
         scope = f"POST {call.request.url.path}"
-        status, payload, replayed = await run_once(self.runtime.db, actor, key, scope, body, operation)
+        status, payload, replayed = await run_once(
+            self.runtime.db, actor, key, scope, body, operation
+        )
         headers = {"Idempotent-Replayed": "true"} if replayed else {}
         if status == 204:
             return Response(status_code=204, headers=headers)

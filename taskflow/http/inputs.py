@@ -82,7 +82,9 @@ def query_values(request: Request, fields: dict[str, bool]) -> dict[str, Any]:
 
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 async def body_bytes(request: Request) -> bytes:

@@ -147,7 +147,8 @@ def challenge(request: Request, message: str) -> str:
     """The WWW-Authenticate value: plain when no token was sent, `invalid_token` otherwise."""
     if "authorization" not in request.headers:
         return REALM
-    reason = message.replace("\\", "").replace('"', "'")
+    # A header value: printable ASCII only (no CR/LF injection), no quotes or backslashes.
+    reason = "".join(c for c in message if " " <= c <= "~" and c not in '"\\')[:300]
     return f'{REALM}, error="invalid_token", error_description="{reason}"'
 
 
@@ -187,8 +188,9 @@ async def from_http_exception(request: Request, exc: Exception) -> Response:
 def internal_error(request: Request, exc: BaseException) -> Response:
     """A bug: log it with the request id, tell the caller only that it happened."""
     rid = request.scope.get(SCOPE_KEY)
-    log.error("unhandled error in %s %s (request %s)", request.method, request.url.path, rid,
-              exc_info=exc)
+    log.error(
+        "unhandled error in %s %s (request %s)", request.method, request.url.path, rid, exc_info=exc
+    )
     return problem_response(
         request,
         500,

@@ -12,7 +12,6 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskflow.core.domain import Priority, TaskStatus
-
 from taskflow.core.schemas import (
     ApiKeyOut,
     IssuedKey,

@@ -44,7 +44,7 @@ def register(mcp: MCPServer, s: Surface) -> None:
         description="A task with its whole subtree and rolled-up progress (JSON)",
         mime_type="application/json",
     )
-    async def task_resource(id: str, ctx: Context) -> str:  # noqa: A002 - the template's name
+    async def task_resource(id: str, ctx: Context) -> str:
         if not id.isdigit() or int(id) < 1:
             raise ResourceNotFoundError(f"no task {id!r}: task ids are positive integers")
         return await _read(s, ctx, lambda a: task_queries.get_task(s.db, a, int(id)))
@@ -57,5 +57,7 @@ def register(mcp: MCPServer, s: Surface) -> None:
     )
     async def audit_resource(slug: str, ctx: Context) -> str:
         return await _read(
-            s, ctx, lambda a: history.list_audit(s.db, a, AuditFilter(project=slug, limit=AUDIT_PAGE))
+            s,
+            ctx,
+            lambda a: history.list_audit(s.db, a, AuditFilter(project=slug, limit=AUDIT_PAGE)),
         )

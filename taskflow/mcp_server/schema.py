@@ -119,7 +119,7 @@ def _walk(node: Any, defs: dict[str, Any], inlined: set[str], drop: frozenset[st
 
 
 def _fold_null(node: dict[str, Any]) -> dict[str, Any]:
-    """`anyOf: [{type: X, ...}, {type: null}]` becomes `{type: [X, null], ...}` (enums gain null)."""
+    """`anyOf: [{type: X, ...}, {type: null}]` becomes `{type: [X, null], ...}`; enums gain null."""
     arms = node.get("anyOf")
     if not isinstance(arms, list) or len(arms) != 2 or {"type": "null"} not in arms:
         return node

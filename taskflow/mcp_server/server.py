@@ -33,6 +33,34 @@ Pass any unique idempotency_key on a change: a retry with the same key returns t
 and changes nothing again.
 An error result says what to do next: read it before retrying."""
 
+# The order of tools/list: everyday tools first, in the order an agent meets them; the grouped
+# tools for rarer changes last.
+TOOL_ORDER = (
+    "whoami",
+    "list_projects",
+    "list_workers",
+    "list_tasks",
+    "get_task",
+    "create_task",
+    "update_task",
+    "start_task",
+    "update_progress",
+    "request_review",
+    "approve_task",
+    "reject_task",
+    "complete_task",
+    "assign_task",
+    "delegate_task",
+    "block_task",
+    "unblock_task",
+    "claim_next_task",
+    "get_audit_trail",
+    "verify_audit",
+    "manage_task",
+    "manage_project",
+    "manage_agents",
+)
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -67,12 +95,17 @@ def build_mcp(
 ) -> MCPServer:
     """An MCP server over `runtime`; see the module docstring for the identity modes."""
     surface = Surface(runtime, Identity(runtime, actor=actor, local_handle=local_handle))
-    tools = [
-        *tools_people.build(surface),
-        *tools_tasks.build(surface),
-        *tools_workflow.build(surface),
-        *tools_audit.build(surface),
-    ]
+    built = {
+        tool.name: tool
+        for tool in (
+            *tools_people.build(surface),
+            *tools_tasks.build(surface),
+            *tools_workflow.build(surface),
+            *tools_audit.build(surface),
+        )
+    }
+    assert set(built) == set(TOOL_ORDER), set(built) ^ set(TOOL_ORDER)
+    tools = [built[name] for name in TOOL_ORDER]
     auth: dict[str, Any] = {}
     if actor is None and local_handle is None:
         auth = {

@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
@@ -61,10 +62,18 @@ class TaskflowTool(Tool):
     Partial updates need it: `update_task` changes only the fields sent, and `null` clears one.
     """
 
-    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
+    async def run(
+        self, arguments: dict[str, Any], context: Any, convert_result: bool = False
+    ) -> Any:
         token = _SENT.set(frozenset(arguments))
         try:
             return await super().run(arguments, context, convert_result)
+        except ToolError as exc:
+            # Arguments that fail the input schema: one line per field, like every refusal,
+            # instead of the SDK's multi-line pydantic dump with documentation links.
+            if isinstance(exc.__cause__, ValidationError):
+                return error_result(invalid_input(exc.__cause__))
+            raise
         finally:
             _SENT.reset(token)
 

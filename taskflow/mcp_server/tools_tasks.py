@@ -13,11 +13,9 @@ from taskflow.core.schemas import (
     CreateTask,
     DueDate,
     EditTask,
-    Page,
     SubtaskSpec,
     TaskDetail,
     TaskFilter,
-    TaskOut,
 )
 from taskflow.core.services import task_queries, tasks, workflow
 from taskflow.mcp_server.outputs import CreatedTasks, TaskPage, TaskResult, TaskState
@@ -27,9 +25,9 @@ from taskflow.mcp_server.toolkit import (
     DESTRUCTIVE,
     IDEMPOTENT,
     READ_ONLY,
+    REQUIRED,
     ExpectedVersion,
     IdempotencyKey,
-    REQUIRED,
     Surface,
     TaskId,
     check_action,

@@ -12,8 +12,8 @@ from pydantic import Field
 
 from taskflow.core.actor import Actor
 from taskflow.core.schemas import Handle, ProjectRef, TaskOut
-from taskflow.mcp_server.outputs import TaskState
 from taskflow.core.services import workflow
+from taskflow.mcp_server.outputs import TaskState
 from taskflow.mcp_server.toolkit import (
     ADDITIVE,
     IDEMPOTENT,

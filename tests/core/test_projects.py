@@ -210,3 +210,39 @@ async def test_list_members_needs_membership(db, team):
         "@vic": Role.VIEWER,
     }
     await refused(db, projects.list_members(db, team.stranger, "web"), NotFound)
+
+
+async def test_all_digit_slug_is_found_by_slug_not_mistaken_for_an_id(db, owner):
+    """`2` is a valid slug (Phase 1 allowed it); a slug match wins over an id match."""
+    from taskflow.core.services import workflow
+
+    web = await projects.get_project(db, owner, "web")
+    digits = await projects.create_project(db, owner, CreateProject(slug=str(web.id), name="D"))
+    assert digits.id != web.id
+    assert (await projects.get_project(db, owner, str(web.id))).id == digits.id
+    t = (await tasks.create_task(db, owner, CreateTask(title="d", project=str(web.id)))).task
+    assert t.project == str(web.id)
+    claimed = await workflow.claim_next(db, owner, project=str(web.id))
+    assert claimed.id == t.id
+    # A numeric reference that matches no slug still means the id.
+    default = await projects.get_project(db, owner, "default")
+    assert (await projects.get_project(db, owner, default.id)).slug == "default"
+
+
+async def test_concurrent_create_with_the_same_slug_is_a_conflict(db_url, db, owner):
+    import asyncio
+
+    from taskflow.core.db import Database
+
+    wide = Database.from_url(db_url, pool_size=6)
+    try:
+        results = await asyncio.gather(
+            *(projects.create_project(wide, owner, CreateProject(slug="race", name=str(i)))
+              for i in range(6)),
+            return_exceptions=True,
+        )
+    finally:
+        await wide.close()
+    wins = [r for r in results if not isinstance(r, BaseException)]
+    assert len(wins) == 1
+    assert all(isinstance(r, Conflict) for r in results if isinstance(r, BaseException)), results

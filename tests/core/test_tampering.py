@@ -300,3 +300,83 @@ async def test_verify_reports_at_most_max_problems(db_url, db, history):
     await _superuser(db_url, "UPDATE audit_log SET details = '{\"x\": 1}'")
     result = await audit.verify(db, max_problems=3)
     assert len(result.problems) == 3 and not result.ok
+
+
+ODD_DETAILS = [
+    {"note": "ünïcödé ✓ 日本語", "emoji": "🚀", "rtl": "שלום"},
+    {"quote": 'say "hi"', "backslash": "a\\b", "ctrl": "tab\tnl\nbell\x07", "sep": "\u2028"},
+    {"z": 1, "a": 2, "é": 3, "B": 4, "aa": {"y": [3, 2, 1], "x": {}}},
+    {"floats": [1.5, 0.1, 1e-7, 2.0, -0.0, 123456.789], "big": 2**62, "neg": -5},
+    {"integral_floats": [1e16, 1.5e16, 1e20, 1e300, -2e22]},
+    {"empty": [], "null": None, "bools": [True, False], "nested": [[[{"k": "v"}]]]},
+    {"by_id": {10: "ten", 9: "nine", 1.5: "x", True: "t", None: "n"}},
+    {},
+]
+
+
+@pytest.mark.parametrize("details", ODD_DETAILS, ids=range(len(ODD_DETAILS)))
+async def test_any_json_details_survive_the_jsonb_round_trip(db, owner, details):
+    """verify recomputes hashes from what JSONB gives back; no value may read as tampered."""
+    async with db.transaction() as session:
+        await audit.record(session, owner, entity_type="test", entity_id=1, action="noted",
+                           details=details)
+    result = await audit.verify(db)
+    assert result.ok, result.problems
+
+
+async def test_sql_built_payload_matches_payload(db, owner, history):
+    """verify builds each entry's payload in SQL; it must equal `audit.payload` byte for byte."""
+    async with db.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        built = await raw.fetch(audit._VERIFY_SQL)
+        rows = {
+            r["id"]: r
+            for r in await raw.fetch("SELECT *, details::text AS details FROM audit_log")
+        }
+    import json as _json
+
+    for b in built:
+        r = rows[b["id"]]
+        expected = audit.payload(
+            **{k: r[k] for k in ("entity_type", "entity_id", "project_id", "task_id", "action",
+                                  "actor_id", "actor_handle", "actor_type", "request_id", "via",
+                                  "created_at")},
+            details=audit.canonical_details(_json.loads(r["details"])),
+        )
+        got = (b["head"] + audit.canonical_details(_json.loads(b["details"])) + b["tail"]).encode()
+        assert got == expected
+
+
+async def test_verify_streams_a_long_log_and_stops_early_cleanly(db_url, db, owner):
+    async with db.transaction() as session:
+        for i in range(3_500):
+            await audit.record(session, owner, entity_type="test", entity_id=i % 7,
+                               action="noted", details={"i": i})
+    result = await audit.verify(db)
+    # 3 entries from the owner fixture (@sarah, two projects) plus 3,500 in 7 chains
+    assert result.ok and result.entries_checked == 3_503 and result.chains_checked == 10
+    await _superuser(db_url, "UPDATE audit_log SET details = '{\"i\": -1}' "
+                             "WHERE entity_type = 'test' AND seq % 50 = 0")
+    early = await audit.verify(db, max_problems=2)
+    assert len(early.problems) == 2 and not early.ok
+    full = await audit.verify(db, max_problems=1_000)
+    assert len(full.problems) == 70
+    assert early.problems == full.problems[:2]
+
+
+async def test_digest_is_not_fooled_by_a_transaction_still_in_flight(db, owner):
+    """Ids are handed out at insert, but commits come in any order: a digest taken while an
+    earlier id is uncommitted must not leave that entry out (it would later read as tampering)."""
+    import asyncio
+
+    t = (await tasks.create_task(db, owner, CreateTask(title="slow", project="web"))).task
+    async with db.transaction() as session:
+        await audit.record(session, owner, entity_type="task", entity_id=t.id, task_id=t.id,
+                           action="noted", details={"slow": True})
+        # Someone else commits later ids meanwhile; then the digest is taken.
+        await tasks.create_task(db, owner, CreateTask(title="fast", project="web"))
+        digest_task = asyncio.create_task(audit.digest(db))
+        await asyncio.sleep(0.3)
+    value = await digest_task
+    assert await audit.check_digest(db, value), "an entry committed late changed the digest"
+    assert (await audit.verify(db)).ok

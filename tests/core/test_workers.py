@@ -137,3 +137,24 @@ async def test_rotate_api_key_revokes_and_issues_in_one_step(db, owner):
     keys = await workers.list_api_keys(db, owner, "@bot")
     assert [(k.id, k.revoked_at is None) for k in keys] == [(old.id, False), (issued.key.id, True)]
     await refused(db, workers.rotate_api_key(db, owner, "@bot", old.id), Conflict)
+
+
+async def test_keys_cannot_be_born_expired(db, owner):
+    from datetime import UTC, datetime, timedelta
+
+    from taskflow.core.errors import ValidationFailed
+
+    await make_agent(db, owner, "@bot")
+    past = datetime.now(UTC) - timedelta(days=1)
+    err = await refused(db, workers.create_api_key(db, owner, "@bot", expires_at=past),
+                        ValidationFailed)
+    assert "past" in err.message
+    await refused(db, workers.register_agent(db, owner, RegisterAgent(handle="@b2", name="b",
+                                                                      expires_at=past)),
+                  ValidationFailed)
+    soon = datetime.now(UTC) + timedelta(days=1)
+    issued = await workers.create_api_key(db, owner, "@bot", expires_at=soon)
+    await sql(db, "UPDATE api_keys SET expires_at = now() - interval '1 hour' WHERE id = :id",
+              id=issued.key.id)
+    err = await refused(db, workers.rotate_api_key(db, owner, "@bot", issued.key.id), Conflict)
+    assert "expired" in err.message and "create_api_key" in err.message

@@ -51,8 +51,14 @@ def runtime(db: Database, db_url: str) -> Runtime:
     return Runtime(settings=settings_for(db_url), db=db, auth=Authenticator(db, None))
 
 
-async def register_agent(db: Database, by: Actor, handle: str, *, project_role: Role | None,
-                         projects_: tuple[str, ...] = ("default", "web")) -> Agent:
+async def register_agent(
+    db: Database,
+    by: Actor,
+    handle: str,
+    *,
+    project_role: Role | None,
+    projects_: tuple[str, ...] = ("default", "web"),
+) -> Agent:
     issued = await workers.register_agent(
         db, by, RegisterAgent(handle=handle, name=handle[1:], agent_type=AgentType.CLAUDE)
     )
@@ -85,8 +91,9 @@ async def client(api: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def as_bot(api: Starlette, bot: Agent) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=api)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL,
-                                 headers=bot.headers) as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url=BASE_URL, headers=bot.headers
+    ) as http:
         yield http
 
 

@@ -47,25 +47,41 @@ def _wait_for_port(process: subprocess.Popen[bytes], log_path: Path) -> int:
 
 
 @contextlib.contextmanager
-def live_server(env: dict[str, str], *, workers: int = 1) -> Iterator[LiveServer]:
-    """Start the composed app under uvicorn with `env` added to this process's environment."""
+def start_uvicorn(
+    target: str, env: dict[str, str], *, app_dir: Path | None = None, health: str = "/health"
+) -> Iterator[LiveServer]:
+    """Run `uvicorn --factory target` with `env` added to this process's environment."""
     log_file = tempfile.NamedTemporaryFile(prefix="uvicorn-", suffix=".log", delete=False)  # noqa: SIM115
     command = [
-        sys.executable, "-m", "uvicorn", "--factory", "taskflow.server:factory",
-        "--host", "127.0.0.1", "--port", "0", "--no-access-log", "--log-level", "info",
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-access-log",
+        "--log-level",
+        "info",
     ]
-    if workers > 1:
-        command += ["--workers", str(workers)]
-    full_env = {**os.environ, **env}
+    if app_dir is not None:
+        command += ["--app-dir", str(app_dir)]
     process = subprocess.Popen(
-        command, env=full_env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file
+        command,
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=log_file,
     )
     log_file.close()
     log_path = Path(log_file.name)
     try:
         port = _wait_for_port(process, log_path)
         server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
-        _wait_healthy(server.base_url)
+        if health:
+            _wait_healthy(server.base_url + health)
         yield server
     finally:
         if process.poll() is None:
@@ -78,11 +94,18 @@ def live_server(env: dict[str, str], *, workers: int = 1) -> Iterator[LiveServer
         log_path.unlink(missing_ok=True)
 
 
-def _wait_healthy(base_url: str) -> None:
+@contextlib.contextmanager
+def live_server(env: dict[str, str]) -> Iterator[LiveServer]:
+    """The composed TaskFlow app, as `taskflow serve` runs it, ready to answer."""
+    with start_uvicorn("taskflow.server:factory", env, health="/health/ready") as server:
+        yield server
+
+
+def _wait_healthy(url: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(base_url + "/health/ready", timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2).status_code < 500:
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"{base_url} never became ready")
+    raise RuntimeError(f"{url} never answered")

@@ -1,4 +1,4 @@
-"""Projects and members over REST: happy paths, every refusal, and the audit entry of each change."""
+"""Projects and members over REST: happy paths, every refusal, each change's audit entry."""
 
 from __future__ import annotations
 
@@ -36,7 +36,10 @@ async def test_create_project_makes_me_owner_and_is_audited(
     assert response.status_code == 201, response.text
     body = response.json()
     assert (body["slug"], body["owner"], body["my_role"], body["version"]) == (
-        "mobile", "@bot", "owner", 1,
+        "mobile",
+        "@bot",
+        "owner",
+        1,
     )
     assert response.headers["etag"] == '"1"'
     entry = await assert_audited(db, response, "created", "@bot")
@@ -107,8 +110,9 @@ async def test_update_project_refusals(as_bot: httpx.AsyncClient, db: Database) 
     assert_problem(policy, 403, "forbidden")  # admins may not change the approval policy
     bad = await as_bot.put("/api/projects/web", json={"name": ""})
     assert_problem(bad, 422)
-    malformed = await as_bot.put("/api/projects/web", json={"name": "X"},
-                                 headers={"If-Match": "yesterday"})
+    malformed = await as_bot.put(
+        "/api/projects/web", json={"name": "X"}, headers={"If-Match": "yesterday"}
+    )
     assert_problem(malformed, 400)
     assert (await as_bot.get("/api/projects/web")).json()["name"] == "Web app"
     assert await audit_count(db) == before
@@ -137,7 +141,9 @@ async def test_members_add_change_remove_are_audited(
 
     members = await as_bot.get("/api/projects/web/workers")
     assert {m["handle"]: m["role"] for m in members.json()} == {
-        "@bot": "admin", "@helper": "member", "@sarah": "owner",
+        "@bot": "admin",
+        "@helper": "member",
+        "@sarah": "owner",
     }
     changed = await as_bot.patch("/api/projects/web/workers/@helper", json={"role": "viewer"})
     assert changed.status_code == 200 and changed.json()["role"] == "viewer"

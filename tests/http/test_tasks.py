@@ -46,7 +46,10 @@ async def test_create_task_with_subtasks_is_audited(
     detail = response.json()
     task = detail["task"]
     assert (task["title"], task["project"], task["priority"], task["assignee"]) == (
-        "Launch", "web", "high", "@sarah",
+        "Launch",
+        "web",
+        "high",
+        "@sarah",
     )
     assert task["due_date"] == "2030-01-31T00:00:00Z"
     assert (task["version"], task["progress_percent"]) == (1, 0)
@@ -68,9 +71,13 @@ async def test_create_task_refusals_create_nothing(
         "/api/projects/web/tasks", json={"title": "ok", "subtasks": [{"title": "ok"}, {}]}
     )
     assert assert_problem(bad_sub, 422)["errors"][0]["field"] == "subtasks.1.title"
-    mismatch = await as_bot.post("/api/projects/web/tasks", json={"title": "x", "project": "default"})
+    mismatch = await as_bot.post(
+        "/api/projects/web/tasks", json={"title": "x", "project": "default"}
+    )
     assert_problem(mismatch, 422)
-    stranger = await as_bot.post("/api/projects/web/tasks", json={"title": "x", "assignee": "@nope"})
+    stranger = await as_bot.post(
+        "/api/projects/web/tasks", json={"title": "x", "assignee": "@nope"}
+    )
     assert_problem(stranger, 422)
     assert_problem(await as_bot.post("/api/projects/nope/tasks", json={"title": "x"}), 404)
     as_viewer = await client.post(
@@ -93,7 +100,9 @@ async def test_get_task_returns_subtree_with_rollup(as_bot: httpx.AsyncClient) -
     assert response.headers["etag"] == '"1"'
     detail = response.json()
     assert [(n["title"], n["depth"]) for n in detail["subtree"]] == [
-        ("A", 1), ("A.1", 2), ("B", 1),
+        ("A", 1),
+        ("A.1", 2),
+        ("B", 1),
     ]
     assert detail["task"]["rolled_up_progress"] == 50  # A counts 100, B counts 0
     assert_problem(await as_bot.get("/api/tasks/999999"), 404)
@@ -119,8 +128,14 @@ async def test_task_in_a_project_i_am_not_in_is_not_found(
 
 async def test_list_filters_and_sorts(as_bot: httpx.AsyncClient) -> None:
     await _task(as_bot, "Write docs", priority="low", tags=["docs"])
-    await _task(as_bot, "Fix login bug", priority="critical", tags=["bug", "auth"],
-                assignee="@sarah", due_date="2030-01-01")
+    await _task(
+        as_bot,
+        "Fix login bug",
+        priority="critical",
+        tags=["bug", "auth"],
+        assignee="@sarah",
+        due_date="2030-01-01",
+    )
     await _task(as_bot, "Fix layout bug", priority="high", tags=["bug"], due_date="2029-06-01")
 
     async def titles(query: str) -> list[str]:
@@ -132,7 +147,9 @@ async def test_list_filters_and_sorts(as_bot: httpx.AsyncClient) -> None:
     assert await titles("sort=priority") == ["Fix login bug", "Fix layout bug", "Write docs"]
     assert await titles("sort=due_date") == ["Fix layout bug", "Fix login bug", "Write docs"]
     assert await titles("sort=created&reverse=true") == [
-        "Fix layout bug", "Fix login bug", "Write docs",
+        "Fix layout bug",
+        "Fix login bug",
+        "Write docs",
     ]
     assert await titles("tags=bug&tags=auth") == ["Fix login bug"]
     assert await titles("assignee=@sarah") == ["Fix login bug"]
@@ -179,8 +196,9 @@ async def test_cursor_pages_are_complete_and_stable_under_inserts(
 async def test_edit_task_with_if_match(as_bot: httpx.AsyncClient, db: Database) -> None:
     task = await _task(as_bot)
     url = f"/api/tasks/{task['id']}"
-    response = await as_bot.put(url, json={"title": "Build it well", "tags": ["q3"]},
-                                headers={"If-Match": '"1"'})
+    response = await as_bot.put(
+        url, json={"title": "Build it well", "tags": ["q3"]}, headers={"If-Match": '"1"'}
+    )
     assert response.status_code == 200, response.text
     assert (response.json()["title"], response.json()["version"]) == ("Build it well", 2)
     assert response.headers["etag"] == '"2"'
@@ -206,7 +224,8 @@ async def test_delete_task_deletes_and_audits_the_subtree(
     response = await as_bot.delete(url, headers={"If-Match": '"1"'})
     assert response.status_code == 204
     entries = [e for e in await audit_for(db, response) if e.action == "deleted"]
-    assert len(entries) == 2 and all(e.via == "http" for e in entries)
+    assert len(entries) == 2
+    assert all((e.via, e.actor_handle) == ("http", "@bot") for e in entries)
     assert_problem(await as_bot.get(url), 404)
     assert_problem(await as_bot.delete(url), 404)
 

@@ -13,7 +13,9 @@ async def test_me_and_workers(as_bot: httpx.AsyncClient) -> None:
     me = await as_bot.get("/api/me")
     assert me.status_code == 200
     assert (me.json()["handle"], me.json()["type"], me.json()["agent_type"]) == (
-        "@bot", "agent", "claude",
+        "@bot",
+        "agent",
+        "claude",
     )
     listed = await as_bot.get("/api/workers")
     assert [w["handle"] for w in listed.json()] == ["@bot", "@sarah"]
@@ -28,8 +30,12 @@ async def test_register_agent_returns_a_working_key_once(
 ) -> None:
     response = await as_bot.post(
         "/api/workers/agents",
-        json={"handle": "@qwen-1", "name": "Qwen", "agent_type": "qwen",
-              "capabilities": ["python", "sql"]},
+        json={
+            "handle": "@qwen-1",
+            "name": "Qwen",
+            "agent_type": "qwen",
+            "capabilities": ["python", "sql"],
+        },
     )
     assert response.status_code == 201, response.text
     body = response.json()

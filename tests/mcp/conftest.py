@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.server import MCPServer
 from mcp.types import CallToolResult, ListToolsResult
 from sqlalchemy import text
@@ -53,7 +53,9 @@ async def runtime(db: Database, db_url: str) -> Runtime:
     return Runtime(settings=settings_for(db_url), db=db, auth=Authenticator(db, None))
 
 
-async def register_agent(db: Database, by: Actor, handle: str, *, project: str = "default") -> tuple[Actor, str]:
+async def register_agent(
+    db: Database, by: Actor, handle: str, *, project: str = "default"
+) -> tuple[Actor, str]:
     issued = await workers.register_agent(db, by, RegisterAgent(handle=handle, name=handle[1:]))
     await projects.add_member(db, by, project, AddMember(handle=handle, role=Role.MEMBER))
     agent = Actor(worker_id=issued.worker.id, handle=handle, type=WorkerType.AGENT, via=Via.CORE)
@@ -87,8 +89,16 @@ class McpUser:
             return await client.list_tools()
 
     async def read(self, uri: str) -> str:
+        """The resource's text; a refusal raises `MCPError` (outside the session's task group,
+        which would wrap it in an ExceptionGroup)."""
+        failure: MCPError | None = None
         async with Client(self.server) as client:
-            result = await client.read_resource(uri)
+            try:
+                result = await client.read_resource(uri)
+            except MCPError as exc:
+                failure = exc
+        if failure is not None:
+            raise failure
         return result.contents[0].text  # type: ignore[union-attr]
 
 

@@ -29,19 +29,21 @@ def app_factory(db: Database, db_url: str, **settings: object):  # type: ignore[
 async def test_no_token_gets_401_pointing_at_the_metadata(
     db: Database, db_url: str, better_auth: BetterAuthServer
 ) -> None:
-    async with serving(app_factory(db, db_url, auth_server_url=better_auth.base_url)) as base:
-        async with httpx.AsyncClient(base_url=base) as http:
-            response = await http.post("/mcp", json=JSONRPC_LIST, headers=ACCEPT)
-            assert response.status_code == 401
-            challenge = response.headers["www-authenticate"]
-            metadata_url = f"{base}/.well-known/oauth-protected-resource/mcp"
-            assert challenge.startswith("Bearer ")
-            assert f'resource_metadata="{metadata_url}"' in challenge
-            metadata = (await http.get(metadata_url)).json()
-            bad = await http.post(
-                "/mcp", json=JSONRPC_LIST, headers={**ACCEPT, "Authorization": "Bearer nope"}
-            )
-            health = await http.get("/health")
+    async with (
+        serving(app_factory(db, db_url, auth_server_url=better_auth.base_url)) as base,
+        httpx.AsyncClient(base_url=base) as http,
+    ):
+        response = await http.post("/mcp", json=JSONRPC_LIST, headers=ACCEPT)
+        assert response.status_code == 401
+        challenge = response.headers["www-authenticate"]
+        metadata_url = f"{base}/.well-known/oauth-protected-resource/mcp"
+        assert challenge.startswith("Bearer ")
+        assert f'resource_metadata="{metadata_url}"' in challenge
+        metadata = (await http.get(metadata_url)).json()
+        bad = await http.post(
+            "/mcp", json=JSONRPC_LIST, headers={**ACCEPT, "Authorization": "Bearer nope"}
+        )
+        health = await http.get("/health")
     assert metadata["resource"] == f"{base}/mcp"
     assert metadata["authorization_servers"] == [better_auth.base_url]
     assert bad.status_code == 401
@@ -52,13 +54,13 @@ async def test_agent_with_api_key_works_and_is_audited(
     db: Database, db_url: str, team: Team
 ) -> None:
     headers = {"Authorization": f"Bearer {team.bot_key}", "X-Request-ID": "req-mcp-42"}
-    async with serving(app_factory(db, db_url)) as base:
-        async with (
-            httpx2.AsyncClient(headers=headers, timeout=30) as http,
-            Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
-        ):
-            me = await client.call_tool("whoami", {})
-            created = await client.call_tool("create_task", {"title": "Over HTTP"})
+    async with (
+        serving(app_factory(db, db_url)) as base,
+        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
+    ):
+        me = await client.call_tool("whoami", {})
+        created = await client.call_tool("create_task", {"title": "Over HTTP"})
     assert me.structured_content["handle"] == "@claude-code"
     assert created.structured_content["task"]["title"] == "Over HTTP"
     [entry] = await audit_tail(db)
@@ -70,16 +72,18 @@ async def test_agent_with_api_key_works_and_is_audited(
 async def test_without_auth_server_only_api_keys_and_no_metadata(
     db: Database, db_url: str, team: Team
 ) -> None:
-    async with serving(app_factory(db, db_url)) as base:
-        async with httpx.AsyncClient(base_url=base, headers=ACCEPT) as http:
-            anonymous = await http.post("/mcp", json=JSONRPC_LIST)
-            metadata = await http.get("/.well-known/oauth-protected-resource/mcp")
-            jwt_like = await http.post(
-                "/mcp", json=JSONRPC_LIST, headers={"Authorization": "Bearer a.b.c"}
-            )
-            keyed = await http.post(
-                "/mcp", json=JSONRPC_LIST, headers={"Authorization": f"Bearer {team.bot_key}"}
-            )
+    async with (
+        serving(app_factory(db, db_url)) as base,
+        httpx.AsyncClient(base_url=base, headers=ACCEPT) as http,
+    ):
+        anonymous = await http.post("/mcp", json=JSONRPC_LIST)
+        metadata = await http.get("/.well-known/oauth-protected-resource/mcp")
+        jwt_like = await http.post(
+            "/mcp", json=JSONRPC_LIST, headers={"Authorization": "Bearer a.b.c"}
+        )
+        keyed = await http.post(
+            "/mcp", json=JSONRPC_LIST, headers={"Authorization": f"Bearer {team.bot_key}"}
+        )
     assert anonymous.status_code == 401
     assert "resource_metadata" not in anonymous.headers["www-authenticate"]
     assert metadata.status_code == 404
@@ -100,19 +104,20 @@ async def test_dns_rebinding_protection(
     db: Database, db_url: str, team: Team, headers: dict[str, str], status: int
 ) -> None:
     auth = {"Authorization": f"Bearer {team.bot_key}"}
-    async with serving(app_factory(db, db_url)) as base:
-        async with httpx.AsyncClient(base_url=base) as http:
-            response = await http.post("/mcp", json=JSONRPC_LIST, headers={**ACCEPT, **auth, **headers})
+    async with (
+        serving(app_factory(db, db_url)) as base,
+        httpx.AsyncClient(base_url=base) as http,
+    ):
+        response = await http.post("/mcp", json=JSONRPC_LIST, headers={**ACCEPT, **auth, **headers})
     assert response.status_code == status
 
 
 async def test_configured_host_is_accepted(db: Database, db_url: str, team: Team) -> None:
     auth = {"Authorization": f"Bearer {team.bot_key}", **ACCEPT}
     factory = app_factory(db, db_url, allowed_hosts="tasks.example.com,127.0.0.1:*")
-    async with serving(factory) as base:
-        async with httpx.AsyncClient(base_url=base, headers=auth) as http:
-            named = await http.post("/mcp", json=JSONRPC_LIST, headers={"Host": "tasks.example.com"})
-            other = await http.post("/mcp", json=JSONRPC_LIST, headers={"Host": "localhost"})
+    async with serving(factory) as base, httpx.AsyncClient(base_url=base, headers=auth) as http:
+        named = await http.post("/mcp", json=JSONRPC_LIST, headers={"Host": "tasks.example.com"})
+        other = await http.post("/mcp", json=JSONRPC_LIST, headers={"Host": "localhost"})
     assert named.status_code == 200
     assert other.status_code == 421
 
@@ -125,13 +130,68 @@ async def test_database_down_while_authenticating_is_503_not_401(db_url: str) ->
         return mcp_test_app(runtime_for(dead, settings_for(db_url, taskflow_public_url=base)))
 
     try:
-        async with serving(build) as base:
-            async with httpx.AsyncClient(base_url=base, headers=ACCEPT) as http:
-                response = await http.post(
-                    "/mcp", json=JSONRPC_LIST, headers={"Authorization": f"Bearer {key}"}
-                )
+        async with (
+            serving(build) as base,
+            httpx.AsyncClient(base_url=base, headers=ACCEPT) as http,
+        ):
+            response = await http.post(
+                "/mcp", json=JSONRPC_LIST, headers={"Authorization": f"Bearer {key}"}
+            )
     finally:
         await dead.close()
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert "unavailable" in response.json()["error_description"]
+
+
+async def test_local_mode_acts_as_the_local_user_unless_a_token_is_sent(
+    db: Database, db_url: str, team: Team
+) -> None:
+    def build(base: str):  # type: ignore[no-untyped-def]
+        config = settings_for(db_url, taskflow_public_url=base)
+        return mcp_test_app(runtime_for(db, config), local_handle="@sarah")
+
+    async def whoami(base: str, token: str | None) -> tuple[bool, str]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=30) as http,
+            Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
+        ):
+            result = await client.call_tool("whoami", {})
+        if result.is_error:
+            return True, result.content[0].text  # type: ignore[union-attr]
+        return False, result.structured_content["handle"]  # type: ignore[index]
+
+    async with serving(build) as base:
+        anonymous = await whoami(base, None)
+        keyed = await whoami(base, team.bot_key)
+        bad = await whoami(base, "tf_wrong")
+    assert anonymous == (False, "@sarah")
+    assert keyed == (False, "@claude-code")
+    assert bad[0] and bad[1].startswith("invalid API key")
+
+
+async def test_the_composition_root_serves_mcp_next_to_rest(
+    db: Database, db_url: str, team: Team, better_auth: BetterAuthServer
+) -> None:
+    """The product's own app (taskflow/server.py), when present: same behaviour at /mcp."""
+    server = pytest.importorskip("taskflow.server")
+
+    def build(base: str):  # type: ignore[no-untyped-def]
+        config = settings_for(
+            db_url, taskflow_public_url=base, auth_server_url=better_auth.base_url
+        )
+        return server.create_server_app(runtime_for(db, config))
+
+    keyed = {**ACCEPT, "Authorization": f"Bearer {team.bot_key}"}
+    async with serving(build) as base, httpx.AsyncClient(base_url=base) as http:
+        anonymous = await http.post("/mcp", json=JSONRPC_LIST, headers=ACCEPT)
+        metadata = await http.get("/.well-known/oauth-protected-resource/mcp")
+        listed = await http.post("/mcp", json=JSONRPC_LIST, headers=keyed)
+    assert anonymous.status_code == 401
+    assert (
+        f'resource_metadata="{base}/.well-known/oauth-protected-resource/mcp"'
+        in (anonymous.headers["www-authenticate"])
+    )
+    assert metadata.json()["authorization_servers"] == [better_auth.base_url]
+    assert listed.status_code == 200 and len(listed.json()["result"]["tools"]) == 23

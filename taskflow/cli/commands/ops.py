@@ -46,7 +46,12 @@ def db_status(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
 
     async def work(s: Session) -> dict[str, Any]:
         current, head = await current_revision(s.db), head_revision()
-        return {"database": _where(s), "current": current, "head": head, "up_to_date": current == head}
+        return {
+            "database": _where(s),
+            "current": current,
+            "head": head,
+            "up_to_date": current == head,
+        }
 
     info = call(work, auth=False, migrate=False)
     if json_:
@@ -120,18 +125,25 @@ def serve(
     uvicorn.run(SERVER_FACTORY, factory=True, host=host, port=port)
 
 
-def mcp() -> None:
-    """Run the MCP server on stdin/stdout (for Claude Code, Claude Desktop, ...)."""
+def mcp(
+    as_: Annotated[
+        str | None,
+        typer.Option("--as", help="Local mode: act as this user (default: your init user)."),
+    ] = None,
+) -> None:
+    """Run the MCP server on stdin/stdout (for Claude Code, Claude Desktop, ...).
+
+    It acts as the agent whose key is in TASKFLOW_API_KEY or, in local mode, as your local user.
+    """
     settings = load_settings()
-    env = dict(os.environ)
-    user = load_config(settings.data_dir).current_user
-    if not settings.taskflow_api_key and not settings.jwks_url and user:
-        env["TASKFLOW_LOCAL_USER"] = user
     argv = [sys.executable, "-c", MCP_STDIO]
+    user = as_ or load_config(settings.data_dir).current_user
+    if not settings.taskflow_api_key and not settings.jwks_url and user:
+        argv += ["--as", user]
     sys.stdout.flush()
     if os.name == "nt":  # no exec on Windows: run it and pass its exit code on
-        raise typer.Exit(subprocess.call(argv, env=env))
-    os.execve(sys.executable, argv, env)
+        raise typer.Exit(subprocess.call(argv))
+    os.execv(sys.executable, argv)
 
 
 def import_(
@@ -176,10 +188,18 @@ def _report(report: importer.ImportReport, total: int) -> None:
     table.add_column("What")
     table.add_column("Count", justify="right")
     table.add_column("Which", overflow="fold")
-    table.add_row("Projects created", str(len(report.projects_created)), ", ".join(report.projects_created))
-    table.add_row("Projects merged", str(len(report.projects_merged)), ", ".join(report.projects_merged))
-    table.add_row("Workers created", str(len(report.workers_created)), ", ".join(report.workers_created))
-    table.add_row("Workers matched", str(len(report.workers_matched)), ", ".join(report.workers_matched))
+    table.add_row(
+        "Projects created", str(len(report.projects_created)), ", ".join(report.projects_created)
+    )
+    table.add_row(
+        "Projects merged", str(len(report.projects_merged)), ", ".join(report.projects_merged)
+    )
+    table.add_row(
+        "Workers created", str(len(report.workers_created)), ", ".join(report.workers_created)
+    )
+    table.add_row(
+        "Workers matched", str(len(report.workers_matched)), ", ".join(report.workers_matched)
+    )
     table.add_row("Memberships added", str(report.memberships_added), "")
     table.add_row("Tasks", str(report.tasks_imported), "")
     table.add_row("Audit entries", str(report.audit_entries_imported), "")

@@ -1,4 +1,4 @@
-"""Phase 1's task commands: add, subtask, list, show, edit, delete, search, upcoming, overdue, due."""
+"""Phase 1's task commands: add, subtask, list, show, edit, delete, search, due dates."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from taskflow.cli.params import (
 from taskflow.cli.render import task_panel, task_table, task_tree
 from taskflow.cli.session import Session, call
 from taskflow.core.domain import Priority, TaskStatus
+from taskflow.core.errors import Forbidden
 from taskflow.core.schemas import CreateTask, EditTask, SubtaskSpec, TaskFilter, TaskOut
 from taskflow.core.services import task_queries, tasks, workflow
 
@@ -40,7 +41,7 @@ StatusOpt = Annotated[TaskStatus | None, typer.Option("--status", "-s", help="On
 def _check_creator(session: Session, created_by: str | None) -> None:
     """Phase 1 let anyone write any name here; Phase 2 records who really acted."""
     if created_by and created_by != session.actor.handle:
-        fail(
+        raise Forbidden(
             f"--created-by {created_by}: tasks are created by whoever is signed in (you are "
             f"{session.actor.handle}); to act as {created_by}, use its token (TASKFLOW_TOKEN)"
         )

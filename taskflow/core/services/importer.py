@@ -31,6 +31,7 @@ from uuid import uuid4
 
 from pydantic import BaseModel, Field
 from sqlalchemy import insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow.core import audit
@@ -162,9 +163,7 @@ class _Import:
     def imported_later(self, entity_type: str, entity_id: int, **kwargs: Any) -> None:
         """Queue an `imported` entry: written after the history, so each chain stays in time
         order (Phase 1's past first, then the moment it was imported)."""
-        self.pending_imported.append(
-            {"entity_type": entity_type, "entity_id": entity_id, **kwargs}
-        )
+        self.pending_imported.append({"entity_type": entity_type, "entity_id": entity_id, **kwargs})
 
     # ---------------------------------------------------------------- workers
 
@@ -282,7 +281,7 @@ class _Import:
                 if key in self.done or worker_id is None or worker_id == self.actor.worker_id:
                     continue
                 inserted = await self.session.scalar(
-                    insert(ProjectMember)
+                    pg_insert(ProjectMember)
                     .values(project_id=project_id, worker_id=worker_id, role=Role.MEMBER.value)
                     .on_conflict_do_nothing()
                     .returning(ProjectMember.worker_id)
@@ -303,14 +302,14 @@ class _Import:
 
     # ---------------------------------------------------------------- task ids
 
-    async def plan_task_ids(self, lives: list[Incarnation]) -> None:
+    async def plan_task_ids(self, incs: list[Incarnation]) -> None:
         """Keep each Phase 1 id when no task (live or deleted) uses it here; else take a new one.
 
         The table lock keeps other writers from taking an id between the check and the insert;
         the sequence is then moved past every kept id so later tasks never collide with them.
         """
-        wanted = [inc for inc in lives if inc.key not in self.done]
-        for inc in lives:
+        wanted = [inc for inc in incs if inc.key not in self.done]
+        for inc in incs:
             if inc.key in self.done:
                 self.task_ids[inc.key] = self.done[inc.key]
         if not wanted:
@@ -356,8 +355,8 @@ class _Import:
 
     # ---------------------------------------------------------------- tasks
 
-    async def import_tasks(self, lives: list[Incarnation]) -> None:
-        by_id = {inc.phase1_id: inc for inc in lives if inc.task is not None}
+    async def import_tasks(self, incs: list[Incarnation]) -> None:
+        by_id = {inc.phase1_id: inc for inc in incs if inc.task is not None}
         rows: list[dict[str, Any]] = []
         for inc in self._parents_first(by_id):
             task = inc.task
@@ -431,9 +430,9 @@ class _Import:
 
     # ---------------------------------------------------------------- history
 
-    async def import_history(self, lives: list[Incarnation]) -> None:
+    async def import_history(self, incs: list[Incarnation]) -> None:
         """Phase 1's entries, in their original order, with their original actor and time."""
-        task_of = {e.id: inc for inc in lives for e in inc.entries}
+        task_of = {e.id: inc for inc in incs for e in inc.entries}
         for entry in sorted(self.store.audit_logs, key=lambda e: e.id):
             key = f"audit:{entry.id}"
             if key in self.done:
@@ -506,9 +505,9 @@ async def import_phase1(
         await run.import_workers()
         await run.import_projects()
         await run.import_memberships()
-        lives = incarnations(source)
-        await run.plan_task_ids(lives)
-        await run.import_tasks(lives)
-        await run.import_history(lives)
+        incs = incarnations(source)
+        await run.plan_task_ids(incs)
+        await run.import_tasks(incs)
+        await run.import_history(incs)
         await run.write_imported_entries()
         return run.report

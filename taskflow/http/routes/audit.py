@@ -9,15 +9,24 @@ from taskflow.http.endpoint import Call, Endpoints
 endpoints = Endpoints("audit")
 
 
-@endpoints.get("/api/projects/{project}/audit", operation="list_audit", query=AuditFilter,
-               from_path={"project"}, response=Page[AuditEntryOut])
+@endpoints.get(
+    "/api/projects/{project}/audit",
+    operation="list_audit",
+    query=AuditFilter,
+    from_path={"project"},
+    response=Page[AuditEntryOut],
+)
 async def list_project_audit(call: Call) -> Page[AuditEntryOut]:
     """A project's audit entries, newest first, filtered by actor, action and time."""
     return await history.list_audit(call.db, call.actor, call.query)
 
 
-@endpoints.get("/api/tasks/{task_id}/audit", query=AuditFilter, from_path={"task_id"},
-               response=Page[AuditEntryOut])
+@endpoints.get(
+    "/api/tasks/{task_id}/audit",
+    query=AuditFilter,
+    from_path={"task_id"},
+    response=Page[AuditEntryOut],
+)
 async def list_task_audit(call: Call) -> Page[AuditEntryOut]:
     """A task's audit entries, newest first."""
     return await history.list_audit(call.db, call.actor, call.query)

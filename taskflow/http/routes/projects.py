@@ -16,8 +16,9 @@ async def list_projects(call: Call) -> list[ProjectOut]:
     return await projects.list_projects(call.db, call.actor)
 
 
-@endpoints.post("/api/projects", operation="create_project", body=CreateProject,
-                response=ProjectOut, status=201)
+@endpoints.post(
+    "/api/projects", operation="create_project", body=CreateProject, response=ProjectOut, status=201
+)
 async def create_project(call: Call) -> ProjectOut:
     """Create a project; you become its owner."""
     return await projects.create_project(call.db, call.actor, call.body)
@@ -29,8 +30,13 @@ async def get_project(call: Call) -> ProjectOut:
     return await projects.get_project(call.db, call.actor, call.path["project"])
 
 
-@endpoints.put("/api/projects/{project}", operation="update_project", body=UpdateProject,
-               response=ProjectOut, precondition=True)
+@endpoints.put(
+    "/api/projects/{project}",
+    operation="update_project",
+    body=UpdateProject,
+    response=ProjectOut,
+    precondition=True,
+)
 async def update_project(call: Call) -> ProjectOut:
     """Change a project's name, description or approval policy.
 
@@ -49,22 +55,32 @@ async def delete_project(call: Call) -> None:
     await projects.delete_project(call.db, call.actor, call.path["project"], call.version())
 
 
-@endpoints.get("/api/projects/{project}/workers", operation="list_members",
-               response=list[MemberOut])
+@endpoints.get(
+    "/api/projects/{project}/workers", operation="list_members", response=list[MemberOut]
+)
 async def list_members(call: Call) -> list[MemberOut]:
     """List a project's members and their roles."""
     return await projects.list_members(call.db, call.actor, call.path["project"])
 
 
-@endpoints.post("/api/projects/{project}/workers", operation="add_member", body=AddMember,
-                response=MemberOut, status=201)
+@endpoints.post(
+    "/api/projects/{project}/workers",
+    operation="add_member",
+    body=AddMember,
+    response=MemberOut,
+    status=201,
+)
 async def add_member(call: Call) -> MemberOut:
     """Add a worker (human or agent) to a project with a role (admins only)."""
     return await projects.add_member(call.db, call.actor, call.path["project"], call.body)
 
 
-@endpoints.patch("/api/projects/{project}/workers/{handle}", operation="change_role",
-                 body=RoleChange, response=MemberOut)
+@endpoints.patch(
+    "/api/projects/{project}/workers/{handle}",
+    operation="change_role",
+    body=RoleChange,
+    response=MemberOut,
+)
 async def change_role(call: Call) -> MemberOut:
     """Change a member's role (admins only; only owners grant or take away ownership)."""
     cmd = AddMember(handle=call.path["handle"], role=call.body.role)

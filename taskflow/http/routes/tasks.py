@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 from taskflow.core.errors import ValidationFailed
-from taskflow.core.schemas import CreateTask, EditTask, Page, SubtaskSpec, TaskDetail, TaskFilter, TaskOut
+from taskflow.core.schemas import (
+    CreateTask,
+    EditTask,
+    Page,
+    SubtaskSpec,
+    TaskDetail,
+    TaskFilter,
+    TaskOut,
+)
 from taskflow.core.services import task_queries, tasks
 from taskflow.http.endpoint import Call, Endpoints
 
 endpoints = Endpoints("tasks")
 
 
-@endpoints.get("/api/projects/{project}/tasks", operation="list_tasks", query=TaskFilter,
-               from_path={"project"}, response=Page[TaskOut])
+@endpoints.get(
+    "/api/projects/{project}/tasks",
+    operation="list_tasks",
+    query=TaskFilter,
+    from_path={"project"},
+    response=Page[TaskOut],
+)
 async def list_project_tasks(call: Call) -> Page[TaskOut]:
     """List a project's tasks: Phase 1's filters and sorts, one page at a time.
 
@@ -27,8 +40,13 @@ async def list_tasks(call: Call) -> Page[TaskOut]:
     return await task_queries.list_tasks(call.db, call.actor, call.query)
 
 
-@endpoints.post("/api/projects/{project}/tasks", operation="create_task", body=CreateTask,
-                response=TaskDetail, status=201)
+@endpoints.post(
+    "/api/projects/{project}/tasks",
+    operation="create_task",
+    body=CreateTask,
+    response=TaskDetail,
+    status=201,
+)
 async def create_task(call: Call) -> TaskDetail:
     """Create a task in a project, optionally with subtasks (all or nothing).
 
@@ -56,8 +74,13 @@ async def get_task(call: Call) -> TaskDetail:
     return await task_queries.get_task(call.db, call.actor, call.path["task_id"])
 
 
-@endpoints.put("/api/tasks/{task_id}", operation="edit_task", body=EditTask,
-               response=TaskOut, precondition=True)
+@endpoints.put(
+    "/api/tasks/{task_id}",
+    operation="edit_task",
+    body=EditTask,
+    response=TaskOut,
+    precondition=True,
+)
 async def edit_task(call: Call) -> TaskOut:
     """Edit a task's fields; only the fields you send change (`null` clears).
 
@@ -75,8 +98,13 @@ async def delete_task(call: Call) -> None:
     await tasks.delete_task(call.db, call.actor, call.path["task_id"], call.version())
 
 
-@endpoints.post("/api/tasks/{task_id}/subtasks", operation="add_subtasks",
-                body=SubtaskSpec | list[SubtaskSpec], response=list[TaskOut], status=201)
+@endpoints.post(
+    "/api/tasks/{task_id}/subtasks",
+    operation="add_subtasks",
+    body=SubtaskSpec | list[SubtaskSpec],
+    response=list[TaskOut],
+    status=201,
+)
 async def add_subtasks(call: Call) -> list[TaskOut]:
     """Add one subtask (an object) or many (an array) under a task, all or nothing."""
     specs = call.body if isinstance(call.body, list) else [call.body]

@@ -22,8 +22,13 @@ async def list_workers(call: Call) -> list[WorkerOut]:
     return await workers.list_workers(call.db, call.actor)
 
 
-@endpoints.post("/api/workers/agents", operation="register_agent", body=RegisterAgent,
-                response=IssuedKey, status=201)
+@endpoints.post(
+    "/api/workers/agents",
+    operation="register_agent",
+    body=RegisterAgent,
+    response=IssuedKey,
+    status=201,
+)
 async def register_agent(call: Call) -> IssuedKey:
     """Register an AI agent and get its first API key.
 
@@ -39,15 +44,19 @@ async def get_worker(call: Call) -> WorkerOut:
     return await workers.get_worker(call.db, call.actor, call.path["handle"])
 
 
-@endpoints.get("/api/workers/{handle}/keys", operation="list_api_keys",
-               response=list[ApiKeyOut])
+@endpoints.get("/api/workers/{handle}/keys", operation="list_api_keys", response=list[ApiKeyOut])
 async def list_api_keys(call: Call) -> list[ApiKeyOut]:
     """List an agent's API keys (never the keys themselves: only their prefixes)."""
     return await workers.list_api_keys(call.db, call.actor, call.path["handle"])
 
 
-@endpoints.post("/api/workers/{handle}/keys", operation="create_api_key", body=NewApiKey,
-                response=IssuedKey, status=201)
+@endpoints.post(
+    "/api/workers/{handle}/keys",
+    operation="create_api_key",
+    body=NewApiKey,
+    response=IssuedKey,
+    status=201,
+)
 async def create_api_key(call: Call) -> IssuedKey:
     """Issue another API key for an agent (the agent itself or whoever registered it)."""
     body: NewApiKey = call.body
@@ -56,8 +65,9 @@ async def create_api_key(call: Call) -> IssuedKey:
     )
 
 
-@endpoints.post("/api/workers/{handle}/keys/{key_id}/revoke", operation="revoke_api_key",
-                response=ApiKeyOut)
+@endpoints.post(
+    "/api/workers/{handle}/keys/{key_id}/revoke", operation="revoke_api_key", response=ApiKeyOut
+)
 async def revoke_api_key(call: Call) -> ApiKeyOut:
     """Revoke an API key at once; requests with it then get 401."""
     return await workers.revoke_api_key(
@@ -65,8 +75,12 @@ async def revoke_api_key(call: Call) -> ApiKeyOut:
     )
 
 
-@endpoints.post("/api/workers/{handle}/keys/{key_id}/rotate", operation="rotate_api_key",
-                response=IssuedKey, status=201)
+@endpoints.post(
+    "/api/workers/{handle}/keys/{key_id}/rotate",
+    operation="rotate_api_key",
+    response=IssuedKey,
+    status=201,
+)
 async def rotate_api_key(call: Call) -> IssuedKey:
     """Replace an API key with a new one in one step (the old one stops working)."""
     return await workers.rotate_api_key(

@@ -51,13 +51,18 @@ async def change_status(call: Call) -> TaskOut:
     return await verb(call.db, call.actor, call.path["task_id"], expected_version=call.version())
 
 
-@_task_verb("/api/tasks/{task_id}/progress", method="PATCH", operation="progress",
-            body=ProgressUpdate)
+@_task_verb(
+    "/api/tasks/{task_id}/progress", method="PATCH", operation="progress", body=ProgressUpdate
+)
 async def update_progress(call: Call) -> TaskOut:
     """Report progress (0..100) with an optional note; the task must be in_progress."""
     body: ProgressUpdate = call.body
     return await workflow.progress(
-        call.db, call.actor, call.path["task_id"], body.progress_percent, body.note,
+        call.db,
+        call.actor,
+        call.path["task_id"],
+        body.progress_percent,
+        body.note,
         expected_version=call.version(),
     )
 
@@ -66,17 +71,24 @@ async def update_progress(call: Call) -> TaskOut:
 async def assign_task(call: Call) -> TaskOut:
     """Give a task to a project member, or unassign it with null."""
     return await workflow.assign(
-        call.db, call.actor, call.path["task_id"], call.body.assignee,
+        call.db,
+        call.actor,
+        call.path["task_id"],
+        call.body.assignee,
         expected_version=call.version(),
     )
 
 
-@_task_verb("/api/tasks/{task_id}/due", method="PATCH", operation="set_due_date",
-            body=DueDateChange)
+@_task_verb(
+    "/api/tasks/{task_id}/due", method="PATCH", operation="set_due_date", body=DueDateChange
+)
 async def set_due_date(call: Call) -> TaskOut:
     """Set a task's due date (a date means midnight UTC), or clear it with null."""
     return await workflow.set_due_date(
-        call.db, call.actor, call.path["task_id"], call.body.due_date,
+        call.db,
+        call.actor,
+        call.path["task_id"],
+        call.body.due_date,
         expected_version=call.version(),
     )
 
@@ -101,7 +113,10 @@ async def request_review(call: Call) -> TaskOut:
 async def approve_task(call: Call) -> TaskOut:
     """Approve a task in review: it is completed. Nobody approves their own work."""
     return await workflow.approve(
-        call.db, call.actor, call.path["task_id"], call.body.note,
+        call.db,
+        call.actor,
+        call.path["task_id"],
+        call.body.note,
         expected_version=call.version(),
     )
 
@@ -110,7 +125,10 @@ async def approve_task(call: Call) -> TaskOut:
 async def reject_task(call: Call) -> TaskOut:
     """Reject a task in review with a reason: it goes back to in_progress."""
     return await workflow.reject(
-        call.db, call.actor, call.path["task_id"], call.body.reason,
+        call.db,
+        call.actor,
+        call.path["task_id"],
+        call.body.reason,
         expected_version=call.version(),
     )
 
@@ -135,7 +153,10 @@ async def delegate_task(call: Call) -> TaskOut:
 async def block_task(call: Call) -> TaskOut:
     """Mark a task blocked, optionally saying why."""
     return await workflow.block(
-        call.db, call.actor, call.path["task_id"], call.body.reason,
+        call.db,
+        call.actor,
+        call.path["task_id"],
+        call.body.reason,
         expected_version=call.version(),
     )
 
@@ -148,8 +169,9 @@ async def unblock_task(call: Call) -> TaskOut:
     )
 
 
-@endpoints.post("/api/projects/{project}/claim", operation="claim_next", body=ClaimRequest,
-                response=TaskOut)
+@endpoints.post(
+    "/api/projects/{project}/claim", operation="claim_next", body=ClaimRequest, response=TaskOut
+)
 async def claim_task(call: Call) -> TaskOut:
     """Atomically take the most urgent open unassigned task: it is assigned to you and started.
 

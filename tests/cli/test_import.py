@@ -1,0 +1,420 @@
+"""`taskflow import`: a Phase 1 store comes over whole, exactly once, or not at all."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from taskflow.core import phase1
+from taskflow.core.actor import Actor
+from taskflow.core.db import Database
+from taskflow.core.domain import Via, WorkerType
+from taskflow.core.errors import ValidationFailed
+from taskflow.core.services import importer
+from tests.cli.conftest import Cli, snapshot
+
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "phase1" / "sample"
+
+
+def utc(naive: str) -> datetime:
+    return datetime.fromisoformat(naive).replace(tzinfo=UTC)
+
+
+def sample_data() -> dict[str, Any]:
+    return json.loads((SAMPLE / "data.json").read_text())
+
+
+async def rows(db: Database, sql: str, **params: Any) -> list[dict[str, Any]]:
+    async with db.engine.connect() as conn:
+        return [dict(r._mapping) for r in await conn.execute(text(sql), params)]
+
+
+async def test_sample_store_is_reproduced_exactly(sarah: Cli, db: Database) -> None:
+    assert SAMPLE.is_dir(), SAMPLE
+    data = sample_data()
+    result = await sarah.ok("import", SAMPLE)
+    assert "Imported" in result.stdout
+    assert "taskflow audit verify" in result.stdout
+
+    projects = {
+        p["slug"]: p
+        for p in await rows(
+            db,
+            "SELECT p.slug, p.name, p.description, w.handle AS owner FROM projects p "
+            "JOIN workers w ON w.id = p.owner_id",
+        )
+    }
+    for p in data["projects"]:
+        assert p["slug"] in projects
+    # `demo` is new (the importer owns it); `default` existed (init) and was merged into.
+    demo = projects["demo"]
+    assert (demo["name"], demo["description"], demo["owner"]) == (
+        "Demo Project",
+        "Demonstration of human-agent parity",
+        "@sarah",
+    )
+
+    workers = {w["handle"]: w for w in await rows(db, "SELECT * FROM workers")}
+    for w in data["workers"]:
+        got = workers[w["id"]]
+        assert (got["type"], got["agent_type"], list(got["capabilities"])) == (
+            w["type"],
+            w["agent_type"],
+            w["capabilities"],
+        )
+        if w["id"] != "@sarah":  # @sarah existed already (init) and was matched
+            assert got["name"] == w["name"] and got["created_at"] == utc(w["created_at"])
+
+    tasks = {
+        t["id"]: t
+        for t in await rows(
+            db,
+            "SELECT t.*, p.slug, a.handle AS assignee, c.handle AS creator FROM tasks t "
+            "JOIN projects p ON p.id = t.project_id LEFT JOIN workers a ON a.id = t.assignee_id "
+            "JOIN workers c ON c.id = t.created_by_id",
+        )
+    }
+    assert set(tasks) == {t["id"] for t in data["tasks"]}  # Phase 1 ids kept
+    for t in data["tasks"]:
+        got = tasks[t["id"]]
+        assert got["title"] == t["title"] and got["description"] == t["description"]
+        assert (got["status"], got["priority"], got["progress_percent"]) == (
+            t["status"],
+            t["priority"],
+            t["progress_percent"],
+        )
+        assert (got["slug"], got["assignee"], got["creator"], got["parent_id"]) == (
+            t["project_slug"],
+            t["assigned_to"],
+            t["created_by"],
+            t["parent_id"],
+        )
+        assert list(got["tags"]) == t["tags"] and got["recurrence"] == t["recurrence"]
+        assert got["created_at"] == utc(t["created_at"])
+        assert got["updated_at"] == utc(t["updated_at"])
+
+    history = await rows(db, "SELECT * FROM audit_log WHERE via = 'import' ORDER BY id")
+    from_phase1 = [e for e in history if e["action"] != "imported" and "audit_id" in str(e)]
+    by_source = {e["details"]["phase1"]["audit_id"]: e for e in from_phase1}
+    assert set(by_source) == {a["id"] for a in data["audit_logs"]}
+    for a in data["audit_logs"]:
+        got = by_source[a["id"]]
+        assert (got["action"], got["actor_handle"], got["actor_type"]) == (
+            a["action"],
+            a["actor_id"],
+            a["actor_type"],
+        )
+        assert got["created_at"] == utc(a["timestamp"])
+        assert (got["entity_type"], got["task_id"]) == ("task", a["task_id"])
+        context = {k: v for k, v in got["details"].items() if k != "phase1"}
+        assert context == a["context"]
+        assert got["actor_id"] == workers[a["actor_id"]]["id"]
+
+    imported = [e for e in history if e["action"] == "imported"]
+    originals = (
+        {("worker", w["id"]): w for w in data["workers"]}
+        | {("project", p["slug"]): p for p in data["projects"]}
+        | {("task", t["id"]): t for t in data["tasks"]}
+    )
+    seen = set()
+    for e in imported:
+        record = e["details"]["phase1"]
+        key = (
+            e["entity_type"],
+            record.get("slug") if e["entity_type"] == "project" else record["id"],
+        )
+        assert originals[key] == record  # the record exactly as Phase 1 wrote it
+        assert e["actor_handle"] == "@sarah" and e["via"] == "import"
+        seen.add(key)
+    assert seen == set(originals)
+
+    # Phase 1 workers may work on the imported projects; a task's history reads in order.
+    members = await sarah.json("member", "list", "-p", "demo")
+    assert {m["handle"]: m["role"] for m in members} == {
+        "@sarah": "owner",
+        "@ada": "member",
+        "@claude-code": "member",
+    }
+    trail = await sarah.json("audit", "task", "1")
+    assert [e["action"] for e in trail] == [
+        "created",
+        "started",
+        "progressed",
+        "completed",
+        "imported",
+    ]
+    assert (await sarah.json("audit", "verify"))["ok"] is True
+
+
+async def test_second_import_changes_nothing(sarah: Cli, db: Database) -> None:
+    first = await sarah.json("import", SAMPLE / "data.json")
+    assert first["tasks_imported"] == 2 and first["audit_entries_imported"] == 8
+    assert first["workers_created"] == ["@ada", "@claude-code"]
+    assert first["workers_matched"] == ["@sarah"]
+    assert first["projects_created"] == ["demo"] and first["projects_merged"] == ["default"]
+    before = await snapshot(db)
+    again = await sarah.json("import", SAMPLE)
+    assert again["already_imported"] == sample_data_count()
+    assert again["tasks_imported"] == 0 and again["audit_entries_imported"] == 0
+    assert await snapshot(db) == before
+    result = await sarah.ok("import", SAMPLE)
+    assert "Nothing new" in result.stdout
+    assert await snapshot(db) == before
+
+
+def sample_data_count() -> int:
+    data = sample_data()
+    return sum(len(data[k]) for k in ("projects", "workers", "tasks", "audit_logs"))
+
+
+def write_store(tmp_path: Path, data: dict[str, Any] | str) -> Path:
+    store = tmp_path / "copy" / ".taskflow"
+    store.mkdir(parents=True)
+    shutil.copy(SAMPLE / "config.json", store / "config.json")
+    body = data if isinstance(data, str) else json.dumps(data, indent=2)
+    (store / "data.json").write_text(body)
+    return store
+
+
+def _corrupt_status(data: dict[str, Any]) -> None:
+    data["tasks"][1]["status"] = "done"
+
+
+def _corrupt_assignee(data: dict[str, Any]) -> None:
+    data["tasks"][0]["assigned_to"] = "@ghost"
+
+
+def _corrupt_timestamp(data: dict[str, Any]) -> None:
+    data["audit_logs"][5]["timestamp"] = "yesterday"
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "expected"),
+    [
+        (_corrupt_status, "tasks[1].status"),
+        (_corrupt_assignee, "tasks[0].assigned_to: no worker @ghost"),
+        (_corrupt_timestamp, "audit_logs[5].timestamp"),
+    ],
+)
+async def test_corrupted_copy_is_refused_with_line_and_field(
+    sarah: Cli, db: Database, tmp_path: Path, corrupt: Any, expected: str
+) -> None:
+    data = sample_data()
+    corrupt(data)
+    store = write_store(tmp_path, data)
+    text_lines = (store / "data.json").read_text().splitlines()
+    before = await snapshot(db)
+    err = await sarah.refused("import", store)
+    assert expected in err and "Nothing was imported" in err
+    line = int(err.split(" line ")[1].split(",")[0])
+    field = expected.split(": ")[0].split(".")[-1]
+    assert f'"{field}"' in text_lines[line - 1]  # the line named holds the field at fault
+    assert await snapshot(db) == before
+
+
+async def test_invalid_json_names_line_and_column(sarah: Cli, db: Database, tmp_path: Path) -> None:
+    body = (SAMPLE / "data.json").read_text().replace('"status": "completed"', '"status" "x"', 1)
+    store = write_store(tmp_path, body)
+    before = await snapshot(db)
+    err = await sarah.refused("import", store)
+    assert "data.json line" in err and "column" in err and "not valid JSON" in err
+    err = await sarah.refused("import", tmp_path / "nowhere")
+    assert "no Phase 1 store" in err
+    assert await snapshot(db) == before
+
+
+async def test_refusal_found_midway_writes_nothing(cli: Cli, db: Database) -> None:
+    """The store is valid, but @claude-code is a human here: found after rows were written."""
+    await cli.ok("init", "--user", "@lead")
+    await cli.ok("worker", "add", "@claude-code", "-t", "human", "-n", "Not an agent")
+    before = await snapshot(db)
+    err = await cli.refused("import", SAMPLE)
+    assert "@claude-code exists here as a human" in err
+    assert await snapshot(db) == before
+
+
+def rich_store() -> dict[str, Any]:
+    """Nesting three deep, a deleted task, a reused id, a dangling parent, a store-level entry."""
+    w = "2026-01-01T10:00:00"
+    actor = {"actor_type": "human", "actor_id": "@pat"}
+
+    def task(i: int, title: str, **kw: Any) -> dict[str, Any]:
+        base = {
+            "id": i,
+            "title": title,
+            "description": "",
+            "status": "pending",
+            "priority": "medium",
+            "progress_percent": 0,
+            "project_slug": "web",
+            "assigned_to": None,
+            "parent_id": None,
+            "tags": [],
+            "due_date": None,
+            "recurrence": None,
+            "created_by": "@pat",
+            "created_at": w,
+            "updated_at": w,
+        }
+        return base | kw
+
+    def entry(i: int, task_id: int | None, action: str, **ctx: Any) -> dict[str, Any]:
+        return {
+            "id": i,
+            "task_id": task_id,
+            "project_slug": "web",
+            **actor,
+            "action": action,
+            "context": ctx,
+            "timestamp": f"2026-01-0{1 + i // 10}T10:{i:02d}:00",
+        }
+
+    return {
+        "projects": [{"slug": "web", "name": "Web", "description": None}],
+        "workers": [
+            {
+                "id": "@pat",
+                "type": "human",
+                "name": "Pat",
+                "agent_type": None,
+                "capabilities": [],
+                "created_at": w,
+            },
+            {
+                "id": "@bot",
+                "type": "agent",
+                "name": "Bot",
+                "agent_type": "custom",
+                "capabilities": ["x"],
+                "created_at": w,
+            },
+        ],
+        "tasks": [
+            task(1, "Root", due_date="2026-03-01"),
+            task(2, "Child", parent_id=1, assigned_to="@bot"),
+            task(3, "Grandchild", parent_id=2, status="in_progress", progress_percent=40),
+            task(5, "Orphan", parent_id=4),
+            task(6, "Second life of 6"),
+        ],
+        "audit_logs": [
+            entry(1, 1, "created"),
+            entry(2, 2, "subtask_created", parent_id=1),
+            entry(3, 3, "subtask_created", parent_id=2),
+            entry(4, 4, "created"),
+            entry(5, 5, "subtask_created", parent_id=4),
+            entry(6, 4, "deleted", title="Gone"),
+            entry(7, 6, "created"),
+            entry(8, 6, "deleted"),
+            entry(9, 6, "created"),
+            entry(10, 3, "progressed", progress_percent=40, note="on it"),
+            entry(11, None, "exported", target="backup"),
+        ],
+    }
+
+
+async def test_nesting_renumbering_and_deleted_histories(
+    sarah: Cli, db: Database, tmp_path: Path
+) -> None:
+    # Tasks 1 and 2 already exist here, so Phase 1's 1 and 2 must be renumbered.
+    await sarah.ok("add", "Existing one")
+    await sarah.ok("add", "Existing two")
+    store = write_store(tmp_path, rich_store())
+    report = await sarah.json("import", store)
+    renumbered = {int(k): v for k, v in report["tasks_renumbered"].items()}
+    assert set(renumbered) == {1, 2}
+    assert report["tasks_imported"] == 5 and report["audit_entries_imported"] == 11
+    assert report["deleted_task_histories"] == 2  # task 4, and the first life of task 6
+    new = {1: renumbered[1], 2: renumbered[2], 3: 3, 5: 5, 6: 6}
+    tree = await sarah.json("show", new[1], "--tree")
+    assert [(n["id"], n["parent_id"], n["depth"]) for n in tree["subtree"]] == [
+        (new[2], new[1], 1),
+        (3, new[2], 2),
+    ]
+    assert tree["task"]["due_date"].startswith("2026-03-01")
+    orphan = (await sarah.json("show", 5))["task"]
+    assert orphan["parent_id"] is None
+    # Each task's own history is on its (possibly new) id, oldest first, then `imported`.
+    grandchild = await sarah.json("audit", "task", 3)
+    assert [e["action"] for e in grandchild] == ["subtask_created", "progressed", "imported"]
+    assert grandchild[1]["details"]["note"] == "on it"
+    live_six = await sarah.json("audit", "task", 6)
+    assert [(e["action"], e["details"]["phase1"].get("audit_id")) for e in live_six] == [
+        ("created", 9),
+        ("imported", None),
+    ]
+    entries = await rows(db, "SELECT * FROM audit_log WHERE via = 'import' ORDER BY id")
+    first_six = [e for e in entries if e["details"].get("phase1", {}).get("audit_id") in (7, 8)]
+    gone_four = [e for e in entries if e["details"].get("phase1", {}).get("audit_id") in (4, 6)]
+    assert len({e["entity_id"] for e in first_six}) == 1
+    assert first_six[0]["entity_id"] not in (6, *new.values())
+    assert [e["action"] for e in gone_four] == ["created", "deleted"]
+    assert gone_four[0]["entity_id"] == 4  # id 4 was free: kept for its history
+    store_level = [e for e in entries if e["action"] == "exported"]
+    assert store_level and store_level[0]["details"]["target"] == "backup"
+    orphan = next(e for e in entries if e["action"] == "imported" and e["entity_id"] == 5)
+    orphan_note = orphan["details"]
+    assert orphan_note["parent_missing"] == 4
+    # New tasks never collide with imported or reserved ids.
+    created = await sarah.json("add", "After import")
+    taken = {e["entity_id"] for e in entries if e["entity_type"] == "task"} | set(new.values())
+    assert created["task"]["id"] not in taken
+    assert (await sarah.json("audit", "verify"))["ok"] is True
+    before = await snapshot(db)
+    assert (await sarah.json("import", store))["already_imported"] == 19
+    assert await snapshot(db) == before
+
+
+async def test_import_service_reports_progress_and_big_stores(db: Database, tmp_path: Path) -> None:
+    from taskflow.core.schemas import CreateHuman
+    from taskflow.core.services import workers
+
+    me = await workers.create_human(db, CreateHuman(handle="@me", name="Me"))
+    actor = Actor(me.id, me.handle, WorkerType.HUMAN, via=Via.CLI)
+    data = rich_store()
+    template = data["tasks"][0]
+    data["tasks"] += [
+        {**copy.deepcopy(template), "id": i, "title": f"Bulk {i}", "parent_id": 1}
+        for i in range(100, 500)
+    ]
+    path = write_store(tmp_path, data)
+    source = phase1.load(path)
+    assert source.store.record_count > 300  # the CLI shows a progress bar for this one
+    done: list[int] = []
+    report = await importer.import_phase1(db, actor, source, done.append)
+    assert sum(done) == source.store.record_count
+    assert report.tasks_imported == 405 and report.changed
+    again: list[int] = []
+    second = await importer.import_phase1(db, actor, source, again.append)
+    assert not second.changed and sum(again) == source.store.record_count
+
+
+def test_loader_refuses_cycles_and_duplicates(tmp_path: Path) -> None:
+    data = rich_store()
+    data["tasks"][0]["parent_id"] = 3  # 1 -> 3 -> 2 -> 1
+    with pytest.raises(ValidationFailed, match=r"tasks\[0\]\.parent_id: task 1's parents loop"):
+        phase1.load(write_store(tmp_path / "a", data))
+    data = rich_store()
+    data["workers"].append(dict(data["workers"][0]))
+    with pytest.raises(ValidationFailed, match=r"workers\[2\]: duplicate worker id '@pat'"):
+        phase1.load(write_store(tmp_path / "b", data))
+    data = rich_store()
+    data["workers"][1]["agent_type"] = None
+    with pytest.raises(ValidationFailed, match=r"workers\[1\]\.agent_type: an agent needs"):
+        phase1.load(write_store(tmp_path / "c", data))
+
+
+async def test_big_store_through_the_cli(sarah: Cli, tmp_path: Path) -> None:
+    data = rich_store()
+    data["tasks"] += [
+        {**copy.deepcopy(data["tasks"][0]), "id": i, "title": f"Bulk {i}"} for i in range(100, 420)
+    ]
+    result = await sarah.ok("import", write_store(tmp_path, data))  # with the progress bar
+    assert "Tasks" in result.stdout and "325" in result.stdout
+    assert len(await sarah.json("list", "-p", "web")) == 325

@@ -1,0 +1,108 @@
+"""The workflow verbs through the CLI, each with its audit entry, and the agent acting with its
+key (TASKFLOW_TOKEN) exactly as a human does."""
+
+from __future__ import annotations
+
+from taskflow.core.db import Database
+from tests.cli.conftest import Cli, audit_rows, last_audit_id, snapshot
+
+
+async def test_start_progress_complete(sarah: Cli, db: Database) -> None:
+    await sarah.ok("add", "Work")
+    mark = await last_audit_id(db)
+    assert "Started #1 Work (assigned to @sarah)" in (await sarah.ok("start", "1")).stdout
+    data = await sarah.json("progress", "1", "--percent", "40", "--note", "halfway-ish")
+    assert data["progress_percent"] == 40 and data["status"] == "in_progress"
+    assert "Completed #1 Work" in (await sarah.ok("complete", "1")).stdout
+    rows = await audit_rows(db, mark)
+    assert [(r["action"], r["actor_handle"], r["via"]) for r in rows] == [
+        ("started", "@sarah", "cli"),
+        ("progressed", "@sarah", "cli"),
+        ("completed", "@sarah", "cli"),
+    ]
+    assert rows[1]["details"]["note"] == "halfway-ish"
+    assert rows[1]["details"]["progress_percent"] == 40
+
+
+async def test_refused_moves_change_nothing(sarah: Cli, db: Database) -> None:
+    await sarah.ok("add", "Work")
+    before = await snapshot(db)
+    err = await sarah.refused("progress", "1", "--percent", "10")
+    assert "call start first" in err
+    err = await sarah.refused("approve", "1")
+    assert "not in review" in err
+    err = await sarah.refused("reject", "1", "--reason", "no")
+    assert "not in review" in err
+    err = await sarah.refused("unblock", "1")
+    assert "not blocked" in err
+    await sarah.refused("reject", "1", code=2)  # --reason is required
+    assert await snapshot(db) == before
+
+
+async def test_review_cycle_between_agent_and_human(
+    sarah: Cli, agent_key: str, db: Database
+) -> None:
+    agent = {"TASKFLOW_TOKEN": agent_key}
+    await sarah.ok("project", "edit", "default", "--approval", "review_required")
+    await sarah.ok("add", "Agent's job", "--priority", "critical")
+    await sarah.ok("add", "Less urgent", "--priority", "low")
+    mark = await last_audit_id(db)
+    claimed = await sarah.json("claim", env=agent)
+    assert claimed["id"] == 1 and claimed["assignee"] == "@claude-code"
+    assert claimed["status"] == "in_progress"
+    err = await sarah.refused("complete", "1", env=agent)
+    assert "requires review" in err
+    await sarah.ok("progress", "1", "--percent", "100", env=agent)
+    assert "waiting for review" in (await sarah.ok("review", "1", env=agent)).stdout
+    err = await sarah.refused("approve", "1", env=agent)
+    assert "your own work" in err
+    result = await sarah.ok("reject", "1", "--reason", "needs tests")
+    assert "back to in_progress" in result.stdout
+    await sarah.ok("review", "1", env=agent)
+    data = await sarah.json("approve", "1", "--note", "good")
+    assert data["status"] == "completed" and data["progress_percent"] == 100
+    rows = await audit_rows(db, mark)
+    assert [(r["action"], r["actor_handle"], r["actor_type"], r["via"]) for r in rows] == [
+        ("claimed", "@claude-code", "agent", "cli"),
+        ("progressed", "@claude-code", "agent", "cli"),
+        ("review_requested", "@claude-code", "agent", "cli"),
+        ("rejected", "@sarah", "human", "cli"),
+        ("review_requested", "@claude-code", "agent", "cli"),
+        ("approved", "@sarah", "human", "cli"),
+    ]
+    assert rows[3]["details"]["reason"] == "needs tests"
+    # The next claim takes the remaining task; then nothing is left.
+    assert (await sarah.json("claim", "-p", "default", env=agent))["id"] == 2
+    err = await sarah.refused("claim", env=agent)
+    assert "no open unassigned task" in err
+
+
+async def test_claim_with_tags(sarah: Cli, agent_key: str) -> None:
+    agent = {"TASKFLOW_TOKEN": agent_key}
+    await sarah.ok("add", "Frontend", "--tags", "ui", "--priority", "critical")
+    await sarah.ok("add", "Backend", "--tags", "api")
+    assert (await sarah.json("claim", "--tag", "api", env=agent))["id"] == 2
+    assert "Claimed #1 Frontend" in (await sarah.ok("claim", env=agent)).stdout
+
+
+async def test_delegate_assign_block_unblock(sarah: Cli, agent_key: str, db: Database) -> None:
+    await sarah.ok("add", "Work")
+    await sarah.ok("start", "1")
+    mark = await last_audit_id(db)
+    assert "to @claude-code" in (await sarah.ok("delegate", "1", "--to", "@claude-code")).stdout
+    assert (await sarah.json("assign", "1", "@sarah"))["assignee"] == "@sarah"
+    assert (await sarah.json("assign", "1", "none"))["assignee"] is None
+    assert (await sarah.json("block", "1", "--reason", "waiting"))["status"] == "blocked"
+    assert "now pending" in (await sarah.ok("unblock", "1")).stdout
+    rows = await audit_rows(db, mark)
+    assert [(r["action"], r["via"]) for r in rows] == [
+        ("delegated", "cli"),
+        ("assigned", "cli"),
+        ("assigned", "cli"),
+        ("blocked", "cli"),
+        ("unblocked", "cli"),
+    ]
+    assert rows[0]["details"]["to"] == "@claude-code"
+    assert rows[3]["details"]["reason"] == "waiting"
+    err = await sarah.refused("delegate", "1", "--to", "@nobody")
+    assert "@nobody" in err

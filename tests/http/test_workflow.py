@@ -1,0 +1,193 @@
+"""The workflow verbs over REST: each one's audit entry, the status -> verb mapping, and the
+refusals (transition table, review rules, If-Match)."""
+
+from __future__ import annotations
+
+import httpx
+
+from taskflow.core.actor import Actor
+from taskflow.core.db import Database
+from taskflow.core.domain import Role
+from tests.http.conftest import Agent, assert_audited, assert_problem, audit_count, register_agent
+
+
+async def _task(http: httpx.AsyncClient, **fields: object) -> int:
+    response = await http.post("/api/projects/web/tasks", json={"title": "Work", **fields})
+    assert response.status_code == 201, response.text
+    return int(response.json()["task"]["id"])
+
+
+async def test_status_patch_runs_the_matching_verb(as_bot: httpx.AsyncClient, db: Database) -> None:
+    task_id = await _task(as_bot)
+    url = f"/api/tasks/{task_id}/status"
+    steps = [
+        ("in_progress", "started"),
+        ("blocked", "blocked"),
+        ("in_progress", "started"),
+        ("review", "review_requested"),
+        ("completed", "completed"),
+    ]
+    for version, (status, action) in enumerate(steps, start=1):
+        response = await as_bot.patch(
+            url, json={"status": status}, headers={"If-Match": f'"{version}"'}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == status
+        assert response.headers["etag"] == f'"{version + 1}"'
+        await assert_audited(db, response, action, "@bot")
+    assert (await as_bot.get(f"/api/tasks/{task_id}")).json()["task"]["assignee"] == "@bot"
+
+
+async def test_status_patch_pending_unblocks(as_bot: httpx.AsyncClient, db: Database) -> None:
+    task_id = await _task(as_bot)
+    await as_bot.patch(f"/api/tasks/{task_id}/status", json={"status": "blocked"})
+    response = await as_bot.patch(f"/api/tasks/{task_id}/status", json={"status": "pending"})
+    assert response.json()["status"] == "pending"
+    await assert_audited(db, response, "unblocked", "@bot")
+
+
+async def test_status_patch_refusals(as_bot: httpx.AsyncClient, db: Database) -> None:
+    task_id = await _task(as_bot)
+    url = f"/api/tasks/{task_id}/status"
+    before = await audit_count(db)
+    illegal = await as_bot.patch(url, json={"status": "completed"})
+    problem = assert_problem(illegal, 409, "invalid-transition")
+    assert "in_progress (start)" in problem["detail"]
+    assert_problem(await as_bot.patch(url, json={"status": "done"}), 422)
+    assert_problem(
+        await as_bot.patch(url, json={"status": "in_progress"}, headers={"If-Match": '"2"'}), 412
+    )
+    assert_problem(
+        await as_bot.patch(url, content=b"status=x", headers={"Content-Type": "text/plain"}), 415
+    )
+    assert await audit_count(db) == before
+
+
+async def test_progress_with_note(as_bot: httpx.AsyncClient, db: Database) -> None:
+    task_id = await _task(as_bot)
+    url = f"/api/tasks/{task_id}/progress"
+    assert_problem(await as_bot.patch(url, json={"progress_percent": 10}), 409)  # not started
+    await as_bot.post(f"/api/tasks/{task_id}/start")
+    response = await as_bot.patch(url, json={"progress_percent": 40, "note": "schema done"})
+    assert response.status_code == 200 and response.json()["progress_percent"] == 40
+    await assert_audited(
+        db, response, "progressed", "@bot", progress_percent=40, note="schema done"
+    )
+    bad = await as_bot.patch(url, json={"progress_percent": 101})
+    assert assert_problem(bad, 422)["errors"][0]["field"] == "progress_percent"
+    assert_problem(await as_bot.patch(url, json={"note": "no number"}), 422)
+
+
+async def test_assign_and_unassign(as_bot: httpx.AsyncClient, db: Database) -> None:
+    task_id = await _task(as_bot)
+    url = f"/api/tasks/{task_id}/assign"
+    response = await as_bot.patch(url, json={"assignee": "@sarah"})
+    assert response.json()["assignee"] == "@sarah"
+    await assert_audited(db, response, "assigned", "@bot", assignee="@sarah")
+    cleared = await as_bot.patch(url, json={"assignee": None})
+    assert cleared.json()["assignee"] is None
+    assert_problem(await as_bot.patch(url, json={"assignee": "@ghost"}), 422)
+    assert_problem(await as_bot.patch(url, json={}), 422)  # say null to unassign
+
+
+async def test_due_date_set_and_clear(as_bot: httpx.AsyncClient, db: Database) -> None:
+    task_id = await _task(as_bot)
+    url = f"/api/tasks/{task_id}/due"
+    response = await as_bot.patch(url, json={"due_date": "2031-02-03T10:00:00+02:00"})
+    assert response.json()["due_date"] == "2031-02-03T08:00:00Z"
+    await assert_audited(db, response, "due_date_set", "@bot")
+    cleared = await as_bot.patch(url, json={"due_date": None})
+    assert cleared.json()["due_date"] is None
+    await assert_audited(db, cleared, "due_date_cleared", "@bot")
+    assert_problem(await as_bot.patch(url, json={"due_date": "next tuesday"}), 422)
+
+
+async def test_review_approve_reject_rules(
+    as_bot: httpx.AsyncClient, client: httpx.AsyncClient, db: Database, owner: Actor
+) -> None:
+    reviewer = await register_agent(db, owner, "@reviewer", project_role=Role.MEMBER)
+    task_id = await _task(as_bot)
+    base = f"/api/tasks/{task_id}"
+    await as_bot.post(f"{base}/start")
+    review = await as_bot.post(f"{base}/review")
+    assert review.json()["status"] == "review"
+    await assert_audited(db, review, "review_requested", "@bot")
+
+    assert_problem(await as_bot.post(f"{base}/approve", json={}), 403)  # own work
+    no_reason = await client.post(f"{base}/reject", json={"reason": ""}, headers=reviewer.headers)
+    assert_problem(no_reason, 422)
+    rejected = await client.post(
+        f"{base}/reject", json={"reason": "missing tests"}, headers=reviewer.headers
+    )
+    assert rejected.json()["status"] == "in_progress"
+    await assert_audited(db, rejected, "rejected", "@reviewer", reason="missing tests")
+
+    await as_bot.post(f"{base}/review")
+    approved = await client.post(f"{base}/approve", json={"note": "lgtm"}, headers=reviewer.headers)
+    assert approved.json()["status"] == "completed"
+    assert approved.json()["progress_percent"] == 100
+    await assert_audited(db, approved, "approved", "@reviewer", note="lgtm")
+    assert_problem(await client.post(f"{base}/approve", headers=reviewer.headers), 409)
+
+
+async def test_complete_block_unblock(as_bot: httpx.AsyncClient, db: Database) -> None:
+    task_id = await _task(as_bot)
+    base = f"/api/tasks/{task_id}"
+    assert_problem(await as_bot.post(f"{base}/complete"), 409)  # pending cannot complete
+    assert_problem(await as_bot.post(f"{base}/unblock"), 409)  # not blocked
+    blocked = await as_bot.post(f"{base}/block", json={"reason": "waiting on API"})
+    assert blocked.json()["status"] == "blocked"
+    await assert_audited(db, blocked, "blocked", "@bot", reason="waiting on API")
+    unblocked = await as_bot.post(f"{base}/unblock")
+    assert unblocked.json()["status"] == "pending"
+    await assert_audited(db, unblocked, "unblocked", "@bot")
+    started = await as_bot.post(f"{base}/start", headers={"If-Match": '"3"'})
+    await assert_audited(db, started, "started", "@bot")
+    assert_problem(await as_bot.post(f"{base}/complete", headers={"If-Match": '"3"'}), 412)
+    done = await as_bot.post(f"{base}/complete", headers={"If-Match": '"4"'})
+    assert (done.json()["status"], done.json()["progress_percent"]) == ("completed", 100)
+    await assert_audited(db, done, "completed", "@bot")
+
+
+async def test_review_required_policy_blocks_plain_complete(
+    as_bot: httpx.AsyncClient, client: httpx.AsyncClient, db: Database, owner: Actor
+) -> None:
+    from taskflow.core.schemas import UpdateProject
+    from taskflow.core.services import projects
+
+    await projects.update_project(
+        db, owner, "web", UpdateProject(approval_policy="review_required")
+    )
+    task_id = await _task(as_bot)
+    await as_bot.post(f"/api/tasks/{task_id}/start")
+    problem = assert_problem(await as_bot.post(f"/api/tasks/{task_id}/complete"), 409)
+    assert "requires review" in problem["detail"]
+
+
+async def test_delegate(as_bot: httpx.AsyncClient, db: Database, bot: Agent) -> None:
+    task_id = await _task(as_bot, assignee="@bot")
+    response = await as_bot.post(f"/api/tasks/{task_id}/delegate", json={"to": "@sarah"})
+    assert response.json()["assignee"] == "@sarah"
+    await assert_audited(db, response, "delegated", "@bot", to="@sarah")
+    assert_problem(await as_bot.post(f"/api/tasks/{task_id}/delegate", json={"to": "@nobody"}), 422)
+    assert_problem(await as_bot.post(f"/api/tasks/{task_id}/delegate", json={}), 422)
+
+
+async def test_claim_takes_the_most_urgent_open_task_once(
+    as_bot: httpx.AsyncClient, client: httpx.AsyncClient, db: Database, owner: Actor
+) -> None:
+    other = await register_agent(db, owner, "@other", project_role=Role.MEMBER)
+    await _task(as_bot, priority="low")
+    urgent = await _task(as_bot, priority="critical")
+    claimed = await as_bot.post("/api/projects/web/claim", json={})
+    assert claimed.status_code == 200, claimed.text
+    assert (claimed.json()["id"], claimed.json()["status"], claimed.json()["assignee"]) == (
+        urgent,
+        "in_progress",
+        "@bot",
+    )
+    await assert_audited(db, claimed, "claimed", "@bot")
+    second = await client.post("/api/projects/web/claim", headers=other.headers)
+    assert second.json()["assignee"] == "@other" and second.json()["id"] != urgent
+    assert_problem(await as_bot.post("/api/projects/web/claim"), 404)
+    assert_problem(await as_bot.post("/api/projects/web/claim", json={"tags": "x"}), 422)

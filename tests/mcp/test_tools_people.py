@@ -1,0 +1,180 @@
+"""Identity, worker and project tools in-process, and agents managing agents (principle 2)."""
+
+from __future__ import annotations
+
+from taskflow.core.db import Database
+from tests.mcp.conftest import (
+    McpUser,
+    Team,
+    assert_audited,
+    audit_tail,
+    call,
+    ok,
+    refused_unchanged,
+)
+
+
+async def test_whoami(bot: McpUser, sarah: McpUser) -> None:
+    me = ok(await call(bot, "whoami"))
+    assert (me["handle"], me["type"]) == ("@claude-code", "agent")
+    assert ok(await call(sarah, "whoami"))["type"] == "human"
+
+
+async def test_list_projects_and_members(bot: McpUser, db: Database, team: Team) -> None:
+    mine = ok(await call(bot, "list_projects"))
+    assert [(p["slug"], p["my_role"]) for p in mine["projects"]] == [("default", "member")]
+    assert mine["members"] is None
+    one = ok(await call(bot, "list_projects", project="default"))
+    assert {m["handle"] for m in one["members"]} == {"@sarah", "@ann", "@claude-code"}
+    hidden = await refused_unchanged(db, bot, "list_projects", project="web")
+    assert "not found, or you are not a member: list your projects (list_projects)" in hidden
+
+
+async def test_list_workers(bot: McpUser, db: Database, team: Team) -> None:
+    every = ok(await call(bot, "list_workers"))
+    assert {w["handle"] for w in every["workers"]} == {"@sarah", "@ann", "@claude-code"}
+    one = ok(await call(bot, "list_workers", handle="@ann"))
+    assert [w["name"] for w in one["workers"]] == ["Ann Lee"]
+    assert "no worker @ghost: list workers (list_workers)" in await refused_unchanged(
+        db, bot, "list_workers", handle="@ghost"
+    )
+
+
+async def test_manage_project_lifecycle(sarah: McpUser, db: Database, team: Team) -> None:
+    created = ok(
+        await call(
+            sarah,
+            "manage_project",
+            action="create",
+            project="mobile",
+            name="Mobile app",
+            approval_policy="review_required",
+        )
+    )
+    assert created["project"]["slug"] == "mobile" and created["project"]["my_role"] == "owner"
+    assert_audited((await audit_tail(db))[0], "created", "@sarah")
+
+    stale = await refused_unchanged(
+        db, sarah, "manage_project", action="update", project="mobile", name="X", expected_version=9
+    )
+    assert "changed since you read it" in stale
+    updated = ok(
+        await call(
+            sarah,
+            "manage_project",
+            action="update",
+            project="mobile",
+            description="iOS first",
+            expected_version=1,
+        )
+    )
+    assert updated["project"]["description"] == "iOS first"
+    assert updated["project"]["name"] == "Mobile app"  # only what was sent changed
+    assert_audited((await audit_tail(db))[0], "updated", "@sarah")
+
+    added = ok(
+        await call(
+            sarah, "manage_project", action="add_member", project="mobile", handle="@claude-code"
+        )
+    )
+    assert added["member"]["role"] == "member"
+    assert_audited((await audit_tail(db))[0], "member_added", "@sarah")
+    ok(
+        await call(
+            sarah,
+            "manage_project",
+            action="change_role",
+            project="mobile",
+            handle="@claude-code",
+            role="admin",
+        )
+    )
+    assert_audited((await audit_tail(db))[0], "role_changed", "@sarah")
+    removed = ok(
+        await call(
+            sarah, "manage_project", action="remove_member", project="mobile", handle="@claude-code"
+        )
+    )
+    assert removed["removed"] == "@claude-code"
+    assert_audited((await audit_tail(db))[0], "member_removed", "@sarah")
+
+    deleted = ok(await call(sarah, "manage_project", action="delete", project="mobile"))
+    assert deleted["deleted_id"] == created["project"]["id"]
+    assert_audited((await audit_tail(db))[0], "deleted", "@sarah")
+
+
+async def test_manage_project_refusals(
+    bot: McpUser, sarah: McpUser, db: Database, team: Team
+) -> None:
+    member = await refused_unchanged(
+        db, bot, "manage_project", action="update", project="default", name="Mine now"
+    )
+    assert "you are a member of project default" in member
+    assert "needs name" in await refused_unchanged(
+        db, sarah, "manage_project", action="create", project="newp"
+    )
+    assert "already exists" in await refused_unchanged(
+        db, sarah, "manage_project", action="create", project="web", name="Web again"
+    )
+    stray = await refused_unchanged(
+        db, sarah, "manage_project", action="delete", project="web", handle="@ann"
+    )
+    assert "action=delete does not take handle" in stray
+    assert "needs role" in await refused_unchanged(
+        db, sarah, "manage_project", action="change_role", project="default", handle="@ann"
+    )
+    assert "last owner" in await refused_unchanged(
+        db, sarah, "manage_project", action="remove_member", project="default", handle="@sarah"
+    )
+
+
+async def test_agents_register_and_manage_agents(bot: McpUser, ann: McpUser, db: Database) -> None:
+    registered = ok(
+        await call(
+            bot,
+            "manage_agents",
+            action="register",
+            handle="@helper",
+            name="Helper",
+            agent_type="claude",
+            capabilities=["python"],
+        )
+    )
+    issued = registered["issued"]
+    assert issued["api_key"].startswith("tf_") and issued["worker"]["handle"] == "@helper"
+    created, registered_entry = await audit_tail(db, 2)
+    assert_audited(registered_entry, "agent_registered", "@claude-code")
+    assert_audited(created, "api_key_created", "@claude-code")
+
+    second = ok(await call(bot, "manage_agents", action="create_key", handle="@helper", name="ci"))
+    assert second["issued"]["key"]["name"] == "ci"
+    keys = ok(await call(bot, "manage_agents", action="list_keys", handle="@helper"))["keys"]
+    assert [k["name"] for k in keys] == ["default", "ci"]
+    assert all("api_key" not in k for k in keys)  # listed keys never show the secret
+
+    revoked = ok(
+        await call(
+            bot, "manage_agents", action="revoke_key", handle="@helper", key_id=keys[1]["id"]
+        )
+    )
+    assert revoked["keys"][0]["revoked_at"] is not None
+    assert_audited((await audit_tail(db))[0], "api_key_revoked", "@claude-code")
+    rotated = ok(
+        await call(
+            bot, "manage_agents", action="rotate_key", handle="@helper", key_id=keys[0]["id"]
+        )
+    )
+    assert rotated["issued"]["api_key"] != issued["api_key"]
+
+    assert "only @helper itself or the worker who registered it" in await refused_unchanged(
+        db, ann, "manage_agents", action="list_keys", handle="@helper"
+    )
+    assert "needs key_id" in await refused_unchanged(
+        db, bot, "manage_agents", action="revoke_key", handle="@helper"
+    )
+    assert "already revoked" in await refused_unchanged(
+        db, bot, "manage_agents", action="revoke_key", handle="@helper", key_id=keys[1]["id"]
+    )
+    assert "is taken" in await refused_unchanged(
+        db, bot, "manage_agents", action="register", handle="@ann", name="Not Ann"
+    )

@@ -1,0 +1,195 @@
+"""Task tools in-process: create (with subtasks, all or nothing), read, list, edit, manage."""
+
+from __future__ import annotations
+
+from taskflow.core.db import Database
+from taskflow.core.schemas import CreateTask
+from taskflow.core.services import tasks, workflow
+from tests.mcp.conftest import (
+    McpUser,
+    Team,
+    assert_audited,
+    audit_tail,
+    call,
+    ok,
+    refused_unchanged,
+)
+
+
+async def test_create_task_with_subtasks_is_audited(bot: McpUser, db: Database) -> None:
+    out = ok(
+        await call(
+            bot,
+            "create_task",
+            title="Launch",
+            priority="high",
+            tags=["release"],
+            due_date="2026-12-01",
+            subtasks=[{"title": "Docs"}, {"title": "Blog post", "assignee": "@ann"}],
+        )
+    )
+    assert out["task"]["title"] == "Launch" and out["task"]["version"] == 1
+    assert [t["title"] for t in out["subtasks"]] == ["Docs", "Blog post"]
+    assert out["subtasks"][1]["assignee"] == "@ann"
+    entries = await audit_tail(db, 4)
+    assert [e["action"] for e in entries] == ["subtask_added", "created", "created", "created"]
+    for entry in entries:
+        assert_audited(entry, entry["action"], "@claude-code")
+    assert len({e["request_id"] for e in entries}) == 1  # one call, one request id
+
+
+async def test_create_task_is_all_or_nothing(bot: McpUser, db: Database, team: Team) -> None:
+    subtasks = [{"title": "fine"}, {"title": "broken", "assignee": "@ghost"}]
+    message = await refused_unchanged(db, bot, "create_task", title="Launch", subtasks=subtasks)
+    assert "no worker @ghost" in message
+
+
+async def test_create_task_refusals(bot: McpUser, db: Database, team: Team) -> None:
+    hidden = await refused_unchanged(db, bot, "create_task", title="Secret", project="web")
+    assert "not found" in hidden and "(list_projects)" in hidden
+    empty = await refused_unchanged(db, bot, "create_task", title="   ")
+    assert "title" in empty
+    missing = await refused_unchanged(db, bot, "create_task")
+    assert missing == "invalid input: title: Field required"
+
+
+async def test_get_task_has_subtree_and_rolled_up_progress(
+    bot: McpUser, db: Database, team: Team
+) -> None:
+    made = await tasks.create_task(
+        db, team.bot, CreateTask(title="Parent", subtasks=[{"title": "a"}, {"title": "b"}])
+    )
+    first = made.subtree[0].id
+    await workflow.start(db, team.bot, first)
+    await workflow.complete(db, team.bot, first)
+    out = ok(await call(bot, "get_task", task_id=made.task.id))
+    assert out["task"]["rolled_up_progress"] == 50
+    assert [(n["title"], n["depth"]) for n in out["subtree"]] == [("a", 1), ("b", 1)]
+    assert out["subtree"][0]["status"] == "completed"
+    message = await refused_unchanged(db, bot, "get_task", task_id=999)
+    assert "task 999 not found" in message
+
+
+async def test_list_tasks_defaults_to_my_tasks(bot: McpUser, db: Database, team: Team) -> None:
+    mine = await tasks.create_task(db, team.bot, CreateTask(title="Mine", assignee="@claude-code"))
+    await tasks.create_task(db, team.sarah, CreateTask(title="Ann's", assignee="@ann"))
+    await tasks.create_task(db, team.sarah, CreateTask(title="Nobody's", priority="critical"))
+
+    default = ok(await call(bot, "list_tasks"))
+    assert [t["id"] for t in default["items"]] == [mine.task.id]
+    everything = ok(await call(bot, "list_tasks", project="default"))
+    assert len(everything["items"]) == 3
+    assert "description" not in everything["items"][0]  # listings are summaries
+    critical = ok(await call(bot, "list_tasks", priority="critical"))
+    assert [t["title"] for t in critical["items"]] == ["Nobody's"]
+    unassigned = ok(await call(bot, "list_tasks", no_assignee=True))
+    assert [t["title"] for t in unassigned["items"]] == ["Nobody's"]
+
+
+async def test_list_tasks_pages(bot: McpUser, db: Database, team: Team) -> None:
+    for n in range(3):
+        await tasks.create_task(db, team.bot, CreateTask(title=f"t{n}"))
+    first = ok(await call(bot, "list_tasks", project="default", limit=2))
+    assert len(first["items"]) == 2 and first["next_cursor"]
+    rest = ok(
+        await call(bot, "list_tasks", project="default", limit=2, cursor=first["next_cursor"])
+    )
+    assert [t["title"] for t in rest["items"]] == ["t2"] and rest["next_cursor"] is None
+    message = await refused_unchanged(db, bot, "list_tasks", project="default", cursor="bogus")
+    assert "invalid cursor" in message
+
+
+async def test_update_task_changes_only_what_is_sent(
+    bot: McpUser, db: Database, team: Team
+) -> None:
+    made = await tasks.create_task(
+        db, team.bot, CreateTask(title="Old", description="keep me", due_date="2026-12-01")
+    )
+    task_id = made.task.id
+    out = ok(await call(bot, "update_task", task_id=task_id, title="New", expected_version=1))
+    assert out["title"] == "New" and out["version"] == 2
+    [entry] = await audit_tail(db)
+    assert_audited(entry, "updated", "@claude-code")
+    assert entry["details"]["changes"] == {"title": {"old": "Old", "new": "New"}}
+
+    cleared = ok(await call(bot, "update_task", task_id=task_id, due_date=None))
+    assert cleared["version"] == 3
+    full = ok(await call(bot, "get_task", task_id=task_id))["task"]
+    assert full["due_date"] is None and full["description"] == "keep me"
+    assert full["title"] == "New"
+
+
+async def test_update_task_refusals(bot: McpUser, db: Database, team: Team) -> None:
+    made = await tasks.create_task(db, team.bot, CreateTask(title="T"))
+    task_id = made.task.id
+    await workflow.start(db, team.sarah, task_id)  # version 2 now
+    stale = await refused_unchanged(
+        db, bot, "update_task", task_id=task_id, title="Mine", expected_version=1
+    )
+    assert "changed since you read it" in stale and "expected_version=2" in stale
+    assert "nothing to change" in await refused_unchanged(db, bot, "update_task", task_id=task_id)
+    cycle = await refused_unchanged(db, bot, "update_task", task_id=task_id, parent_id=task_id)
+    assert "cycle" in cycle
+    moved = await refused_unchanged(db, bot, "update_task", task_id=task_id, status="pending")
+    # The core names its verbs; the agent reads the tools that perform them.
+    assert "review (request_review)" in moved and "completed (complete_task)" in moved
+    assert "blocked (block_task)" in moved
+
+
+async def test_manage_task_add_subtasks_and_due_dates(
+    bot: McpUser, db: Database, team: Team
+) -> None:
+    task_id = (await tasks.create_task(db, team.bot, CreateTask(title="P"))).task.id
+    added = ok(
+        await call(
+            bot,
+            "manage_task",
+            action="add_subtasks",
+            task_id=task_id,
+            subtasks=[{"title": "x"}, {"title": "y"}],
+            expected_version=1,
+        )
+    )
+    assert [t["title"] for t in added["subtasks"]] == ["x", "y"]
+    assert_audited((await audit_tail(db))[0], "subtask_added", "@claude-code")
+
+    due = ok(
+        await call(
+            bot, "manage_task", action="set_due_date", task_id=task_id, due_date="2027-01-31"
+        )
+    )
+    assert due["task"]["id"] == task_id
+    assert_audited((await audit_tail(db))[0], "due_date_set", "@claude-code")
+    ok(await call(bot, "manage_task", action="set_due_date", task_id=task_id, due_date=None))
+    assert_audited((await audit_tail(db))[0], "due_date_cleared", "@claude-code")
+
+
+async def test_manage_task_delete_removes_the_subtree(
+    bot: McpUser, db: Database, team: Team
+) -> None:
+    made = await tasks.create_task(db, team.bot, CreateTask(title="P", subtasks=[{"title": "c"}]))
+    out = ok(await call(bot, "manage_task", action="delete", task_id=made.task.id))
+    assert sorted(out["deleted_ids"]) == sorted([made.task.id, made.subtree[0].id])
+    entries = await audit_tail(db, 2)
+    for entry in entries:
+        assert_audited(entry, "deleted", "@claude-code")
+    assert "not found" in await refused_unchanged(db, bot, "get_task", task_id=made.task.id)
+
+
+async def test_manage_task_refusals(bot: McpUser, db: Database, team: Team) -> None:
+    task_id = (await tasks.create_task(db, team.bot, CreateTask(title="P"))).task.id
+    stray = await refused_unchanged(
+        db, bot, "manage_task", action="delete", task_id=task_id, subtasks=[{"title": "x"}]
+    )
+    assert "action=delete does not take subtasks" in stray
+    assert "needs due_date" in await refused_unchanged(
+        db, bot, "manage_task", action="set_due_date", task_id=task_id
+    )
+    assert "needs subtasks" in await refused_unchanged(
+        db, bot, "manage_task", action="add_subtasks", task_id=task_id
+    )
+    stale = await refused_unchanged(
+        db, bot, "manage_task", action="delete", task_id=task_id, expected_version=7
+    )
+    assert "changed since you read it" in stale
+    assert ok(await call(bot, "get_task", task_id=task_id))["task"]["status"] == "pending"

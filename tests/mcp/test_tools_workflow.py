@@ -1,0 +1,196 @@
+"""Workflow tools in-process: every verb's happy path, its refusals, and its audit entry."""
+
+from __future__ import annotations
+
+import asyncio
+
+from taskflow.core.db import Database
+from taskflow.core.domain import ApprovalPolicy
+from taskflow.core.schemas import CreateProject, CreateTask
+from taskflow.core.services import projects, tasks, workflow
+from tests.mcp.conftest import (
+    McpUser,
+    Team,
+    assert_audited,
+    audit_tail,
+    call,
+    ok,
+    refused_unchanged,
+    register_agent,
+)
+
+
+async def new_task(db: Database, team: Team, **fields: object) -> int:
+    return (await tasks.create_task(db, team.sarah, CreateTask(title="Task", **fields))).task.id
+
+
+async def test_agent_works_a_task_and_a_human_approves(
+    bot: McpUser, ann: McpUser, db: Database, team: Team
+) -> None:
+    task_id = await new_task(db, team)
+    started = ok(await call(bot, "start_task", task_id=task_id, expected_version=1))
+    assert (started["status"], started["assignee"], started["version"]) == (
+        "in_progress",
+        "@claude-code",
+        2,
+    )
+    assert_audited((await audit_tail(db))[0], "started", "@claude-code")
+
+    ok(await call(bot, "update_progress", task_id=task_id, percent=70, note="halfway+"))
+    [entry] = await audit_tail(db)
+    assert_audited(entry, "progressed", "@claude-code")
+    assert entry["details"]["note"] == "halfway+" and entry["details"]["progress_percent"] == 70
+
+    assert ok(await call(bot, "request_review", task_id=task_id))["status"] == "review"
+    assert_audited((await audit_tail(db))[0], "review_requested", "@claude-code")
+
+    own = await refused_unchanged(db, bot, "approve_task", task_id=task_id)
+    assert "cannot approve your own work" in own
+
+    approved = ok(await call(ann, "approve_task", task_id=task_id, note="ship it"))
+    assert (approved["status"], approved["progress_percent"]) == ("completed", 100)
+    [entry] = await audit_tail(db)
+    assert_audited(entry, "approved", "@ann")
+    assert entry["actor_type"] == "human"
+
+
+async def test_progress_before_start_names_the_tool_to_call(
+    bot: McpUser, db: Database, team: Team
+) -> None:
+    task_id = await new_task(db, team)
+    message = await refused_unchanged(db, bot, "update_progress", task_id=task_id, percent=10)
+    assert (
+        message == f"task {task_id} is pending: progress needs in_progress (call start_task first)"
+    )
+    too_much = await refused_unchanged(db, bot, "update_progress", task_id=task_id, percent=101)
+    assert too_much.startswith("invalid input: percent")
+
+
+async def test_approve_needs_review_first(
+    bot: McpUser, ann: McpUser, db: Database, team: Team
+) -> None:
+    task_id = await new_task(db, team)
+    message = await refused_unchanged(db, ann, "approve_task", task_id=task_id)
+    assert "not in review: call request_review first" in message
+
+
+async def test_reject_sends_back_with_a_reason(
+    bot: McpUser, ann: McpUser, db: Database, team: Team
+) -> None:
+    task_id = await new_task(db, team)
+    await workflow.start(db, team.bot, task_id)
+    await workflow.request_review(db, team.bot, task_id)
+    assert "reason" in await refused_unchanged(db, ann, "reject_task", task_id=task_id, reason="")
+    out = ok(await call(ann, "reject_task", task_id=task_id, reason="add tests"))
+    assert out["status"] == "in_progress"
+    [entry] = await audit_tail(db)
+    assert_audited(entry, "rejected", "@ann")
+    assert entry["details"]["reason"] == "add tests"
+
+
+async def test_complete_and_review_required_projects(
+    bot: McpUser, sarah: McpUser, db: Database, team: Team
+) -> None:
+    task_id = await new_task(db, team)
+    not_started = await refused_unchanged(db, bot, "complete_task", task_id=task_id)
+    assert "in_progress (start_task)" in not_started
+    await workflow.start(db, team.bot, task_id)
+    done = ok(await call(bot, "complete_task", task_id=task_id))
+    assert (done["status"], done["progress_percent"]) == ("completed", 100)
+    assert_audited((await audit_tail(db))[0], "completed", "@claude-code")
+
+    await projects.create_project(
+        db,
+        team.sarah,
+        CreateProject(slug="strict", name="Strict", approval_policy=ApprovalPolicy.REVIEW_REQUIRED),
+    )
+    strict = (
+        await tasks.create_task(db, team.sarah, CreateTask(title="S", project="strict"))
+    ).task.id
+    await workflow.start(db, team.sarah, strict)
+    message = await refused_unchanged(db, sarah, "complete_task", task_id=strict)
+    assert "requires review: call request_review" in message
+
+
+async def test_assign_and_unassign(bot: McpUser, db: Database, team: Team) -> None:
+    task_id = await new_task(db, team)
+    assert (
+        ok(await call(bot, "assign_task", task_id=task_id, assignee="@ann"))["assignee"] == "@ann"
+    )
+    [entry] = await audit_tail(db)
+    assert_audited(entry, "assigned", "@claude-code")
+    assert entry["details"]["assignee"] == "@ann"
+    assert ok(await call(bot, "assign_task", task_id=task_id, assignee=None))["assignee"] is None
+    ghost = await refused_unchanged(db, bot, "assign_task", task_id=task_id, assignee="@ghost")
+    assert "no worker @ghost" in ghost
+    missing = await refused_unchanged(db, bot, "assign_task", task_id=task_id)
+    assert missing == "invalid input: assignee: Field required"  # null must be said, not implied
+
+
+async def test_delegate_your_own_task_only(
+    bot: McpUser, ann: McpUser, db: Database, team: Team
+) -> None:
+    task_id = await new_task(db, team, assignee="@claude-code")
+    theirs = await refused_unchanged(db, ann, "delegate_task", task_id=task_id, to="@ann")
+    assert "only its assignee or a project admin" in theirs
+    out = ok(await call(bot, "delegate_task", task_id=task_id, to="@ann"))
+    assert out["assignee"] == "@ann"
+    [entry] = await audit_tail(db)
+    assert_audited(entry, "delegated", "@claude-code")
+    assert (entry["details"]["from"], entry["details"]["to"]) == ("@claude-code", "@ann")
+
+
+async def test_block_and_unblock(bot: McpUser, db: Database, team: Team) -> None:
+    task_id = await new_task(db, team)
+    await workflow.start(db, team.bot, task_id)
+    assert "not blocked" in await refused_unchanged(db, bot, "unblock_task", task_id=task_id)
+    blocked = ok(await call(bot, "block_task", task_id=task_id, reason="waiting on API keys"))
+    assert blocked["status"] == "blocked"
+    [entry] = await audit_tail(db)
+    assert_audited(entry, "blocked", "@claude-code")
+    assert entry["details"]["reason"] == "waiting on API keys"
+    assert "blocked" in await refused_unchanged(db, bot, "block_task", task_id=task_id)
+    assert ok(await call(bot, "unblock_task", task_id=task_id))["status"] == "in_progress"
+    assert_audited((await audit_tail(db))[0], "unblocked", "@claude-code")
+
+
+async def test_claim_next_task_takes_the_most_urgent(
+    bot: McpUser, db: Database, team: Team
+) -> None:
+    await new_task(db, team, priority="low")
+    urgent = await new_task(db, team, priority="critical")
+    await new_task(db, team, priority="high", project="web")  # not the bot's project
+    claimed = ok(await call(bot, "claim_next_task"))
+    assert claimed["id"] == urgent
+    assert (claimed["status"], claimed["assignee"]) == ("in_progress", "@claude-code")
+    assert "description" in claimed  # the whole task: the agent is about to work on it
+    [entry] = await audit_tail(db)
+    assert_audited(entry, "claimed", "@claude-code")
+    ok(await call(bot, "claim_next_task"))
+    empty = await refused_unchanged(db, bot, "claim_next_task")
+    assert "no open unassigned task to claim" in empty
+    assert "in project web" in await refused_unchanged(db, bot, "claim_next_task", project="web")
+
+
+async def test_two_agents_claiming_at_once_never_get_the_same_task(
+    db: Database, team: Team, user: object
+) -> None:
+    """FOR UPDATE SKIP LOCKED in the core, exercised through two MCP servers at once."""
+    other, _ = await register_agent(db, team.sarah, "@gemini")
+    for n in range(8):
+        await new_task(db, team, priority=("low", "high")[n % 2])
+    agents = [user(team.bot), user(other)]  # type: ignore[operator]
+
+    async def claim_all(agent: McpUser) -> list[int]:
+        got = []
+        while True:
+            result = await call(agent, "claim_next_task")
+            if result.is_error:
+                assert "no open unassigned task" in result.content[0].text  # type: ignore[union-attr]
+                return got
+            got.append(result.structured_content["id"])  # type: ignore[index]
+
+    first, second = await asyncio.gather(*(claim_all(a) for a in agents))
+    assert not set(first) & set(second)
+    assert len(first) + len(second) == 8
+    assert first and second  # both really competed
