@@ -44,6 +44,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "core.json"
 
 # ------------------------------------------------------------------ database
 
+
 def plain_dsn(url: str, database: str | None = None) -> str:
     """An asyncpg DSN (no `+asyncpg`) for the same server, optionally another database."""
     parsed = to_async_url(url).set(drivername="postgresql")
@@ -92,6 +93,7 @@ class Server:
 
 # ------------------------------------------------------------------ measurements
 
+
 async def timed(fn: Callable[[], Awaitable[Any]]) -> float:
     start = time.perf_counter()
     await fn()
@@ -111,8 +113,20 @@ def _positional(sql: str, names: list[str]) -> str:
 
 
 _APPEND_NAMES = [
-    "entity_type", "entity_id", "project_id", "task_id", "action", "actor_id", "actor_handle",
-    "actor_type", "details", "request_id", "via", "created_at", "payload", "genesis",
+    "entity_type",
+    "entity_id",
+    "project_id",
+    "task_id",
+    "action",
+    "actor_id",
+    "actor_handle",
+    "actor_type",
+    "details",
+    "request_id",
+    "via",
+    "created_at",
+    "payload",
+    "genesis",
 ]
 _RAW_AUDIT = _positional(str(audit._APPEND), _APPEND_NAMES)
 
@@ -131,11 +145,18 @@ async def bench_creation(db: Database, dsn: str, actor: Actor, project_id: int, 
             async with conn.transaction():
                 task_id = await conn.fetchval(_RAW_TASK, project_id, f"raw {i}", actor.worker_id)
                 fields = {
-                    "entity_type": "task", "entity_id": task_id, "project_id": project_id,
-                    "task_id": task_id, "action": "created", "actor_id": actor.worker_id,
-                    "actor_handle": actor.handle, "actor_type": "human",
+                    "entity_type": "task",
+                    "entity_id": task_id,
+                    "project_id": project_id,
+                    "task_id": task_id,
+                    "action": "created",
+                    "actor_id": actor.worker_id,
+                    "actor_handle": actor.handle,
+                    "actor_type": "human",
                     "details": audit.canonical_details({"new": {"title": f"raw {i}"}}),
-                    "request_id": None, "via": "core", "created_at": datetime.now(UTC),
+                    "request_id": None,
+                    "via": "core",
+                    "created_at": datetime.now(UTC),
                 }
                 params = {**fields, "payload": audit.payload(**fields), "genesis": audit.GENESIS}
                 await conn.fetchval(_RAW_AUDIT, *(params[k] for k in _APPEND_NAMES))
@@ -182,8 +203,9 @@ async def bench_subtrees(
             await conn.execute("ANALYZE tasks")
             root = base + 1
             await task_queries.get_task(db, actor, root)  # warm
-            times = [await timed(lambda r=root: task_queries.get_task(db, actor, r))
-                     for _ in range(3)]
+            times = [
+                await timed(lambda r=root: task_queries.get_task(db, actor, r)) for _ in range(3)
+            ]
             detail = await task_queries.get_task(db, actor, root)
             assert len(detail.subtree) == n - 1
             out.append({"nodes": n, "fanout": fanout, "seconds": statistics.median(times)})
@@ -202,21 +224,41 @@ async def seed_audit(dsn: str, entries: int, chain_length: int = 10) -> None:
         entity = first_entity + c
         for s in range(1, chain_length + 1):
             fields = {
-                "entity_type": "task", "entity_id": entity, "project_id": 1, "task_id": entity,
-                "action": "progressed", "actor_id": 1, "actor_handle": "@bench",
+                "entity_type": "task",
+                "entity_id": entity,
+                "project_id": 1,
+                "task_id": entity,
+                "action": "progressed",
+                "actor_id": 1,
+                "actor_handle": "@bench",
                 "actor_type": "agent",
                 "details": audit.canonical_details(
                     {"changes": {"progress_percent": {"old": s - 1, "new": s}}, "note": "ok ü"}
                 ),
-                "request_id": f"req-{c}-{s}", "via": "mcp",
+                "request_id": f"req-{c}-{s}",
+                "via": "mcp",
                 "created_at": now + timedelta(microseconds=c * chain_length + s),
             }
             digest = hashlib.sha256(prev + audit.payload(**fields)).digest()
-            rows.append((
-                fields["entity_type"], entity, s, 1, entity, fields["action"], 1, "@bench",
-                "agent", fields["details"], fields["request_id"], "mcp", fields["created_at"],
-                prev, digest,
-            ))
+            rows.append(
+                (
+                    fields["entity_type"],
+                    entity,
+                    s,
+                    1,
+                    entity,
+                    fields["action"],
+                    1,
+                    "@bench",
+                    "agent",
+                    fields["details"],
+                    fields["request_id"],
+                    "mcp",
+                    fields["created_at"],
+                    prev,
+                    digest,
+                )
+            )
             prev_of_last, prev = prev, digest
         heads.append(("task", entity, chain_length, prev, prev_of_last))
     conn = await asyncpg.connect(dsn)
@@ -224,12 +266,27 @@ async def seed_audit(dsn: str, entries: int, chain_length: int = 10) -> None:
         await conn.copy_records_to_table(
             "audit_log",
             records=rows,
-            columns=["entity_type", "entity_id", "seq", "project_id", "task_id", "action",
-                     "actor_id", "actor_handle", "actor_type", "details", "request_id", "via",
-                     "created_at", "prev_hash", "hash"],
+            columns=[
+                "entity_type",
+                "entity_id",
+                "seq",
+                "project_id",
+                "task_id",
+                "action",
+                "actor_id",
+                "actor_handle",
+                "actor_type",
+                "details",
+                "request_id",
+                "via",
+                "created_at",
+                "prev_hash",
+                "hash",
+            ],
         )
         await conn.copy_records_to_table(
-            "audit_heads", records=heads,
+            "audit_heads",
+            records=heads,
             columns=["entity_type", "entity_id", "seq", "head_hash", "prev_hash"],
         )
         await conn.execute("ANALYZE audit_log")
@@ -283,7 +340,11 @@ def bench_embedded_startup(runs: int = 3) -> dict:
         start = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-c", _STARTUP, str(tmp)],
-            env=env, capture_output=True, text=True, check=True, cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp,
         )
         got = json.loads(done.stdout.strip().splitlines()[-1])
         got["process_s"] = time.perf_counter() - start
@@ -304,12 +365,14 @@ def bench_embedded_startup(runs: int = 3) -> dict:
 
 # ------------------------------------------------------------------ main
 
+
 async def run(args: argparse.Namespace) -> dict:
     server = Server(args.database_url)
     results: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "server": "embedded (pgserver)" if args.database_url is None else make_url(
-            args.database_url).render_as_string(hide_password=True),
+        "server": "embedded (pgserver)"
+        if args.database_url is None
+        else make_url(args.database_url).render_as_string(hide_password=True),
     }
     try:
         url = await server.create()
@@ -320,8 +383,9 @@ async def run(args: argparse.Namespace) -> dict:
                 results["postgres"] = await pool.fetchval("SHOW server_version")
             who = await workers.create_human(db, CreateHuman(handle="@bench", name="Bench"))
             actor = Actor(worker_id=who.id, handle=who.handle, type=WorkerType.HUMAN)
-            project = await projects.create_project(db, actor,
-                                                    CreateProject(slug="bench", name="Bench"))
+            project = await projects.create_project(
+                db, actor, CreateProject(slug="bench", name="Bench")
+            )
             print("creation ...", flush=True)
             results["creation"] = await bench_creation(db, dsn, actor, project.id, args.tasks)
             print("subtrees ...", flush=True)
@@ -348,19 +412,34 @@ def print_table(r: dict) -> None:
     rows.append(("create task + audit, raw asyncpg", f"{c['raw_ms_per_task']:.2f} ms/task", ""))
     rows.append(("  service / raw", f"{c['ratio']:.2f}x", f"{c['tasks']} tasks, median of 3"))
     for s in r["subtrees"]:
-        rows.append((f"get_task subtree {s['nodes']:,} nodes", f"{s['seconds'] * 1000:.0f} ms",
-                     f"fanout {s['fanout']}"))
+        rows.append(
+            (
+                f"get_task subtree {s['nodes']:,} nodes",
+                f"{s['seconds'] * 1000:.0f} ms",
+                f"fanout {s['fanout']}",
+            )
+        )
     v = r["verify"]
     target = "ok" if v["entries_per_second"] >= 100_000 else "BELOW 100k/s target"
-    rows.append(("audit verify", f"{v['entries_per_second']:,.0f} entries/s",
-                 f"{v['entries']:,} entries, {target}"))
+    rows.append(
+        (
+            "audit verify",
+            f"{v['entries_per_second']:,.0f} entries/s",
+            f"{v['entries']:,} entries, {target}",
+        )
+    )
     rows.append(("audit digest", f"{v['digest_seconds'] * 1000:.0f} ms", f"{v['chains']:,} chains"))
     if "embedded" in r:
         e = r["embedded"]
         target = "ok" if e["open_s"] < 2 else "ABOVE 2 s target"
         rows.append(("embedded open, existing data dir", f"{e['open_s']:.2f} s", target))
-        rows.append(("  whole process (imports + open)", f"{e['process_s']:.2f} s",
-                     f"first run (initdb) {e['first_open_s']:.2f} s"))
+        rows.append(
+            (
+                "  whole process (imports + open)",
+                f"{e['process_s']:.2f} s",
+                f"first run (initdb) {e['first_open_s']:.2f} s",
+            )
+        )
     width = max(len(a) for a, _, _ in rows)
     print(f"\nTaskFlow core bench — PostgreSQL {r.get('postgres', '?')} ({r['server']})")
     for a, b, note in rows:
@@ -371,8 +450,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", help="a server to use (default: embedded, temp dir)")
     parser.add_argument("--tasks", type=int, default=300, help="tasks per creation run")
-    parser.add_argument("--subtrees", default="1000,10000,100000",
-                        help="comma-separated subtree sizes")
+    parser.add_argument(
+        "--subtrees", default="1000,10000,100000", help="comma-separated subtree sizes"
+    )
     parser.add_argument("--fanout", type=int, default=10, help="children per node in subtrees")
     parser.add_argument("--audit-entries", type=int, default=300_000)
     parser.add_argument("--skip-embedded", action="store_true")

@@ -157,8 +157,19 @@ async def rate(n: int, warmup: int, one: Callable[[int], Awaitable[None]]) -> fl
     return n / (time.perf_counter() - start)
 
 
+def jsonrpc_call(tool: str, arguments: dict[str, Any], i: int) -> dict[str, Any]:
+    params = {"name": tool, "arguments": arguments}
+    return {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": params}
+
+
 async def measure(base: str, key: str, rest: bool, n: int, warmup: int) -> dict[str, float]:
-    """One round: each series on one warm connection (an MCP session, or an HTTP client)."""
+    """One round of every series, each on one warm connection.
+
+    "sdk" series use the official Python MCP client (its own CPU, including validating each
+    answer against the output schema, counts: client and server share this process); "raw"
+    series POST the same JSON-RPC with plain httpx, like the REST series, so the MCP-vs-REST
+    ratio compares servers, not client libraries.
+    """
     auth = {"Authorization": f"Bearer {key}"}
     out: dict[str, float] = {}
     async with (
@@ -166,17 +177,31 @@ async def measure(base: str, key: str, rest: bool, n: int, warmup: int) -> dict[
         Client(streamable_http_client(f"{base}/mcp", http_client=http)) as mcp,
     ):
 
-        async def noop(_: int) -> None:
+        async def sdk_noop(_: int) -> None:
             assert not (await mcp.call_tool("noop", {})).is_error
 
-        async def create(i: int) -> None:
-            result = await mcp.call_tool("create_task", {"title": f"mcp {i}"})
+        async def sdk_create(i: int) -> None:
+            result = await mcp.call_tool("create_task", {"title": f"sdk {i}"})
             assert not result.is_error, result.content
 
-        out["mcp noop"] = await rate(n, warmup, noop)
-        out["mcp create_task"] = await rate(n, warmup, create)
-    if rest:
-        async with httpx.AsyncClient(base_url=base, headers=auth, timeout=60) as client:
+        out["mcp noop (sdk)"] = await rate(n, warmup, sdk_noop)
+        out["mcp create (sdk)"] = await rate(n, warmup, sdk_create)
+    raw_headers = {**auth, "Accept": "application/json, text/event-stream"}
+    raw_headers["MCP-Protocol-Version"] = "2025-11-25"
+    async with httpx.AsyncClient(base_url=base, headers=raw_headers, timeout=60) as client:
+
+        def raw(tool: str, arguments: Callable[[int], dict[str, Any]]) -> Callable[..., Any]:
+            async def one(i: int) -> None:
+                response = await client.post("/mcp", json=jsonrpc_call(tool, arguments(i), i))
+                assert response.status_code == 200, response.text
+                assert not response.json()["result"].get("isError"), response.text
+
+            return one
+
+        out["mcp noop (raw)"] = await rate(n, warmup, raw("noop", lambda i: {}))
+        create = raw("create_task", lambda i: {"title": f"raw {i}"})
+        out["mcp create (raw)"] = await rate(n, warmup, create)
+        if rest:
 
             async def post(i: int) -> None:
                 response = await client.post(
@@ -184,7 +209,7 @@ async def measure(base: str, key: str, rest: bool, n: int, warmup: int) -> dict[
                 )
                 assert response.status_code == 201, response.text
 
-            out["rest create_task"] = await rate(n, warmup, post)
+            out["rest create (raw)"] = await rate(n, warmup, post)
     return out
 
 
@@ -219,13 +244,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     series = result["calls_per_second"]
-    noop = series["mcp noop"]
-    lines = [f"{'series':<20}{'calls/s':>10}{'ms/call':>10}{'vs noop':>10}"]
+    lines = [f"{'series':<20}{'calls/s':>10}{'ms/call':>10}"]
     for name, value in series.items():
-        lines.append(f"{name:<20}{value:>10.1f}{1000 / value:>10.2f}{value / noop:>10.2f}")
-    if "rest create_task" in series:
-        ratio = series["mcp create_task"] / series["rest create_task"]
-        lines.append(f"mcp create_task / rest create_task = {ratio:.2f}")
+        lines.append(f"{name:<20}{value:>10.1f}{1000 / value:>10.2f}")
+    for kind in ("sdk", "raw"):
+        ratio = series[f"mcp create ({kind})"] / series[f"mcp noop ({kind})"]
+        lines.append(f"create_task / noop ({kind}): {ratio:.2f}")
+    if "rest create (raw)" in series:
+        ratio = series["mcp create (raw)"] / series["rest create (raw)"]
+        lines.append(f"mcp create_task / rest create_task (both raw httpx): {ratio:.2f}")
     else:
         lines.append("REST surface not installed: no REST comparison in this run")
     return "\n".join(lines)

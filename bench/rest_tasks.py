@@ -7,8 +7,8 @@ Two servers, each a real uvicorn (one worker) on loopback, same database, same r
 - bare: a Starlette endpoint on an asyncpg pool doing the same two INSERTs (the task row and the
   same audit-append statement) in one transaction, with no auth and no validation: the ceiling.
 Both get the same number of requests at the same concurrency from one httpx client, in alternating
-rounds; the table shows the median round. Then `GET /api/tasks/{id}` on a task with 1,000
-descendants (one recursive query, 1,001 nodes of JSON).
+rounds; the table shows the median round, the ratio is the median of the per-round ratios. Then
+`GET /api/tasks/{id}` on a task with 1,000 descendants (one recursive query, 1,001 nodes of JSON).
 
     uv run python bench/rest_tasks.py [--requests 400] [--concurrency 16] [--rounds 3]
 
@@ -322,7 +322,12 @@ def run_bench(server_url: str, args: argparse.Namespace) -> dict[str, Any]:
     median = {
         k: sorted(v, key=lambda r: r.requests_per_second)[len(v) // 2] for k, v in post_rows.items()
     }
-    ratio = median["taskflow"].requests_per_second / median["bare"].requests_per_second
+    # Each round runs bare then taskflow back to back: the ratio within a round is the fair one
+    # on a machine whose load drifts; report the median of those.
+    ratio = statistics.median(
+        t.requests_per_second / b.requests_per_second
+        for t, b in zip(post_rows["taskflow"], post_rows["bare"], strict=True)
+    )
     return {"median": median, "rounds": post_rows, "tree": tree, "ratio": round(ratio, 3)}
 
 
@@ -341,7 +346,10 @@ def print_table(result: dict[str, Any]) -> None:
         for t, b in zip(result["rounds"]["taskflow"], result["rounds"]["bare"], strict=True)
     )
     verdict = "meets" if result["ratio"] >= 0.6 else "misses"
-    print(f"\ntaskflow / bare = {result['ratio']:.2f} (median round; target 0.6: {verdict})")
+    print(
+        f"\ntaskflow / bare = {result['ratio']:.2f} (median of per-round ratios; target 0.6: "
+        f"{verdict})"
+    )
     print(f"rounds taskflow/bare req/s: {rounds}")
 
 

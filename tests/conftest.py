@@ -2,7 +2,8 @@
 database, and a fresh copy of it for every test that asks for `db`.
 
 Set TASKFLOW_TEST_DATABASE_URL (a server URL with rights to CREATE DATABASE) to run the suite
-against another PostgreSQL, e.g. the machine's PostgreSQL 15 or a PgBouncer in front of it.
+against another PostgreSQL, e.g. the machine's PostgreSQL 15. Set TASKFLOW_TEST_PGBOUNCER=1 to
+reach every test database through a real PgBouncer in transaction mode (tests/pgbouncer.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from taskflow.core.db import Database, to_async_url, upgrade
 from taskflow.core.domain import Via, WorkerType
 from taskflow.core.schemas import CreateHuman, CreateProject
 from taskflow.core.services import projects, workers
+from tests import pgbouncer
 
 pytest_plugins = ["tests.better_auth"]
 
@@ -50,6 +52,19 @@ def pg_server_url() -> Iterator[str]:
     yield str(make_url(server.get_uri()).set(drivername="postgresql+asyncpg"))
     server.cleanup()
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def app_server_url(pg_server_url: str) -> Iterator[str]:
+    """The server as the application reaches it (`db_url` points here): the server itself, or,
+    with TASKFLOW_TEST_PGBOUNCER=1, a real PgBouncer in transaction mode in front of it with
+    DATABASE_POOLED=true. Admin work (CREATE/DROP DATABASE, migrations) uses `pg_server_url`."""
+    if not pgbouncer.flag_set():
+        yield pg_server_url
+        return
+    with pgbouncer.running_pgbouncer(pg_server_url) as bouncer, pytest.MonkeyPatch.context() as env:
+        env.setenv("DATABASE_POOLED", "true")
+        yield bouncer.server_url
 
 
 def database_url_for(server_url: str, name: str) -> str:
@@ -90,10 +105,12 @@ async def drop_database(pg_server_url: str, name: str) -> None:
 
 
 @pytest.fixture
-async def db_url(pg_server_url: str, template_db: str) -> AsyncIterator[str]:
+async def db_url(
+    pg_server_url: str, app_server_url: str, template_db: str
+) -> AsyncIterator[str]:
     """A URL to a fresh, migrated, empty database of this test's own."""
     name = await fresh_database(pg_server_url, template_db)
-    yield database_url_for(pg_server_url, name)
+    yield database_url_for(app_server_url, name)
     await drop_database(pg_server_url, name)
 
 

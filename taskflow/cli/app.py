@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
 import typer
@@ -35,6 +34,8 @@ app = typer.Typer(
 
 
 def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # ~50 ms: only when asked
+
     try:
         return version("taskflow")
     except PackageNotFoundError:  # running from a source tree that is not installed

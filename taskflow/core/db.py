@@ -90,7 +90,7 @@ def stop_embedded(data_dir: Path) -> bool:
     Returns False when there is no embedded database here or it is still in use.
     """
     pgdata = data_dir / "pgdata"
-    if not (pgdata / "PG_VERSION").exists():
+    if not (pgdata / "postmaster.pid").exists():  # no server there, or not running
         return False
     server = _pgserver(data_dir, "stop")
     server.cleanup()  # stops only if this process is its last registered user

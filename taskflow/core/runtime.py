@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from taskflow.core.auth.identity import Authenticator
-from taskflow.core.auth.jwt import JwtVerifier
 from taskflow.core.config import Settings
 from taskflow.core.db import Database, open_database
 
@@ -30,5 +29,9 @@ class Runtime:
 async def open_runtime(settings: Settings, *, db: Database | None = None) -> Runtime:
     """Connect (and migrate) unless a database is given, and set up token verification."""
     database = db or await open_database(settings)
-    verifier = JwtVerifier.from_settings(settings) if settings.jwks_url else None
+    verifier = None
+    if settings.jwks_url:  # imported here: local mode never loads the JWT stack
+        from taskflow.core.auth.jwt import JwtVerifier
+
+        verifier = JwtVerifier.from_settings(settings)
     return Runtime(settings=settings, db=database, auth=Authenticator(database, verifier))

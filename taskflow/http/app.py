@@ -21,12 +21,12 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Lifespan
 
 from taskflow.core.runtime import Runtime
-from taskflow.http.endpoint import routes_for
 from taskflow.http.openapi import openapi_document
 from taskflow.http.problems import from_http_exception, from_unhandled
 from taskflow.http.request_id import HEADER as REQUEST_ID_HEADER
 from taskflow.http.request_id import RequestIdMiddleware
 from taskflow.http.routes import ALL
+from taskflow.http.runner import routes_for
 
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 CORS_REQUEST_HEADERS = [

@@ -28,6 +28,7 @@ _REWRITES: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(rf"\bcall ({_VERB})\b"), lambda m: f"call {COVERAGE[m.group(1)]}"),
     (re.compile(rf": ({_VERB}) first\b"), lambda m: f": call {COVERAGE[m.group(1)]} first"),
     (re.compile(r"\(start it again\)"), lambda m: f"(call {COVERAGE['start']} again)"),
+    (re.compile(r"\bthen start it\b"), lambda m: f"then call {COVERAGE['start']}"),
     (re.compile(r"\((list_\w+) / `[^`]*`\)"), lambda m: f"({m.group(1)})"),
     (re.compile(r"\(create_api_key\)"), lambda m: "(manage_agents action=create_key)"),
     (

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import to_jsonable_python
 
 from taskflow.core.actor import Actor
+from taskflow.core.db import Database
 from taskflow.core.errors import TaskFlowError, ValidationFailed
 from taskflow.core.idempotency import run_once
 from taskflow.core.runtime import Runtime
@@ -136,7 +137,7 @@ class Surface:
         self.identity = identity
 
     @property
-    def db(self) -> Any:
+    def db(self) -> Database:
         return self.runtime.db
 
     async def read(

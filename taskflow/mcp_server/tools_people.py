@@ -9,6 +9,7 @@ from mcp.server.mcpserver.tools import Tool
 from pydantic import Field
 
 from taskflow.core.actor import Actor
+from taskflow.core.db import Database
 from taskflow.core.domain import AgentType, ApprovalPolicy, Role
 from taskflow.core.schemas import (
     AddMember,
@@ -57,7 +58,7 @@ _AGENT_FIELDS = {
 }
 
 
-async def _project_action(db: Any, actor: Actor, a: dict[str, Any]) -> ProjectResult:
+async def _project_action(db: Database, actor: Actor, a: dict[str, Any]) -> ProjectResult:
     action, ref = a["action"], a["project"]
     check_action(action, sent(), _PROJECT_FIELDS)
     if action == "create":
@@ -90,7 +91,7 @@ async def _project_action(db: Any, actor: Actor, a: dict[str, Any]) -> ProjectRe
     return ProjectResult(action=action, member=member)
 
 
-async def _agent_action(db: Any, actor: Actor, a: dict[str, Any]) -> AgentResult:
+async def _agent_action(db: Database, actor: Actor, a: dict[str, Any]) -> AgentResult:
     action, handle = a["action"], a["handle"]
     check_action(action, sent(), _AGENT_FIELDS)
     if action == "register":

@@ -21,6 +21,7 @@ from taskflow.core.schemas import AddMember, RegisterAgent
 from taskflow.core.services import projects, workers
 from tests.conftest import _admin_dsn, make_human
 
+
 @pytest.fixture(scope="session", autouse=True)
 async def _throwaway_server_skips_fsync(pg_server_url: str) -> None:
     """The embedded test server lives in a temp dir for one run: durability buys nothing there,

@@ -152,7 +152,9 @@ SCENARIOS: dict[str, Scenario] = {
         _task_in("pending"),
     ),
     "delete_task": Scenario(
-        lambda db, o, c: tasks.delete_task(db, o, c["task"]), "deleted", "task",
+        lambda db, o, c: tasks.delete_task(db, o, c["task"]),
+        "deleted",
+        "task",
         _task_in("pending"),
     ),
     "start": Scenario(
@@ -171,7 +173,9 @@ SCENARIOS: dict[str, Scenario] = {
         _task_in("in_progress"),
     ),
     "approve": Scenario(
-        lambda db, o, c: workflow.approve(db, o, c["task"]), "approved", "task",
+        lambda db, o, c: workflow.approve(db, o, c["task"]),
+        "approved",
+        "task",
         _task_in("review"),
     ),
     "reject": Scenario(

@@ -112,8 +112,9 @@ async def test_concurrent_owner_removals_leave_an_owner(db_url, db, owner):
             slug = f"p{i}"
             await projects.create_project(db, owner, projects.CreateProject(slug=slug, name=slug))
             other = await make_agent(db, owner, f"@co-owner-{i}")
-            await projects.add_member(db, owner, slug, AddMember(handle=other.handle,
-                                                                 role=Role.OWNER))
+            await projects.add_member(
+                db, owner, slug, AddMember(handle=other.handle, role=Role.OWNER)
+            )
             results = await asyncio.gather(
                 projects.remove_member(wide, owner, slug, other.handle),
                 projects.remove_member(wide, other, slug, owner.handle),

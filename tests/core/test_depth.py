@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from taskflow.core.errors import Conflict
 from taskflow.core.schemas import CreateTask, EditTask, SubtaskSpec
 from taskflow.core.services import projects, task_queries, tasks, workflow
-from taskflow.core.errors import Conflict
 from tests.core.conftest import count_queries, refused
 from tests.core.trees import expected_reading, insert_tree, subtree_rows
 
@@ -60,8 +60,7 @@ async def test_reparenting_a_deep_chain_into_itself_is_refused(db, owner):
         db, project_id=await _web_id(db, owner), creator_id=owner.worker_id, n=1_000, fanout=1
     )
     deepest = root + 999
-    err = await refused(db, tasks.edit_task(db, owner, root, EditTask(parent_id=deepest)),
-                        Conflict)
+    err = await refused(db, tasks.edit_task(db, owner, root, EditTask(parent_id=deepest)), Conflict)
     assert "cycle" in err.message
 
 
@@ -72,8 +71,9 @@ async def test_rolled_up_progress_follows_the_workflow(db, owner):
         CreateTask(title="release", project="web", subtasks=[{"title": "a"}, {"title": "b"}]),
     )
     a, b = detail.subtree
-    c = (await tasks.add_subtasks(db, owner, a.id, [SubtaskSpec(title="a1"),
-                                                    SubtaskSpec(title="a2")]))
+    c = await tasks.add_subtasks(
+        db, owner, a.id, [SubtaskSpec(title="a1"), SubtaskSpec(title="a2")]
+    )
     await workflow.start(db, owner, c[0].id)
     await workflow.progress(db, owner, c[0].id, 50)
     await workflow.start(db, owner, b.id)

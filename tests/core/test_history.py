@@ -47,8 +47,9 @@ async def test_list_audit_filters(db, team):
 
 async def test_list_audit_paginates_without_gaps(db, team):
     await _story(db, team)
-    all_ids = [e.id for e in (await history.list_audit(db, team.owner,
-                                                       AuditFilter(limit=500))).items]
+    all_ids = [
+        e.id for e in (await history.list_audit(db, team.owner, AuditFilter(limit=500))).items
+    ]
     got, cursor = [], None
     while True:
         page = await history.list_audit(db, team.owner, AuditFilter(limit=3, cursor=cursor))
@@ -56,8 +57,9 @@ async def test_list_audit_paginates_without_gaps(db, team):
         if not (cursor := page.next_cursor):
             break
     assert got == all_ids == sorted(all_ids, reverse=True)
-    await refused(db, history.list_audit(db, team.owner, AuditFilter(cursor="abc")),
-                  ValidationFailed)
+    await refused(
+        db, history.list_audit(db, team.owner, AuditFilter(cursor="abc")), ValidationFailed
+    )
 
 
 async def test_readers_see_only_their_projects(db, team):
@@ -66,8 +68,9 @@ async def test_readers_see_only_their_projects(db, team):
     seen_projects = {e.project_id for e in mine.items}
     default_id = (await history.list_audit(db, team.owner, AuditFilter(task_id=d.id))).items[0]
     assert default_id.project_id not in seen_projects, "@mike is not in `default`"
-    err = await refused(db, history.list_audit(db, team.member, AuditFilter(task_id=d.id)),
-                        NotFound)
+    err = await refused(
+        db, history.list_audit(db, team.member, AuditFilter(task_id=d.id)), NotFound
+    )
     assert "check the id" in err.message
     await refused(db, history.list_audit(db, team.stranger, AuditFilter(project="web")), NotFound)
     outsider = await history.list_audit(db, team.stranger, AuditFilter(limit=500))
@@ -76,7 +79,7 @@ async def test_readers_see_only_their_projects(db, team):
 
 
 async def test_get_audit_entry(db, team):
-    t, d = await _story(db, team)
+    t, _ = await _story(db, team)
     log = await tail(db)
     await workflow.block(db, team.member, t.id, "waiting")
     entry_id = (await log.one())["id"]

@@ -26,12 +26,14 @@ def _creator(db, actor, calls):
 async def test_replay_returns_the_stored_answer_without_running_again(db, owner):
     calls: list[int] = []
     body = {"title": "once"}
-    status, first, replayed = await run_once(db, owner, "k1", "POST /tasks", body,
-                                             _creator(db, owner, calls))
+    status, first, replayed = await run_once(
+        db, owner, "k1", "POST /tasks", body, _creator(db, owner, calls)
+    )
     assert (status, replayed, len(calls)) == (201, False, 1)
     before = await snapshot(db)
-    status2, second, replayed2 = await run_once(db, owner, "k1", "POST /tasks", body,
-                                                _creator(db, owner, calls))
+    status2, second, replayed2 = await run_once(
+        db, owner, "k1", "POST /tasks", body, _creator(db, owner, calls)
+    )
     assert (status2, replayed2, len(calls)) == (201, True, 1)
     assert second["id"] == first.id and second["title"] == "once"
     assert await snapshot(db) == before, "a replay writes nothing"

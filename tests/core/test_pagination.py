@@ -89,8 +89,8 @@ async def seeded(db, owner):
 
 
 @pytest.mark.parametrize(
-    ("sort", "reverse"), list(product(["created", "updated", "priority", "due_date"], [False,
-                                                                                        True]))
+    ("sort", "reverse"),
+    list(product(["created", "updated", "priority", "due_date"], [False, True])),
 )
 async def test_pages_cover_every_task_once_in_order(db, owner, seeded, sort, reverse):
     ids, pages = await _all_pages(db, owner, project="web", sort=sort, reverse=reverse)
@@ -102,15 +102,20 @@ async def test_pages_cover_every_task_once_in_order(db, owner, seeded, sort, rev
 
 @pytest.mark.parametrize("sort", ["created", "updated", "priority", "due_date"])
 async def test_pages_stay_stable_when_tasks_arrive_between_them(db, owner, seeded, sort):
-    first = await task_queries.list_tasks(db, owner, TaskFilter(project="web", sort=sort,
-                                                                limit=10))
+    first = await task_queries.list_tasks(db, owner, TaskFilter(project="web", sort=sort, limit=10))
     seen = [t.id for t in first.items]
     cursor = first.next_cursor
     for i in range(3):
         for priority in ("critical", "low"):
             await tasks.create_task(
-                db, owner, CreateTask(title=f"late {i}", project="web", priority=priority,
-                                      due_date="2026-01-01" if i else None)
+                db,
+                owner,
+                CreateTask(
+                    title=f"late {i}",
+                    project="web",
+                    priority=priority,
+                    due_date="2026-01-01" if i else None,
+                ),
             )
     while cursor:
         page = await task_queries.list_tasks(
@@ -130,8 +135,11 @@ async def test_filters_select_exactly_what_they_say(db, owner, seeded):
     await projects.create_project(db, olive, CreateProject(slug="secret", name="S"))
     secret = await projects.get_project(db, olive, "secret")
     await _seed(db, secret.id, olive.worker_id, olive.worker_id, n=5)
-    parent = (await tasks.create_task(db, owner, CreateTask(title="parent", project="web",
-                                                            subtasks=[{"title": "kid"}]))).task
+    parent = (
+        await tasks.create_task(
+            db, owner, CreateTask(title="parent", project="web", subtasks=[{"title": "kid"}])
+        )
+    ).task
     rows = await _rows(db, [seeded.id, other.id])
     web_rows = [r for r in rows if r["project_id"] == seeded.id]
     due = T0 + timedelta(days=4)
@@ -150,14 +158,24 @@ async def test_filters_select_exactly_what_they_say(db, owner, seeded):
         ({"search": "0%"}, [r for r in rows if "0%" in r["title"]]),
         ({"due_before": due}, [r for r in rows if r["due_date"] and r["due_date"] < due]),
         ({"due_after": due}, [r for r in rows if r["due_date"] and r["due_date"] > due]),
-        ({"due_after": "2026-01-03", "due_before": "2026-01-06"},
-         [r for r in rows if r["due_date"] and T0 + timedelta(days=2) < r["due_date"]
-          < T0 + timedelta(days=5)]),
+        (
+            {"due_after": "2026-01-03", "due_before": "2026-01-06"},
+            [
+                r
+                for r in rows
+                if r["due_date"] and T0 + timedelta(days=2) < r["due_date"] < T0 + timedelta(days=5)
+            ],
+        ),
         ({"parent_id": parent.id}, [r for r in rows if r["parent_id"] == parent.id]),
         ({"top_level": True, "project": "web"}, [r for r in web_rows if r["parent_id"] is None]),
-        ({"status": "pending", "assignee": "@sarah", "tags": ["y"]},
-         [r for r in rows if r["status"] == "pending" and r["assignee"] == "@sarah"
-          and "y" in r["tags"]]),
+        (
+            {"status": "pending", "assignee": "@sarah", "tags": ["y"]},
+            [
+                r
+                for r in rows
+                if r["status"] == "pending" and r["assignee"] == "@sarah" and "y" in r["tags"]
+            ],
+        ),
     ]
     for filters, expected in cases:
         ids, _ = await _all_pages(db, owner, limit=25, **filters)
@@ -173,7 +191,8 @@ async def test_bad_cursors_are_refused(db, owner, seeded):
     page = await task_queries.list_tasks(db, owner, TaskFilter(project="web", limit=5))
     for bad in ("garbage", "!!", page.next_cursor + "x"):
         err = await refused(
-            db, task_queries.list_tasks(db, owner, TaskFilter(project="web", cursor=bad)),
+            db,
+            task_queries.list_tasks(db, owner, TaskFilter(project="web", cursor=bad)),
             ValidationFailed,
         )
         assert "next_cursor" in err.message
@@ -186,6 +205,7 @@ async def test_bad_cursors_are_refused(db, owner, seeded):
     )
     forged = base64.urlsafe_b64encode(json.dumps(["created", 5, 1]).encode()).decode()
     await refused(
-        db, task_queries.list_tasks(db, owner, TaskFilter(project="web", cursor=forged)),
+        db,
+        task_queries.list_tasks(db, owner, TaskFilter(project="web", cursor=forged)),
         ValidationFailed,
     )

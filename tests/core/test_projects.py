@@ -20,7 +20,9 @@ async def test_create_project_makes_creator_owner_and_audits(db, owner):
     members = await projects.list_members(db, owner, "api")
     assert [(m.handle, m.role) for m in members] == [("@sarah", Role.OWNER)]
     entry = await log.one()
-    assert_entry(entry, action="created", actor=owner, entity="project", entity_id=out.id, via="mcp")
+    assert_entry(
+        entry, action="created", actor=owner, entity="project", entity_id=out.id, via="mcp"
+    )
     assert entry["request_id"] == "req-42"
     assert entry["project_id"] == out.id
     assert entry["details"] == {
@@ -117,7 +119,10 @@ async def test_delete_project_removes_tasks_and_audits_each(db, team):
     project_entry = entries[-1]
     assert project_entry["details"] == {"old": {"slug": "web", "name": "Web app"}, "tasks": 2}
     assert await scalar(db, "SELECT count(*) FROM tasks") == 0
-    assert await scalar(db, "SELECT count(*) FROM project_members WHERE project_id = :p", p=web_id) == 0
+    assert (
+        await scalar(db, "SELECT count(*) FROM project_members WHERE project_id = :p", p=web_id)
+        == 0
+    )
     await refused(db, projects.get_project(db, team.owner, "web"), NotFound)
 
 
@@ -237,8 +242,10 @@ async def test_concurrent_create_with_the_same_slug_is_a_conflict(db_url, db, ow
     wide = Database.from_url(db_url, pool_size=6)
     try:
         results = await asyncio.gather(
-            *(projects.create_project(wide, owner, CreateProject(slug="race", name=str(i)))
-              for i in range(6)),
+            *(
+                projects.create_project(wide, owner, CreateProject(slug="race", name=str(i)))
+                for i in range(6)
+            ),
             return_exceptions=True,
         )
     finally:

@@ -213,9 +213,9 @@ async def test_forged_entry_with_correct_hash_is_caught_by_the_head(db_url, db, 
         f"""INSERT INTO audit_log (entity_type, entity_id, seq, project_id, task_id, action,
                                    actor_id, actor_handle, actor_type, details, via, created_at,
                                    prev_hash, hash)
-            VALUES ('task', {history[0]}, 6, {last['project_id']}, {history[0]}, 'reopened',
-                    {last['actor_id']}, '@sarah', 'human', '{{"why": "forged"}}', 'core',
-                    '{last['created_at'].isoformat()}', '\\x{bytes(last['hash']).hex()}',
+            VALUES ('task', {history[0]}, 6, {last["project_id"]}, {history[0]}, 'reopened',
+                    {last["actor_id"]}, '@sarah', 'human', '{{"why": "forged"}}', 'core',
+                    '{last["created_at"].isoformat()}', '\\x{bytes(last["hash"]).hex()}',
                     '\\x{new_hash}')""",
     )
     forged = await _entry_id(db_url, history[0], 6)
@@ -241,8 +241,7 @@ async def test_forged_chain_for_a_new_entity_is_named(db_url, db, history):
     assert all(p["entity"] == "task:999999" for p in result.problems)
 
 
-async def test_digest_detects_a_consistent_rewrite_and_survives_appends(db_url, db, owner,
-                                                                        history):
+async def test_digest_detects_a_consistent_rewrite_and_survives_appends(db_url, db, owner, history):
     value = await audit.digest(db)
     assert value.startswith("tfd1:") and await audit.check_digest(db, value)
     # Legitimate work after the digest was stored does not invalidate it.
@@ -271,9 +270,22 @@ async def test_digest_detects_a_consistent_rewrite_and_survives_appends(db_url, 
         if row["seq"] == 3:
             details["note"] = "rewritten"
         body = audit.canonical_details(details)
-        fields = {k: row[k] for k in ("entity_type", "entity_id", "project_id", "task_id",
-                                      "action", "actor_id", "actor_handle", "actor_type",
-                                      "request_id", "via", "created_at")}
+        fields = {
+            k: row[k]
+            for k in (
+                "entity_type",
+                "entity_id",
+                "project_id",
+                "task_id",
+                "action",
+                "actor_id",
+                "actor_handle",
+                "actor_type",
+                "request_id",
+                "via",
+                "created_at",
+            )
+        }
         h = hashlib.sha256(prev + audit.payload(**fields, details=body)).digest()
         statements.append(
             f"UPDATE audit_log SET details = '{body}', prev_hash = '\\x{prev.hex()}', "
@@ -318,8 +330,9 @@ ODD_DETAILS = [
 async def test_any_json_details_survive_the_jsonb_round_trip(db, owner, details):
     """verify recomputes hashes from what JSONB gives back; no value may read as tampered."""
     async with db.transaction() as session:
-        await audit.record(session, owner, entity_type="test", entity_id=1, action="noted",
-                           details=details)
+        await audit.record(
+            session, owner, entity_type="test", entity_id=1, action="noted", details=details
+        )
     result = await audit.verify(db)
     assert result.ok, result.problems
 
@@ -330,17 +343,29 @@ async def test_sql_built_payload_matches_payload(db, owner, history):
         raw = (await conn.get_raw_connection()).driver_connection
         built = await raw.fetch(audit._VERIFY_SQL)
         rows = {
-            r["id"]: r
-            for r in await raw.fetch("SELECT *, details::text AS details FROM audit_log")
+            r["id"]: r for r in await raw.fetch("SELECT *, details::text AS details FROM audit_log")
         }
     import json as _json
 
     for b in built:
         r = rows[b["id"]]
         expected = audit.payload(
-            **{k: r[k] for k in ("entity_type", "entity_id", "project_id", "task_id", "action",
-                                  "actor_id", "actor_handle", "actor_type", "request_id", "via",
-                                  "created_at")},
+            **{
+                k: r[k]
+                for k in (
+                    "entity_type",
+                    "entity_id",
+                    "project_id",
+                    "task_id",
+                    "action",
+                    "actor_id",
+                    "actor_handle",
+                    "actor_type",
+                    "request_id",
+                    "via",
+                    "created_at",
+                )
+            },
             details=audit.canonical_details(_json.loads(r["details"])),
         )
         got = (b["head"] + audit.canonical_details(_json.loads(b["details"])) + b["tail"]).encode()
@@ -350,13 +375,21 @@ async def test_sql_built_payload_matches_payload(db, owner, history):
 async def test_verify_streams_a_long_log_and_stops_early_cleanly(db_url, db, owner):
     async with db.transaction() as session:
         for i in range(3_500):
-            await audit.record(session, owner, entity_type="test", entity_id=i % 7,
-                               action="noted", details={"i": i})
+            await audit.record(
+                session,
+                owner,
+                entity_type="test",
+                entity_id=i % 7,
+                action="noted",
+                details={"i": i},
+            )
     result = await audit.verify(db)
     # 3 entries from the owner fixture (@sarah, two projects) plus 3,500 in 7 chains
     assert result.ok and result.entries_checked == 3_503 and result.chains_checked == 10
-    await _superuser(db_url, "UPDATE audit_log SET details = '{\"i\": -1}' "
-                             "WHERE entity_type = 'test' AND seq % 50 = 0")
+    await _superuser(
+        db_url,
+        "UPDATE audit_log SET details = '{\"i\": -1}' WHERE entity_type = 'test' AND seq % 50 = 0",
+    )
     early = await audit.verify(db, max_problems=2)
     assert len(early.problems) == 2 and not early.ok
     full = await audit.verify(db, max_problems=1_000)
@@ -371,8 +404,15 @@ async def test_digest_is_not_fooled_by_a_transaction_still_in_flight(db, owner):
 
     t = (await tasks.create_task(db, owner, CreateTask(title="slow", project="web"))).task
     async with db.transaction() as session:
-        await audit.record(session, owner, entity_type="task", entity_id=t.id, task_id=t.id,
-                           action="noted", details={"slow": True})
+        await audit.record(
+            session,
+            owner,
+            entity_type="task",
+            entity_id=t.id,
+            task_id=t.id,
+            action="noted",
+            details={"slow": True},
+        )
         # Someone else commits later ids meanwhile; then the digest is taken.
         await tasks.create_task(db, owner, CreateTask(title="fast", project="web"))
         digest_task = asyncio.create_task(audit.digest(db))

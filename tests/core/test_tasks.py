@@ -71,14 +71,22 @@ async def test_create_task_defaults_and_audit(db, team):
     }
 
 
+async def test_create_task_records_recurrence(db, owner):
+    log = await tail(db)
+    t = (await tasks.create_task(db, owner, CreateTask(title="standup", recurrence="daily"))).task
+    assert t.recurrence == "daily"
+    assert (await log.one())["details"]["new"]["recurrence"] == "daily"
+
+
 async def test_create_task_goes_to_default_project(db, owner):
     t = (await tasks.create_task(db, owner, CreateTask(title="x"))).task
     assert t.project == "default"
 
 
 async def test_create_task_refusals(db, team):
-    await refused(db, tasks.create_task(db, team.stranger, CreateTask(title="x", project="web")),
-                  NotFound)
+    await refused(
+        db, tasks.create_task(db, team.stranger, CreateTask(title="x", project="web")), NotFound
+    )
     err = await refused(
         db, tasks.create_task(db, team.viewer, CreateTask(title="x", project="web")), Forbidden
     )
@@ -86,15 +94,15 @@ async def test_create_task_refusals(db, team):
     for handle in ("@vic", "@olive"):  # a viewer, and someone outside the project
         err = await refused(
             db,
-            tasks.create_task(db, team.member, CreateTask(title="x", project="web",
-                                                          assignee=handle)),
+            tasks.create_task(
+                db, team.member, CreateTask(title="x", project="web", assignee=handle)
+            ),
             ValidationFailed,
         )
         assert "add them to the project" in err.message
     err = await refused(
         db,
-        tasks.create_task(db, team.member, CreateTask(title="x", project="web",
-                                                      assignee="@ghost")),
+        tasks.create_task(db, team.member, CreateTask(title="x", project="web", assignee="@ghost")),
         ValidationFailed,
     )
     assert "no worker @ghost" in err.message
@@ -110,8 +118,9 @@ async def test_create_subtask_audits_child_and_parent(db, team):
     created, added = await log.new()
     assert_entry(created, action="created", actor=team.member, entity="task", entity_id=child.id)
     assert created["details"]["parent_id"] == parent.id
-    assert_entry(added, action="subtask_added", actor=team.member, entity="task",
-                 entity_id=parent.id)
+    assert_entry(
+        added, action="subtask_added", actor=team.member, entity="task", entity_id=parent.id
+    )
     assert added["details"] == {"subtask_ids": [child.id], "titles": ["child"]}
 
 
@@ -119,16 +128,20 @@ async def test_create_subtask_refusals(db, team):
     parent = await _task(db, team.owner, "parent")
     err = await refused(
         db,
-        tasks.create_task(db, team.owner, CreateTask(title="c", parent_id=parent.id,
-                                                     project="default")),
+        tasks.create_task(
+            db, team.owner, CreateTask(title="c", parent_id=parent.id, project="default")
+        ),
         ValidationFailed,
     )
     assert "parent's project" in err.message
-    await refused(db, tasks.create_task(db, team.stranger, CreateTask(title="c",
-                                                                      parent_id=parent.id)),
-                  NotFound)
-    await refused(db, tasks.create_task(db, team.owner, CreateTask(title="c", parent_id=10**6)),
-                  NotFound)
+    await refused(
+        db,
+        tasks.create_task(db, team.stranger, CreateTask(title="c", parent_id=parent.id)),
+        NotFound,
+    )
+    await refused(
+        db, tasks.create_task(db, team.owner, CreateTask(title="c", parent_id=10**6)), NotFound
+    )
 
 
 async def test_create_task_with_subtasks_is_all_or_nothing(db, team):
@@ -183,8 +196,9 @@ async def test_edit_task_records_old_and_new_values(db, team):
         db,
         team.member,
         t.id,
-        EditTask(title="new title", priority=Priority.CRITICAL, tags=["a", "b"],
-                 expected_version=1),
+        EditTask(
+            title="new title", priority=Priority.CRITICAL, tags=["a", "b"], expected_version=1
+        ),
     )
     assert (out.title, out.priority, out.tags, out.version) == (
         "new title",
@@ -261,15 +275,17 @@ async def test_edit_task_refusals(db, team):
         InvalidTransition,
     )
     assert "in_progress (start)" in err.message and "blocked (block)" in err.message
-    await refused(db, tasks.edit_task(db, team.member, t.id, EditTask(assignee="@vic")),
-                  ValidationFailed)
+    await refused(
+        db, tasks.edit_task(db, team.member, t.id, EditTask(assignee="@vic")), ValidationFailed
+    )
 
 
 async def test_reparenting_into_a_cycle_is_refused(db, team):
     root = await _task(db, team.owner, "root", subtasks=[{"title": "child"}])
     child = (await task_queries.get_task(db, team.owner, root.id)).subtree[0]
-    grandchild = (await tasks.create_task(db, team.owner,
-                                          CreateTask(title="gc", parent_id=child.id))).task
+    grandchild = (
+        await tasks.create_task(db, team.owner, CreateTask(title="gc", parent_id=child.id))
+    ).task
     for new_parent in (root.id, child.id, grandchild.id):
         err = await refused(
             db, tasks.edit_task(db, team.member, root.id, EditTask(parent_id=new_parent)), Conflict
@@ -277,12 +293,14 @@ async def test_reparenting_into_a_cycle_is_refused(db, team):
         assert "cycle" in err.message
     other = (await tasks.create_task(db, team.owner, CreateTask(title="o", project="default"))).task
     err = await refused(
-        db, tasks.edit_task(db, team.owner, root.id, EditTask(parent_id=other.id)),
+        db,
+        tasks.edit_task(db, team.owner, root.id, EditTask(parent_id=other.id)),
         ValidationFailed,
     )
     assert "same project" in err.message
-    await refused(db, tasks.edit_task(db, team.owner, root.id, EditTask(parent_id=10**6)),
-                  ValidationFailed)
+    await refused(
+        db, tasks.edit_task(db, team.owner, root.id, EditTask(parent_id=10**6)), ValidationFailed
+    )
     # A legal move: the grandchild to the top level, then under a sibling branch.
     log = await tail(db)
     out = await tasks.edit_task(db, team.member, grandchild.id, EditTask(parent_id=None))
@@ -325,8 +343,7 @@ async def test_delete_task_removes_subtree_and_audits_each_node(db, team):
     keep = await _task(db, team.owner, "keep")
     await refused(db, tasks.delete_task(db, team.viewer, root.id), Forbidden)
     await refused(db, tasks.delete_task(db, team.stranger, root.id), NotFound)
-    await refused(db, tasks.delete_task(db, team.member, root.id, expected_version=9),
-                  StaleVersion)
+    await refused(db, tasks.delete_task(db, team.member, root.id, expected_version=9), StaleVersion)
     log = await tail(db)
     deleted = await tasks.delete_task(db, team.member, root.id, expected_version=1)
     assert deleted == [root.id, a.id, gc.id, tree.subtree[1].id]
@@ -377,5 +394,6 @@ async def test_text_the_database_cannot_store_is_a_validation_error(db, team, ba
 
 async def test_ids_beyond_bigint_are_a_validation_error(db, team):
     await refused(db, task_queries.get_task(db, team.owner, 2**63), ValidationFailed)
-    await refused(db, tasks.edit_task(db, team.owner, -(2**70), EditTask(title="x")),
-                  ValidationFailed)
+    await refused(
+        db, tasks.edit_task(db, team.owner, -(2**70), EditTask(title="x")), ValidationFailed
+    )

@@ -46,7 +46,10 @@ async def test_register_agent_issues_a_key_stored_only_as_hash(db, owner):
     assert [r.key_hash for r in stored] == [hashlib.sha256(issued.api_key.encode()).hexdigest()]
     registered, key_created = await log.new()
     assert_entry(
-        registered, action="agent_registered", actor=owner, entity="worker",
+        registered,
+        action="agent_registered",
+        actor=owner,
+        entity="worker",
         entity_id=issued.worker.id,
     )
     assert registered["details"] == {
@@ -58,7 +61,10 @@ async def test_register_agent_issues_a_key_stored_only_as_hash(db, owner):
         }
     }
     assert_entry(
-        key_created, action="api_key_created", actor=owner, entity="api_key",
+        key_created,
+        action="api_key_created",
+        actor=owner,
+        entity="api_key",
         entity_id=issued.key.id,
     )
     assert key_created["details"] == {
@@ -89,8 +95,9 @@ async def test_create_and_list_api_keys(db, owner):
     log = await tail(db)
     issued = await workers.create_api_key(db, agent, "@bot", name="ci")
     entry = await log.one()
-    assert_entry(entry, action="api_key_created", actor=agent, entity="api_key",
-                 entity_id=issued.key.id)
+    assert_entry(
+        entry, action="api_key_created", actor=agent, entity="api_key", entity_id=issued.key.id
+    )
     assert entry["details"]["name"] == "ci"
     await workers.create_api_key(db, owner, "@bot", name="laptop")
     keys = await workers.list_api_keys(db, owner, "@bot")
@@ -146,15 +153,21 @@ async def test_keys_cannot_be_born_expired(db, owner):
 
     await make_agent(db, owner, "@bot")
     past = datetime.now(UTC) - timedelta(days=1)
-    err = await refused(db, workers.create_api_key(db, owner, "@bot", expires_at=past),
-                        ValidationFailed)
+    err = await refused(
+        db, workers.create_api_key(db, owner, "@bot", expires_at=past), ValidationFailed
+    )
     assert "past" in err.message
-    await refused(db, workers.register_agent(db, owner, RegisterAgent(handle="@b2", name="b",
-                                                                      expires_at=past)),
-                  ValidationFailed)
+    await refused(
+        db,
+        workers.register_agent(db, owner, RegisterAgent(handle="@b2", name="b", expires_at=past)),
+        ValidationFailed,
+    )
     soon = datetime.now(UTC) + timedelta(days=1)
     issued = await workers.create_api_key(db, owner, "@bot", expires_at=soon)
-    await sql(db, "UPDATE api_keys SET expires_at = now() - interval '1 hour' WHERE id = :id",
-              id=issued.key.id)
+    await sql(
+        db,
+        "UPDATE api_keys SET expires_at = now() - interval '1 hour' WHERE id = :id",
+        id=issued.key.id,
+    )
     err = await refused(db, workers.rotate_api_key(db, owner, "@bot", issued.key.id), Conflict)
     assert "expired" in err.message and "create_api_key" in err.message

@@ -16,7 +16,7 @@ from taskflow.core.errors import (
     ValidationFailed,
 )
 from taskflow.core.schemas import CreateTask, EditTask, SubtaskSpec, UpdateProject
-from taskflow.core.services import projects, tasks, workflow
+from taskflow.core.services import projects, task_queries, tasks, workflow
 from tests.core.conftest import assert_entry, refused, sql, tail
 
 S = TaskStatus
@@ -73,7 +73,8 @@ async def test_every_status_pair_through_edit_task(db, team):
             assert entry["details"]["changes"]["status"] == {"old": str(a), "new": str(b)}
         else:
             err = await refused(
-                db, tasks.edit_task(db, team.member, task_id, EditTask(status=b)),
+                db,
+                tasks.edit_task(db, team.member, task_id, EditTask(status=b)),
                 InvalidTransition,
             )
             assert f"is {a}: it cannot move to {b}" in err.message
@@ -133,7 +134,10 @@ async def test_progress_needs_in_progress_and_records_note(db, team):
     }
     await workflow.request_review(db, team.member, t.id)
     err = await refused(db, workflow.progress(db, team.member, t.id, 50), InvalidTransition)
-    assert "review" in err.message
+    assert "review" in err.message and "start it again" in err.message
+    await workflow.complete(db, team.member, t.id)
+    err = await refused(db, workflow.progress(db, team.member, t.id, 50), InvalidTransition)
+    assert "reopen it with request_review" in err.message
 
 
 async def test_review_approve_by_another_member(db, team):
@@ -248,9 +252,7 @@ async def test_delegate_own_task_or_as_admin(db, team):
     entry = await log.one()
     assert_entry(entry, action="delegated", actor=team.member, entity="task", entity_id=t.id)
     assert entry["details"] == {
-        "changes": {
-            "assignee_id": {"old": team.member.worker_id, "new": team.member2.worker_id}
-        },
+        "changes": {"assignee_id": {"old": team.member.worker_id, "new": team.member2.worker_id}},
         "to": "@nina",
         "from": "@mike",
     }
@@ -323,8 +325,9 @@ VERBS = {
     "set_due_date": lambda db, a, t, v: workflow.set_due_date(
         db, a, t, datetime(2030, 1, 1, tzinfo=UTC), expected_version=v
     ),
-    "edit_task": lambda db, a, t, v: tasks.edit_task(db, a, t, EditTask(title="z",
-                                                                         expected_version=v)),
+    "edit_task": lambda db, a, t, v: tasks.edit_task(
+        db, a, t, EditTask(title="z", expected_version=v)
+    ),
     "delete_task": lambda db, a, t, v: tasks.delete_task(db, a, t, expected_version=v),
 }
 # The status each verb needs, so the only reason to refuse is the version.
@@ -351,13 +354,14 @@ async def test_every_verb_refuses_a_stale_version_then_accepts_the_current(db, t
 async def test_claim_next_takes_the_most_urgent_open_leaf(db, team):
     agent = team.member
     low = await _task(db, team.owner, "low", priority=Priority.LOW)
-    crit_later = await _task(db, team.owner, "crit-later", priority=Priority.CRITICAL,
-                             due_date="2030-01-01")
-    crit_soon = await _task(db, team.owner, "crit-soon", priority=Priority.CRITICAL,
-                            due_date="2029-01-01")
+    await _task(db, team.owner, "crit-later", priority=Priority.CRITICAL, due_date="2030-01-01")
+    crit_soon = await _task(
+        db, team.owner, "crit-soon", priority=Priority.CRITICAL, due_date="2029-01-01"
+    )
     parent = await _task(db, team.owner, "parent", priority=Priority.CRITICAL)
-    await tasks.add_subtasks(db, team.owner, parent.id, [SubtaskSpec(title="leaf",
-                                                                     priority=Priority.HIGH)])
+    await tasks.add_subtasks(
+        db, team.owner, parent.id, [SubtaskSpec(title="leaf", priority=Priority.HIGH)]
+    )
     await _task(db, team.owner, "taken", priority=Priority.CRITICAL, assignee="@nina")
     log = await tail(db)
     first = await workflow.claim_next(db, agent)
@@ -375,7 +379,7 @@ async def test_claim_next_takes_the_most_urgent_open_leaf(db, team):
     assert order == ["crit-later", "leaf", "low"], "parents and assigned tasks are never claimed"
     err = await refused(db, workflow.claim_next(db, agent, project="web"), NotFound)
     assert "no open unassigned task" in err.message
-    assert low.id
+    assert (await task_queries.get_task(db, team.owner, low.id)).task.assignee == "@mike"
 
 
 async def test_claim_next_filters_and_permissions(db, team):
@@ -401,3 +405,36 @@ async def test_nobody_approves_their_own_work_even_as_owner(db, team, verb):
         else workflow.reject(db, team.owner, t.id, "meh")
     )
     await refused(db, call, Forbidden)
+
+
+# The status each verb moves to; unblock picks pending/in_progress by assignee (decision 13).
+VERB_TARGET = {
+    "start": S.IN_PROGRESS,
+    "request_review": S.REVIEW,
+    "complete": S.COMPLETED,
+    "block": S.BLOCKED,
+    "unblock": S.IN_PROGRESS,
+}
+
+
+async def test_every_verb_from_every_status(db, team):
+    """25 verb/status pairs: each verb succeeds exactly where Phase 1's table allows its move."""
+    calls = {
+        "start": workflow.start,
+        "request_review": workflow.request_review,
+        "complete": workflow.complete,
+        "block": workflow.block,
+        "unblock": workflow.unblock,
+    }
+    for verb, status in product(VERB_TARGET, S):
+        t = await _task(db, team.owner, f"{verb} from {status}")
+        await _force(db, t.id, status, team.member.worker_id)
+        target = VERB_TARGET[verb]
+        allowed = (str(status), str(target)) in PHASE1 and (
+            verb != "unblock" or status is S.BLOCKED
+        )
+        if allowed:
+            out = await calls[verb](db, team.member, t.id)
+            assert out.status is target, (verb, status)
+        else:
+            await refused(db, calls[verb](db, team.member, t.id), InvalidTransition)

@@ -4,6 +4,7 @@ CORS preflight, and auth with an API key and with a real Better Auth JWT."""
 from __future__ import annotations
 
 import importlib.util
+import uuid
 
 import httpx
 import pytest
@@ -56,12 +57,13 @@ async def test_live_server_health_cors_and_auth(
             assert with_key.status_code == 200
             assert [p["slug"] for p in with_key.json()] == ["default", "web"]
 
-            session = better_auth.sign_up("ann@example.com", "password1234", "Ann Lee")
+            local_part = f"ann-{uuid.uuid4().hex[:8]}"  # the Better Auth server is shared
+            session = better_auth.sign_up(f"{local_part}@example.com", "password1234", "Ann Lee")
             jwt = {"Authorization": f"Bearer {better_auth.get_jwt(session)}"}
             me = await http.get("/api/me", headers=jwt)
             assert me.status_code == 200, me.text
             assert (me.json()["handle"], me.json()["type"], me.json()["name"]) == (
-                "@ann",
+                f"@{local_part}",
                 "human",
                 "Ann Lee",
             )
@@ -69,7 +71,7 @@ async def test_live_server_health_cors_and_auth(
                 "/api/projects", json={"slug": "anns", "name": "Ann's"}, headers=jwt
             )
             assert created.status_code == 201
-            await assert_audited(db, created, "created", "@ann")
+            await assert_audited(db, created, "created", f"@{local_part}")
             assert_problem(
                 await http.get("/api/me", headers={"Authorization": "Bearer a.b.c"}), 401
             )

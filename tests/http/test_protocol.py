@@ -22,7 +22,8 @@ from taskflow.core.idempotency import request_hash
 from taskflow.core.models import IdempotencyRecord, Task
 from taskflow.core.runtime import Runtime
 from taskflow.http.app import create_api
-from taskflow.http.endpoint import Call, Endpoint, routes_for
+from taskflow.http.endpoint import Call, Endpoint
+from taskflow.http.runner import routes_for
 from tests.conftest import _admin_dsn, database_url_for
 from tests.http.conftest import (
     BASE_URL,

@@ -74,6 +74,12 @@ async def test_unknown_tools_and_bad_arguments_are_error_results(bot: McpUser, t
             "Ask for a new key (`taskflow agent rotate` or POST /api/x/{handle}/keys)",
             "Ask for a new key (manage_agents action=rotate_key)",
         ),
+        (
+            "task 4 is completed: progress needs in_progress (reopen it with request_review, "
+            "then start it)",
+            "task 4 is completed: progress needs in_progress (reopen it with request_review, "
+            "then call start_task)",
+        ),
         ("the start of something: started", "the start of something: started"),
     ],
 )

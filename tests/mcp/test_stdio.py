@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mcp import Client, StdioServerParameters
 
 from taskflow.core.db import Database
-from tests.mcp.conftest import Team, assert_audited, audit_tail
+from taskflow.core.errors import Unauthenticated
+from taskflow.mcp_server.stdio import startup_actor
+from tests.mcp.conftest import Team, assert_audited, audit_tail, settings_for
+from tests.mcp.live import runtime_for
 
 SCRIPT = Path(sys.executable).parent / "taskflow-mcp"
 
@@ -57,30 +62,44 @@ async def test_local_user_over_stdio(db: Database, db_url: str, team: Team, tmp_
     assert me.structured_content["handle"] == "@sarah"
 
 
-async def test_startup_refusals_are_one_line_on_stderr(db_url: str, tmp_path: Path) -> None:
-    cases = [
-        ([], {}, "no identity: set TASKFLOW_API_KEY"),
-        ([], {"TASKFLOW_API_KEY": "tf_not_a_real_key"}, "invalid API key"),
-        (["--as", "@nobody"], {}, "local user @nobody does not exist"),
-        (["--as", "@sarah"], {"AUTH_SERVER_URL": "http://127.0.0.1:1"}, "--as works only in local"),
-    ]
+@pytest.mark.parametrize(
+    ("key", "handle", "auth_server", "expected"),
+    [
+        (None, None, None, "no identity: set TASKFLOW_API_KEY"),
+        ("tf_not_a_real_key", None, None, "invalid API key"),
+        ("tf_x", "@sarah", None, "not both"),
+        (None, "@nobody", None, "local user @nobody does not exist"),
+        (None, "@sarah", "http://127.0.0.1:1", "--as works only in local mode"),
+    ],
+)
+async def test_startup_identity_refusals(
+    db: Database,
+    db_url: str,
+    team: Team,
+    key: str | None,
+    handle: str | None,
+    auth_server: str | None,
+    expected: str,
+) -> None:
+    runtime = runtime_for(db, settings_for(db_url, auth_server_url=auth_server))
+    with pytest.raises(Unauthenticated, match=re.escape(expected)):
+        await startup_actor(runtime, key, handle)
+    if runtime.auth.verifier is not None:
+        await runtime.auth.verifier.jwks.aclose()
 
-    async def start(args: list[str], extra: dict[str, str]) -> tuple[int | None, str, str]:
-        process = await asyncio.create_subprocess_exec(
-            str(SCRIPT),
-            *args,
-            env=stdio_env(db_url, tmp_path, **extra),
-            cwd=tmp_path,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-        return process.returncode, out.decode(), err.decode()
 
-    outcomes = await asyncio.gather(*(start(args, extra) for args, extra, _ in cases))
-    for (args, _, expected), (code, stdout, stderr) in zip(cases, outcomes, strict=True):
-        assert code == 1, (args, stderr)
-        assert stdout == ""  # stdout is the protocol channel: never polluted
-        assert stderr.startswith("taskflow-mcp: ") and expected in stderr, stderr
-        assert "Traceback" not in stderr
+def test_a_startup_refusal_is_one_line_on_stderr(db_url: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(SCRIPT)],
+        env=stdio_env(db_url, tmp_path),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""  # stdout is the protocol channel: never polluted
+    assert done.stderr.startswith("taskflow-mcp: no identity: set TASKFLOW_API_KEY")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

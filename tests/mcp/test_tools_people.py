@@ -165,6 +165,10 @@ async def test_agents_register_and_manage_agents(bot: McpUser, ann: McpUser, db:
         )
     )
     assert rotated["issued"]["api_key"] != issued["api_key"]
+    created, revoked_entry = await audit_tail(db, 2)  # one rotation: revoke and issue, one call
+    assert_audited(revoked_entry, "api_key_revoked", "@claude-code")
+    assert_audited(created, "api_key_created", "@claude-code")
+    assert created["request_id"] == revoked_entry["request_id"]
 
     assert "only @helper itself or the worker who registered it" in await refused_unchanged(
         db, ann, "manage_agents", action="list_keys", handle="@helper"

@@ -66,6 +66,12 @@ async def test_progress_before_start_names_the_tool_to_call(
     assert too_much.startswith("invalid input: percent")
 
 
+async def test_review_needs_work_in_progress(bot: McpUser, db: Database, team: Team) -> None:
+    task_id = await new_task(db, team)
+    message = await refused_unchanged(db, bot, "request_review", task_id=task_id)
+    assert "it cannot move to review" in message and "in_progress (start_task)" in message
+
+
 async def test_approve_needs_review_first(
     bot: McpUser, ann: McpUser, db: Database, team: Team
 ) -> None:

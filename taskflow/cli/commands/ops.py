@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from taskflow.cli.local_state import load_config
@@ -161,6 +160,14 @@ def import_(
     async def work(s: Session) -> importer.ImportReport:
         if not show_bar:
             return await importer.import_phase1(s.db, s.actor, source)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         columns = (
             TextColumn("Importing"),
             BarColumn(),

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from taskflow.core.actor import Actor
-from taskflow.core.auth.jwt import JwtClaims, JwtVerifier
 from taskflow.core.auth.keys import checksum_ok, hash_api_key, is_api_key
 from taskflow.core.db import Database
 from taskflow.core.domain import Via, WorkerType
@@ -23,6 +23,9 @@ from taskflow.core.errors import Unauthenticated
 from taskflow.core.models import ApiKey, Worker
 from taskflow.core.schemas import CreateHuman
 from taskflow.core.services.workers import insert_human, key_use_is_stale, touch_key
+
+if TYPE_CHECKING:  # the JWT stack (PyJWT, cryptography, httpx) loads only with an auth server
+    from taskflow.core.auth.jwt import JwtClaims, JwtVerifier
 
 _BAD_KEY = (  # one message for every refusal, so a caller cannot tell which keys exist
     "invalid API key: it is unknown, revoked or expired. Ask whoever registered the agent for a "

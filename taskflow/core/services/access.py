@@ -6,7 +6,7 @@ not the caller's business.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow.core.actor import Actor
@@ -45,9 +45,11 @@ def check_role(role: Role | None, needed: Role, where: str, ref: str | int) -> R
 
 
 def _project_clause(ref: str | int):  # type: ignore[no-untyped-def]
+    """Slug or id. An all-digit slug (`2024`) is valid, so digits match either; `project_with_role`
+    prefers the slug when both exist."""
     text_ref = str(ref)
     if text_ref.isdigit():
-        return Project.id == int(text_ref)
+        return or_(Project.slug == text_ref, Project.id == int(text_ref))
     return Project.slug == text_ref
 
 
@@ -62,6 +64,8 @@ async def project_with_role(
             (ProjectMember.project_id == Project.id) & (ProjectMember.worker_id == actor.worker_id),
         )
         .where(_project_clause(ref))
+        .order_by((Project.slug == str(ref)).desc())
+        .limit(1)
     )
     row = (await session.execute(stmt)).first()
     if row is None:

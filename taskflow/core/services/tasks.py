@@ -199,7 +199,13 @@ async def _insert_task(
         project_id=project_id,
         task_id=task_id,
         action=AuditAction.CREATED,
-        details={"new": spec.model_dump(mode="json"), "parent_id": parent_id},
+        details={
+            "new": {
+                **spec.model_dump(mode="json"),
+                **({"recurrence": recurrence} if recurrence else {}),
+            },
+            "parent_id": parent_id,
+        },
     )
     return task_id
 

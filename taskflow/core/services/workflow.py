@@ -107,7 +107,10 @@ async def progress(
 
     def plan(locked: Locked) -> dict[str, Any]:
         if locked.status is not TaskStatus.IN_PROGRESS:
-            hint = "call start first" if locked.status is TaskStatus.PENDING else "start it again"
+            hint = {
+                TaskStatus.PENDING: "call start first",
+                TaskStatus.COMPLETED: "reopen it with request_review, then start it",
+            }.get(locked.status, "start it again")
             raise InvalidTransition(
                 f"task {task_id} is {locked.status}: progress needs in_progress ({hint})"
             )
@@ -294,7 +297,8 @@ _CLAIM = text(
       AND m.role IN ('member', 'admin', 'owner')
       AND (CAST(:project AS text) IS NULL OR t.project_id = (
             SELECT id FROM projects WHERE slug = CAST(:project AS text)
-               OR CAST(id AS text) = CAST(:project AS text)))
+               OR CAST(id AS text) = CAST(:project AS text)
+            ORDER BY slug = CAST(:project AS text) DESC LIMIT 1))
       AND (CAST(:tags AS text[]) IS NULL OR t.tags && CAST(:tags AS text[]))
       AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = t.id)
     ORDER BY CASE t.priority WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2
