@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import json
 import math
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -64,6 +64,20 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 def canonical_details(details: Any) -> str:
     """One spelling of a JSON value, so the hash survives a round trip through JSONB."""
     return _CANONICAL.encode(details)
+
+
+def _canonical_from_jsonb() -> Callable[[str], str]:
+    """`canonical_details(json.loads(text))` for verify's hot loop, at about half the cost: the
+    C scanner without `loads`' wrapping (JSONB text has no surrounding whitespace) and one C
+    encoder built once instead of per call. Same output; the pure-Python fallback is the plain
+    spelling."""
+    scan = json.JSONDecoder().scan_once
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return lambda text: _CANONICAL.encode(json.loads(text))
+    encode = make(None, None, json.encoder.encode_basestring, None, ":", ",", True, False, True)
+    join = "".join
+    return lambda text: join(encode(scan(text, 0)[0], 0))
 
 
 def as_jsonb(value: Any) -> Any:
@@ -272,7 +286,7 @@ def _walk_batch(
     """
     etype_now, eid_now, prev, seq, last_id = walk.etype, walk.eid, walk.prev, walk.seq, walk.last_id
     entries, chains = walk.entries, walk.chains
-    loads, canonical, sha256 = json.loads, _CANONICAL.encode, hashlib.sha256
+    canonical, sha256 = _canonical_from_jsonb(), hashlib.sha256
     full = False
     for entry_id, etype, eid, found, action, head, details, tail, prev_hash, stored in rows:
         if eid != eid_now or etype != etype_now:
@@ -282,7 +296,7 @@ def _walk_batch(
             chains += 1
         seq += 1
         entries += 1
-        body = (head + canonical(loads(details)) + tail).encode()
+        body = (head + canonical(details) + tail).encode()
         if found != seq or prev_hash != prev or sha256(prev + body).digest() != stored:
             problems.append(
                 {
