@@ -73,16 +73,12 @@ def run_once(argv: list[str], env: dict[str, str], before: list[str] | None = No
     return elapsed
 
 
-def measure(
-    argv: list[str], env: dict[str, str], runs: int, before: list[str] | None = None
-) -> dict[str, Any]:
-    run_once(argv, env, before)  # warm-up: page cache, bytecode cache, server state
-    times = [run_once(argv, env, before) for _ in range(runs)]
+def summarise(times: list[float]) -> dict[str, Any]:
     return {
         "median_s": statistics.median(times),
         "min_s": min(times),
         "max_s": max(times),
-        "runs": runs,
+        "runs": len(times),
     }
 
 
@@ -96,21 +92,41 @@ def environments(tmp: Path, data_dir: Path) -> dict[str, dict[str, str]]:
     return {"warm": warm, "cold": cold}
 
 
-def cases(runs: int) -> list[tuple[str, list[str], list[str] | None, int]]:
+def cases() -> list[tuple[str, list[str], list[str] | None]]:
     python = [sys.executable, "-c", "pass"]
     stop = [str(TASKFLOW), "db", "stop"]
     return [
-        ("python -c pass (baseline)", python, None, runs),
-        ("taskflow --version (imports only)", [str(TASKFLOW), "--version"], None, runs),
-        ("taskflow list (server up)", [str(TASKFLOW), "list"], None, runs),
-        ("taskflow list --json (server up)", [str(TASKFLOW), "list", "--json"], None, runs),
-        ("taskflow list (server stopped)", [str(TASKFLOW), "list"], stop, max(3, runs // 2)),
+        ("python -c pass (baseline)", python, None),
+        ("taskflow --version (imports only)", [str(TASKFLOW), "--version"], None),
+        ("taskflow list (server up)", [str(TASKFLOW), "list"], None),
+        ("taskflow list --json (server up)", [str(TASKFLOW), "list", "--json"], None),
+        ("taskflow list (server stopped)", [str(TASKFLOW), "list"], stop),
+    ]
+
+
+def rounds(envs: dict[str, dict[str, str]], runs: int, console: Console) -> list[dict[str, Any]]:
+    """Round-robin over every case, so background load skews all rows alike."""
+    plan = [
+        (name, argv, before, cond, env)
+        for name, argv, before in cases()
+        for cond, env in envs.items()
+    ]
+    times: dict[tuple[str, str], list[float]] = {(p[0], p[3]): [] for p in plan}
+    for _, argv, before, _, env in plan:  # warm-up: page cache, bytecode cache
+        run_once(argv, env, before)
+    for n in range(runs):
+        for name, argv, before, condition, env in plan:
+            times[(name, condition)].append(run_once(argv, env, before))
+        console.print(f"  round {n + 1}/{runs} done")
+    return [
+        {"command": name, "bytecode": condition, **summarise(t)}
+        for (name, condition), t in times.items()
     ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=9, help="timed runs per row")
+    parser.add_argument("--runs", type=int, default=9, help="timed rounds (each runs every row)")
     parser.add_argument("--tasks", type=int, default=100, help="tasks in the database")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tf-cli-bench-"))
@@ -119,13 +135,7 @@ def main() -> None:
     try:
         console.print(f"Seeding an embedded database with {args.tasks} tasks in {data_dir} ...")
         asyncio.run(seed(data_dir, args.tasks))
-        envs = environments(tmp, data_dir)
-        rows = []
-        for name, argv, before, runs in cases(args.runs):
-            for condition, env in envs.items():
-                result = measure(argv, env, runs, before)
-                rows.append({"command": name, "bytecode": condition, **result})
-                console.print(f"  {name} [{condition}]: {result['median_s']:.3f} s")
+        rows = rounds(environments(tmp, data_dir), args.runs, console)
     finally:
         stop_embedded(data_dir)
         shutil.rmtree(tmp, ignore_errors=True)

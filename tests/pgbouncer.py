@@ -100,7 +100,6 @@ class PgBouncer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        shutil.copy(self.workdir / "pgbouncer.log", "/tmp/pgb/last.log") if (self.workdir / "pgbouncer.log").exists() else None
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -170,8 +169,10 @@ def write_config(
                 "server_idle_timeout = 30",
                 f"server_lifetime = {server_lifetime}",
                 "stats_period = 1",
+                "log_connections = 0",
+                "log_disconnections = 0",
+                "log_stats = 0",
                 "ignore_startup_parameters = extra_float_digits,options",
-                f"logfile = {workdir / 'pgbouncer.log'}",
                 f"pidfile = {workdir / 'pgbouncer.pid'}",
                 "",
             ]
@@ -190,10 +191,9 @@ def _wait_listening(bouncer: PgBouncer, timeout: float = 15.0) -> None:
             if probe.connect_ex((bouncer.host, bouncer.port)) == 0:
                 return
         time.sleep(0.05)
-    output = bouncer.process.stdout.read().decode(errors="replace") if bouncer.process.stdout else ""
     log = bouncer.log
     bouncer.stop()
-    raise PgBouncerUnavailable(f"pgbouncer did not start:\n{output}\n{log}")
+    raise PgBouncerUnavailable(f"pgbouncer did not start:\n{log}")
 
 
 def start_pgbouncer(server_url: str, *, pool_size: int = 40) -> PgBouncer:
@@ -213,9 +213,11 @@ def start_pgbouncer(server_url: str, *, pool_size: int = 40) -> PgBouncer:
         for path in (workdir, *workdir.iterdir()):
             os.chown(path, entry.pw_uid, entry.pw_gid)
         command[1:1] = ["-u", run_as]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-    )
+    # Its log goes to a file: a pipe nobody reads fills up and blocks PgBouncer mid-run.
+    with (workdir / "pgbouncer.log").open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     bouncer = PgBouncer(listen, PORT, user, password, workdir, process)
     _wait_listening(bouncer)
     return bouncer

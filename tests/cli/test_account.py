@@ -225,3 +225,13 @@ def test_console_script_errors_and_completion() -> None:
     assert script.returncode == 0 and "_taskflow_completion" in script.stdout
     words = run(_TASKFLOW_COMPLETE="complete_bash", COMP_WORDS="taskflow pro", COMP_CWORD="1")
     assert words.returncode == 0 and words.stdout.split() == ["progress", "project"]
+
+
+async def test_init_path_is_the_data_directory(cli: Cli, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    other = tmp_path / "elsewhere"
+    result = await cli.ok("init", "--user", "@pat", "--path", other)
+    assert "TASKFLOW_DATA_DIR=" in result.stderr
+    assert json.loads((other / "config.json").read_text())["current_user"] == "@pat"
+    assert not (cli.data_dir / "config.json").exists()
+    monkeypatch.setenv("TASKFLOW_DATA_DIR", str(other))
+    assert (await cli.json("whoami"))["worker"]["handle"] == "@pat"
