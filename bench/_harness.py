@@ -170,8 +170,15 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def tracebacks(self) -> int:
-        """How many tracebacks the server logged (a bug somewhere, whatever the client saw)."""
-        return self.logs().count("Traceback (most recent call last)")
+        """How many tracebacks the server logged (a bug somewhere, whatever the client saw).
+
+        When there are any, the log is kept (its path printed) for whoever looks into them."""
+        count = self.logs().count("Traceback (most recent call last)")
+        if count:
+            kept = Path(tempfile.gettempdir()) / f"tf-{self.name}-{self.process.pid}.log"
+            shutil.copyfile(self.log_path, kept)
+            print(f"{self.name}: {count} tracebacks logged; log kept at {kept}", flush=True)
+        return count
 
 
 def _wait_ready(server: Server) -> None:

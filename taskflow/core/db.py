@@ -143,6 +143,8 @@ class Database:
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise Unavailable("the database connection was lost; retry") from exc
+            if is_outage(exc):
+                raise Unavailable("the database is unavailable; retry in a few seconds") from exc
             refusal = refusal_for(exc)
             if refusal is not None:
                 raise refusal from exc
@@ -150,6 +152,18 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+# SQLSTATE classes of a server that cannot serve right now: connection exceptions (08),
+# insufficient resources (53: too many connections), operator intervention (57P: shutting down,
+# crashed, "the database system is starting up" during crash recovery).
+_OUTAGE_STATES = ("08", "53", "57P")
+
+
+def is_outage(exc: DBAPIError) -> bool:
+    """The database cannot serve right now (it will again): answer 503, never 500."""
+    state = str(getattr(exc.orig, "sqlstate", None) or "")
+    return state.startswith(_OUTAGE_STATES)
 
 
 def refusal_for(exc: DBAPIError) -> TaskFlowError | None:

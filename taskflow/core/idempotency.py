@@ -4,6 +4,13 @@ A key is reserved before the operation runs and its answer stored after, per wor
 with the same key and body gets the stored answer and writes nothing new; the same key with a
 different body is refused; a retry while the first is still running gets a conflict. Keys
 expire after 24 hours. If the operation fails, the reservation is dropped so a retry can run.
+
+A reservation can outlive its request when the database goes away mid-request (the reservation
+was committed, then the operation fails and dropping the reservation fails too). It must not
+block the key for 24 hours: once the request that made it cannot still be running (the database
+restarted since, or `LEASE` passed), a retry takes it over. Whether that first request's
+operation committed before the outage is read from the audit log (its request id is kept on the
+pending reservation): if it did, the retry is refused rather than applied twice.
 """
 
 from __future__ import annotations
@@ -15,15 +22,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
 from taskflow.core.errors import Conflict, ValidationFailed
-from taskflow.core.models import IdempotencyRecord
+from taskflow.core.models import AuditEntry, IdempotencyRecord
 
 TTL = timedelta(hours=24)
+LEASE = timedelta(minutes=5)
+"""How long an unanswered reservation may belong to a live request (statements time out at 30 s)."""
+PENDING = "pending_request_id"
 
 
 def request_hash(scope: str, body: Any) -> str:
@@ -43,18 +53,33 @@ async def _reserve(db: Database, actor: Actor, key: str, scope: str, digest: str
         )
         inserted = await session.scalar(
             insert(IdempotencyRecord)
-            .values(worker_id=actor.worker_id, key=key, scope=scope, request_hash=digest)
+            .values(
+                worker_id=actor.worker_id,
+                key=key,
+                scope=scope,
+                request_hash=digest,
+                response={PENDING: actor.request_id},
+            )
             .on_conflict_do_nothing()
             .returning(IdempotencyRecord.key)
         )
         if inserted is not None:
             return None
         record = await session.scalar(
-            select(IdempotencyRecord).where(
-                IdempotencyRecord.worker_id == actor.worker_id, IdempotencyRecord.key == key
-            )
+            select(IdempotencyRecord)
+            .where(IdempotencyRecord.worker_id == actor.worker_id, IdempotencyRecord.key == key)
+            .with_for_update()
         )
-    assert record is not None
+        assert record is not None
+        if (
+            record.status_code is None
+            and record.request_hash == digest
+            and await _abandoned(session, record)
+        ):
+            await _refuse_if_applied(session, actor, record)
+            record.created_at = func.now()  # type: ignore[assignment]
+            record.response = {PENDING: actor.request_id}
+            return None
     if record.request_hash != digest:
         raise ValidationFailed(
             "this idempotency key was already used for a different request: use a new key for "
@@ -66,6 +91,36 @@ async def _reserve(db: Database, actor: Actor, key: str, scope: str, digest: str
             "a request with this idempotency key is still being processed: retry in a moment"
         )
     return (record.status_code, record.response)
+
+
+_ABANDONED = text(
+    "SELECT CAST(:made AS timestamptz) < pg_postmaster_start_time() "
+    "OR CAST(:made AS timestamptz) < now() - CAST(:lease AS interval)"
+)
+
+
+async def _abandoned(session: Any, record: IdempotencyRecord) -> bool:
+    """Can the request that reserved this key no longer be running? Every connection dies with
+    a database restart, and no request lives longer than the lease."""
+    return bool(await session.scalar(_ABANDONED, {"made": record.created_at, "lease": LEASE}))
+
+
+async def _refuse_if_applied(session: Any, actor: Actor, record: IdempotencyRecord) -> None:
+    """The abandoned request's operation committed if its request id is in the audit log (every
+    change writes an entry in the change's own transaction)."""
+    request_id = (record.response or {}).get(PENDING)
+    if not request_id:
+        return
+    applied = await session.scalar(
+        select(AuditEntry.id)
+        .where(AuditEntry.actor_handle == actor.handle, AuditEntry.request_id == request_id)
+        .limit(1)
+    )
+    if applied is not None:
+        raise Conflict(
+            "the first request with this idempotency key was applied, but the database went "
+            "away before its answer was stored: read the current state instead of retrying"
+        )
 
 
 async def run_once(
