@@ -156,7 +156,7 @@ async def retry_failed(calls: list[Call], tokens: dict[str, str], base_url: str,
     for sp in speakers.values():
         await sp.aclose()
     for c, r in zip(failed, retries, strict=True):
-        if r.replayed or r.outcome != OK:
+        if r.outcome not in (OK, REFUSED) or STILL_RUNNING in r.detail or "applied" in r.detail:
             print(f"  retry of {c.op}/{c.surface} ({c.outcome} {c.http_status} {c.code} "
                   f"{c.detail[:80]!r} at {c.started:.2f}+{c.seconds:.2f}s): "
                   f"{'replayed' if r.replayed else r.outcome} {r.code} {r.detail[:80]!r}")
