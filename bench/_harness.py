@@ -101,6 +101,10 @@ class EmbeddedPostgres:
             "start",
         )
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the postmaster and every backend it runs."""
+        return process_tree_cpu(self.server.get_pid())
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.server.cleanup()
@@ -151,6 +155,20 @@ def fresh_database(server_url: str, prefix: str) -> Iterator[str]:
 # ------------------------------------------------------------------ servers
 
 
+def process_tree_cpu(pid: int | None) -> float:
+    """User + system CPU seconds of a process and its children (0 if it is gone)."""
+    import psutil
+
+    total = 0.0
+    with contextlib.suppress(psutil.Error, TypeError):
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+    return total
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -169,11 +187,14 @@ class Server:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def cpu_seconds(self) -> float:
+        return process_tree_cpu(self.process.pid)
+
     def tracebacks(self) -> int:
         """How many tracebacks the server logged (a bug somewhere, whatever the client saw).
 
         When there are any, the log is kept (its path printed) for whoever looks into them."""
-        count = self.logs().count("Traceback (most recent call last)")
+        count = self.logs().count("Traceback (most recent call")
         if count:
             kept = Path(tempfile.gettempdir()) / f"tf-{self.name}-{self.process.pid}.log"
             shutil.copyfile(self.log_path, kept)

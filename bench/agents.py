@@ -5,7 +5,7 @@ N agents (default 32), each with its own API key, and 2 human reviewers with Bet
 work one review-required project through a real `taskflow serve` subprocess, every call a REST
 request or an MCP tool call (about half each): agents claim, report progress, add subtasks,
 start their own subtask, and ask for review; humans approve most and reject some (agents then
-finish and ask again). See bench/_load.py for the exact cycle.
+finish and ask again). See bench/_team.py for the exact cycle.
 
 At the end it asserts, and prints as `INVARIANT` lines:
 - zero 5xx answers (and no tracebacks in the server log), zero calls without an answer;
@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -38,8 +40,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import (  # noqa: E402
+from bench._calls import NO_ANSWER, OK, SERVER_ERROR
+from bench._harness import (
     Checks,
+    EmbeddedPostgres,
+    Server,
     better_auth,
     fresh_database,
     machine,
@@ -48,25 +53,17 @@ from bench._harness import (  # noqa: E402
     server_version,
     write_result,
 )
-from bench._load import (  # noqa: E402
-    NO_ANSWER,
-    OK,
-    SERVER_ERROR,
-    Member,
+from bench._team import Member, add_members, provision, run_team, seed_team, sign_in_humans
+from bench._verdicts import (
     audit_accounting,
-    add_members,
     claims_per_task,
     database_invariants,
     last_audit_id,
     latency_rows,
     print_latency_table,
-    provision,
     refusal_codes,
-    run_team,
-    seed_team,
-    sign_in_humans,
 )
-from taskflow.core.domain import Role  # noqa: E402
+from taskflow.core.domain import Role
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -108,8 +105,11 @@ def run(args: argparse.Namespace) -> tuple[Checks, dict[str, Any]]:
             humans = sign_in_humans(auth, args.humans)
             handles = [provision(server.base_url, jwt) for _, jwt in humans]
             asyncio.run(add_members(url, team, handles, Role.MEMBER))
-            team.humans = [Member(h, jwt, "human") for h, (_, jwt) in zip(handles, humans, strict=True)]  # noqa: E501
+            team.humans = [
+                Member(h, jwt, "human") for h, (_, jwt) in zip(handles, humans, strict=True)
+            ]
             baseline = asyncio.run(last_audit_id(url))
+            cpu_before = _cpu(server, embedded)
             print(
                 f"load: {args.agents} agents + {args.humans} humans against {server.base_url} "
                 f"for {args.ops or ''}{' calls' if args.ops else f'{args.duration:g} s'} ...",
@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> tuple[Checks, dict[str, Any]]:
                     seed=args.seed,
                 )
             )
+            cpu = {k: v - cpu_before[k] for k, v in _cpu(server, embedded).items()}
             tracebacks = server.tracebacks()
         calls = load.recorder.calls
         accounting = asyncio.run(audit_accounting(url, baseline, calls))
@@ -150,22 +151,31 @@ def run(args: argparse.Namespace) -> tuple[Checks, dict[str, Any]]:
         f"REST {sum(c.surface == 'rest' for c in calls)}"
     )
     print(f"refusals (expected: races, empty queue): {refusal_codes(calls)}")
-    print(f"audit entries by action, expected vs written: {accounting.expected_by_action} vs "
-          f"{accounting.actual_by_action}")  # fmt: skip
-    print(f"tasks {invariants.tasks}, audit entries {invariants.audit_entries}; verify "
-          f"{invariants.verify_entries} entries / {invariants.verify_chains} chains in "
-          f"{invariants.verify_seconds:.2f} s")  # fmt: skip
+    share = {k: f"{v / load.seconds:.0%}" for k, v in cpu.items()}
+    print(f"CPU used, as a share of one core: {share} ({os.cpu_count()} cores)")
+    print(
+        f"audit entries by action, expected vs written: {accounting.expected_by_action} vs "
+        f"{accounting.actual_by_action}"
+    )
+    print(
+        f"tasks {invariants.tasks}, audit entries {invariants.audit_entries}; verify "
+        f"{invariants.verify_entries} entries / {invariants.verify_chains} chains in "
+        f"{invariants.verify_seconds:.2f} s"
+    )
     print()
 
     fives = [c for c in calls if c.http_status >= 500 or c.outcome == SERVER_ERROR]
     checks.check("zero 5xx", not fives, f"{len(fives)} of {len(calls)} calls")
-    checks.check("every call answered", outcomes[NO_ANSWER] == 0, f"{outcomes[NO_ANSWER]} without answer")  # noqa: E501
-    checks.check("no tracebacks in the server log", tracebacks == 0, f"{tracebacks} tracebacks")
-    checks.check("work got done", len(mutations) > 0 and any(c.op == "approve" for c in ok),
-                 f"{len(mutations)} successful state changes")  # fmt: skip
     checks.check(
-        "zero lost audit entries", accounting.lost == 0, f"{accounting.lost} missing"
+        "every call answered", outcomes[NO_ANSWER] == 0, f"{outcomes[NO_ANSWER]} without answer"
     )
+    checks.check("no tracebacks in the server log", tracebacks == 0, f"{tracebacks} tracebacks")
+    checks.check(
+        "work got done",
+        len(mutations) > 0 and any(c.op == "approve" for c in ok),
+        f"{len(mutations)} successful state changes",
+    )
+    checks.check("zero lost audit entries", accounting.lost == 0, f"{accounting.lost} missing")
     checks.check(
         "zero duplicated audit entries",
         accounting.duplicated == 0 and accounting.unexplained == 0,
@@ -176,18 +186,27 @@ def run(args: argparse.Namespace) -> tuple[Checks, dict[str, Any]]:
         accounting.expected_by_action == accounting.actual_by_action,
         f"{sum(accounting.actual_by_action.values())} entries for {len(mutations)} operations",
     )
-    checks.check("refused requests wrote nothing", accounting.refused_wrote == 0,
-                 f"{accounting.refused_wrote} entries")  # fmt: skip
+    checks.check(
+        "refused requests wrote nothing",
+        accounting.refused_wrote == 0,
+        f"{accounting.refused_wrote} entries",
+    )
     checks.check(
         "every task change has its audit entry",
         invariants.versions_without_entry == 0,
         f"{invariants.versions_without_entry} of {invariants.tasks} tasks disagree",
     )
-    checks.check("audit chain verifies", invariants.verify_ok,
-                 f"{invariants.verify_entries} entries, {invariants.verify_chains} chains")  # fmt: skip
+    checks.check(
+        "audit chain verifies",
+        invariants.verify_ok,
+        f"{invariants.verify_entries} entries, {invariants.verify_chains} chains",
+    )
     twice = [t for t, n in claims.items() if n > 1]
-    checks.check("no task claimed twice", not twice and invariants.claimed_twice == 0,
-                 f"{sum(claims.values())} claims of {len(claims)} tasks")  # fmt: skip
+    checks.check(
+        "no task claimed twice",
+        not twice and invariants.claimed_twice == 0,
+        f"{sum(claims.values())} claims of {len(claims)} tasks",
+    )
     for line in accounting.examples + invariants.examples:
         print(f"  example: {line}")
 
@@ -207,10 +226,19 @@ def run(args: argparse.Namespace) -> tuple[Checks, dict[str, Any]]:
         "audit": asdict(accounting),
         "database_invariants": asdict(invariants),
         "tasks_claimed": len(claims),
+        "cpu_seconds": {k: round(v, 1) for k, v in cpu.items()},
         "server_tracebacks": tracebacks,
         "invariants": checks.results,
     }
     return checks, result
+
+
+def _cpu(server: Server, embedded: EmbeddedPostgres | None) -> dict[str, float]:
+    """CPU seconds so far of the server process, PostgreSQL (embedded only) and this process."""
+    out = {"taskflow serve": server.cpu_seconds(), "load generator": time.process_time()}
+    if embedded is not None:
+        out["postgres"] = embedded.cpu_seconds()
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ bench, not a test (tests/prod/test_prod_quick.py runs `--quick`).
 The script starts its own PostgreSQL (pgserver, in a temp dir), a real Better Auth server, and
 two `taskflow serve` processes on that database: the production shape (API keys and Better Auth
 JWTs) and a local-mode one (`serve --no-auth`: token-less requests act as the local user). The
-team of bench/_load.py works through the first (every change with an idempotency key) while a
+team of bench/_team.py works through the first (every change with an idempotency key) while a
 probe calls the second, token-less, over REST and MCP. The schedule:
 
 1. the auth server is stopped (for good); the humans keep using their JWTs, and a third human
@@ -42,7 +42,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import (  # noqa: E402
+from bench._calls import (
+    NO_ANSWER,
+    OK,
+    REFUSED,
+    SERVER_ERROR,
+    UNAVAILABLE,
+    Call,
+    Recorder,
+    Speaker,
+)
+from bench._harness import (
     Checks,
     EmbeddedPostgres,
     Server,
@@ -54,30 +64,24 @@ from bench._harness import (  # noqa: E402
     server_version,
     write_result,
 )
-from bench._load import (  # noqa: E402
-    NO_ANSWER,
-    OK,
-    REFUSED,
-    SERVER_ERROR,
-    UNAVAILABLE,
-    Call,
+from bench._team import (
     Member,
-    Recorder,
-    Speaker,
     Team,
     add_members,
+    provision,
+    run_team,
+    seed_team,
+    sign_in_humans,
+)
+from bench._verdicts import (
     audit_accounting,
     database_invariants,
     last_audit_id,
     latency_rows,
     print_latency_table,
-    provision,
     refusal_codes,
-    run_team,
-    seed_team,
-    sign_in_humans,
 )
-from taskflow.core.domain import Role  # noqa: E402
+from taskflow.core.domain import Role
 
 STILL_RUNNING = "still being processed"
 
@@ -141,11 +145,15 @@ async def probe(local: Speaker, project: str, stop: asyncio.Event) -> None:
         await asyncio.sleep(0.1)
 
 
-async def retry_failed(calls: list[Call], tokens: dict[str, str], base_url: str,
-                       recorder: Recorder) -> list[Call]:  # fmt: skip
+async def retry_failed(
+    calls: list[Call], tokens: dict[str, str], base_url: str, recorder: Recorder
+) -> list[Call]:
     """Send every change the outage refused again, with its idempotency key and body."""
-    failed = [c for c in calls if c.audits and c.outcome in (UNAVAILABLE, NO_ANSWER)
-              and c.server == "taskflow"]  # fmt: skip
+    failed = [
+        c
+        for c in calls
+        if c.audits and c.outcome in (UNAVAILABLE, NO_ANSWER) and c.server == "taskflow"
+    ]
     speakers: dict[str, Speaker] = {}
     retries = []
     for c in failed:
@@ -157,20 +165,30 @@ async def retry_failed(calls: list[Call], tokens: dict[str, str], base_url: str,
         await sp.aclose()
     for c, r in zip(failed, retries, strict=True):
         if r.outcome not in (OK, REFUSED) or STILL_RUNNING in r.detail or "applied" in r.detail:
-            print(f"  retry of {c.op}/{c.surface} ({c.outcome} {c.http_status} {c.code} "
-                  f"{c.detail[:80]!r} at {c.started:.2f}+{c.seconds:.2f}s): "
-                  f"{'replayed' if r.replayed else r.outcome} {r.code} {r.detail[:80]!r}")
+            print(
+                f"  retry of {c.op}/{c.surface} ({c.outcome} {c.http_status} {c.code} "
+                f"{c.detail[:80]!r} at {c.started:.2f}+{c.seconds:.2f}s): "
+                f"{'replayed' if r.answer.replayed else r.outcome} {r.code} {r.detail[:80]!r}"
+            )
     return retries
 
 
-async def drive(args: argparse.Namespace, team: Team, pg: EmbeddedPostgres, auth: Any,
-                main: Server, local: Server, late_jwt: str) -> tuple[Any, list[Call], dict[str, float]]:  # fmt: skip  # noqa: E501
+async def drive(
+    args: argparse.Namespace,
+    team: Team,
+    pg: EmbeddedPostgres,
+    auth: Any,
+    main: Server,
+    local: Server,
+    late_jwt: str,
+) -> tuple[Any, list[Call], dict[str, float]]:
     recorder = Recorder()
     timeline: dict[str, float] = {}
     stop = asyncio.Event()
     local_sp = Speaker("@lead-local", "local", local.base_url, None, recorder, timeout=args.timeout)
-    late = Speaker("@late-human", "taskflow", main.base_url, late_jwt, recorder,
-                   timeout=args.timeout)  # fmt: skip
+    late = Speaker(
+        "@late-human", "taskflow", main.base_url, late_jwt, recorder, timeout=args.timeout
+    )
 
     async def during(rec: Recorder, stop_: asyncio.Event) -> None:
         await asyncio.gather(
@@ -200,24 +218,38 @@ async def drive(args: argparse.Namespace, team: Team, pg: EmbeddedPostgres, auth
 
 
 def _first_ok_after(calls: list[Call], t: float, server: str, surface: str) -> float | None:
-    oks = [c.ended - t for c in calls
-           if c.server == server and c.surface == surface and c.started >= t and c.outcome == OK]  # fmt: skip  # noqa: E501
+    oks = [
+        c.ended - t
+        for c in calls
+        if c.server == server and c.surface == surface and c.started >= t and c.outcome == OK
+    ]
     return min(oks, default=None)
 
 
-def analyse(args: argparse.Namespace, calls: list[Call], retries: list[Call],
-            timeline: dict[str, float], checks: Checks) -> dict[str, Any]:  # fmt: skip
+def analyse(
+    args: argparse.Namespace,
+    calls: list[Call],
+    retries: list[Call],
+    timeline: dict[str, float],
+    checks: Checks,
+) -> dict[str, Any]:
     down0, down1 = timeline["db_stop"], timeline["db_stopped"]
     up0, up1 = timeline["db_start"], timeline["db_started"]
     load_calls = [c for c in calls if not c.op.startswith("retry ")]
     inside = [c for c in load_calls if c.started >= down1 and c.ended <= up0]
     overlapping = [c for c in load_calls if c.started < up1 and c.ended > down0]
-    fives = [c for c in calls if (c.http_status >= 500 and c.http_status != 503)
-             or c.outcome == SERVER_ERROR]  # fmt: skip
+    fives = [
+        c
+        for c in calls
+        if (c.http_status >= 500 and c.http_status != 503) or c.outcome == SERVER_ERROR
+    ]
     checks.check("no 5xx but 503", not fives, f"{len(fives)} of {len(calls)} calls")
     unanswered = [c for c in calls if c.outcome == NO_ANSWER]
-    checks.check("every request answered (no hang, no dropped connection)", not unanswered,
-                 f"{len(unanswered)} without answer")  # fmt: skip
+    checks.check(
+        "every request answered (no hang, no dropped connection)",
+        not unanswered,
+        f"{len(unanswered)} without answer",
+    )
     four01 = [c for c in calls if c.http_status == 401 or c.code == "unauthenticated"]
     checks.check("never a 401 for a good token", not four01, f"{len(four01)} calls")
 
@@ -226,14 +258,17 @@ def analyse(args: argparse.Namespace, calls: list[Call], retries: list[Call],
         for c in inside
         if c.outcome == UNAVAILABLE
     )
-    wrong = [c for c in inside if c.outcome != UNAVAILABLE or not c.shape_ok]
+    wrong = [c for c in inside if c.outcome != UNAVAILABLE or not c.answer.shape_ok]
     checks.check(
         "while down: every answer is 'unavailable' in the documented shape",
         bool(inside) and not wrong,
         f"{len(inside)} calls while down ({dict(kinds)}); {len(wrong)} otherwise",
     )
-    checks.check("while down: REST 503 problem+json", kinds["taskflow/rest/http503"] > 0
-                 and kinds["local/rest/http503"] > 0, "")  # fmt: skip
+    checks.check(
+        "while down: REST 503 problem+json",
+        kinds["taskflow/rest/http503"] > 0 and kinds["local/rest/http503"] > 0,
+        "",
+    )
     checks.check(
         "while down: MCP isError 'database unavailable' (caller known without the database)",
         kinds["local/mcp/isError"] > 0,
@@ -251,18 +286,26 @@ def analyse(args: argparse.Namespace, calls: list[Call], retries: list[Call],
         for server in ("taskflow", "local")
         for surface in ("rest", "mcp")
     }
-    late_fail = [c for c in load_calls if c.started > up1 + args.recovery_bound
-                 and c.outcome == UNAVAILABLE]  # fmt: skip
+    late_fail = [
+        c for c in load_calls if c.started > up1 + args.recovery_bound and c.outcome == UNAVAILABLE
+    ]
     checks.check(
         f"the same server processes recover by themselves within {args.recovery_bound:g} s",
         all(v is not None and v <= args.recovery_bound for v in recovery.values())
         and not late_fail,
-        ", ".join(f"{k} {v * 1000:.0f} ms" if v is not None else f"{k} never"
-                  for k, v in recovery.items()) + f"; {len(late_fail)} failures afterwards",  # fmt: skip  # noqa: E501
+        ", ".join(
+            f"{k} {v * 1000:.0f} ms" if v is not None else f"{k} never" for k, v in recovery.items()
+        )
+        + f"; {len(late_fail)} failures afterwards",
     )
     auth_gone = timeline["auth_stopped"]
-    humans_no_auth = [c for c in load_calls if c.who.startswith("@reviewer")
-                      and c.started > auth_gone and not down0 - 0.5 < c.started < up1 + 2]  # fmt: skip  # noqa: E501
+    humans_no_auth = [
+        c
+        for c in load_calls
+        if c.who.startswith("@reviewer")
+        and c.started > auth_gone
+        and not down0 - 0.5 < c.started < up1 + 2
+    ]
     human_fail = [c for c in humans_no_auth if c.outcome not in (OK, REFUSED)]
     late = [c for c in calls if c.op == "first_sign_in"]
     checks.check(
@@ -273,18 +316,23 @@ def analyse(args: argparse.Namespace, calls: list[Call], retries: list[Call],
         f"{late[0].outcome if late else 'not made'}",
     )
     retry_kinds = Counter(
-        "replayed" if r.replayed
-        else "ran" if r.outcome == OK
-        else "stuck" if STILL_RUNNING in r.detail
-        else "applied before the crash" if "was applied" in r.detail
-        else f"refused ({r.code})" if r.outcome == REFUSED
+        "replayed"
+        if r.answer.replayed
+        else "ran"
+        if r.outcome == OK
+        else "stuck"
+        if STILL_RUNNING in r.detail
+        else "applied before the crash"
+        if "was applied" in r.detail
+        else f"refused ({r.code})"
+        if r.outcome == REFUSED
         else r.outcome
         for r in retries
-    )  # fmt: skip
+    )
     checks.check(
         "changes failed by the outage retry cleanly with their idempotency keys",
-        retry_kinds["stuck"] == 0 and not any(r.outcome in (UNAVAILABLE, SERVER_ERROR, NO_ANSWER)
-                                               for r in retries),  # fmt: skip
+        retry_kinds["stuck"] == 0
+        and not any(r.outcome in (UNAVAILABLE, SERVER_ERROR, NO_ANSWER) for r in retries),
         f"{len(retries)} retries: {dict(retry_kinds)}",
     )
     return {
@@ -322,9 +370,12 @@ def run(args: argparse.Namespace) -> tuple[Checks, dict[str, Any]]:
             team.humans = [Member(h, j, "human") for h, (_, j) in zip(handles, signed, strict=True)]
             baseline = asyncio.run(last_audit_id(url))
             total = args.before + args.down + args.after
-            print(f"load: {args.agents} agents + {args.humans} humans for {total:g} s; auth "
-                  f"server stops at {args.auth_stop_at:g} s, PostgreSQL is killed at "
-                  f"{args.before:g} s for {args.down:g} s ...", flush=True)  # fmt: skip
+            print(
+                f"load: {args.agents} agents + {args.humans} humans for {total:g} s; auth "
+                f"server stops at {args.auth_stop_at:g} s, PostgreSQL is killed at "
+                f"{args.before:g} s for {args.down:g} s ...",
+                flush=True,
+            )
             load, retries, timeline = asyncio.run(
                 drive(args, team, pg, auth, main, local, late_jwt)
             )
@@ -340,9 +391,13 @@ def run(args: argparse.Namespace) -> tuple[Checks, dict[str, Any]]:
     print("timeline (s): " + ", ".join(f"{k} {v:.2f}" for k, v in timeline.items()))
     print(f"refusals: {refusal_codes(calls)}")
     slow = sorted(calls, key=lambda c: -c.seconds)[:8]
-    print("slowest calls: " + "; ".join(
-        f"{c.op}/{c.surface}@{c.server} {c.started:.2f}+{c.seconds:.2f}s {c.outcome} {c.code}"
-        for c in slow))  # fmt: skip
+    print(
+        "slowest calls: "
+        + "; ".join(
+            f"{c.op}/{c.surface}@{c.server} {c.started:.2f}+{c.seconds:.2f}s {c.outcome} {c.code}"
+            for c in slow
+        )
+    )
     print()
     summary = analyse(args, calls, retries, timeline, checks)
     checks.check("no tracebacks in the server logs", tracebacks == 0, f"{tracebacks} tracebacks")
@@ -363,8 +418,11 @@ def run(args: argparse.Namespace) -> tuple[Checks, dict[str, Any]]:
         invariants.versions_without_entry == 0,
         f"{invariants.versions_without_entry} of {invariants.tasks} tasks disagree",
     )
-    checks.check("audit chain verifies after the crash", invariants.verify_ok,
-                 f"{invariants.verify_entries} entries, {invariants.verify_chains} chains")  # fmt: skip
+    checks.check(
+        "audit chain verifies after the crash",
+        invariants.verify_ok,
+        f"{invariants.verify_entries} entries, {invariants.verify_chains} chains",
+    )
     checks.check("no task claimed twice", invariants.claimed_twice == 0, "")
     for line in accounting.examples + invariants.examples:
         print(f"  example: {line}")

@@ -20,7 +20,7 @@ human talks REST (httpx, Better Auth JWT), each with a client per replica. Asser
   exactly once, the rest get "nothing to claim";
 - the audit log has exactly one entry per successful change, by action, and the chains verify.
 
-    uv run python bench/replicas.py                  # 200 alternating rounds
+    uv run python bench/replicas.py                  # 1,000 alternating rounds
     uv run python bench/replicas.py --quick          # seconds (CI)
     uv run python bench/replicas.py --database-url postgresql://user:pw@host/postgres
 """
@@ -41,13 +41,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asyncpg  # noqa: E402
-import httpx  # noqa: E402
-import httpx2  # noqa: E402
-from mcp import Client  # noqa: E402
-from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+import asyncpg
+import httpx
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
-from bench._harness import (  # noqa: E402
+from bench._harness import (
     Checks,
     better_auth,
     fresh_database,
@@ -60,26 +60,27 @@ from bench._harness import (  # noqa: E402
     wait_ready,
     write_result,
 )
-from bench._load import last_audit_id, provision  # noqa: E402
-from taskflow.core import audit  # noqa: E402
-from taskflow.core.actor import Actor  # noqa: E402
-from taskflow.core.db import Database, head_revision  # noqa: E402
-from taskflow.core.domain import Role, WorkerType  # noqa: E402
-from taskflow.core.schemas import (  # noqa: E402
+from bench._team import provision
+from bench._verdicts import last_audit_id
+from taskflow.core import audit
+from taskflow.core.actor import Actor
+from taskflow.core.db import Database, head_revision
+from taskflow.core.domain import Role, WorkerType
+from taskflow.core.schemas import (
     AddMember,
     CreateHuman,
     CreateProject,
     CreateTask,
     RegisterAgent,
 )
-from taskflow.core.services import projects, tasks, workers  # noqa: E402
+from taskflow.core.services import projects, tasks, workers
 
 PROJECT = "shared"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    p.add_argument("--rounds", type=int, default=200, help="alternating write/read rounds")
+    p.add_argument("--rounds", type=int, default=1000, help="alternating write/read rounds")
     p.add_argument("--claims", type=int, default=40, help="open tasks claimed concurrently")
     p.add_argument("--database-url", default=None, help="a server to create the database on")
     p.add_argument("--quick", action="store_true", help="10 rounds: proves it still works")
@@ -111,9 +112,16 @@ class Timings:
         out = []
         for (op, surface, replica), xs in sorted(self.seconds.items()):
             ms = [x * 1000 for x in xs]
-            out.append({"op": op, "surface": surface, "replica": replica, "calls": len(ms),
-                        "p50_ms": round(percentile(ms, 50), 1),
-                        "p95_ms": round(percentile(ms, 95), 1)})  # fmt: skip
+            out.append(
+                {
+                    "op": op,
+                    "surface": surface,
+                    "replica": replica,
+                    "calls": len(ms),
+                    "p50_ms": round(percentile(ms, 50), 1),
+                    "p95_ms": round(percentile(ms, 95), 1),
+                }
+            )
         return out
 
 
@@ -159,9 +167,12 @@ class Replica:
         """Rename a task based on `version`: (applied, refusal code, new version)."""
         if surface == "rest":
             r = await self.rest_call(
-                "edit", "PUT", f"/api/tasks/{task_id}", json={"title": title},
+                "edit",
+                "PUT",
+                f"/api/tasks/{task_id}",
+                json={"title": title},
                 headers={"If-Match": f'"{version}"'},
-            )  # fmt: skip
+            )
             if r.status_code == 200:
                 return True, "", int(r.json()["version"])
             return False, str(r.json().get("type", r.status_code)).rsplit(":", 1)[-1], None
@@ -192,15 +203,18 @@ async def connect(
         replicas = {}
         for name, base in urls.items():
             hc = await stack.enter_async_context(
-                httpx2.AsyncClient(headers={"Authorization": f"Bearer {agent_key}"},
-                                   timeout=httpx2.Timeout(30, read=60))  # fmt: skip
+                httpx2.AsyncClient(
+                    headers={"Authorization": f"Bearer {agent_key}"},
+                    timeout=httpx2.Timeout(30, read=60),
+                )
             )
             mcp = await stack.enter_async_context(
                 Client(streamable_http_client(base + "/mcp", http_client=hc))
             )
             rest = await stack.enter_async_context(
-                httpx.AsyncClient(base_url=base, timeout=30,
-                                  headers={"Authorization": f"Bearer {human_jwt}"})  # fmt: skip
+                httpx.AsyncClient(
+                    base_url=base, timeout=30, headers={"Authorization": f"Bearer {human_jwt}"}
+                )
             )
             replicas[name] = Replica(name, rest, mcp, timings)
         yield replicas
@@ -268,19 +282,25 @@ class Expect:
 
 async def consistency(rs: dict[str, Replica], url: str, checks: Checks, ex: Expect) -> None:
     a, b = rs["A"], rs["B"]
-    r = await a.rest_call("create", "POST", f"/api/projects/{PROJECT}/tasks",
-                          json={"title": "made on A"})  # fmt: skip
+    r = await a.rest_call(
+        "create", "POST", f"/api/projects/{PROJECT}/tasks", json={"title": "made on A"}
+    )
     ex.actions["created"] += r.status_code == 201
     tid = int(r.json()["task"]["id"])
     version_b, title_b = await b.read("mcp", tid)
-    checks.check("created on A (REST), read on B (MCP)", (version_b, title_b) == (1, "made on A"),
-                 f"task {tid}: version {version_b}, {title_b!r}")  # fmt: skip
-    applied, code, new_version = await b.edit("mcp", tid, "renamed on B", version_b)
+    checks.check(
+        "created on A (REST), read on B (MCP)",
+        (version_b, title_b) == (1, "made on A"),
+        f"task {tid}: version {version_b}, {title_b!r}",
+    )
+    applied, _, new_version = await b.edit("mcp", tid, "renamed on B", version_b)
     ex.actions["updated"] += applied
     version_a, title_a = await a.read("rest", tid)
-    checks.check("updated on B with A's version, read on A",
-                 applied and (version_a, title_a) == (2, "renamed on B") and new_version == 2,
-                 f"version {version_a}, {title_a!r}")  # fmt: skip
+    checks.check(
+        "updated on B with A's version, read on A",
+        applied and (version_a, title_a) == (2, "renamed on B") and new_version == 2,
+        f"version {version_a}, {title_a!r}",
+    )
     entries_before = await query(url, "SELECT count(*) FROM audit_log WHERE task_id = $1", tid)
     rest_applied, rest_code, _ = await a.edit("rest", tid, "stale on A", 1)
     mcp_applied, mcp_code, _ = await a.edit("mcp", tid, "stale on A", 1)
@@ -288,30 +308,37 @@ async def consistency(rs: dict[str, Replica], url: str, checks: Checks, ex: Expe
     entries_after = await query(url, "SELECT count(*) FROM audit_log WHERE task_id = $1", tid)
     checks.check(
         "stale write on A refused (REST 412, MCP stale-version), nothing changed",
-        not rest_applied and rest_code == "stale-version" and not mcp_applied
-        and mcp_code == "stale-version" and (version_after, title_after) == (2, "renamed on B")
+        not rest_applied
+        and rest_code == "stale-version"
+        and not mcp_applied
+        and mcp_code == "stale-version"
+        and (version_after, title_after) == (2, "renamed on B")
         and entries_before[0][0] == entries_after[0][0],
         f"REST {rest_code}, MCP {mcp_code}; task still version {version_after}",
-    )  # fmt: skip
+    )
 
 
 async def idempotency(rs: dict[str, Replica], url: str, checks: Checks, ex: Expect) -> None:
     a, b = rs["A"], rs["B"]
     key, title = uuid.uuid4().hex, f"once via REST {uuid.uuid4().hex[:6]}"
     path = f"/api/projects/{PROJECT}/tasks"
-    first = await a.rest_call("create", "POST", path, json={"title": title},
-                              headers={"Idempotency-Key": key})  # fmt: skip
-    again = await b.rest_call("create", "POST", path, json={"title": title},
-                              headers={"Idempotency-Key": key})  # fmt: skip
+    first = await a.rest_call(
+        "create", "POST", path, json={"title": title}, headers={"Idempotency-Key": key}
+    )
+    again = await b.rest_call(
+        "create", "POST", path, json={"title": title}, headers={"Idempotency-Key": key}
+    )
     ex.actions["created"] += first.status_code == 201
     made = await query(url, "SELECT count(*) FROM tasks WHERE title = $1", title)
     checks.check(
         "REST Idempotency-Key on A, retried on B: first answer replayed, one task",
-        first.status_code == again.status_code == 201 and first.json() == again.json()
-        and again.headers.get("idempotent-replayed") == "true" and made[0][0] == 1,
+        first.status_code == again.status_code == 201
+        and first.json() == again.json()
+        and again.headers.get("idempotent-replayed") == "true"
+        and made[0][0] == 1,
         f"{first.status_code}/{again.status_code}, replayed="
         f"{again.headers.get('idempotent-replayed')}, {made[0][0]} task(s)",
-    )  # fmt: skip
+    )
     key, title = uuid.uuid4().hex, f"once via MCP {uuid.uuid4().hex[:6]}"
     args = {"project": PROJECT, "title": title, "idempotency_key": key}
     one = await b.tool("create", "create_task", args)
@@ -321,17 +348,21 @@ async def idempotency(rs: dict[str, Replica], url: str, checks: Checks, ex: Expe
     replayed = bool((two.meta or {}).get("taskflow/replayed"))
     checks.check(
         "MCP idempotency_key on B, retried on A: first answer replayed, one task",
-        not one.is_error and not two.is_error
-        and one.structured_content == two.structured_content and replayed and made[0][0] == 1,
+        not one.is_error
+        and not two.is_error
+        and one.structured_content == two.structured_content
+        and replayed
+        and made[0][0] == 1,
         f"replayed={replayed}, {made[0][0]} task(s)",
-    )  # fmt: skip
+    )
 
 
 async def alternate(rs: dict[str, Replica], rounds: int, checks: Checks, ex: Expect) -> None:
     """Each round writes on one replica through one surface, based on the version the other
     replica just returned, then reads on the other replica through the other surface."""
-    r = await rs["A"].rest_call("create", "POST", f"/api/projects/{PROJECT}/tasks",
-                                json={"title": "round 0"})  # fmt: skip
+    r = await rs["A"].rest_call(
+        "create", "POST", f"/api/projects/{PROJECT}/tasks", json={"title": "round 0"}
+    )
     ex.actions["created"] += 1
     tid = int(r.json()["task"]["id"])
     version, stale_reads, refused = 1, 0, Counter[str]()
@@ -355,11 +386,13 @@ async def alternate(rs: dict[str, Replica], rounds: int, checks: Checks, ex: Exp
     )
 
 
-async def claims(rs: dict[str, Replica], url: str, count: int, checks: Checks,
-                 ex: Expect, lead: Actor) -> None:  # fmt: skip
+async def claims(
+    rs: dict[str, Replica], url: str, count: int, checks: Checks, ex: Expect, lead: Actor
+) -> None:
     await open_tasks(url, lead, count)
-    rows = await query(url, "SELECT count(*) FROM tasks WHERE status = 'pending' "
-                            "AND assignee_id IS NULL")  # fmt: skip
+    rows = await query(
+        url, "SELECT count(*) FROM tasks WHERE status = 'pending' AND assignee_id IS NULL"
+    )
     count = int(rows[0][0])  # the tasks made by the earlier steps are open too
 
     async def claim(i: int) -> tuple[str, int | None]:
@@ -378,14 +411,19 @@ async def claims(rs: dict[str, Replica], url: str, count: int, checks: Checks,
     ex.actions["claimed"] += len(won)
     checks.check(
         f"{2 * count} concurrent claims over both replicas: each open task claimed once",
-        len(won) == count == len(set(won))
-        and all(c in ("200", "404", "not-found") for c in codes),
+        len(won) == count == len(set(won)) and all(c in ("200", "404", "not-found") for c in codes),
         f"{len(won)} claimed ({len(set(won))} distinct) of {count}; answers {dict(codes)}",
     )
 
 
-async def scenario(args: argparse.Namespace, urls: dict[str, str], url: str, seeded: Seeded,
-                   human_jwt: str, checks: Checks) -> Timings:  # fmt: skip
+async def scenario(
+    args: argparse.Namespace,
+    urls: dict[str, str],
+    url: str,
+    seeded: Seeded,
+    human_jwt: str,
+    checks: Checks,
+) -> Timings:
     timings, ex = Timings(), Expect()
     baseline = await last_audit_id(url)
     async with connect(urls, seeded.agent_key, human_jwt, timings) as rs:
@@ -396,8 +434,12 @@ async def scenario(args: argparse.Namespace, urls: dict[str, str], url: str, see
         fives = sum(r.answers["5xx"] for r in rs.values())
         calls = sum(sum(r.answers.values()) for r in rs.values())
     checks.check("zero 5xx", fives == 0, f"{fives} of {calls} calls")
-    rows = await query(url, "SELECT action, via, count(*) AS n FROM audit_log WHERE id > $1 "
-                            "AND entity_type = 'task' GROUP BY action, via", baseline)  # fmt: skip
+    rows = await query(
+        url,
+        "SELECT action, via, count(*) AS n FROM audit_log WHERE id > $1 "
+        "AND entity_type = 'task' GROUP BY action, via",
+        baseline,
+    )
     written = Counter[str]()
     vias = Counter[str]()
     for row in rows:
@@ -414,8 +456,11 @@ async def scenario(args: argparse.Namespace, urls: dict[str, str], url: str, see
         result = await audit.verify(db)
     finally:
         await db.close()
-    checks.check("audit chain verifies", result.ok,
-                 f"{result.entries_checked} entries, {result.chains_checked} chains")  # fmt: skip
+    checks.check(
+        "audit chain verifies",
+        result.ok,
+        f"{result.entries_checked} entries, {result.chains_checked} chains",
+    )
     return timings
 
 
@@ -434,17 +479,20 @@ def run(args: argparse.Namespace) -> tuple[Checks, dict[str, Any]]:
     ):
         t = time.perf_counter()
         servers = {
-            name: stack.enter_context(serve(f"replica-{name}", url, auth_server_url=auth.base_url,
-                                            wait=False))  # fmt: skip
+            name: stack.enter_context(
+                serve(f"replica-{name}", url, auth_server_url=auth.base_url, wait=False)
+            )
             for name in ("A", "B")
         }
         for server in servers.values():
             wait_ready(server)
         boot = time.perf_counter() - t
         revision, rows = asyncio.run(_boot_check(url))
-        checks.check("two replicas boot together on an empty database",
-                     revision == head_revision() and rows == 1,
-                     f"both ready in {boot:.1f} s; schema at {revision}")  # fmt: skip
+        checks.check(
+            "two replicas boot together on an empty database",
+            revision == head_revision() and rows == 1,
+            f"both ready in {boot:.1f} s; schema at {revision}",
+        )
         seeded = asyncio.run(seed(url))
         human = _sign_in(auth)
         handle = provision(servers["A"].base_url, human)
@@ -461,8 +509,10 @@ def run(args: argparse.Namespace) -> tuple[Checks, dict[str, Any]]:
     print()
     print(f"{'operation':10} {'via':5} {'replica':7} {'calls':>6} {'p50 ms':>8} {'p95 ms':>8}")
     for r in rows:
-        print(f"{r['op']:10} {r['surface']:5} {r['replica']:7} {r['calls']:6} "
-              f"{r['p50_ms']:8.1f} {r['p95_ms']:8.1f}")  # fmt: skip
+        print(
+            f"{r['op']:10} {r['surface']:5} {r['replica']:7} {r['calls']:6} "
+            f"{r['p50_ms']:8.1f} {r['p95_ms']:8.1f}"
+        )
     print(f"scenario took {seconds:.1f} s")
     return checks, {
         "machine": machine(database),

@@ -94,8 +94,21 @@ def runtime_from_settings(settings: Settings) -> Runtime:
     return Runtime(settings=settings, db=db, auth=Authenticator(db, verifier))
 
 
+def plain_logging() -> None:
+    """Plain stderr logging for the server process, set before the MCP server is built.
+
+    Otherwise the MCP SDK installs Rich with rich tracebacks on the root logger, and rendering
+    one traceback blocks the event loop for about a second (bench/faults.py saw every request
+    stall while a burst of errors was logged).
+    """
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 def factory() -> Starlette:
     """`uvicorn --factory taskflow.server:factory`: settings and local user from the environment."""
+    plain_logging()
     runtime = runtime_from_settings(get_settings())
     local_handle = os.environ.get(LOCAL_USER_ENV) or None
     return _build(runtime, local_handle, owns_runtime=True)

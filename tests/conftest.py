@@ -105,9 +105,7 @@ async def drop_database(pg_server_url: str, name: str) -> None:
 
 
 @pytest.fixture
-async def db_url(
-    pg_server_url: str, app_server_url: str, template_db: str
-) -> AsyncIterator[str]:
+async def db_url(pg_server_url: str, app_server_url: str, template_db: str) -> AsyncIterator[str]:
     """A URL to a fresh, migrated, empty database of this test's own."""
     name = await fresh_database(pg_server_url, template_db)
     yield database_url_for(app_server_url, name)

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -139,6 +140,12 @@ class Database:
         except (OperationalError, InterfaceError, OSError, ConnectionError) as exc:
             raise Unavailable(
                 "the database is unavailable; retry in a few seconds", cause=str(exc)
+            ) from exc
+        except PoolTimeout as exc:  # every pooled connection busy for `pool_timeout` seconds
+            raise Unavailable(
+                "the server is too busy: no database connection became free; retry in a few "
+                "seconds",
+                cause=str(exc),
             ) from exc
         except DBAPIError as exc:
             if exc.connection_invalidated:
