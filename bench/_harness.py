@@ -156,12 +156,15 @@ def fresh_database(server_url: str, prefix: str) -> Iterator[str]:
 
 
 def process_tree_cpu(pid: int | None) -> float:
-    """User + system CPU seconds of a process and its children (0 if it is gone)."""
+    """User + system CPU seconds of a process and its children, live or exited (PostgreSQL
+    backends come and go with the pool's overflow connections), 0 if the process is gone."""
     import psutil
 
     total = 0.0
     with contextlib.suppress(psutil.Error, TypeError):
         root = psutil.Process(pid)
+        reaped = root.cpu_times()
+        total += reaped.children_user + reaped.children_system
         for proc in [root, *root.children(recursive=True)]:
             with contextlib.suppress(psutil.Error):
                 times = proc.cpu_times()

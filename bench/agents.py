@@ -212,7 +212,7 @@ def run(args: argparse.Namespace) -> tuple[Checks, dict[str, Any]]:
 
     result = {
         "machine": machine(database),
-        "command": "uv run python bench/agents.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["uv run python bench/agents.py", *sys.argv[1:]]),
         "args": vars(args),
         "seconds": round(load.seconds, 2),
         "calls": len(calls),

@@ -428,7 +428,7 @@ def run(args: argparse.Namespace) -> tuple[Checks, dict[str, Any]]:
         print(f"  example: {line}")
     result = {
         "machine": machine(f"embedded PostgreSQL (pgserver) {version}"),
-        "command": "uv run python bench/faults.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["uv run python bench/faults.py", *sys.argv[1:]]),
         "args": vars(args),
         "seconds": round(load.seconds, 2),
         "calls": len(calls),

@@ -516,7 +516,7 @@ def run(args: argparse.Namespace) -> tuple[Checks, dict[str, Any]]:
     print(f"scenario took {seconds:.1f} s")
     return checks, {
         "machine": machine(database),
-        "command": "uv run python bench/replicas.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["uv run python bench/replicas.py", *sys.argv[1:]]),
         "args": vars(args),
         "boot_seconds": round(boot, 2),
         "scenario_seconds": round(seconds, 2),

@@ -14,6 +14,7 @@ protocol (asyncpg always uses the extended one), so it has a minimal client of i
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import random
@@ -27,8 +28,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy.engine import make_url
 
 from taskflow.core.db import to_async_url
 
@@ -219,6 +218,7 @@ def start_pgbouncer(server_url: str, *, pool_size: int = 40) -> PgBouncer:
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
     bouncer = PgBouncer(listen, PORT, user, password, workdir, process)
+    atexit.register(bouncer.stop)  # also when a run dies before its fixture's teardown
     _wait_listening(bouncer)
     return bouncer
 
@@ -321,9 +321,3 @@ def _values(body: bytes) -> list[str | None]:
 def flag_set() -> bool:
     """True when the suite should hand out URLs through PgBouncer (TASKFLOW_TEST_PGBOUNCER=1)."""
     return os.environ.get(ENV_FLAG, "").lower() in ("1", "true", "yes")
-
-
-def describe(url: str) -> str:
-    """host:port of a URL, for messages."""
-    parsed = make_url(url)
-    return f"{parsed.host}:{parsed.port}"

@@ -13,6 +13,7 @@ Skipped, with the reason, only where PgBouncer is missing and cannot be installe
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -198,7 +199,7 @@ async def test_migrations_and_the_startup_check_work_through_the_pooler(
 ) -> None:
     """Docs say: migrate over the direct URL. The startup check (`upgrade` at head is one query)
     and, if it comes to that, a whole migration also work through the pooler: one transaction."""
-    name = "tf_pooled_migrate"
+    name = f"tf_pooled_migrate_{os.getpid()}"
     admin = await asyncpg.connect(_admin_dsn(pg_server_url, "postgres"))
     try:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
