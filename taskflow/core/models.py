@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Computed,
     DateTime,
     ForeignKey,
     Identity,
@@ -52,6 +53,11 @@ NAMING = {
 def _in(column: str, enum: type) -> str:
     values = ", ".join(f"'{v.value}'" for v in enum)
     return f"{column} IN ({values})"
+
+
+PRIORITY_RANK_SQL = (
+    "CASE priority WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END"
+)
 
 
 class Base(DeclarativeBase):
@@ -130,7 +136,7 @@ class Task(Base):
         CheckConstraint("parent_id IS NULL OR parent_id <> id", name="not_own_parent"),
         Index("ix_tasks_project_status", "project_id", "status", "id"),
         Index("ix_tasks_project_assignee", "project_id", "assignee_id", "id"),
-        Index("ix_tasks_project_priority", "project_id", "priority", "id"),
+        Index("ix_tasks_project_priority_rank", "project_id", "priority_rank", "id"),
         Index("ix_tasks_project_due", "project_id", "due_date", "id"),
         Index("ix_tasks_project_created", "project_id", "created_at", "id"),
         Index("ix_tasks_project_updated", "project_id", "updated_at", "id"),
@@ -138,7 +144,8 @@ class Task(Base):
         Index("ix_tasks_tags", "tags", postgresql_using="gin"),
         Index(
             "ix_tasks_claimable",
-            "project_id",
+            "priority_rank",
+            "due_date",
             "id",
             postgresql_where=text("status = 'pending' AND assignee_id IS NULL"),
         ),
@@ -158,6 +165,10 @@ class Task(Base):
     )
     priority: Mapped[str] = mapped_column(
         String(10), server_default=Priority.MEDIUM.value, default=Priority.MEDIUM.value
+    )
+    # Sorting by priority sorts by this rank, which an index serves (the text would sort wrongly).
+    priority_rank: Mapped[int] = mapped_column(
+        SmallInteger, Computed(PRIORITY_RANK_SQL, persisted=True)
     )
     progress_percent: Mapped[int] = mapped_column(SmallInteger, server_default="0", default=0)
     assignee_id: Mapped[int | None] = mapped_column(

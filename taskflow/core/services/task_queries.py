@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, text, tuple_
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, text, tuple_
 from sqlalchemy.orm import aliased
 
 from taskflow.core.actor import Actor
@@ -150,9 +150,6 @@ def detail_from_rows(rows: Sequence[Mapping[str, Any]]) -> TaskDetail:
 
 # ------------------------------------------------------------------ listing
 
-_PRIORITY_RANK = case(
-    {"critical": 0, "high": 1, "medium": 2, "low": 3}, value=Task.priority, else_=4
-)
 _FAR_FUTURE = text("'infinity'::timestamptz")
 
 
@@ -160,7 +157,7 @@ def _sort_expr(sort: str) -> ColumnElement[Any]:
     if sort == "updated":
         return Task.updated_at
     if sort == "priority":
-        return _PRIORITY_RANK
+        return Task.priority_rank
     if sort == "due_date":
         return func.coalesce(Task.due_date, _FAR_FUTURE)
     return Task.created_at

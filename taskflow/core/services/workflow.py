@@ -301,8 +301,7 @@ _CLAIM = text(
             ORDER BY slug = CAST(:project AS text) DESC LIMIT 1))
       AND (CAST(:tags AS text[]) IS NULL OR t.tags && CAST(:tags AS text[]))
       AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = t.id)
-    ORDER BY CASE t.priority WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2
-             ELSE 3 END, t.due_date NULLS LAST, t.id
+    ORDER BY t.priority_rank, t.due_date NULLS LAST, t.id
     LIMIT 1
     FOR UPDATE OF t SKIP LOCKED
     """
