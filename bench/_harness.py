@@ -106,6 +106,11 @@ class EmbeddedPostgres:
         return process_tree_cpu(self.server.get_pid())
 
     def close(self) -> None:
+        """Stop the server (pgserver's own cleanup knows only the postmaster it started, not
+        one `start` brought back after a crash) and delete its directory."""
+        if (self.server.pgdata / "postmaster.pid").exists():
+            with contextlib.suppress(Exception):
+                self._pg_ctl("-m", "fast", "-w", "stop")
         with contextlib.suppress(Exception):
             self.server.cleanup()
         shutil.rmtree(self.tmp, ignore_errors=True)
