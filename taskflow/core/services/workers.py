@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from taskflow.core import audit
 from taskflow.core.actor import Actor
@@ -280,7 +280,7 @@ def key_use_is_stale(last_used_at: datetime | None, now: datetime) -> bool:
     return last_used_at is None or last_used_at < now - _MINUTE
 
 
-async def touch_key(session: AsyncSession, key_id: int) -> None:
+async def touch_key(session: AsyncSession | AsyncConnection, key_id: int) -> None:
     """Record use at most once a minute, so authentication does not write on every request."""
     await session.execute(
         update(ApiKey)
