@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -100,21 +101,51 @@ def stop_embedded(data_dir: Path) -> bool:
 
 
 def build_engine(url: str, *, pooled: bool | None = None, pool_size: int = 10) -> AsyncEngine:
-    """One engine per process: pre-ping so a restarted database is reconnected transparently."""
+    """One engine per process, whose idle connections are checked before reuse."""
     async_url = to_async_url(url)
     connect_args: dict[str, Any] = {"command_timeout": 30, "timeout": 10}
     if is_pooled(async_url, pooled):
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_cache_size"] = 0
         connect_args["prepared_statement_name_func"] = lambda: f"__tf_{uuid.uuid4().hex}__"
-    return create_async_engine(
+    engine = create_async_engine(
         async_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_timeout=10,
         connect_args=connect_args,
     )
+    ping_idle_connections(engine)
+    return engine
+
+
+IDLE_PING_SECONDS = 5.0
+
+
+def ping_idle_connections(engine: AsyncEngine, idle: float = IDLE_PING_SECONDS) -> None:
+    """Ping a pooled connection before reuse only when it sat idle for `idle` seconds.
+
+    Servers close idle connections (Neon suspends, PgBouncer and firewalls time out, a restart
+    drops them all); a dead one is replaced here instead of failing the next request. A
+    connection in steady use skips the ping, which would otherwise cost a round trip on every
+    checkout (SQLAlchemy's `pool_pre_ping`). A connection that dies while busy is caught by
+    SQLAlchemy's disconnect handling, which invalidates the pool, and answered as 503.
+    """
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(dbapi_conn: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("checked_in_at")
+        if since is None or time.monotonic() - since < idle:
+            return
+        try:
+            dbapi_conn.ping()
+        except Exception as exc:  # any failure means: not usable, get another
+            raise DisconnectionError(f"idle connection is gone: {exc}") from exc
 
 
 @dataclass

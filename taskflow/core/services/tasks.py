@@ -170,27 +170,34 @@ async def _insert_task(
     spec: SubtaskSpec,
     parent_id: int | None,
     recurrence: str | None = None,
-) -> int:
+) -> Mapping[str, Any]:
+    """Insert one task and its `created` entry; returns the new row as stored."""
     assignee_id = None
     if spec.assignee:
         assignee_id = await worker_id_for(session, spec.assignee, project_id)
-    task_id = await session.scalar(
-        insert(Task)
-        .values(
-            project_id=project_id,
-            parent_id=parent_id,
-            title=spec.title,
-            description=spec.description,
-            priority=spec.priority.value,
-            tags=spec.tags,
-            due_date=spec.due_date,
-            recurrence=recurrence,
-            assignee_id=assignee_id,
-            created_by_id=actor.worker_id,
+    row = (
+        (
+            await session.execute(
+                insert(Task.__table__)
+                .values(
+                    project_id=project_id,
+                    parent_id=parent_id,
+                    title=spec.title,
+                    description=spec.description,
+                    priority=spec.priority.value,
+                    tags=spec.tags,
+                    due_date=spec.due_date,
+                    recurrence=recurrence,
+                    assignee_id=assignee_id,
+                    created_by_id=actor.worker_id,
+                )
+                .returning(*Task.__table__.c)
+            )
         )
-        .returning(Task.id)
+        .mappings()
+        .one()
     )
-    assert task_id is not None
+    task_id = row["id"]
     await audit.record(
         session,
         actor,
@@ -207,7 +214,7 @@ async def _insert_task(
             "parent_id": parent_id,
         },
     )
-    return task_id
+    return row
 
 
 async def _subtree(session: AsyncSession, actor: Actor, task_id: int) -> TaskDetail:
@@ -223,7 +230,7 @@ async def _add_children(
     session: AsyncSession, actor: Actor, parent: Locked, specs: list[SubtaskSpec]
 ) -> list[int]:
     ids = [
-        await _insert_task(session, actor, parent.row["project_id"], spec, parent.id)
+        (await _insert_task(session, actor, parent.row["project_id"], spec, parent.id))["id"]
         for spec in specs
     ]
     await audit.record(
@@ -254,15 +261,15 @@ async def create_task(db: Database, actor: Actor, cmd: CreateTask) -> TaskDetail
                     "a subtask lives in its parent's project",
                     field="project",
                 )
+            project_slug = parent.row["project_slug"]
         else:
             project, _ = await project_with_role(
                 session, actor, cmd.project or DEFAULT_PROJECT, Role.MEMBER
             )
-            project_id = project.id
+            project_id, project_slug = project.id, project.slug
         spec = SubtaskSpec.model_validate(cmd.model_dump(include=set(SubtaskSpec.model_fields)))
-        task_id = await _insert_task(
-            session, actor, project_id, spec, cmd.parent_id, cmd.recurrence
-        )
+        row = await _insert_task(session, actor, project_id, spec, cmd.parent_id, cmd.recurrence)
+        task_id = row["id"]
         if cmd.parent_id is not None:
             await audit.record(
                 session,
@@ -274,9 +281,12 @@ async def create_task(db: Database, actor: Actor, cmd: CreateTask) -> TaskDetail
                 action=AuditAction.SUBTASK_ADDED,
                 details={"subtask_ids": [task_id], "titles": [cmd.title]},
             )
-        if cmd.subtasks:
-            me = await lock_task(session, actor, task_id)
-            await _add_children(session, actor, me, cmd.subtasks)
+        if not cmd.subtasks:
+            # Everything the answer needs is known: skip reading the new row back.
+            names = {"project": project_slug, "assignee": spec.assignee, "created_by": actor.handle}
+            return detail_from_rows([{**row, **names, "depth": 0}])
+        me = await lock_task(session, actor, task_id)
+        await _add_children(session, actor, me, cmd.subtasks)
         return await _subtree(session, actor, task_id)
 
 
