@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -32,63 +33,95 @@ Reason = Annotated[str, Field(min_length=1, max_length=2000, description="What m
 Assignee = Annotated[str | None, Field(pattern=r"^@[a-z0-9_-]+$", description="Handle, or null")]
 Tags = Annotated[list[str] | None, Field(max_length=50, description="Any of these tags")]
 
-# name -> (core verb, description) for the verbs that take only a task id.
-_PLAIN_VERBS: dict[str, tuple[Callable[..., Awaitable[TaskOut]], str]] = {
+_Verb = Callable[..., Awaitable[TaskOut]]
+
+# name -> (core verb, description, annotations, parameters beyond the task id). The extra
+# parameters are passed to the verb positionally, in this order, after the task id.
+_VERBS: dict[str, tuple[_Verb, str, ToolAnnotations, list[inspect.Parameter]]] = {
     "start_task": (
         workflow.start,
         "Start work: pending or blocked -> in_progress. An unassigned task becomes yours.",
+        IDEMPOTENT,
+        [],
     ),
     "request_review": (
         workflow.request_review,
         "Ask for review: in_progress (or completed, to reopen) -> review. Another member then "
         "calls approve_task or reject_task.",
+        IDEMPOTENT,
+        [],
     ),
     "complete_task": (
         workflow.complete,
         "Mark done (progress 100) from in_progress or review. In projects that require review, "
         "only approve_task completes.",
+        IDEMPOTENT,
+        [],
     ),
     "unblock_task": (
         workflow.unblock,
         "Unblock: back to in_progress if someone has it, else pending.",
+        IDEMPOTENT,
+        [],
+    ),
+    "update_progress": (
+        workflow.progress,
+        "Report progress (percent 0..100, optional note) on an in_progress task.",
+        ADDITIVE,
+        [param("percent", Percent, REQUIRED), param("note", Note)],
+    ),
+    "approve_task": (
+        workflow.approve,
+        "Approve a task in review: it becomes completed. Nobody approves their own work.",
+        IDEMPOTENT,
+        [param("note", Note)],
+    ),
+    "reject_task": (
+        workflow.reject,
+        "Reject a task in review with a reason the assignee can act on: back to in_progress.",
+        IDEMPOTENT,
+        [param("reason", Reason, REQUIRED)],
+    ),
+    "assign_task": (
+        workflow.assign,
+        "Give a task to a project member by handle (see list_workers), or null to unassign.",
+        ADDITIVE,
+        [param("assignee", Assignee, REQUIRED)],
+    ),
+    "delegate_task": (
+        workflow.delegate,
+        "Hand your task over to another member (admins may delegate anyone's).",
+        ADDITIVE,
+        [param("to", Handle, REQUIRED)],
+    ),
+    "block_task": (
+        workflow.block,
+        "Mark a pending or in_progress task blocked, with an optional reason.",
+        IDEMPOTENT,
+        [param("reason", Note)],
     ),
 }
 
 _COMMON = [param("expected_version", ExpectedVersion), param("idempotency_key", IdempotencyKey)]
 
 
-def _plain_verb(s: Surface, name: str, verb: Callable[..., Awaitable[TaskOut]], text: str) -> Tool:
-    async def tool(ctx: Context, task_id: int, **kw: Any) -> CallToolResult:
-        async def op(actor: Actor) -> TaskState:
-            return TaskState.of(
-                await verb(s.db, actor, task_id, expected_version=kw["expected_version"])
-            )
-
-        return await s.write(ctx, name, {"task_id": task_id, **kw}, op, TaskState)
-
-    tool.__name__ = name
-    return make_tool(
-        tool,
-        description=text,
-        annotations=IDEMPOTENT,
-        params=[param("task_id", TaskId, REQUIRED), *_COMMON],
-        output=TaskState,
-    )
-
-
 def _verb(
     s: Surface,
     name: str,
+    verb: _Verb,
     text: str,
     annotations: ToolAnnotations,
-    extra: list[Any],
-    call: Callable[[Actor, int, dict[str, Any]], Awaitable[TaskOut]],
+    extra: list[inspect.Parameter],
 ) -> Tool:
-    """A verb with arguments beyond the task id; `call(actor, task_id, kwargs)` runs it."""
+    """One tool per task verb, built from its table row: every verb takes the task id, its
+    `extra` arguments and the common version/idempotency ones, so only the row differs."""
 
     async def tool(ctx: Context, task_id: int, **kw: Any) -> CallToolResult:
         async def op(actor: Actor) -> TaskState:
-            return TaskState.of(await call(actor, task_id, kw))
+            args = [kw[p.name] for p in extra]
+            return TaskState.of(
+                await verb(s.db, actor, task_id, *args, expected_version=kw["expected_version"])
+            )
 
         return await s.write(ctx, name, {"task_id": task_id, **kw}, op, TaskState)
 
@@ -105,69 +138,7 @@ def _verb(
 def build(s: Surface) -> list[Tool]:
     """The workflow tools of one server, bound to its runtime and identity."""
     db = s.db
-    plain = [_plain_verb(s, name, verb, text) for name, (verb, text) in _PLAIN_VERBS.items()]
-    verbs = [
-        _verb(
-            s,
-            "update_progress",
-            "Report progress (percent 0..100, optional note) on an in_progress task.",
-            ADDITIVE,
-            [param("percent", Percent, REQUIRED), param("note", Note)],
-            lambda a, t, kw: workflow.progress(
-                db, a, t, kw["percent"], kw["note"], expected_version=kw["expected_version"]
-            ),
-        ),
-        _verb(
-            s,
-            "approve_task",
-            "Approve a task in review: it becomes completed. Nobody approves their own work.",
-            IDEMPOTENT,
-            [param("note", Note)],
-            lambda a, t, kw: workflow.approve(
-                db, a, t, kw["note"], expected_version=kw["expected_version"]
-            ),
-        ),
-        _verb(
-            s,
-            "reject_task",
-            "Reject a task in review with a reason the assignee can act on: back to in_progress.",
-            IDEMPOTENT,
-            [param("reason", Reason, REQUIRED)],
-            lambda a, t, kw: workflow.reject(
-                db, a, t, kw["reason"], expected_version=kw["expected_version"]
-            ),
-        ),
-        _verb(
-            s,
-            "assign_task",
-            "Give a task to a project member by handle (see list_workers), or null to unassign.",
-            ADDITIVE,
-            [param("assignee", Assignee, REQUIRED)],
-            lambda a, t, kw: workflow.assign(
-                db, a, t, kw["assignee"], expected_version=kw["expected_version"]
-            ),
-        ),
-        _verb(
-            s,
-            "delegate_task",
-            "Hand your task over to another member (admins may delegate anyone's).",
-            ADDITIVE,
-            [param("to", Handle, REQUIRED)],
-            lambda a, t, kw: workflow.delegate(
-                db, a, t, kw["to"], expected_version=kw["expected_version"]
-            ),
-        ),
-        _verb(
-            s,
-            "block_task",
-            "Mark a pending or in_progress task blocked, with an optional reason.",
-            IDEMPOTENT,
-            [param("reason", Note)],
-            lambda a, t, kw: workflow.block(
-                db, a, t, kw["reason"], expected_version=kw["expected_version"]
-            ),
-        ),
-    ]
+    verbs = [_verb(s, name, *row) for name, row in _VERBS.items()]
 
     async def claim_next_task(
         ctx: Context,
@@ -192,4 +163,4 @@ def build(s: Surface) -> list[Tool]:
         ),
         annotations=ADDITIVE,
     )
-    return [*plain, *verbs, claim]
+    return [*verbs, claim]

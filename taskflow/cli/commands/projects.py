@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 import typer
 from rich.markup import escape
@@ -17,6 +18,7 @@ from taskflow.core.services import projects
 
 project_app = typer.Typer(help="Projects: add, list, show, edit, delete.", no_args_is_help=True)
 member_app = typer.Typer(help="Project members and their roles.", no_args_is_help=True)
+_T = TypeVar("_T")
 
 Slug = Annotated[str, typer.Argument(help="Project slug, e.g. web-app.")]
 Handle = Annotated[str, typer.Argument(help="Worker handle, e.g. @claude-code.")]
@@ -25,8 +27,25 @@ MemberProject = Annotated[
 ]
 
 
-def _project_or_default(s: Session, project: str | None) -> str:
-    return project or s.config.default_project
+def _in_project(
+    project: str | None, verb: Callable[..., Awaitable[_T]], *args: object
+) -> tuple[str, _T]:
+    """Run a member verb on `project`, or the configured default one. The slug comes back too:
+    only the session knows the default, and the messages name the project."""
+
+    async def work(s: Session) -> tuple[str, _T]:
+        slug = project or s.config.default_project
+        return slug, await verb(s.db, s.actor, slug, *args)
+
+    return call(work)
+
+
+def _show_member(member: MemberOut, slug: str, json_: bool) -> None:
+    """`member add` and `member role` both answer with the member's role as it now is."""
+    if json_:
+        emit_json(member)
+    else:
+        success(f"{member.handle} is now {member.role} of {escape(slug)}")
 
 
 @project_app.command("add")
@@ -111,12 +130,7 @@ def delete(
 @member_app.command("list")
 def members(project: MemberProject = None, json_: Json = False) -> None:
     """Who is in a project, with which role."""
-
-    async def work(s: Session) -> tuple[str, list[MemberOut]]:
-        slug = _project_or_default(s, project)
-        return slug, await projects.list_members(s.db, s.actor, slug)
-
-    slug, found = call(work)
+    slug, found = _in_project(project, projects.list_members)
     if json_:
         emit_json(found)
     else:
@@ -131,29 +145,16 @@ def member_add(
     json_: Json = False,
 ) -> None:
     """Add a worker to a project (admins and owners)."""
-    cmd = build(AddMember, handle=handle, role=role)
-
-    async def work(s: Session) -> tuple[str, MemberOut]:
-        slug = _project_or_default(s, project)
-        return slug, await projects.add_member(s.db, s.actor, slug, cmd)
-
-    slug, member = call(work)
-    if json_:
-        emit_json(member)
-    else:
-        success(f"{member.handle} is now {member.role} of {escape(slug)}")
+    slug, member = _in_project(
+        project, projects.add_member, build(AddMember, handle=handle, role=role)
+    )
+    _show_member(member, slug, json_)
 
 
 @member_app.command("remove")
 def member_remove(handle: Handle, project: MemberProject = None, json_: Json = False) -> None:
     """Remove a worker from a project."""
-
-    async def work(s: Session) -> str:
-        slug = _project_or_default(s, project)
-        await projects.remove_member(s.db, s.actor, slug, handle)
-        return slug
-
-    slug = call(work)
+    slug, _ = _in_project(project, projects.remove_member, handle)
     if json_:
         emit_json({"removed": handle, "project": slug})
     else:
@@ -168,17 +169,10 @@ def member_role(
     json_: Json = False,
 ) -> None:
     """Change a member's role."""
-    cmd = build(AddMember, handle=handle, role=role)
-
-    async def work(s: Session) -> tuple[str, MemberOut]:
-        slug = _project_or_default(s, project)
-        return slug, await projects.change_role(s.db, s.actor, slug, cmd)
-
-    slug, member = call(work)
-    if json_:
-        emit_json(member)
-    else:
-        success(f"{member.handle} is now {member.role} of {escape(slug)}")
+    slug, member = _in_project(
+        project, projects.change_role, build(AddMember, handle=handle, role=role)
+    )
+    _show_member(member, slug, json_)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,6 +55,26 @@ def check_version(kind: str, ref: object, current: int, expected: int | None) ->
         )
 
 
+async def _record(
+    session: AsyncSession,
+    actor: Actor,
+    project: Project,
+    action: AuditAction,
+    details: dict[str, Any],
+) -> None:
+    """Append a project entry: the project is both the entity and the scope, so the entry shows
+    in the project's own history and in its project-wide log."""
+    await audit.record(
+        session,
+        actor,
+        entity_type=ENTITY,
+        entity_id=project.id,
+        project_id=project.id,
+        action=action,
+        details=details,
+    )
+
+
 async def create_project(db: Database, actor: Actor, cmd: CreateProject) -> ProjectOut:
     async with db.transaction() as session:
         return await insert_project(session, actor, cmd)
@@ -78,14 +100,12 @@ async def insert_project(session: AsyncSession, actor: Actor, cmd: CreateProject
     session.add(ProjectMember(project_id=project.id, worker_id=actor.worker_id, role="owner"))
     await session.flush()
     await session.refresh(project)
-    await audit.record(
+    await _record(
         session,
         actor,
-        entity_type=ENTITY,
-        entity_id=project.id,
-        project_id=project.id,
-        action=AuditAction.CREATED,
-        details={"new": cmd.model_dump(mode="json"), "owner": actor.handle},
+        project,
+        AuditAction.CREATED,
+        {"new": cmd.model_dump(mode="json"), "owner": actor.handle},
     )
     return _out(project, actor.handle, Role.OWNER)
 
@@ -136,15 +156,7 @@ async def update_project(
                     updated_at=func.now(),
                 )
             )
-            await audit.record(
-                session,
-                actor,
-                entity_type=ENTITY,
-                entity_id=project.id,
-                project_id=project.id,
-                action=AuditAction.UPDATED,
-                details={"changes": changes},
-            )
+            await _record(session, actor, project, AuditAction.UPDATED, {"changes": changes})
             await session.refresh(project)
         return _out(project, await _owner_handle(session, project), role)
 
@@ -173,14 +185,12 @@ async def delete_project(
                 action=AuditAction.DELETED,
                 details={"old": {"title": title, "status": status}, "reason": "project deleted"},
             )
-        await audit.record(
+        await _record(
             session,
             actor,
-            entity_type=ENTITY,
-            entity_id=project.id,
-            project_id=project.id,
-            action=AuditAction.DELETED,
-            details={"old": {"slug": project.slug, "name": project.name}, "tasks": len(tasks)},
+            project,
+            AuditAction.DELETED,
+            {"old": {"slug": project.slug, "name": project.name}, "tasks": len(tasks)},
         )
         await session.execute(delete(Project).where(Project.id == project.id))
         return project.id
@@ -233,14 +243,12 @@ async def insert_member(
         raise Conflict(
             f"{cmd.handle} is already a member of {project.slug}: change their role instead"
         )
-    await audit.record(
+    await _record(
         session,
         actor,
-        entity_type=ENTITY,
-        entity_id=project.id,
-        project_id=project.id,
-        action=AuditAction.MEMBER_ADDED,
-        details={"member": cmd.handle, "role": cmd.role.value},
+        project,
+        AuditAction.MEMBER_ADDED,
+        {"member": cmd.handle, "role": cmd.role.value},
     )
     return MemberOut(
         handle=worker.handle,
@@ -294,14 +302,12 @@ async def remove_member(db: Database, actor: Actor, ref: str | int, handle: str)
         _check_can_grant(my_role, Role(member.role))
         await _refuse_last_owner(session, project, member)
         await session.delete(member)
-        await audit.record(
+        await _record(
             session,
             actor,
-            entity_type=ENTITY,
-            entity_id=project.id,
-            project_id=project.id,
-            action=AuditAction.MEMBER_REMOVED,
-            details={"member": handle, "role": member.role},
+            project,
+            AuditAction.MEMBER_REMOVED,
+            {"member": handle, "role": member.role},
         )
 
 
@@ -316,14 +322,12 @@ async def change_role(db: Database, actor: Actor, ref: str | int, cmd: AddMember
                 await _refuse_last_owner(session, project, member)
             old = member.role
             member.role = cmd.role.value
-            await audit.record(
+            await _record(
                 session,
                 actor,
-                entity_type=ENTITY,
-                entity_id=project.id,
-                project_id=project.id,
-                action=AuditAction.ROLE_CHANGED,
-                details={
+                project,
+                AuditAction.ROLE_CHANGED,
+                {
                     "member": cmd.handle,
                     "changes": {"role": {"old": old, "new": member.role}},
                 },

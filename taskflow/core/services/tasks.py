@@ -89,6 +89,28 @@ async def lock_task(
     return Locked(row=row, role=role, approval_policy=row["approval_policy"])
 
 
+async def _record(
+    session: AsyncSession,
+    actor: Actor,
+    task_id: int,
+    project_id: int,
+    action: str,
+    details: dict[str, Any],
+) -> None:
+    """Append a task entry: the task is both the entity and the `task_id` scope, so the entry
+    shows in the task's own history and in its project's log."""
+    await audit.record(
+        session,
+        actor,
+        entity_type=ENTITY,
+        entity_id=task_id,
+        project_id=project_id,
+        task_id=task_id,
+        action=action,
+        details=details,
+    )
+
+
 async def apply_change(
     session: AsyncSession,
     actor: Actor,
@@ -103,16 +125,7 @@ async def apply_change(
         .where(Task.id == locked.id)
         .values(**values, version=Task.version + 1, updated_at=func.now())
     )
-    await audit.record(
-        session,
-        actor,
-        entity_type=ENTITY,
-        entity_id=locked.id,
-        project_id=locked.row["project_id"],
-        task_id=locked.id,
-        action=action,
-        details=details,
-    )
+    await _record(session, actor, locked.id, locked.row["project_id"], action, details)
     return await _read(session, locked.id)
 
 
@@ -198,15 +211,13 @@ async def _insert_task(
         .one()
     )
     task_id = row["id"]
-    await audit.record(
+    await _record(
         session,
         actor,
-        entity_type=ENTITY,
-        entity_id=task_id,
-        project_id=project_id,
-        task_id=task_id,
-        action=AuditAction.CREATED,
-        details={
+        task_id,
+        project_id,
+        AuditAction.CREATED,
+        {
             "new": {
                 **spec.model_dump(mode="json"),
                 **({"recurrence": recurrence} if recurrence else {}),
@@ -233,15 +244,13 @@ async def _add_children(
         (await _insert_task(session, actor, parent.row["project_id"], spec, parent.id))["id"]
         for spec in specs
     ]
-    await audit.record(
+    await _record(
         session,
         actor,
-        entity_type=ENTITY,
-        entity_id=parent.id,
-        project_id=parent.row["project_id"],
-        task_id=parent.id,
-        action=AuditAction.SUBTASK_ADDED,
-        details={"subtask_ids": ids, "titles": [s.title for s in specs]},
+        parent.id,
+        parent.row["project_id"],
+        AuditAction.SUBTASK_ADDED,
+        {"subtask_ids": ids, "titles": [s.title for s in specs]},
     )
     return ids
 
@@ -271,15 +280,13 @@ async def create_task(db: Database, actor: Actor, cmd: CreateTask) -> TaskDetail
         row = await _insert_task(session, actor, project_id, spec, cmd.parent_id, cmd.recurrence)
         task_id = row["id"]
         if cmd.parent_id is not None:
-            await audit.record(
+            await _record(
                 session,
                 actor,
-                entity_type=ENTITY,
-                entity_id=cmd.parent_id,
-                project_id=project_id,
-                task_id=cmd.parent_id,
-                action=AuditAction.SUBTASK_ADDED,
-                details={"subtask_ids": [task_id], "titles": [cmd.title]},
+                cmd.parent_id,
+                project_id,
+                AuditAction.SUBTASK_ADDED,
+                {"subtask_ids": [task_id], "titles": [cmd.title]},
             )
         if not cmd.subtasks:
             # Everything the answer needs is known: skip reading the new row back.
@@ -408,15 +415,13 @@ async def delete_task(
         tree = await _subtree(session, actor, task_id)
         nodes = [tree.task, *tree.subtree]
         for node in reversed(nodes):
-            await audit.record(
+            await _record(
                 session,
                 actor,
-                entity_type=ENTITY,
-                entity_id=node.id,
-                project_id=locked.row["project_id"],
-                task_id=node.id,
-                action=AuditAction.DELETED,
-                details={
+                node.id,
+                locked.row["project_id"],
+                AuditAction.DELETED,
+                {
                     "old": node.model_dump(
                         mode="json", include={"title", "status", "parent_id", "assignee"}
                     ),

@@ -7,6 +7,7 @@ registered it may manage its keys. A key is returned once and stored only as its
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -28,6 +29,7 @@ from taskflow.core.schemas import (
 from taskflow.core.services.access import worker_by_handle
 
 ENTITY = "worker"
+_Row = TypeVar("_Row", Worker, ApiKey)
 _MINUTE = timedelta(minutes=1)
 
 
@@ -61,6 +63,14 @@ def actor_for(worker: Worker, **kwargs: object) -> Actor:
     return Actor(worker_id=worker.id, handle=worker.handle, type=WorkerType(worker.type), **kwargs)  # type: ignore[arg-type]
 
 
+async def _saved(session: AsyncSession, row: _Row) -> _Row:
+    """Insert a row and read it back, so server defaults (id, created_at) are there to audit."""
+    session.add(row)
+    await session.flush()
+    await session.refresh(row)
+    return row
+
+
 async def _refuse_taken(session: AsyncSession, handle: str) -> None:
     if await session.scalar(select(Worker.id).where(Worker.handle == handle)) is not None:
         raise Conflict(f"the handle {handle} is taken: choose another", field="handle")
@@ -80,18 +90,18 @@ async def insert_human(
     `created` entry names the surface the human arrived through; a given `actor` carries its own.
     """
     await _refuse_taken(session, cmd.handle)
-    worker = Worker(
-        handle=cmd.handle,
-        name=cmd.name,
-        type=WorkerType.HUMAN.value,
-        email=cmd.email,
-        sso_subject=cmd.sso_subject,
-        created_by_id=actor.worker_id if actor else None,
-        capabilities=[],
+    worker = await _saved(
+        session,
+        Worker(
+            handle=cmd.handle,
+            name=cmd.name,
+            type=WorkerType.HUMAN.value,
+            email=cmd.email,
+            sso_subject=cmd.sso_subject,
+            created_by_id=actor.worker_id if actor else None,
+            capabilities=[],
+        ),
     )
-    session.add(worker)
-    await session.flush()
-    await session.refresh(worker)
     by = actor or actor_for(worker, via=via, request_id=request_id)
     await audit.record(
         session,
@@ -117,20 +127,21 @@ async def _issue_key(
     agent: Worker,
     name: str,
     expires_at: datetime | None,
-) -> tuple[str, ApiKey]:
+) -> IssuedKey:
+    """Create, audit and return a new key for `agent`: the only time the full key is seen."""
     expires_at = _future_expiry(expires_at)
     full_key, display = generate_api_key()
-    key = ApiKey(
-        worker_id=agent.id,
-        key_hash=hash_api_key(full_key),
-        display_prefix=display,
-        name=name,
-        created_by_id=actor.worker_id,
-        expires_at=expires_at,
+    key = await _saved(
+        session,
+        ApiKey(
+            worker_id=agent.id,
+            key_hash=hash_api_key(full_key),
+            display_prefix=display,
+            name=name,
+            created_by_id=actor.worker_id,
+            expires_at=expires_at,
+        ),
     )
-    session.add(key)
-    await session.flush()
-    await session.refresh(key)
     await audit.record(
         session,
         actor,
@@ -139,7 +150,7 @@ async def _issue_key(
         action=AuditAction.API_KEY_CREATED,
         details={"agent": agent.handle, "name": name, "prefix": display, "expires_at": expires_at},
     )
-    return full_key, key
+    return IssuedKey(worker=worker_out(agent), api_key=full_key, key=key_out(key, agent.handle))
 
 
 def _future_expiry(expires_at: datetime | None) -> datetime | None:
@@ -165,17 +176,17 @@ async def register_agent(db: Database, actor: Actor, cmd: RegisterAgent) -> Issu
 async def insert_agent(session: AsyncSession, actor: Actor, cmd: RegisterAgent) -> IssuedKey:
     """Register an agent and issue its first key inside an open transaction."""
     await _refuse_taken(session, cmd.handle)
-    agent = Worker(
-        handle=cmd.handle,
-        name=cmd.name,
-        type=WorkerType.AGENT.value,
-        agent_type=cmd.agent_type.value,
-        capabilities=cmd.capabilities,
-        created_by_id=actor.worker_id,
+    agent = await _saved(
+        session,
+        Worker(
+            handle=cmd.handle,
+            name=cmd.name,
+            type=WorkerType.AGENT.value,
+            agent_type=cmd.agent_type.value,
+            capabilities=cmd.capabilities,
+            created_by_id=actor.worker_id,
+        ),
     )
-    session.add(agent)
-    await session.flush()
-    await session.refresh(agent)
     await audit.record(
         session,
         actor,
@@ -184,8 +195,7 @@ async def insert_agent(session: AsyncSession, actor: Actor, cmd: RegisterAgent) 
         action=AuditAction.AGENT_REGISTERED,
         details={"new": cmd.model_dump(mode="json", exclude={"expires_at"})},
     )
-    full_key, key = await _issue_key(session, actor, agent, "default", cmd.expires_at)
-    return IssuedKey(worker=worker_out(agent), api_key=full_key, key=key_out(key, agent.handle))
+    return await _issue_key(session, actor, agent, "default", cmd.expires_at)
 
 
 async def list_workers(db: Database, actor: Actor) -> list[WorkerOut]:
@@ -218,8 +228,7 @@ async def create_api_key(
 ) -> IssuedKey:
     async with db.transaction() as session:
         agent = await _managed_agent(session, actor, handle)
-        full_key, key = await _issue_key(session, actor, agent, name, expires_at)
-        return IssuedKey(worker=worker_out(agent), api_key=full_key, key=key_out(key, handle))
+        return await _issue_key(session, actor, agent, name, expires_at)
 
 
 async def list_api_keys(db: Database, actor: Actor, handle: str) -> list[ApiKeyOut]:
@@ -267,8 +276,7 @@ async def rotate_api_key(db: Database, actor: Actor, handle: str, key_id: int) -
                 "its expiry, so create a new key with a new expiry instead (create_api_key)"
             )
         agent = await worker_by_handle(session, handle)
-        full_key, key = await _issue_key(session, actor, agent, old.name, old.expires_at)
-        return IssuedKey(worker=worker_out(agent), api_key=full_key, key=key_out(key, handle))
+        return await _issue_key(session, actor, agent, old.name, old.expires_at)
 
 
 def key_use_is_stale(last_used_at: datetime | None, now: datetime) -> bool:
