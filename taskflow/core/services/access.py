@@ -6,7 +6,7 @@ not the caller's business.
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow.core.actor import Actor
@@ -44,7 +44,7 @@ def check_role(role: Role | None, needed: Role, where: str, ref: str | int) -> R
     return role
 
 
-def _project_clause(ref: str | int):  # type: ignore[no-untyped-def]
+def project_clause(ref: str | int) -> ColumnElement[bool]:
     """Slug or id. An all-digit slug (`2024`) is valid, so digits match either; `project_with_role`
     prefers the slug when both exist."""
     text_ref = str(ref)
@@ -63,7 +63,7 @@ async def project_with_role(
             ProjectMember,
             (ProjectMember.project_id == Project.id) & (ProjectMember.worker_id == actor.worker_id),
         )
-        .where(_project_clause(ref))
+        .where(project_clause(ref))
         .order_by((Project.slug == str(ref)).desc())
         .limit(1)
     )

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import ColumnElement, func, insert, literal, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow.core import audit
@@ -26,7 +26,12 @@ from taskflow.core.domain import (
 from taskflow.core.errors import Conflict, InvalidTransition, ValidationFailed
 from taskflow.core.models import Project, ProjectMember, Task, Worker
 from taskflow.core.schemas import CreateTask, EditTask, SubtaskSpec, TaskDetail, TaskOut
-from taskflow.core.services.access import check_role, project_with_role
+from taskflow.core.services.access import (
+    check_role,
+    project_clause,
+    project_not_found,
+    project_with_role,
+)
 from taskflow.core.services.projects import check_version
 from taskflow.core.services.task_queries import (
     _SUBTREE,
@@ -176,46 +181,73 @@ async def worker_id_for(
     return int(row.id)
 
 
+WORKING_ROLES = (Role.MEMBER.value, Role.ADMIN.value, Role.OWNER.value)
+
+
 async def _insert_task(
     session: AsyncSession,
     actor: Actor,
-    project_id: int,
+    project: ColumnElement[bool],
     spec: SubtaskSpec,
     parent_id: int | None,
     recurrence: str | None = None,
-) -> Mapping[str, Any]:
-    """Insert one task and its `created` entry; returns the new row as stored."""
+    *,
+    project_id: int | None = None,
+) -> Mapping[str, Any] | None:
+    """Insert one task, if the actor may work in the project `project` selects, with its
+    `created` entry. Returns the new row (plus `project_slug`), or None when not permitted.
+
+    The permission check rides inside the INSERT (INSERT ... SELECT from the caller's working
+    projects), saving the round trip of a separate membership query on the hot path.
+    """
     assignee_id = None
     if spec.assignee:
+        assert project_id is not None, "resolve the project before assigning"
         assignee_id = await worker_id_for(session, spec.assignee, project_id)
-    row = (
-        (
-            await session.execute(
-                insert(Task.__table__)
-                .values(
-                    project_id=project_id,
-                    parent_id=parent_id,
-                    title=spec.title,
-                    description=spec.description,
-                    priority=spec.priority.value,
-                    tags=spec.tags,
-                    due_date=spec.due_date,
-                    recurrence=recurrence,
-                    assignee_id=assignee_id,
-                    created_by_id=actor.worker_id,
-                )
-                .returning(*Task.__table__.c)
-            )
+    allowed = (
+        select(Project.id, Project.slug)
+        .join(
+            ProjectMember,
+            (ProjectMember.project_id == Project.id)
+            & (ProjectMember.worker_id == actor.worker_id)
+            & ProjectMember.role.in_(WORKING_ROLES),
         )
-        .mappings()
-        .one()
+        .where(project)
+        .limit(1)
+        .cte("allowed")
     )
-    task_id = row["id"]
+    values = {
+        "parent_id": parent_id,
+        "title": spec.title,
+        "description": spec.description,
+        "priority": spec.priority.value,
+        "tags": spec.tags,
+        "due_date": spec.due_date,
+        "recurrence": recurrence,
+        "assignee_id": assignee_id,
+        "created_by_id": actor.worker_id,
+    }
+    table = Task.__table__
+    inserted = (
+        insert(table)
+        .from_select(
+            ["project_id", *values],
+            select(allowed.c.id, *(literal(v, table.c[k].type) for k, v in values.items())),
+        )
+        .returning(*table.c)
+        .cte("inserted")
+    )
+    stmt = select(inserted, allowed.c.slug.label("project_slug")).select_from(
+        inserted.join(allowed, true())
+    )
+    row = (await session.execute(stmt)).mappings().first()
+    if row is None:
+        return None
     await _record(
         session,
         actor,
-        task_id,
-        project_id,
+        row["id"],
+        row["project_id"],
         AuditAction.CREATED,
         {
             "new": {
@@ -225,6 +257,51 @@ async def _insert_task(
             "parent_id": parent_id,
         },
     )
+    return row
+
+
+async def _insert_child(
+    session: AsyncSession,
+    actor: Actor,
+    parent: Locked,
+    spec: SubtaskSpec,
+    recurrence: str | None = None,
+) -> Mapping[str, Any]:
+    """A subtask in its parent's project (the parent's lock already proved the project)."""
+    project_id = parent.row["project_id"]
+    row = await _insert_task(
+        session,
+        actor,
+        Project.id == project_id,
+        spec,
+        parent.id,
+        recurrence,
+        project_id=project_id,
+    )
+    if row is None:  # member of the project, but not one who may work in it
+        await project_with_role(session, actor, project_id, Role.MEMBER)
+        raise not_found(parent.id)
+    return row
+
+
+async def _insert_top_level(
+    session: AsyncSession, actor: Actor, cmd: CreateTask, spec: SubtaskSpec
+) -> Mapping[str, Any]:
+    """A task at the top of a project named by slug or id ('default' when none is given)."""
+    ref = cmd.project or DEFAULT_PROJECT
+    project_id = None
+    if spec.assignee or ref.isdigit():
+        # The assignee must be checked against the project, and an all-digit reference may be a
+        # slug or an id: resolve the project first (one more round trip, off the hot path).
+        project, _ = await project_with_role(session, actor, ref, Role.MEMBER)
+        project_id = project.id
+    where = project_clause(ref) if project_id is None else Project.id == project_id
+    row = await _insert_task(
+        session, actor, where, spec, None, cmd.recurrence, project_id=project_id
+    )
+    if row is None:
+        await project_with_role(session, actor, ref, Role.MEMBER)  # says not found or forbidden
+        raise project_not_found(ref)
     return row
 
 
@@ -240,10 +317,7 @@ async def _subtree(session: AsyncSession, actor: Actor, task_id: int) -> TaskDet
 async def _add_children(
     session: AsyncSession, actor: Actor, parent: Locked, specs: list[SubtaskSpec]
 ) -> list[int]:
-    ids = [
-        (await _insert_task(session, actor, parent.row["project_id"], spec, parent.id))["id"]
-        for spec in specs
-    ]
+    ids = [(await _insert_child(session, actor, parent, spec))["id"] for spec in specs]
     await _record(
         session,
         actor,
@@ -270,27 +344,27 @@ async def create_task(db: Database, actor: Actor, cmd: CreateTask) -> TaskDetail
                     "a subtask lives in its parent's project",
                     field="project",
                 )
-            project_slug = parent.row["project_slug"]
-        else:
-            project, _ = await project_with_role(
-                session, actor, cmd.project or DEFAULT_PROJECT, Role.MEMBER
-            )
-            project_id, project_slug = project.id, project.slug
         spec = SubtaskSpec.model_validate(cmd.model_dump(include=set(SubtaskSpec.model_fields)))
-        row = await _insert_task(session, actor, project_id, spec, cmd.parent_id, cmd.recurrence)
-        task_id = row["id"]
         if cmd.parent_id is not None:
+            row = await _insert_child(session, actor, parent, spec, cmd.recurrence)
             await _record(
                 session,
                 actor,
                 cmd.parent_id,
-                project_id,
+                row["project_id"],
                 AuditAction.SUBTASK_ADDED,
-                {"subtask_ids": [task_id], "titles": [cmd.title]},
+                {"subtask_ids": [row["id"]], "titles": [cmd.title]},
             )
+        else:
+            row = await _insert_top_level(session, actor, cmd, spec)
+        task_id = row["id"]
         if not cmd.subtasks:
             # Everything the answer needs is known: skip reading the new row back.
-            names = {"project": project_slug, "assignee": spec.assignee, "created_by": actor.handle}
+            names = {
+                "project": row["project_slug"],
+                "assignee": spec.assignee,
+                "created_by": actor.handle,
+            }
             return detail_from_rows([{**row, **names, "depth": 0}])
         me = await lock_task(session, actor, task_id)
         await _add_children(session, actor, me, cmd.subtasks)
