@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import json
 import math
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -135,6 +135,29 @@ def payload(
         created_at.astimezone(UTC).isoformat(timespec="microseconds"),
     )
     return SEP.join(parts).encode()
+
+
+PAYLOAD_COLUMNS = (
+    "entity_type",
+    "entity_id",
+    "project_id",
+    "task_id",
+    "action",
+    "actor_id",
+    "actor_handle",
+    "actor_type",
+    "request_id",
+    "via",
+    "created_at",
+)
+
+
+def payload_of(row: Mapping[str, Any], details: Any = None) -> bytes:
+    """The hashed bytes of a stored entry, from its columns: for tools and tests that re-hash
+    rows by hand. `details` overrides the row's (parsed JSON or JSONB text)."""
+    value = row["details"] if details is None else details
+    parsed = json.loads(value) if isinstance(value, str) else value
+    return payload(**{k: row[k] for k in PAYLOAD_COLUMNS}, details=canonical_details(parsed))
 
 
 async def record(

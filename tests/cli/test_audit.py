@@ -112,7 +112,7 @@ async def _forge(db: Database, *, rehash: bool) -> int:
     """Change the first `progressed` entry's details behind the application's back."""
     import hashlib
 
-    from taskflow.core.audit import GENESIS, canonical_details, payload
+    from taskflow.core.audit import GENESIS, payload_of
 
     async with db.engine.begin() as conn:
         await conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete"))
@@ -140,25 +140,7 @@ async def _forge(db: Database, *, rehash: bool) -> int:
             )
             prev = GENESIS
             for row in rows:
-                body = payload(
-                    **{
-                        k: row[k]
-                        for k in (
-                            "entity_type",
-                            "entity_id",
-                            "project_id",
-                            "task_id",
-                            "action",
-                            "actor_id",
-                            "actor_handle",
-                            "actor_type",
-                            "request_id",
-                            "via",
-                            "created_at",
-                        )
-                    },
-                    details=canonical_details(row["details"]),
-                )
+                body = payload_of(row)
                 digest = hashlib.sha256(prev + body).digest()
                 await conn.execute(
                     text("UPDATE audit_log SET prev_hash = :p, hash = :h WHERE id = :id"),

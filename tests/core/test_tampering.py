@@ -269,24 +269,8 @@ async def test_digest_detects_a_consistent_rewrite_and_survives_appends(db_url, 
         details = json.loads(row["details"])
         if row["seq"] == 3:
             details["note"] = "rewritten"
+        h = hashlib.sha256(prev + audit.payload_of(row, details)).digest()
         body = audit.canonical_details(details)
-        fields = {
-            k: row[k]
-            for k in (
-                "entity_type",
-                "entity_id",
-                "project_id",
-                "task_id",
-                "action",
-                "actor_id",
-                "actor_handle",
-                "actor_type",
-                "request_id",
-                "via",
-                "created_at",
-            )
-        }
-        h = hashlib.sha256(prev + audit.payload(**fields, details=body)).digest()
         statements.append(
             f"UPDATE audit_log SET details = '{body}', prev_hash = '\\x{prev.hex()}', "
             f"hash = '\\x{h.hex()}' WHERE id = {row['id']}"
@@ -349,25 +333,7 @@ async def test_sql_built_payload_matches_payload(db, owner, history):
 
     for b in built:
         r = rows[b["id"]]
-        expected = audit.payload(
-            **{
-                k: r[k]
-                for k in (
-                    "entity_type",
-                    "entity_id",
-                    "project_id",
-                    "task_id",
-                    "action",
-                    "actor_id",
-                    "actor_handle",
-                    "actor_type",
-                    "request_id",
-                    "via",
-                    "created_at",
-                )
-            },
-            details=audit.canonical_details(_json.loads(r["details"])),
-        )
+        expected = audit.payload_of(r)
         got = (b["head"] + audit.canonical_details(_json.loads(b["details"])) + b["tail"]).encode()
         assert got == expected
 
