@@ -51,10 +51,6 @@ def run_bench(bench: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _id(bench: Path) -> str:
-    return bench.stem
-
-
 def test_every_quick_bench_runs_in_ci() -> None:
     """The production-proof benches run in tests/prod; any other `--quick` bench runs here."""
     names = {b.stem for b in quick_benches()}
