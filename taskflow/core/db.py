@@ -154,11 +154,13 @@ class Database:
 
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    pooled: bool = False
 
     @classmethod
     def from_url(cls, url: str, *, pooled: bool | None = None, pool_size: int = 10) -> Database:
         engine = build_engine(url, pooled=pooled, pool_size=pool_size)
-        return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
+        behind_pooler = is_pooled(to_async_url(url), pooled)
+        return cls(engine, async_sessionmaker(engine, expire_on_commit=False), behind_pooler)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -172,7 +174,15 @@ class Database:
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
         """A connection without BEGIN/COMMIT: for hot paths of one or two independent statements
-        (authenticating a key) where a transaction would double the round trips."""
+        (authenticating a key) where a transaction would double the round trips.
+
+        Behind a transaction-mode pooler each autocommit statement may land on another server
+        connection, between asyncpg's prepare and execute; there, a transaction pins them.
+        """
+        if self.pooled:
+            async with translate_errors(), self.engine.begin() as conn:
+                yield conn
+            return
         async with translate_errors(), self.engine.connect() as conn:
             yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
