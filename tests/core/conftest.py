@@ -20,6 +20,7 @@ from taskflow.core.errors import TaskFlowError
 from taskflow.core.schemas import AddMember, RegisterAgent
 from taskflow.core.services import projects, workers
 from tests.conftest import _admin_dsn, make_human
+from tests.snapshots import snapshot
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -36,36 +37,6 @@ async def _throwaway_server_skips_fsync(pg_server_url: str) -> None:
         await conn.execute("SELECT pg_reload_conf()")
     finally:
         await conn.close()
-
-
-TABLES = (
-    "workers",
-    "projects",
-    "project_members",
-    "tasks",
-    "api_keys",
-    "audit_log",
-    "audit_heads",
-    "idempotency_keys",
-    "import_records",
-)
-
-
-async def snapshot(db: Database) -> dict[str, tuple[int, str]]:
-    """Row count and a digest of every row of every table: equal snapshots mean nothing changed."""
-    out: dict[str, tuple[int, str]] = {}
-    async with db.engine.connect() as conn:
-        for table in TABLES:
-            row = (
-                await conn.execute(
-                    text(
-                        f"SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text),"
-                        f" '')) FROM {table} x"
-                    )
-                )
-            ).one()
-            out[table] = (int(row[0]), str(row[1]))
-    return out
 
 
 async def refused(

@@ -23,16 +23,7 @@ from taskflow.core.schemas import AddMember, RegisterAgent
 from taskflow.core.services import projects, workers
 from taskflow.mcp_server.server import build_mcp
 from tests.conftest import make_human
-
-TABLES = (
-    "workers",
-    "projects",
-    "project_members",
-    "tasks",
-    "api_keys",
-    "audit_log",
-    "idempotency_keys",
-)
+from tests.snapshots import snapshot
 
 
 @dataclass
@@ -164,23 +155,6 @@ def assert_audited(entry: dict[str, Any], action: str, actor: str) -> None:
     """Every change through MCP is on record as the caller, via mcp, with a request id."""
     assert (entry["action"], entry["actor_handle"], entry["via"]) == (action, actor, "mcp"), entry
     assert entry["request_id"]
-
-
-async def snapshot(db: Database) -> dict[str, tuple[int, str]]:
-    """Row count and digest of every table: equal snapshots mean nothing changed."""
-    out: dict[str, tuple[int, str]] = {}
-    async with db.engine.connect() as conn:
-        for table in TABLES:
-            row = (
-                await conn.execute(
-                    text(
-                        f"SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text),"
-                        f" '')) FROM {table} x"
-                    )
-                )
-            ).one()
-            out[table] = (int(row[0]), str(row[1]))
-    return out
 
 
 async def refused_unchanged(db: Database, client: McpUser, tool: str, **arguments: Any) -> str:
