@@ -160,6 +160,39 @@ def payload_of(row: Mapping[str, Any], details: Any = None) -> bytes:
     return payload(**{k: row[k] for k in PAYLOAD_COLUMNS}, details=canonical_details(parsed))
 
 
+def _append_params(
+    actor: Actor,
+    *,
+    entity_type: str,
+    entity_id: int,
+    action: str,
+    project_id: int | None = None,
+    task_id: int | None = None,
+    details: dict[str, Any] | None = None,
+    created_at: datetime | None = None,
+    actor_override: tuple[int | None, str, str] | None = None,
+) -> dict[str, Any]:
+    """The bind parameters of `_APPEND` for one entry."""
+    when = (created_at or datetime.now(UTC)).astimezone(UTC)
+    actor_id, handle, actor_type = actor_override or (actor.worker_id, actor.handle, actor.type)
+    body = canonical_details(as_jsonb(to_jsonable_python(details or {})))
+    fields: dict[str, Any] = {
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "project_id": project_id,
+        "task_id": task_id,
+        "action": action,
+        "actor_id": actor_id,
+        "actor_handle": handle,
+        "actor_type": str(actor_type),
+        "details": body,
+        "request_id": actor.request_id,
+        "via": str(actor.via),
+        "created_at": when,
+    }
+    return {**fields, "payload": payload(**fields), "genesis": GENESIS}
+
+
 async def record(
     session: AsyncSession,
     actor: Actor,
@@ -178,27 +211,33 @@ async def record(
     `actor_override` (id, handle, type) lets the Phase 1 importer keep the original actor while
     `via` still says `import`.
     """
-    when = (created_at or datetime.now(UTC)).astimezone(UTC)
-    actor_id, handle, actor_type = actor_override or (actor.worker_id, actor.handle, actor.type)
-    body = canonical_details(as_jsonb(to_jsonable_python(details or {})))
-    fields: dict[str, Any] = {
-        "entity_type": entity_type,
-        "entity_id": entity_id,
-        "project_id": project_id,
-        "task_id": task_id,
-        "action": action,
-        "actor_id": actor_id,
-        "actor_handle": handle,
-        "actor_type": str(actor_type),
-        "details": body,
-        "request_id": actor.request_id,
-        "via": str(actor.via),
-        "created_at": when,
-    }
-    result = await session.execute(
-        _APPEND, {**fields, "payload": payload(**fields), "genesis": GENESIS}
+    params = _append_params(
+        actor,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        action=action,
+        project_id=project_id,
+        task_id=task_id,
+        details=details,
+        created_at=created_at,
+        actor_override=actor_override,
     )
+    result = await session.execute(_APPEND, params)
     return int(result.scalar_one())
+
+
+async def record_many(
+    session: AsyncSession, actor: Actor, entries: Iterable[Mapping[str, Any]]
+) -> None:
+    """Append many entries, in order, inside the caller's transaction, in one round trip.
+
+    Each item holds `record`'s keyword arguments. The entries are the same as `record` called
+    once per item (the statements run one after another, so entries of one entity still chain);
+    no ids come back.
+    """
+    params = [_append_params(actor, **entry) for entry in entries]
+    if params:
+        await session.execute(_APPEND, params)
 
 
 @dataclass

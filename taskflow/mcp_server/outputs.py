@@ -71,7 +71,8 @@ class TaskState(Envelope):
 
     @classmethod
     def of(cls, task: TaskOut) -> Self:
-        return cls.model_validate(task.model_dump(include=set(cls.model_fields)))
+        # Read the fields off the core model directly: no dump to a dict and back per task.
+        return cls.model_validate(task, from_attributes=True)
 
 
 class TaskSummary(TaskState):

@@ -386,3 +386,24 @@ async def test_digest_is_not_fooled_by_a_transaction_still_in_flight(db, owner):
     value = await digest_task
     assert await audit.check_digest(db, value), "an entry committed late changed the digest"
     assert (await audit.verify(db)).ok
+
+
+async def test_record_many_writes_the_same_chains_as_record_one_by_one(db, owner):
+    """One round trip for many entries; entries of one entity still chain in the given order."""
+    entries = [
+        {"entity_type": "test", "entity_id": i % 3, "action": "noted", "details": {"i": i}}
+        for i in range(7)
+    ]
+    async with db.transaction() as session:
+        await audit.record_many(session, owner, entries)
+        await audit.record_many(session, owner, [])
+    async with db.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        rows = await raw.fetch(
+            "SELECT entity_id, seq, details->>'i' AS i FROM audit_log "
+            "WHERE entity_type = 'test' ORDER BY id"
+        )
+    assert [(r["entity_id"], r["seq"], int(r["i"])) for r in rows] == [
+        (i % 3, i // 3 + 1, i) for i in range(7)
+    ]
+    assert (await audit.verify(db)).ok

@@ -45,8 +45,10 @@ async def test_rest_and_mcp_share_one_app_and_lifespan(
             )
             assert listed.status_code == 200, listed.text
             assert listed.headers["x-request-id"]
-            names = {tool["name"] for tool in listed.json()["result"]["tools"]}
-            assert len(names) > 10
+            from taskflow.mcp_server.server import TOOL_ORDER
+
+            names = [tool["name"] for tool in listed.json()["result"]["tools"]]
+            assert names == list(TOOL_ORDER)
             anonymous = await http.post(
                 "/mcp",
                 json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},

@@ -6,7 +6,7 @@ registrations, API keys), which carry no project data.
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 
 from taskflow.core import audit
 from taskflow.core.actor import Actor
@@ -44,11 +44,14 @@ def _decode(cursor: str) -> int:
     return int(cursor)
 
 
-async def list_audit(db: Database, actor: Actor, f: AuditFilter) -> Page[AuditEntryOut]:
+def _visible_to(actor: Actor) -> ColumnElement[bool]:
+    """Entries of the actor's projects, plus those outside any project."""
     mine = select(ProjectMember.project_id).where(ProjectMember.worker_id == actor.worker_id)
-    stmt = select(AuditEntry).where(
-        or_(AuditEntry.project_id.in_(mine), AuditEntry.project_id.is_(None))
-    )
+    return or_(AuditEntry.project_id.in_(mine), AuditEntry.project_id.is_(None))
+
+
+async def list_audit(db: Database, actor: Actor, f: AuditFilter) -> Page[AuditEntryOut]:
+    stmt = select(AuditEntry).where(_visible_to(actor))
     async with db.transaction() as session:
         if f.project is not None:
             project, _ = await project_with_role(session, actor, f.project)
@@ -78,13 +81,9 @@ async def list_audit(db: Database, actor: Actor, f: AuditFilter) -> Page[AuditEn
 
 
 async def get_entry(db: Database, actor: Actor, entry_id: int) -> AuditEntryOut:
-    mine = select(ProjectMember.project_id).where(ProjectMember.worker_id == actor.worker_id)
     async with db.transaction() as session:
         entry = await session.scalar(
-            select(AuditEntry).where(
-                AuditEntry.id == entry_id,
-                or_(AuditEntry.project_id.in_(mine), AuditEntry.project_id.is_(None)),
-            )
+            select(AuditEntry).where(AuditEntry.id == entry_id, _visible_to(actor))
         )
     if entry is None:
         raise NotFound(f"audit entry {entry_id} not found", entity="audit_entry")

@@ -485,10 +485,18 @@ class _Import:
 
     async def write_imported_entries(self) -> None:
         source = {"source": "phase1", "store_key": self.source.store_key}
-        for pending in self.pending_imported:
-            action = pending.pop("action", AuditAction.IMPORTED)
-            details = {**pending.pop("details"), **source}
-            await audit.record(self.session, self.actor, action=action, details=details, **pending)
+        await audit.record_many(
+            self.session,
+            self.actor,
+            (
+                {
+                    **pending,
+                    "action": pending.get("action", AuditAction.IMPORTED),
+                    "details": {**pending["details"], **source},
+                }
+                for pending in self.pending_imported
+            ),
+        )
         if self.new_records:
             await self.session.execute(insert(ImportRecord), self.new_records)
 

@@ -174,17 +174,24 @@ async def delete_project(
                 select(Task.id, Task.title, Task.status).where(Task.project_id == project.id)
             )
         ).all()
-        for task_id, title, status in tasks:
-            await audit.record(
-                session,
-                actor,
-                entity_type="task",
-                entity_id=task_id,
-                project_id=project.id,
-                task_id=task_id,
-                action=AuditAction.DELETED,
-                details={"old": {"title": title, "status": status}, "reason": "project deleted"},
-            )
+        await audit.record_many(
+            session,
+            actor,
+            (
+                {
+                    "entity_type": "task",
+                    "entity_id": task_id,
+                    "project_id": project.id,
+                    "task_id": task_id,
+                    "action": AuditAction.DELETED,
+                    "details": {
+                        "old": {"title": title, "status": status},
+                        "reason": "project deleted",
+                    },
+                }
+                for task_id, title, status in tasks
+            ),
+        )
         await _record(
             session,
             actor,

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select, text, tuple_
+from sqlalchemy import ColumnElement, func, literal, or_, select, text, tuple_
 from sqlalchemy.orm import aliased
 
 from taskflow.core.actor import Actor
@@ -47,14 +47,19 @@ TASK_COLUMNS = (
 TASK_FIELDS: tuple[str, ...] = tuple(TaskOut.model_fields)
 
 
+# Built once: every task write reads its row back through it. A Select is generative (`.where`
+# and friends return a copy), so sharing one is safe.
+_TASK_SELECT = (
+    select(*TASK_COLUMNS)
+    .join(Project, Project.id == Task.project_id)
+    .outerjoin(_assignee, _assignee.id == Task.assignee_id)
+    .join(_creator, _creator.id == Task.created_by_id)
+)
+
+
 def task_select() -> Any:
     """Tasks with the handles and slug a reader wants instead of bare ids."""
-    return (
-        select(*TASK_COLUMNS)
-        .join(Project, Project.id == Task.project_id)
-        .outerjoin(_assignee, _assignee.id == Task.assignee_id)
-        .join(_creator, _creator.id == Task.created_by_id)
-    )
+    return _TASK_SELECT
 
 
 def task_out(row: Mapping[str, Any]) -> TaskOut:
@@ -249,7 +254,3 @@ async def list_tasks(db: Database, actor: Actor, f: TaskFilter) -> Page[TaskOut]
         last = rows[f.limit - 1]
         next_cursor = encode_cursor(f.sort, last["_sort"], last["id"])
     return Page[TaskOut](items=items, next_cursor=next_cursor)
-
-
-def and_all(conds: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:
-    return and_(*conds) if conds else literal(True)

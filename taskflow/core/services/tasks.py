@@ -488,23 +488,25 @@ async def delete_task(
         locked = await lock_task(session, actor, task_id, expected_version=expected_version)
         tree = await _subtree(session, actor, task_id)
         nodes = [tree.task, *tree.subtree]
-        for node in reversed(nodes):
-            await _record(
-                session,
-                actor,
-                node.id,
-                locked.row["project_id"],
-                AuditAction.DELETED,
+        await audit.record_many(
+            session,
+            actor,
+            (
                 {
-                    "old": node.model_dump(
-                        mode="json", include={"title", "status", "parent_id", "assignee"}
-                    ),
-                    "with_parent": task_id if node.id != task_id else None,
-                },
-            )
+                    "entity_type": ENTITY,
+                    "entity_id": node.id,
+                    "project_id": locked.row["project_id"],
+                    "task_id": node.id,
+                    "action": AuditAction.DELETED,
+                    "details": {
+                        "old": node.model_dump(
+                            mode="json", include={"title", "status", "parent_id", "assignee"}
+                        ),
+                        "with_parent": task_id if node.id != task_id else None,
+                    },
+                }
+                for node in reversed(nodes)
+            ),
+        )
         await session.execute(text("DELETE FROM tasks WHERE id = :id"), {"id": task_id})
         return [n.id for n in nodes]
-
-
-async def project_id_of(session: AsyncSession, slug: str) -> int | None:
-    return await session.scalar(select(Project.id).where(Project.slug == slug))

@@ -7,6 +7,7 @@ audit. Refusals say what the caller should do instead.
 
 from __future__ import annotations
 
+import inspect
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,6 @@ from sqlalchemy import select, text
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
 from taskflow.core.domain import (
-    ApprovalPolicy,
     AuditAction,
     TaskStatus,
     check_progress,
@@ -30,6 +30,7 @@ from taskflow.core.services.tasks import (
     changes_of,
     handle_of,
     lock_task,
+    refuse_unreviewed_completion,
     worker_id_for,
 )
 
@@ -57,8 +58,6 @@ async def _change(
 
 
 def _is_async(fn: Any) -> bool:
-    import inspect
-
     return inspect.iscoroutinefunction(fn)
 
 
@@ -186,11 +185,7 @@ async def complete(
     """Mark done. Under a review-required policy only an approval completes a task."""
 
     def plan(locked: Locked) -> dict[str, Any]:
-        if locked.approval_policy == ApprovalPolicy.REVIEW_REQUIRED:
-            raise InvalidTransition(
-                f"project {locked.row['project_slug']} requires review: call request_review on "
-                f"task {task_id}, then another member approves it"
-            )
+        refuse_unreviewed_completion(locked)
         values = _status_change(locked, TaskStatus.COMPLETED)
         values["progress_percent"] = 100
         return values
