@@ -371,3 +371,13 @@ class Checks:
         if not failed:
             return f"ALL {len(self.results)} INVARIANTS HOLD"
         return f"{len(failed)} OF {len(self.results)} INVARIANTS FAILED: {', '.join(failed)}"
+
+
+def finish(name: str, args: Any, checks: Checks, result: dict[str, Any]) -> int:
+    """A production-proof bench's ending: save the numbers of a full run, print the verdict,
+    and exit 0 only when every invariant held."""
+    if not args.quick and not args.no_write:
+        print(f"wrote {write_result(name, result)}")
+    print()
+    print(checks.summary())
+    return 0 if checks.ok else 1

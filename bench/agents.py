@@ -46,12 +46,12 @@ from bench._harness import (
     EmbeddedPostgres,
     Server,
     better_auth,
+    finish,
     fresh_database,
     machine,
     postgres,
     serve,
     server_version,
-    write_result,
 )
 from bench._team import Member, add_members, provision, run_team, seed_team, sign_in_humans
 from bench._verdicts import (
@@ -244,10 +244,7 @@ def _cpu(server: Server, embedded: EmbeddedPostgres | None) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     checks, result = run(args)
-    if not args.quick and not args.no_write:
-        print(f"wrote {write_result('agents', result)}")
-    print(checks.summary())
-    return 0 if checks.ok else 1
+    return finish("agents", args, checks, result)
 
 
 if __name__ == "__main__":

@@ -18,30 +18,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.better_auth, which starts the real Better Auth server
 
+from bench._harness import postgres, write_result  # noqa: E402
 from taskflow.core.actor import Actor  # noqa: E402
 from taskflow.core.auth.identity import Authenticator  # noqa: E402
 from taskflow.core.auth.jwt import JwtVerifier  # noqa: E402
@@ -52,7 +48,7 @@ from taskflow.core.schemas import CreateHuman, RegisterAgent  # noqa: E402
 from taskflow.core.services import workers  # noqa: E402
 from tests.better_auth import start_better_auth  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "auth.json"
+DATABASE_ENV = "TASKFLOW_BENCH_DATABASE_URL"
 POOL_SIZE = 10
 
 
@@ -203,15 +199,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with ExitStack() as stack:
-        server_url = os.environ.get("TASKFLOW_BENCH_DATABASE_URL")
-        if not server_url:
-            import pgserver
-
-            tmp = Path(tempfile.mkdtemp(prefix="tf-bench-pg-"))
-            stack.callback(shutil.rmtree, tmp, ignore_errors=True)
-            server = pgserver.get_server(tmp / "pgdata", cleanup_mode="stop")
-            stack.callback(server.cleanup)
-            server_url = str(make_url(server.get_uri()).set(drivername="postgresql+asyncpg"))
+        server_url, _ = stack.enter_context(postgres(os.environ.get(DATABASE_ENV)))
         better_auth = stack.enter_context(start_better_auth("EdDSA"))
         session = better_auth.sign_up(
             f"bench-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery", "Bench"
@@ -222,28 +210,20 @@ def main() -> None:
         )
 
     print_table(rows)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "bench": "auth",
-                "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "python": platform.python_version(),
-                "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
-                "database": "embedded pgserver"
-                if "TASKFLOW_BENCH_DATABASE_URL" not in os.environ
-                else "TASKFLOW_BENCH_DATABASE_URL",
-                "jwt_alg": "EdDSA",
-                "seconds_per_case": args.seconds,
-                "pool_size": POOL_SIZE,
-                "jwks_fetched": jwks_fetches,
-                "rows": [asdict(r) for r in rows],
-            },
-            indent=2,
-        )
-        + "\n"
+    path = write_result(
+        "auth",
+        {
+            "python": platform.python_version(),
+            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+            "database": "embedded pgserver" if DATABASE_ENV not in os.environ else DATABASE_ENV,
+            "jwt_alg": "EdDSA",
+            "seconds_per_case": args.seconds,
+            "pool_size": POOL_SIZE,
+            "jwks_fetched": jwks_fetches,
+            "rows": [asdict(r) for r in rows],
+        },
     )
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    print(f"\nwrote {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

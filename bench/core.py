@@ -31,6 +31,9 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._harness import plain_dsn
 from taskflow.core import audit
 from taskflow.core.actor import Actor
 from taskflow.core.config import Settings
@@ -43,14 +46,6 @@ RESULTS = Path(__file__).resolve().parent / "results" / "core.json"
 
 
 # ------------------------------------------------------------------ database
-
-
-def plain_dsn(url: str, database: str | None = None) -> str:
-    """An asyncpg DSN (no `+asyncpg`) for the same server, optionally another database."""
-    parsed = to_async_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
 
 
 class Server:
@@ -317,7 +312,7 @@ async def bench_verify(db: Database, dsn: str, entries: int) -> dict:
 _STARTUP = """
 import asyncio, json, sys, time
 t0 = time.perf_counter()
-from taskflow.core.config import Settings
+from taskflow.core.config import Settings  # noqa: E402
 from taskflow.core.db import open_database
 t1 = time.perf_counter()
 async def main():

@@ -57,12 +57,12 @@ from bench._harness import (
     EmbeddedPostgres,
     Server,
     better_auth,
+    finish,
     fresh_database,
     machine,
     postgres,
     serve,
     server_version,
-    write_result,
 )
 from bench._team import (
     Member,
@@ -446,10 +446,7 @@ def run(args: argparse.Namespace) -> tuple[Checks, dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     checks, result = run(args)
-    if not args.quick and not args.no_write:
-        print(f"wrote {write_result('faults', result)}")
-    print(checks.summary())
-    return 0 if checks.ok else 1
+    return finish("faults", args, checks, result)
 
 
 if __name__ == "__main__":

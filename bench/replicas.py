@@ -50,6 +50,7 @@ from mcp.client.streamable_http import streamable_http_client
 from bench._harness import (
     Checks,
     better_auth,
+    finish,
     fresh_database,
     machine,
     percentile,
@@ -58,7 +59,6 @@ from bench._harness import (
     serve,
     server_version,
     wait_ready,
-    write_result,
 )
 from bench._team import provision
 from bench._verdicts import last_audit_id
@@ -534,11 +534,7 @@ def _sign_in(auth: Any) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     checks, result = run(args)
-    if not args.quick and not args.no_write:
-        print(f"wrote {write_result('replicas', result)}")
-    print()
-    print(checks.summary())
-    return 0 if checks.ok else 1
+    return finish("replicas", args, checks, result)
 
 
 if __name__ == "__main__":

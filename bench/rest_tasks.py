@@ -23,16 +23,13 @@ import asyncio
 import json
 import os
 import platform
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +40,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.http.live, which starts uvicorn the way tests do
 
+from bench._harness import postgres, write_result  # noqa: E402
 from taskflow.core.actor import Actor  # noqa: E402
 from taskflow.core.db import Database, to_async_url, upgrade  # noqa: E402
 from taskflow.core.domain import Role, WorkerType  # noqa: E402
@@ -56,7 +54,7 @@ from taskflow.core.schemas import (  # noqa: E402
 )
 from taskflow.core.services import projects, tasks, workers  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "rest_tasks.json"
+DATABASE_ENV = "TASKFLOW_BENCH_DATABASE_URL"
 BARE_DSN_ENV = "TASKFLOW_BENCH_BARE_DSN"
 BARE_POOL = 20  # the taskflow engine's pool_size 10 + max_overflow 10
 
@@ -363,41 +361,25 @@ def main() -> None:
     args = parser.parse_args()
 
     with ExitStack() as stack:
-        server_url = os.environ.get("TASKFLOW_BENCH_DATABASE_URL")
-        if not server_url:
-            import pgserver
-
-            tmp = Path(tempfile.mkdtemp(prefix="tf-bench-pg-"))
-            stack.callback(shutil.rmtree, tmp, ignore_errors=True)
-            server = pgserver.get_server(tmp / "pgdata", cleanup_mode="stop")
-            stack.callback(server.cleanup)
-            server_url = str(make_url(server.get_uri()).set(drivername="postgresql+asyncpg"))
+        server_url, _ = stack.enter_context(postgres(os.environ.get(DATABASE_ENV)))
         result = run_bench(server_url, args)
 
     print_table(result)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "bench": "rest_tasks",
-                "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "python": platform.python_version(),
-                "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
-                "database": "TASKFLOW_BENCH_DATABASE_URL"
-                if "TASKFLOW_BENCH_DATABASE_URL" in os.environ
-                else "embedded pgserver",
-                "uvicorn_workers": 1,
-                "args": vars(args),
-                "ratio_taskflow_over_bare": result["ratio"],
-                "post_median": {k: asdict(v) for k, v in result["median"].items()},
-                "post_rounds": {k: [asdict(r) for r in v] for k, v in result["rounds"].items()},
-                "get_tree": [asdict(r) for r in result["tree"]],
-            },
-            indent=2,
-        )
-        + "\n"
+    path = write_result(
+        "rest_tasks",
+        {
+            "python": platform.python_version(),
+            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+            "database": DATABASE_ENV if DATABASE_ENV in os.environ else "embedded pgserver",
+            "uvicorn_workers": 1,
+            "args": vars(args),
+            "ratio_taskflow_over_bare": result["ratio"],
+            "post_median": {k: asdict(v) for k, v in result["median"].items()},
+            "post_rounds": {k: [asdict(r) for r in v] for k, v in result["rounds"].items()},
+            "get_tree": [asdict(r) for r in result["tree"]],
+        },
     )
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    print(f"\nwrote {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

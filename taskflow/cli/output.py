@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 import typer
 from pydantic_core import to_jsonable_python
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 
 USAGE = 2
@@ -33,6 +33,22 @@ def emit_json(value: Any) -> None:
 
 def success(message: str) -> None:
     out().print(f"[green]✓[/] {message}")
+
+
+def answer(value: Any, json_: bool, message: str) -> None:
+    """A change's result: the core's model as JSON for scripts, else one success line."""
+    if json_:
+        emit_json(value)
+    else:
+        success(message)
+
+
+def show(value: Any, json_: bool, view: RenderableType) -> None:
+    """A read's result: the core's model as JSON for scripts, else a table or panel."""
+    if json_:
+        emit_json(value)
+    else:
+        out().print(view)
 
 
 def note(message: str) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.markup import escape
 
-from taskflow.cli.output import emit_json, fail, out, success
+from taskflow.cli.output import answer, emit_json, fail, out, show
 from taskflow.cli.params import Json, build
 from taskflow.cli.render import member_table, project_table
 from taskflow.cli.session import Session, call
@@ -42,10 +42,7 @@ def _in_project(
 
 def _show_member(member: MemberOut, slug: str, json_: bool) -> None:
     """`member add` and `member role` both answer with the member's role as it now is."""
-    if json_:
-        emit_json(member)
-    else:
-        success(f"{member.handle} is now {member.role} of {escape(slug)}")
+    answer(member, json_, f"{member.handle} is now {member.role} of {escape(slug)}")
 
 
 @project_app.command("add")
@@ -64,10 +61,9 @@ def add(
         CreateProject, slug=slug, name=name, description=description, approval_policy=approval
     )
     project = call(lambda s: projects.create_project(s.db, s.actor, cmd))
-    if json_:
-        emit_json(project)
-    else:
-        success(f"Created project [bold]{escape(project.slug)}[/] ({escape(project.name)})")
+    answer(
+        project, json_, f"Created project [bold]{escape(project.slug)}[/] ({escape(project.name)})"
+    )
 
 
 @project_app.command("list")
@@ -83,13 +79,10 @@ def list_(json_: Json = False) -> None:
 
 
 @project_app.command("show")
-def show(slug: Slug, json_: Json = False) -> None:
+def show_(slug: Slug, json_: Json = False) -> None:
     """One project, with your role in it."""
     project = call(lambda s: projects.get_project(s.db, s.actor, slug))
-    if json_:
-        emit_json(project)
-    else:
-        out().print(project_table([project]))
+    show(project, json_, project_table([project]))
 
 
 @project_app.command("edit")
@@ -105,10 +98,7 @@ def edit(
     if not cmd.model_fields_set:
         fail("nothing to change: give --name, --description or --approval", 2)
     project = call(lambda s: projects.update_project(s.db, s.actor, slug, cmd))
-    if json_:
-        emit_json(project)
-    else:
-        success(f"Updated project [bold]{escape(project.slug)}[/]")
+    answer(project, json_, f"Updated project [bold]{escape(project.slug)}[/]")
 
 
 @project_app.command("delete")
@@ -121,20 +111,18 @@ def delete(
     if not force and not typer.confirm(f"Delete project {slug} and all its tasks?"):
         fail("not deleted")
     project_id = call(lambda s: projects.delete_project(s.db, s.actor, slug))
-    if json_:
-        emit_json({"deleted": slug, "id": project_id})
-    else:
-        success(f"Deleted project {escape(slug)} (its audit trail stays)")
+    answer(
+        {"deleted": slug, "id": project_id},
+        json_,
+        f"Deleted project {escape(slug)} (its audit trail stays)",
+    )
 
 
 @member_app.command("list")
 def members(project: MemberProject = None, json_: Json = False) -> None:
     """Who is in a project, with which role."""
     slug, found = _in_project(project, projects.list_members)
-    if json_:
-        emit_json(found)
-    else:
-        out().print(member_table(found, slug))
+    show(found, json_, member_table(found, slug))
 
 
 @member_app.command("add")
@@ -155,10 +143,11 @@ def member_add(
 def member_remove(handle: Handle, project: MemberProject = None, json_: Json = False) -> None:
     """Remove a worker from a project."""
     slug, _ = _in_project(project, projects.remove_member, handle)
-    if json_:
-        emit_json({"removed": handle, "project": slug})
-    else:
-        success(f"{handle} is no longer a member of {escape(slug)}")
+    answer(
+        {"removed": handle, "project": slug},
+        json_,
+        f"{handle} is no longer a member of {escape(slug)}",
+    )
 
 
 @member_app.command("role")

@@ -257,12 +257,18 @@ def delete(
     json_: Json = False,
 ) -> None:
     """Delete a task and its subtasks (their audit history stays)."""
-    if not force:
-        detail = call(lambda s: task_queries.get_task(s.db, s.actor, task_id))
-        more = f" and its {len(detail.subtree)} subtask(s)" if detail.subtree else ""
-        if not typer.confirm(f"Delete task #{task_id} {detail.task.title!r}{more}?"):
-            fail("not deleted")
-    deleted = call(lambda s: tasks.delete_task(s.db, s.actor, task_id))
+
+    async def work(s: Session) -> list[int]:
+        # One session for the question and the deletion: opening the runtime twice (server,
+        # migration check, sign-in) doubled the command's start-up cost.
+        if not force:
+            detail = await task_queries.get_task(s.db, s.actor, task_id)
+            more = f" and its {len(detail.subtree)} subtask(s)" if detail.subtree else ""
+            if not typer.confirm(f"Delete task #{task_id} {detail.task.title!r}{more}?"):
+                fail("not deleted")
+        return await tasks.delete_task(s.db, s.actor, task_id)
+
+    deleted = call(work)
     if json_:
         emit_json({"deleted": deleted})
         return

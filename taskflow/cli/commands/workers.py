@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.panel import Panel
 
-from taskflow.cli.output import USAGE, emit_json, fail, out, success
+from taskflow.cli.output import USAGE, answer, emit_json, fail, out, show, success
 from taskflow.cli.params import Json, build, parse_date, split_tags
 from taskflow.cli.render import key_table, worker_table
 from taskflow.cli.session import Session, call
@@ -87,20 +87,14 @@ def worker_add(
 def worker_list(json_: Json = False) -> None:
     """Every worker, humans and agents alike."""
     found = call(lambda s: workers.list_workers(s.db, s.actor))
-    if json_:
-        emit_json(found)
-    else:
-        out().print(worker_table(found))
+    show(found, json_, worker_table(found))
 
 
 @worker_app.command("show")
 def worker_show(handle: Handle, json_: Json = False) -> None:
     """One worker."""
     worker = call(lambda s: workers.get_worker(s.db, s.actor, handle))
-    if json_:
-        emit_json(worker)
-    else:
-        out().print(worker_table([worker], title=worker.handle))
+    show(worker, json_, worker_table([worker], title=worker.handle))
 
 
 @agent_app.command("register")
@@ -135,20 +129,14 @@ def agent_register(
 def agent_list(json_: Json = False) -> None:
     """The agents."""
     found = [w for w in call(lambda s: workers.list_workers(s.db, s.actor)) if w.type == "agent"]
-    if json_:
-        emit_json(found)
-    else:
-        out().print(worker_table(found, title="Agents"))
+    show(found, json_, worker_table(found, title="Agents"))
 
 
 @agent_app.command("keys")
 def agent_keys(handle: Handle, json_: Json = False) -> None:
     """An agent's API keys (prefixes only; keys are never shown again)."""
     keys = call(lambda s: workers.list_api_keys(s.db, s.actor, handle))
-    if json_:
-        emit_json(keys)
-    else:
-        out().print(key_table(keys, handle))
+    show(keys, json_, key_table(keys, handle))
 
 
 @agent_app.command("new-key")
@@ -175,10 +163,7 @@ def agent_new_key(
 def agent_revoke(handle: Handle, key_id: KeyId, json_: Json = False) -> None:
     """Revoke one of an agent's keys (it stops working at once)."""
     key = call(lambda s: workers.revoke_api_key(s.db, s.actor, handle, key_id))
-    if json_:
-        emit_json(key)
-    else:
-        success(f"Revoked key {key.id} ({key.display_prefix}…) of {escape(handle)}")
+    answer(key, json_, f"Revoked key {key.id} ({key.display_prefix}…) of {escape(handle)}")
 
 
 @agent_app.command("rotate")

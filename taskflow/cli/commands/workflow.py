@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from taskflow.cli.output import emit_json, success
+from taskflow.cli.output import answer
 from taskflow.cli.params import Json, TaskId, clears
 from taskflow.cli.session import Session, call
 from taskflow.core.schemas import TaskOut
@@ -20,10 +20,7 @@ def _apply(
     work: Callable[[Session], Awaitable[TaskOut]], json_: bool, message: Callable[[TaskOut], str]
 ) -> None:
     task = call(work)
-    if json_:
-        emit_json(task)
-    else:
-        success(message(task))
+    answer(task, json_, message(task))
 
 
 def _label(task: TaskOut) -> str:
