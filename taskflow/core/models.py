@@ -90,6 +90,8 @@ class Worker(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     created_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("workers.id"))
     created_at: Mapped[datetime] = _now()
+    # Set when the worker is deactivated: history stays, sign-in, claims and assignment stop.
+    deactivated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Project(Base):
@@ -178,6 +180,9 @@ class Task(Base):
     tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"), default=list)
     due_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     recurrence: Mapped[str | None] = mapped_column(String(100))
+    # When work first started (kept through review) and when it was completed (cleared on reopen).
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, server_default="1", default=1)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()

@@ -221,7 +221,9 @@ def test_console_script_errors_and_completion() -> None:
     assert len(unknown.stderr.strip().splitlines()) == 1
     bare = run()
     assert bare.returncode == 0 and "Usage: taskflow" in bare.stdout
-    script = run("--show-completion", "bash")
+    # Name the shell rather than let Typer guess it from the parent process (under CI or a
+    # helper script that parent is not a shell, and detection finds nothing).
+    script = run("--show-completion", "bash", _TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1")
     assert script.returncode == 0 and "_taskflow_completion" in script.stdout
     words = run(_TASKFLOW_COMPLETE="complete_bash", COMP_WORDS="taskflow pro", COMP_CWORD="1")
     assert words.returncode == 0 and words.stdout.split() == ["progress", "project"]

@@ -20,7 +20,7 @@ from taskflow.core.errors import ValidationFailed
 from taskflow.core.services import importer
 from tests.cli.conftest import Cli, snapshot
 
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "phase1" / "sample"
+SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "phase1"
 
 
 def utc(naive: str) -> datetime:
