@@ -7,7 +7,22 @@ as an `isError` tool result; the CLI prints it in one red line and exits 1.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class NextStep:
+    """What the caller should do instead, as data: an operation and its arguments.
+
+    Each surface words it in its own vocabulary from the operation's declaration:
+    `call start_task(task_id=8)` on MCP, `POST /api/tasks/8/start` on REST, `taskflow start 8`
+    on the CLI. The core never writes surface-specific text.
+    """
+
+    operation: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
 
 
 class TaskFlowError(Exception):
@@ -17,9 +32,10 @@ class TaskFlowError(Exception):
     code: str = "error"
     title: str = "Request refused"
 
-    def __init__(self, message: str, **extra: Any) -> None:
+    def __init__(self, message: str, *, next_step: NextStep | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
+        self.next_step = next_step
         self.extra = extra
 
     def __str__(self) -> str:

@@ -1,5 +1,10 @@
 """Replaying the first answer to a retried request that carries an idempotency key.
 
+Operations dispatched through the kernel (`taskflow.core.dispatcher`) use `replay_or_reserve`
+and `remember`, which run inside the operation's own transaction: the key, the change, its audit
+entries and the stored answer commit together or not at all. `run_once` below is the older
+wrapper, in three transactions, that the surfaces use until they dispatch through the kernel.
+
 A key is reserved before the operation runs and its answer stored after, per worker. A retry
 with the same key and body gets the stored answer and writes nothing new; the same key with a
 different body is refused; a retry while the first is still running gets a conflict. Keys
@@ -158,3 +163,52 @@ async def run_once(
             .values(status_code=status, response=to_jsonable_python(result))
         )
     return status, result, False
+
+
+async def replay_or_reserve(
+    session: Any, actor: Actor, key: str, scope: str, body: Any
+) -> Any | None:
+    """Inside the operation's transaction: the stored answer for a repeated key, else None after
+    reserving the key for this transaction.
+
+    A concurrent request with the same key waits on the unique index until the first one commits
+    (then it replays its answer) or rolls back (then it runs itself), so two never both apply.
+    """
+    if len(key) > 255:
+        raise ValidationFailed("idempotency key too long (max 255 characters)", field="key")
+    digest = request_hash(scope, body)
+    mine = (IdempotencyRecord.worker_id == actor.worker_id) & (IdempotencyRecord.key == key)
+    await session.execute(
+        delete(IdempotencyRecord).where(
+            mine, IdempotencyRecord.created_at < datetime.now(UTC) - TTL
+        )
+    )
+    inserted = await session.scalar(
+        insert(IdempotencyRecord)
+        .values(worker_id=actor.worker_id, key=key, scope=scope, request_hash=digest)
+        .on_conflict_do_nothing()
+        .returning(IdempotencyRecord.key)
+    )
+    if inserted is not None:
+        return None
+    record = await session.scalar(select(IdempotencyRecord).where(mine))
+    if record is None or record.request_hash != digest:
+        raise ValidationFailed(
+            "this idempotency key was already used for a different request: use a new key for "
+            "a new request",
+            field="idempotency_key",
+        )
+    if record.status_code is None:  # reserved by `run_once` and not answered yet
+        raise Conflict(
+            "a request with this idempotency key is still being processed: retry in a moment"
+        )
+    return record.response
+
+
+async def remember(session: Any, actor: Actor, key: str, status: int, answer: Any) -> None:
+    """Store the answer in the operation's transaction, for every retry with the same key."""
+    await session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.worker_id == actor.worker_id, IdempotencyRecord.key == key)
+        .values(status_code=status, response=to_jsonable_python(answer))
+    )

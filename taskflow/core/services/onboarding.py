@@ -13,9 +13,9 @@ from taskflow.core.actor import Actor
 from taskflow.core.db import Database
 from taskflow.core.domain import Role, Via, WorkerType
 from taskflow.core.errors import Conflict
+from taskflow.core.handlers import projects as project_ops
 from taskflow.core.models import Project, Worker
 from taskflow.core.schemas import (
-    AddMember,
     ApiKeyOut,
     CreateHuman,
     CreateProject,
@@ -23,8 +23,8 @@ from taskflow.core.schemas import (
     WorkerOut,
 )
 from taskflow.core.services.access import role_in
-from taskflow.core.services.projects import insert_member, insert_project
 from taskflow.core.services.workers import actor_for, insert_agent, insert_human, worker_out
+from taskflow.core.uow import UnitOfWork
 
 DEFAULT_PROJECT_NAME = "Default Project"
 
@@ -74,7 +74,7 @@ async def init_local(
             cmd_project = CreateProject(
                 slug=project, name=DEFAULT_PROJECT_NAME, description="Created by taskflow init"
             )
-            out = await insert_project(session, actor, cmd_project)
+            out = await project_ops.create_project(cmd_project, UnitOfWork(session), actor)
             project_id = out.id
         role = await role_in(session, worker.id, project_id)
         return LocalSetup(
@@ -101,8 +101,7 @@ async def add_worker(
         else:
             added = AddedWorker(worker=worker_out(await insert_human(session, cmd, actor)))
         if project is not None:
-            member = await insert_member(
-                session, actor, project, AddMember(handle=cmd.handle, role=role)
-            )
+            add = project_ops.AddMember(project=project, handle=cmd.handle, role=role)
+            member = await project_ops.add_member(add, UnitOfWork(session), actor)
             added.project, added.role = project, member.role
         return added

@@ -1,0 +1,117 @@
+"""One declaration per operation: its command, its handler and how each surface reaches it.
+
+A handler is declared where it is written, with `@declare(Command, ...)`. The declaration is the
+only place that says what the operation is called on MCP, which REST method and path serve it,
+which CLI command runs it, and whether it reads, destroys or may be repeated safely. The
+dispatcher, the reachability checks and (as the surfaces move onto the kernel) the MCP tools and
+REST routes are all built from `REGISTRY`; no surface keeps a list of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, get_type_hints
+
+from pydantic import BaseModel
+
+from taskflow.core.actor import Actor
+from taskflow.core.uow import UnitOfWork
+
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+Handler = Callable[[Any, UnitOfWork, Actor], Awaitable[Any]]
+H = TypeVar("H", bound=Handler)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A REST route: method, Starlette path (fields of the command in braces) and success status."""
+
+    method: Method
+    path: str
+    status: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """Everything about one operation that is not its code."""
+
+    name: str
+    command: type[BaseModel]
+    handler: Handler
+    summary: str
+    toolset: str
+    read_only: bool = False
+    destructive: bool = False
+    idempotent: bool = False
+    mcp: str | None = None
+    rest: Route | None = None
+    cli: str | None = None
+
+    @property
+    def mutating(self) -> bool:
+        """Changes state, so it must write at least one audit entry."""
+        return not self.read_only
+
+    def output(self) -> Any:
+        """The handler's return annotation: the answer's type for OpenAPI and MCP schemas."""
+        return get_type_hints(self.handler)["return"]
+
+
+REGISTRY: dict[str, Operation] = {}
+_BY_COMMAND: dict[type[BaseModel], Operation] = {}
+
+
+def declare(
+    command: type[BaseModel],
+    *,
+    toolset: str,
+    read_only: bool = False,
+    destructive: bool = False,
+    idempotent: bool = False,
+    mcp: str | None = None,
+    rest: Route | None = None,
+    cli: str | None = None,
+    name: str | None = None,
+) -> Callable[[H], H]:
+    """Register the decorated handler as the operation that runs `command`.
+
+    The operation's name is the handler's name unless given; its summary is the first line of the
+    handler's docstring, which is what MCP tool descriptions and OpenAPI summaries show.
+    """
+
+    def register(handler: H) -> H:
+        op_name = name or handler.__name__
+        if op_name in REGISTRY:
+            raise ValueError(f"operation {op_name!r} is declared twice")
+        if command in _BY_COMMAND:
+            raise ValueError(f"{command.__name__} already belongs to {_BY_COMMAND[command].name}")
+        if command.model_config.get("extra") != "forbid":
+            raise ValueError(f"{command.__name__} must refuse unknown fields (extra='forbid')")
+        doc = (handler.__doc__ or "").strip()
+        operation = Operation(
+            name=op_name,
+            command=command,
+            handler=handler,
+            summary=doc.splitlines()[0] if doc else op_name.replace("_", " "),
+            toolset=toolset,
+            read_only=read_only,
+            destructive=destructive,
+            idempotent=idempotent or read_only,
+            mcp=mcp,
+            rest=rest,
+            cli=cli,
+        )
+        REGISTRY[op_name] = operation
+        _BY_COMMAND[command] = operation
+        return handler
+
+    return register
+
+
+def operation_for(command: BaseModel) -> Operation:
+    """The declaration that runs this command (a command without one is a programming error)."""
+    try:
+        return _BY_COMMAND[type(command)]
+    except KeyError:
+        raise LookupError(f"no operation is declared for {type(command).__name__}") from None

@@ -1,0 +1,62 @@
+"""The dispatcher: the one place that opens a unit of work and runs an operation in it.
+
+`dispatch(db, actor, command)` finds the command's declaration, opens the transaction, lets the
+handler work (its audit entries go into the same transaction), stores the answer under the
+caller's idempotency key in that same transaction, and commits. A retry after a crash therefore
+finds either the committed answer or nothing at all: there is no reservation that can outlive
+its request, so no lease and no search of the audit log. Database failures come out as domain
+errors (`Database.transaction` translates them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+import taskflow.core.handlers  # noqa: F401  (registers every declared operation)
+from taskflow.core import idempotency
+from taskflow.core.actor import Actor
+from taskflow.core.db import Database
+from taskflow.core.declarations import Operation, operation_for
+from taskflow.core.uow import UnitOfWork
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A handler's answer, and whether it was replayed from an earlier call with the same key."""
+
+    value: Any
+    replayed: bool = False
+
+
+@cache
+def _output_adapter(operation: Operation) -> TypeAdapter[Any]:
+    return TypeAdapter(operation.output())
+
+
+async def dispatch(
+    db: Database, actor: Actor, command: BaseModel, *, idempotency_key: str | None = None
+) -> Outcome:
+    """Run `command` as `actor` in one transaction; replay the first answer for a repeated key."""
+    operation = operation_for(command)
+    key = idempotency_key if operation.mutating else None
+    async with db.transaction() as session:
+        if key:
+            stored = await idempotency.replay_or_reserve(
+                session, actor, key, operation.name, command.model_dump(mode="json")
+            )
+            if stored is not None:
+                return Outcome(_output_adapter(operation).validate_python(stored), replayed=True)
+        value = await operation.handler(command, UnitOfWork(session), actor)
+        if key:
+            status = operation.rest.status if operation.rest else 200
+            await idempotency.remember(session, actor, key, status, value)
+    return Outcome(value)
+
+
+async def run(db: Database, actor: Actor, command: BaseModel) -> Any:
+    """`dispatch` for callers that want only the answer (the CLI, tests, composite scripts)."""
+    return (await dispatch(db, actor, command)).value

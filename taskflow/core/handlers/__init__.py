@@ -1,0 +1,8 @@
+"""Handlers per aggregate, each declared once with its command (`taskflow.core.declarations`).
+
+Importing this package registers every operation moved onto the kernel so far.
+"""
+
+from taskflow.core.handlers import projects
+
+__all__ = ["projects"]
