@@ -17,6 +17,12 @@ TITLE_MAX = 500
 NAME_MAX = 200
 
 
+def is_number(text: str) -> bool:
+    """ASCII digits only: `str.isdigit()` also accepts superscripts such as "²", which `int()`
+    then refuses, so input checked with it reached the database as a 500."""
+    return text.isascii() and text.isdigit()
+
+
 class TaskStatus(StrEnum):
     PENDING = "pending"
     IN_PROGRESS = "in_progress"

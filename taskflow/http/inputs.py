@@ -20,6 +20,7 @@ from pydantic import (
 )
 from starlette.requests import Request
 
+from taskflow.core.domain import is_number
 from taskflow.core.schemas import Handle
 from taskflow.http.problems import ClientError, InputInvalid
 
@@ -90,7 +91,7 @@ def _is_json(content_type: str) -> bool:
 async def body_bytes(request: Request) -> bytes:
     """The raw body, refusing non-JSON media types and anything over MAX_BODY_BYTES."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared is not None and is_number(declared) and int(declared) > MAX_BODY_BYTES:
         raise ClientError(413, f"request body over {MAX_BODY_BYTES} bytes")
     chunks: list[bytes] = []
     size = 0

@@ -14,6 +14,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from pydantic import BaseModel, ValidationError
 
 from taskflow.core.actor import Actor
+from taskflow.core.domain import is_number
 from taskflow.core.errors import NotFound, TaskFlowError
 from taskflow.core.schemas import AuditFilter
 from taskflow.core.services import history, task_queries
@@ -45,7 +46,7 @@ def register(mcp: MCPServer, s: Surface) -> None:
         mime_type="application/json",
     )
     async def task_resource(id: str, ctx: Context) -> str:
-        if not id.isdigit() or int(id) < 1:
+        if not is_number(id) or int(id) < 1:
             raise ResourceNotFoundError(f"no task {id!r}: task ids are positive integers")
         return await _read(s, ctx, lambda a: task_queries.get_task(s.db, a, int(id)))
 

@@ -346,3 +346,13 @@ async def test_cors_preflight_and_exposed_headers(as_bot: httpx.AsyncClient) -> 
     simple = await as_bot.get("/api/projects/web", headers={"Origin": ORIGIN})
     assert simple.headers["access-control-allow-origin"] == ORIGIN
     assert "etag" in simple.headers["access-control-expose-headers"].lower()
+
+
+async def test_non_ascii_digits_are_refused_not_a_500(as_bot: httpx.AsyncClient) -> None:
+    """ "²".isdigit() is True but int("²") fails: such input once reached the database as a 500."""
+    for url in ("/api/tasks?project=²", "/api/audit?project=²", "/api/audit?cursor=²"):
+        response = await as_bot.get(url)
+        assert response.status_code in (404, 422), (url, response.status_code, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+    created = await as_bot.post("/api/projects/²/tasks", json={"title": "x"})
+    assert created.status_code in (404, 422) and created.json()["detail"], created.text

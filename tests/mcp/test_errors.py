@@ -96,3 +96,14 @@ def test_every_transition_refusal_names_real_tools() -> None:
                 message = for_agents(exc.message)
                 for verb in ("(start)", "(complete)", "(block)", "(unblock)"):
                     assert verb not in message, message
+
+
+async def test_non_ascii_digits_are_refused_not_a_crash(bot: McpUser, team: Team) -> None:
+    """ "²".isdigit() is True but int("²") fails: such a project reference once crashed the call."""
+    for name, args in (
+        ("list_tasks", {"project": "²"}),
+        ("create_task", {"title": "x", "project": "²"}),
+        ("get_audit_trail", {"project": "²"}),
+    ):
+        message = refusal(await call(bot, name, **args))
+        assert "not found" in message, (name, message)

@@ -20,7 +20,7 @@ async def test_task_resource_has_the_subtree(bot: McpUser, db: Database, team: T
     assert [n["title"] for n in body["subtree"]] == ["c"]
 
 
-@pytest.mark.parametrize("ref", ["999", "abc", "0"])
+@pytest.mark.parametrize("ref", ["999", "abc", "0", "²"])
 async def test_unknown_task_is_resource_not_found(bot: McpUser, team: Team, ref: str) -> None:
     with pytest.raises(MCPError) as info:
         await bot.read(f"taskflow://tasks/{ref}")

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow.core.actor import Actor
-from taskflow.core.domain import Role, role_at_least
+from taskflow.core.domain import Role, is_number, role_at_least
 from taskflow.core.errors import Forbidden, NotFound
 from taskflow.core.models import Project, ProjectMember, Worker
 
@@ -48,7 +48,7 @@ def project_clause(ref: str | int) -> ColumnElement[bool]:
     """Slug or id. An all-digit slug (`2024`) is valid, so digits match either; `project_with_role`
     prefers the slug when both exist."""
     text_ref = str(ref)
-    if text_ref.isdigit():
+    if is_number(text_ref):
         return or_(Project.slug == text_ref, Project.id == int(text_ref))
     return Project.slug == text_ref
 

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, or_, select
 from taskflow.core import audit
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
-from taskflow.core.domain import WorkerType
+from taskflow.core.domain import WorkerType, is_number
 from taskflow.core.errors import NotFound, ValidationFailed
 from taskflow.core.models import AuditEntry, ProjectMember
 from taskflow.core.schemas import AuditEntryOut, AuditFilter, Page, VerifyOut
@@ -37,7 +37,7 @@ def entry_out(e: AuditEntry) -> AuditEntryOut:
 
 
 def _decode(cursor: str) -> int:
-    if not cursor.isdigit():
+    if not is_number(cursor):
         raise ValidationFailed(
             "invalid cursor: pass the next_cursor of the previous page unchanged", field="cursor"
         )

@@ -22,6 +22,7 @@ from taskflow.core.domain import (
     Role,
     TaskStatus,
     check_transition,
+    is_number,
 )
 from taskflow.core.errors import Conflict, InvalidTransition, ValidationFailed
 from taskflow.core.models import Project, ProjectMember, Task, Worker
@@ -290,7 +291,7 @@ async def _insert_top_level(
     """A task at the top of a project named by slug or id ('default' when none is given)."""
     ref = cmd.project or DEFAULT_PROJECT
     project_id = None
-    if spec.assignee or ref.isdigit():
+    if spec.assignee or is_number(ref):
         # The assignee must be checked against the project, and an all-digit reference may be a
         # slug or an id: resolve the project first (one more round trip, off the hot path).
         project, _ = await project_with_role(session, actor, ref, Role.MEMBER)
