@@ -9,13 +9,15 @@ REST routes are all built from `REGISTRY`; no surface keeps a list of its own.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import difflib
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, get_type_hints
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from taskflow.core.actor import Actor
+from taskflow.core.errors import FieldProblem, InvalidInput
 from taskflow.core.uow import UnitOfWork
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -56,6 +58,34 @@ class Operation:
     def output(self) -> Any:
         """The handler's return annotation: the answer's type for OpenAPI and MCP schemas."""
         return get_type_hints(self.handler)["return"]
+
+    def parse(self, arguments: Mapping[str, Any]) -> BaseModel:
+        """The command built from a surface's arguments, or `InvalidInput` naming each problem."""
+        try:
+            return self.command.model_validate(dict(arguments))
+        except ValidationError as exc:
+            raise InvalidInput(problems_of(self.command, exc)) from None
+
+
+def problems_of(command: type[BaseModel], error: ValidationError) -> list[FieldProblem]:
+    """Pydantic's errors as field problems; an unknown argument names the nearest valid one."""
+    fields = list(command.model_fields)
+    problems = []
+    for err in error.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in err["loc"]) or "arguments"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = _unknown(str(err["loc"][-1]), fields)
+        problems.append(FieldProblem(field=field, message=message, type=err["type"]))
+    return problems
+
+
+def _unknown(name: str, fields: list[str]) -> str:
+    nearest = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
+    if nearest:
+        return f"unknown argument {name!r}: did you mean {nearest[0]!r}?"
+    accepted = ", ".join(fields) or "none"
+    return f"unknown argument {name!r}: this operation accepts {accepted}"
 
 
 REGISTRY: dict[str, Operation] = {}

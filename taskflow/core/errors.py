@@ -50,6 +50,25 @@ class ValidationFailed(TaskFlowError):
     title = "Invalid input"
 
 
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """One refused argument: its dotted path, why, and a machine-readable reason."""
+
+    field: str
+    message: str
+    type: str
+
+
+class InvalidInput(ValidationFailed):
+    """A command's arguments were refused; `problems` names each one (unknown ones with the
+    nearest valid name), so every surface can point at the fields in its own terms."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        listed = "; ".join(f"{p.field}: {p.message}" for p in problems[:5])
+        super().__init__(f"invalid input: {listed}", field=problems[0].field if problems else None)
+        self.problems = problems
+
+
 class NotFound(TaskFlowError):
     """The thing does not exist, or the caller may not know it exists."""
 

@@ -20,9 +20,18 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Lifespan
 
+from taskflow.core.declarations import REGISTRY
+from taskflow.core.errors import TaskFlowError
 from taskflow.core.runtime import Runtime
+from taskflow.http import operations
 from taskflow.http.openapi import openapi_document
-from taskflow.http.problems import from_http_exception, from_unhandled
+from taskflow.http.problems import (
+    ClientError,
+    from_client_exception,
+    from_http_exception,
+    from_taskflow_error,
+    from_unhandled,
+)
 from taskflow.http.request_id import HEADER as REQUEST_ID_HEADER
 from taskflow.http.request_id import RequestIdMiddleware
 from taskflow.http.routes import ALL
@@ -47,7 +56,8 @@ CORS_RESPONSE_HEADERS = [
 
 
 def _openapi_route(local_mode: bool) -> Route:
-    body = to_json(openapi_document(ALL, local_mode=local_mode))
+    generated = [operations.documented(op) for op in REGISTRY.values() if op.rest is not None]
+    body = to_json(openapi_document([*ALL, *generated], local_mode=local_mode))
 
     async def openapi(request: Request) -> Response:
         """The OpenAPI 3.1 document for this API (public, so tools can fetch it)."""
@@ -70,6 +80,7 @@ def create_api(
     """
     routes: list[BaseRoute] = [
         *routes_for(ALL, runtime, local_handle),
+        *operations.routes_for(REGISTRY.values(), runtime, local_handle),
         _openapi_route(local_handle is not None),
         *extra_routes,
     ]
@@ -87,6 +98,11 @@ def create_api(
     return Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPException: from_http_exception, Exception: from_unhandled},
+        exception_handlers={
+            HTTPException: from_http_exception,
+            TaskFlowError: from_taskflow_error,
+            ClientError: from_client_exception,
+            Exception: from_unhandled,
+        },
         lifespan=lifespan,
     )

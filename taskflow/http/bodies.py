@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from taskflow.core.domain import Role, TaskStatus
+from taskflow.core.domain import TaskStatus
 from taskflow.core.schemas import DueDate, Handle, Model, Name, Percent, Tag
 
 Note = str | None
@@ -48,10 +48,6 @@ class Delegation(Model):
 
 class Blocking(Model):
     reason: Note = Field(default=None, max_length=2000)
-
-
-class RoleChange(Model):
-    role: Role
 
 
 class NewApiKey(Model):

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from taskflow.core.errors import TaskFlowError, Unauthenticated
+from taskflow.core.errors import InvalidInput, TaskFlowError, Unauthenticated
 from taskflow.http.request_id import SCOPE_KEY
 
 log = logging.getLogger("taskflow.http")
@@ -30,6 +30,9 @@ _MAX_LISTED_ERRORS = 20
 _PRIVATE_EXTRAS = frozenset({"cause"})
 # Core fields that arrive in a header on this surface.
 _HEADER_FIELDS = {"idempotency_key": "header", "expected_version": "body"}
+SOURCES_KEY = "taskflow.argument_sources"
+"""Request scope key: where each argument of a generated route came from (path, query, body or
+header), so a refusal points at the part of the request that holds the field."""
 
 _HTTP_CODES = {
     400: ("bad-request", "Bad request"),
@@ -128,7 +131,9 @@ def from_domain(request: Request, exc: TaskFlowError) -> Response:
         headers["Retry-After"] = "5"
     errors = None
     field = exc.extra.get("field")
-    if exc.status == 422 and isinstance(field, str):
+    if isinstance(exc, InvalidInput):
+        errors = _located(request, exc)
+    elif exc.status == 422 and isinstance(field, str):
         location = _HEADER_FIELDS.get(field, "body")
         errors = [FieldError(location=location, field=field, message=exc.message, type=exc.code)]
     return problem_response(
@@ -141,6 +146,31 @@ def from_domain(request: Request, exc: TaskFlowError) -> Response:
         extra=exc.extra,
         headers=headers,
     )
+
+
+def _located(request: Request, exc: InvalidInput) -> list[FieldError]:
+    sources: Mapping[str, str] = request.scope.get(SOURCES_KEY, {})
+    return [
+        FieldError(
+            location=sources.get(p.field.split(".", 1)[0], "body"),
+            field=p.field,
+            message=p.message,
+            type=p.type,
+        )
+        for p in exc.problems[:_MAX_LISTED_ERRORS]
+    ]
+
+
+async def from_taskflow_error(request: Request, exc: Exception) -> Response:
+    """Starlette exception handler for refusals raised by generated routes."""
+    assert isinstance(exc, TaskFlowError)
+    return from_domain(request, exc)
+
+
+async def from_client_exception(request: Request, exc: Exception) -> Response:
+    """Starlette exception handler for requests refused before they reach the core."""
+    assert isinstance(exc, ClientError)
+    return from_client_error(request, exc)
 
 
 def challenge(request: Request, message: str) -> str:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from taskflow.core.declarations import REGISTRY
 from taskflow.core.dispatcher import dispatch
-from taskflow.core.errors import Conflict, ValidationFailed
+from taskflow.core.errors import Conflict, InvalidInput, ValidationFailed
 from taskflow.core.handlers import projects as ops
 from taskflow.core.schemas import CreateProject
 from tests.core.conftest import scalar, snapshot
@@ -90,3 +90,21 @@ async def test_a_change_that_changes_nothing_writes_nothing(db, owner) -> None:
 async def test_read_only_operations_ignore_the_key(db, owner) -> None:
     await dispatch(db, owner, ops.ListProjects(), idempotency_key="k-5")
     assert await scalar(db, "SELECT count(*) FROM idempotency_keys") == 0
+
+
+def test_unknown_arguments_are_refused_naming_the_nearest_valid_one() -> None:
+    update = REGISTRY["update_project"]
+    with pytest.raises(InvalidInput) as info:
+        update.parse({"project": "web", "nmae": "Web"})
+    (problem,) = info.value.problems
+    assert (problem.field, problem.type) == ("nmae", "extra_forbidden")
+    assert problem.message == "unknown argument 'nmae': did you mean 'name'?"
+    with pytest.raises(InvalidInput, match="this operation accepts project") as far:
+        REGISTRY["get_project"].parse({"project": "web", "zzz": 1})
+    assert far.value.status == 422
+
+
+def test_bad_values_name_their_field() -> None:
+    with pytest.raises(InvalidInput) as info:
+        REGISTRY["create_project"].parse({"slug": "Not A Slug", "name": ""})
+    assert {p.field for p in info.value.problems} == {"slug", "name"}

@@ -179,3 +179,47 @@ async def test_last_owner_cannot_leave(as_bot: httpx.AsyncClient, bot: Agent) ->
     await as_bot.post("/api/projects", json={"slug": "solo", "name": "Solo"})
     response = await as_bot.delete("/api/projects/solo/workers/@bot")
     assert "last owner" in assert_problem(response, 409)["detail"]
+
+
+async def test_unknown_fields_are_refused_naming_the_nearest_one(
+    as_bot: httpx.AsyncClient, db: Database
+) -> None:
+    before = await audit_count(db)
+    body = assert_problem(await as_bot.put("/api/projects/web", json={"nmae": "New"}), 422)
+    assert body["errors"] == [
+        {
+            "location": "body",
+            "field": "nmae",
+            "message": "unknown argument 'nmae': did you mean 'name'?",
+            "type": "extra_forbidden",
+        }
+    ]
+    query = assert_problem(await as_bot.get("/api/projects/web/workers?rol=admin"), 422)
+    assert query["errors"][0]["location"] == "query" and query["errors"][0]["field"] == "rol"
+    assert await audit_count(db) == before
+
+
+async def test_an_update_that_changes_nothing_keeps_the_version(
+    as_bot: httpx.AsyncClient, db: Database
+) -> None:
+    first = await as_bot.get("/api/projects/web")
+    before = await audit_count(db)
+    same = await as_bot.put("/api/projects/web", json={"name": first.json()["name"]})
+    assert same.status_code == 200 and same.headers["etag"] == first.headers["etag"]
+    assert await audit_count(db) == before, "a change that changes nothing writes nothing"
+
+
+async def test_idempotent_create_replays_across_the_kernel(
+    as_bot: httpx.AsyncClient, db: Database
+) -> None:
+    headers = {"Idempotency-Key": "create-docs-1"}
+    first = await as_bot.post(
+        "/api/projects", json={"slug": "docs", "name": "Docs"}, headers=headers
+    )
+    before = await audit_count(db)
+    again = await as_bot.post(
+        "/api/projects", json={"slug": "docs", "name": "Docs"}, headers=headers
+    )
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers["idempotent-replayed"] == "true" and again.json() == first.json()
+    assert await audit_count(db) == before

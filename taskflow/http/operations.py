@@ -1,0 +1,190 @@
+"""REST routes generated from the operation declarations (`taskflow.core.declarations`).
+
+Each declared operation with a `rest` route becomes one Starlette route: identify the caller,
+gather the command's arguments from the path, the query string (GET, DELETE) or the JSON body
+(POST, PUT, PATCH) and `If-Match`, dispatch the command (once per `Idempotency-Key`), and render
+the answer with its ETag. Refusals are raised and rendered by the app's exception handlers
+(`problems.py`), so this module only parses, dispatches and renders.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, create_model
+from pydantic_core import from_json
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from taskflow.core.declarations import Operation
+from taskflow.core.dispatcher import dispatch
+from taskflow.core.errors import ValidationFailed
+from taskflow.core.runtime import Runtime
+from taskflow.core.schemas import Model
+from taskflow.http import inputs
+from taskflow.http.endpoint import Endpoint
+from taskflow.http.identity import identify
+from taskflow.http.problems import SOURCES_KEY, ClientError
+from taskflow.http.runner import version_of
+
+JSON = "application/json"
+VERSION_FIELD = "expected_version"
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+
+
+def path_names(operation: Operation) -> list[str]:
+    assert operation.rest is not None
+    return [part[1:-1].split(":")[0] for part in operation.rest.path.split("/") if "{" in part]
+
+
+def _is_list(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is list:
+        return True
+    return any(typing.get_origin(arg) is list for arg in typing.get_args(annotation))
+
+
+class OperationRoute:
+    """One operation bound to a runtime, with its parsers and renderer built once."""
+
+    def __init__(self, operation: Operation, runtime: Runtime, local_handle: str | None) -> None:
+        assert operation.rest is not None
+        self.operation = operation
+        self.rest = operation.rest
+        self.runtime = runtime
+        self.local_handle = local_handle
+        self.from_path = frozenset(path_names(operation))
+        fields = operation.command.model_fields
+        self.list_fields = frozenset(n for n, f in fields.items() if _is_list(f.annotation))
+        self.versioned = VERSION_FIELD in fields
+        self.takes_body = self.rest.method in _WITH_BODY
+        output = operation.output()
+        self.empty = self.rest.status == 204 or output is type(None)
+        self.out = None if self.empty else TypeAdapter(output)
+
+    async def __call__(self, request: Request) -> Response:
+        actor = await identify(request, self.runtime, self.local_handle)
+        arguments, sources = await self._arguments(request)
+        request.scope[SOURCES_KEY] = sources
+        command = self.operation.parse(arguments)
+        key = inputs.idempotency_key(request) if self.operation.mutating else None
+        outcome = await dispatch(self.runtime.db, actor, command, idempotency_key=key)
+        headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+        if self.out is None:
+            return Response(status_code=204, headers=headers)
+        version = version_of(outcome.value)
+        if version is not None:
+            headers["ETag"] = f'"{version}"'
+        body = self.out.dump_json(outcome.value)
+        return Response(body, status_code=self.rest.status, media_type=JSON, headers=headers)
+
+    async def _arguments(self, request: Request) -> tuple[dict[str, Any], dict[str, str]]:
+        arguments: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        if self.takes_body:
+            arguments.update(await self._body(request))
+            sources.update(dict.fromkeys(arguments, "body"))
+        else:
+            for name, value in request.query_params.multi_items():
+                if name in self.list_fields:
+                    arguments.setdefault(name, []).append(value)
+                else:
+                    arguments[name] = value
+                sources[name] = "query"
+        part = "body" if self.takes_body else "query"
+        for name in self.from_path:
+            if name in arguments:
+                raise ClientError(400, f"{name!r} comes from the path: leave it out of the {part}")
+            arguments[name] = request.path_params[name]
+            sources[name] = "path"
+        if self.versioned:
+            self._if_match(request, arguments, sources)
+        return arguments, sources
+
+    async def _body(self, request: Request) -> dict[str, Any]:
+        raw = await inputs.body_bytes(request)
+        if not raw.strip():
+            return {}
+        try:
+            parsed = from_json(raw)
+        except ValueError as exc:
+            raise ClientError(400, f"the body is not valid JSON ({exc})") from None
+        if not isinstance(parsed, dict):
+            raise ValidationFailed("the body must be a JSON object", field="body")
+        return parsed
+
+    @staticmethod
+    def _if_match(request: Request, arguments: dict[str, Any], sources: dict[str, str]) -> None:
+        """`If-Match` names the version the change is based on; a body that says otherwise is
+        refused rather than one of the two silently winning."""
+        version = inputs.expected_version(request)
+        if version is None:
+            return
+        sent = arguments.get(VERSION_FIELD)
+        if sent is not None and sent != version:
+            raise ValidationFailed(
+                f"If-Match says version {version} but expected_version is {sent}: send one of them",
+                field=VERSION_FIELD,
+            )
+        arguments[VERSION_FIELD] = version
+        sources.setdefault(VERSION_FIELD, "header")
+
+
+def routes_for(
+    operations: Iterable[Operation], runtime: Runtime, local_handle: str | None
+) -> list[Route]:
+    """One Starlette route per path, serving each method some operation declares there (so a
+    wrong method gets a 405 whose `Allow` lists every method the path has)."""
+    by_path: dict[str, dict[str, OperationRoute]] = {}
+    for operation in operations:
+        if operation.rest is not None:
+            methods = by_path.setdefault(operation.rest.path, {})
+            if operation.rest.method in methods:
+                raise ValueError(
+                    f"two operations for {operation.rest.method} {operation.rest.path}"
+                )
+            methods[operation.rest.method] = OperationRoute(operation, runtime, local_handle)
+    return [_route(path, methods) for path, methods in by_path.items()]
+
+
+def _route(path: str, methods: dict[str, OperationRoute]) -> Route:
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method  # Starlette adds HEAD
+        return await methods[method](request)
+
+    name = "+".join(bound.operation.name for bound in methods.values())
+    return Route(path, endpoint, methods=list(methods), name=name)
+
+
+def _part(operation: Operation, keep: Iterable[str], suffix: str) -> type[BaseModel] | None:
+    """The command's fields that travel in one part of the request, as a model for OpenAPI."""
+    fields = operation.command.model_fields
+    chosen = {name: (fields[name].annotation, fields[name]) for name in keep}
+    if not chosen:
+        return None
+    name = operation.command.__name__ + suffix
+    return create_model(name, __base__=Model, **chosen)  # type: ignore[call-overload,no-any-return]
+
+
+def documented(operation: Operation) -> Endpoint:
+    """The operation as the OpenAPI builder describes endpoints (its body or query, its answer)."""
+    assert operation.rest is not None
+    route = operation.rest
+    in_path = set(path_names(operation))
+    rest_fields = [n for n in operation.command.model_fields if n not in in_path]
+    takes_body = route.method in _WITH_BODY
+    output = operation.output()
+    return Endpoint(
+        method=route.method,
+        path=route.path,
+        handler=operation.handler,
+        tag=operation.toolset,
+        operation=operation.name,
+        body=_part(operation, rest_fields, "Body") if takes_body else None,
+        query=None if takes_body else _part(operation, rest_fields, "Query"),
+        response=None if route.status == 204 or output is type(None) else output,
+        status=route.status,
+        precondition=VERSION_FIELD in operation.command.model_fields,
+    )
