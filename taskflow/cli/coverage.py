@@ -22,6 +22,8 @@ COVERAGE: dict[str, str] = {
     "list_api_keys": "agent keys",
     "revoke_api_key": "agent revoke",
     "rotate_api_key": "agent rotate",
+    "deactivate_agent": "agent deactivate",
+    "reactivate_agent": "agent reactivate",
     # tasks
     "create_task": "add",
     "add_subtasks": "subtask",

@@ -181,7 +181,7 @@ def project_table(projects: Iterable[ProjectOut]) -> Table:
 
 def worker_table(workers: Iterable[WorkerOut], title: str = "Workers") -> Table:
     table = _table(title)
-    for name in ("Handle", "Type", "Name", "Agent type", "Capabilities", "Created"):
+    for name in ("Handle", "Type", "Name", "Agent type", "Capabilities", "Created", "Active"):
         table.add_column(name, overflow="fold")
     for w in workers:
         table.add_row(
@@ -191,6 +191,7 @@ def worker_table(workers: Iterable[WorkerOut], title: str = "Workers") -> Table:
             str(w.agent_type or "-"),
             Text(", ".join(w.capabilities)),
             when(w.created_at),
+            Text("yes") if w.active else Text(f"no, since {when(w.deactivated_at)}", style="red"),
         )
     return table
 

@@ -103,6 +103,8 @@ class AuditAction(StrEnum):
     MEMBER_REMOVED = "member_removed"
     ROLE_CHANGED = "role_changed"
     AGENT_REGISTERED = "agent_registered"
+    AGENT_DEACTIVATED = "agent_deactivated"
+    AGENT_REACTIVATED = "agent_reactivated"
     API_KEY_CREATED = "api_key_created"
     API_KEY_REVOKED = "api_key_revoked"
     IMPORTED = "imported"

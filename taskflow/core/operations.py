@@ -32,6 +32,8 @@ OPERATIONS: dict[str, Callable[..., Any]] = {
     "list_api_keys": workers.list_api_keys,
     "revoke_api_key": workers.revoke_api_key,
     "rotate_api_key": workers.rotate_api_key,
+    "deactivate_agent": workers.deactivate_agent,
+    "reactivate_agent": workers.reactivate_agent,
     # tasks
     "create_task": tasks.create_task,
     "add_subtasks": tasks.add_subtasks,

@@ -89,6 +89,19 @@ class WorkerOut(Model):
     agent_type: AgentType | None = None
     capabilities: list[str] = Field(default_factory=list)
     created_at: datetime
+    active: bool = Field(
+        default=True, description="False once deactivated: no sign-in, claims or new tasks"
+    )
+    deactivated_at: datetime | None = None
+
+
+class MeOut(WorkerOut):
+    """The caller's own record: the only answer that carries personal data, and only its own."""
+
+    email: str | None = Field(default=None, description="From sign-in; null for agents")
+    sso_subject: str | None = Field(
+        default=None, description="The auth server's user id (JWT `sub`); null for agents"
+    )
 
 
 class ProjectOut(Model):
@@ -188,6 +201,14 @@ class IssuedKey(Model):
     key: ApiKeyOut
 
 
+class AgentDeactivated(Model):
+    """A deactivated agent and the keys that deactivation revoked (none if it already was)."""
+
+    worker: WorkerOut
+    changed: bool = Field(description="False when it already was deactivated: nothing changed")
+    revoked_keys: list[ApiKeyOut] = Field(default_factory=list)
+
+
 class VerifyOut(Model):
     ok: bool
     entries_checked: int
@@ -231,6 +252,10 @@ class RegisterAgent(Model):
     agent_type: AgentType = AgentType.CUSTOM
     capabilities: Tags
     expires_at: DueDate = None
+
+
+class WorkerFilter(Model):
+    type: WorkerType | None = Field(default=None, description="Only humans or only agents")
 
 
 class SubtaskSpec(Model):

@@ -17,6 +17,8 @@ COVERAGE: dict[str, str] = {
     "list_api_keys": "GET /api/workers/{handle}/keys",
     "revoke_api_key": "POST /api/workers/{handle}/keys/{key_id}/revoke",
     "rotate_api_key": "POST /api/workers/{handle}/keys/{key_id}/rotate",
+    "deactivate_agent": "POST /api/workers/{handle}/deactivate",
+    "reactivate_agent": "POST /api/workers/{handle}/reactivate",
     # tasks
     "create_task": "POST /api/projects/{project}/tasks",
     "add_subtasks": "POST /api/tasks/{task_id}/subtasks",

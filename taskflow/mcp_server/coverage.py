@@ -27,6 +27,8 @@ COVERAGE: dict[str, str] = {
     "list_api_keys": "manage_agents",
     "revoke_api_key": "manage_agents",
     "rotate_api_key": "manage_agents",
+    "deactivate_agent": "manage_agents",
+    "reactivate_agent": "manage_agents",
     # tasks
     "create_task": "create_task",
     "add_subtasks": "manage_task",
@@ -66,6 +68,8 @@ ACTIONS: dict[str, str] = {
     "list_api_keys": "list_keys",
     "revoke_api_key": "revoke_key",
     "rotate_api_key": "rotate_key",
+    "deactivate_agent": "deactivate",
+    "reactivate_agent": "reactivate",
     "add_subtasks": "add_subtasks",
     "set_due_date": "set_due_date",
     "delete_task": "delete",

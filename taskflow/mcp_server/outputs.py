@@ -52,7 +52,10 @@ class AgentResult(Envelope):
     issued: IssuedKey | None = Field(
         default=None, description="The new key is shown only here: store api_key now"
     )
-    keys: list[ApiKeyOut] = Field(default_factory=list)
+    keys: list[ApiKeyOut] = Field(
+        default_factory=list, description="Listed keys, or the keys a revoke/deactivate revoked"
+    )
+    worker: WorkerOut | None = Field(default=None, description="The agent, after deactivate")
 
 
 class TaskState(Envelope):

@@ -10,16 +10,17 @@ from pydantic import Field
 
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
-from taskflow.core.domain import AgentType, ApprovalPolicy, Role
+from taskflow.core.domain import AgentType, ApprovalPolicy, Role, WorkerType
 from taskflow.core.schemas import (
     AddMember,
     CreateProject,
     DueDate,
     Handle,
+    MeOut,
     ProjectRef,
     RegisterAgent,
     UpdateProject,
-    WorkerOut,
+    WorkerFilter,
 )
 from taskflow.core.services import projects, workers
 from taskflow.mcp_server.outputs import AgentResult, ProjectResult, ProjectsOut, WorkersOut
@@ -36,7 +37,9 @@ from taskflow.mcp_server.toolkit import (
 )
 
 ProjectAction = Literal["create", "update", "delete", "add_member", "remove_member", "change_role"]
-AgentAction = Literal["register", "create_key", "list_keys", "revoke_key", "rotate_key"]
+AgentAction = Literal[
+    "register", "create_key", "list_keys", "revoke_key", "rotate_key", "deactivate", "reactivate"
+]
 OptionalHandle = Annotated[str | None, Field(pattern=r"^@[a-z0-9_-]+$", max_length=100)]
 Text = Annotated[str | None, Field(max_length=5000)]
 Label = Annotated[str | None, Field(min_length=1, max_length=200)]
@@ -55,6 +58,8 @@ _AGENT_FIELDS = {
     "list_keys": {"handle"},
     "revoke_key": {"handle", "key_id"},
     "rotate_key": {"handle", "key_id"},
+    "deactivate": {"handle"},
+    "reactivate": {"handle", "name", "expires_at"},
 }
 
 
@@ -110,6 +115,14 @@ async def _agent_action(db: Database, actor: Actor, a: dict[str, Any]) -> AgentR
         return AgentResult(action=action, issued=issued)
     if action == "list_keys":
         return AgentResult(action=action, keys=await workers.list_api_keys(db, actor, handle))
+    if action == "deactivate":
+        done = await workers.deactivate_agent(db, actor, handle)
+        return AgentResult(action=action, worker=done.worker, keys=done.revoked_keys)
+    if action == "reactivate":
+        issued = await workers.reactivate_agent(
+            db, actor, handle, a["name"] or "default", a["expires_at"]
+        )
+        return AgentResult(action=action, issued=issued)
     key_id = require(action, "key_id", a["key_id"])
     if action == "revoke_key":
         revoked = await workers.revoke_api_key(db, actor, handle, key_id)
@@ -122,7 +135,7 @@ def build(s: Surface) -> list[Tool]:
     """The identity, worker and project tools of one server."""
     db = s.db
 
-    async def whoami(ctx: Context) -> WorkerOut:
+    async def whoami(ctx: Context) -> MeOut:
         return await s.read(ctx, lambda actor: workers.whoami(db, actor))  # type: ignore[return-value]
 
     async def list_projects(ctx: Context, project: ProjectRef | None = None) -> ProjectsOut:
@@ -136,10 +149,13 @@ def build(s: Surface) -> list[Tool]:
 
         return await s.read(ctx, op)  # type: ignore[return-value]
 
-    async def list_workers(ctx: Context, handle: OptionalHandle = None) -> WorkersOut:
+    async def list_workers(
+        ctx: Context, handle: OptionalHandle = None, type: WorkerType | None = None
+    ) -> WorkersOut:
         async def op(actor: Actor) -> WorkersOut:
             if handle is None:
-                return WorkersOut(workers=await workers.list_workers(db, actor))
+                found = await workers.list_workers(db, actor, WorkerFilter(type=type))
+                return WorkersOut(workers=found)
             return WorkersOut(workers=[await workers.get_worker(db, actor, handle)])
 
         return await s.read(ctx, op)  # type: ignore[return-value]
@@ -199,8 +215,8 @@ def build(s: Surface) -> list[Tool]:
     return [
         make_tool(
             whoami,
-            description="Your own worker record: handle, human or agent. Call it to learn who "
-            "you are acting as.",
+            description="Your own worker record: handle, human or agent, and your own email "
+            "and SSO subject if known. Call it to learn who you are acting as.",
             annotations=READ_ONLY,
         ),
         make_tool(
@@ -212,7 +228,7 @@ def build(s: Surface) -> list[Tool]:
         make_tool(
             list_workers,
             description="Workers (humans and agents) and their handles, for assign_task and "
-            "delegate_task. Give `handle` for one worker.",
+            "delegate_task. Give `handle` for one worker, `type` (human/agent) for one kind.",
             annotations=READ_ONLY,
         ),
         make_tool(
@@ -226,7 +242,8 @@ def build(s: Surface) -> list[Tool]:
             manage_agents,
             description="Agents and their API keys, by action: register (new agent handle, "
             "name; returns its first key), create_key, list_keys, revoke_key (key_id), "
-            "rotate_key (key_id). A new key is shown only once.",
+            "rotate_key (key_id), deactivate (revokes all keys), reactivate (new key). A new "
+            "key is shown only once.",
             annotations=DESTRUCTIVE,
         ),
     ]

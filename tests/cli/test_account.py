@@ -64,6 +64,7 @@ async def test_whoami_local(sarah: Cli) -> None:
     assert "@sarah" in result.stdout and "local user" in result.stdout
     data = await sarah.json("whoami")
     assert data["worker"]["handle"] == "@sarah" and data["worker"]["type"] == "human"
+    assert (data["worker"]["email"], data["worker"]["sso_subject"]) == (None, None)
 
 
 async def test_login_with_agent_key_then_logout(sarah: Cli, agent_key: str, db: Database) -> None:
@@ -111,6 +112,10 @@ async def test_login_with_better_auth_jwt(sarah: Cli, better_auth, db: Database)
     assert "Signed in as @ann" in result.stdout and "jwt" in result.stdout
     data = await sarah.json("whoami", env=env)
     assert data["worker"]["handle"] == "@ann" and data["worker"]["name"] == "Ann Lee"
+    assert data["worker"]["email"] == "ann@example.com" and data["worker"]["sso_subject"]
+    shown = (await sarah.ok("whoami", env=env)).stdout
+    assert "Email: ann@example.com" in shown and data["worker"]["sso_subject"] in shown
+    assert "email" not in await sarah.json("worker", "show", "@ann", env=env)
     rows = await audit_rows(db)
     created = [r for r in rows if r["actor_handle"] == "@ann"]
     assert created and created[0]["action"] == "created" and created[0]["via"] == "cli"

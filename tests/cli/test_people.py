@@ -17,7 +17,17 @@ PROJECT_KEYS = {
     "updated_at",
     "my_role",
 }
-WORKER_KEYS = {"id", "handle", "name", "type", "agent_type", "capabilities", "created_at"}
+WORKER_KEYS = {
+    "id",
+    "handle",
+    "name",
+    "type",
+    "agent_type",
+    "capabilities",
+    "created_at",
+    "active",
+    "deactivated_at",
+}
 
 
 async def test_project_add_list_show_edit_delete(sarah: Cli, db: Database) -> None:
@@ -155,6 +165,52 @@ async def test_agent_register_keys_rotate_revoke(sarah: Cli, db: Database) -> No
     assert all(r["via"] == "cli" and r["actor_handle"] == "@sarah" for r in rows)
     out = (await sarah.ok("agent", "register", "@bot2", "-n", "Bot 2")).stdout
     assert "tf_" in out and "member add" in out
+
+
+async def test_agent_deactivate_and_reactivate(sarah: Cli, db: Database) -> None:
+    key = (await sarah.json("worker", "add", "@bot", "-t", "agent", "-n", "Bot"))["api_key"]
+    task = (await sarah.json("add", "Fix it"))["task"]["id"]
+    assert [w["handle"] for w in await sarah.json("worker", "list", "--type", "human")] == [
+        "@sarah"
+    ]
+    mark = await last_audit_id(db)
+    off = await sarah.ok("agent", "deactivate", "@bot")
+    assert "Deactivated @bot: 1 key(s) revoked" in off.stdout
+    [entry] = await audit_rows(db, mark)
+    assert (entry["action"], entry["actor_handle"], entry["via"]) == (
+        "agent_deactivated",
+        "@sarah",
+        "cli",
+    )
+    assert "invalid API key" in await sarah.refused("whoami", env={"TASKFLOW_TOKEN": key})
+    before = await snapshot(db)
+    assert "@bot is deactivated" in await sarah.refused("assign", task, "@bot")
+    again = await sarah.ok("agent", "deactivate", "@bot")
+    assert "already deactivated: nothing changed" in again.stderr
+    assert await snapshot(db) == before
+    agents = await sarah.json("agent", "list")
+    assert [(a["handle"], a["active"]) for a in agents] == [("@bot", False)]
+    assert "no, since" in (await sarah.ok("agent", "list")).stdout
+
+    back = await sarah.json("agent", "reactivate", "@bot", "--name", "back")
+    assert back["worker"]["active"] is True and back["key"]["name"] == "back"
+    me = await sarah.json("whoami", env={"TASKFLOW_TOKEN": back["api_key"]})
+    assert me["worker"]["handle"] == "@bot" and me["worker"]["email"] is None
+    assert "is active" in await sarah.refused("agent", "reactivate", "@bot")
+    assert (await sarah.json("assign", task, "@bot"))["assignee"] == "@bot"
+
+
+async def test_agent_deactivate_refusals(sarah: Cli, db: Database) -> None:
+    await sarah.ok("agent", "register", "@other", "-n", "Other")
+    bot_key = (await sarah.json("worker", "add", "@bot", "-t", "agent", "-n", "Bot"))["api_key"]
+    before = await snapshot(db)
+    as_bot = {"TASKFLOW_TOKEN": bot_key}
+    err = await sarah.refused("agent", "deactivate", "@other", env=as_bot)
+    assert "only @other itself or the worker who registered it can deactivate it" in err
+    assert "no worker @ghost" in await sarah.refused("agent", "deactivate", "@ghost")
+    assert "only agents" in await sarah.refused("agent", "deactivate", "@sarah")
+    assert "no worker bot" in await sarah.refused("agent", "deactivate", "bot")
+    assert await snapshot(db) == before
 
 
 async def test_member_add_remove_role(sarah: Cli, db: Database) -> None:

@@ -75,6 +75,12 @@ async def _with_agent(db, owner) -> dict[str, Any]:
     return {"key": keys[0].id}
 
 
+async def _with_deactivated_agent(db, owner) -> dict[str, Any]:
+    await make_agent(db, owner, "@bot")
+    await workers.deactivate_agent(db, owner, "@bot")
+    return {}
+
+
 DUE = datetime(2030, 1, 1, tzinfo=UTC)
 
 SCENARIOS: dict[str, Scenario] = {
@@ -133,6 +139,18 @@ SCENARIOS: dict[str, Scenario] = {
         "api_key_created",
         "api_key",
         _with_agent,
+    ),
+    "deactivate_agent": Scenario(
+        lambda db, o, c: workers.deactivate_agent(db, o, "@bot"),
+        "agent_deactivated",
+        "worker",
+        _with_agent,
+    ),
+    "reactivate_agent": Scenario(
+        lambda db, o, c: workers.reactivate_agent(db, o, "@bot"),
+        "api_key_created",
+        "api_key",
+        _with_deactivated_agent,
     ),
     "create_task": Scenario(
         lambda db, o, c: tasks.create_task(db, o, CreateTask(title="x", project="web")),

@@ -67,6 +67,14 @@ async def test_live_server_health_cors_and_auth(
                 "human",
                 "Ann Lee",
             )
+            # Her own email and SSO subject, from the real Better Auth token, on /api/me only.
+            assert me.json()["email"] == f"{local_part}@example.com"
+            assert me.json()["sso_subject"] and me.json()["sso_subject"] != me.json()["handle"]
+            seen_by_bot = await http.get(f"/api/workers/@{local_part}", headers=bot.headers)
+            listed = await http.get("/api/workers", headers=bot.headers)
+            own_list = await http.get("/api/workers", headers=jwt)
+            for body in (seen_by_bot.text, listed.text, own_list.text):
+                assert "@example.com" not in body and me.json()["sso_subject"] not in body
             created = await http.post(
                 "/api/projects", json={"slug": "anns", "name": "Ann's"}, headers=jwt
             )

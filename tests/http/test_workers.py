@@ -6,6 +6,7 @@ import httpx
 
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
+from taskflow.core.domain import Role
 from tests.http.conftest import Agent, assert_audited, assert_problem, audit_count, register_agent
 
 
@@ -17,10 +18,22 @@ async def test_me_and_workers(as_bot: httpx.AsyncClient) -> None:
         "agent",
         "claude",
     )
+    assert (me.json()["email"], me.json()["sso_subject"], me.json()["active"]) == (
+        None,
+        None,
+        True,
+    )
     listed = await as_bot.get("/api/workers")
     assert [w["handle"] for w in listed.json()] == ["@bot", "@sarah"]
+    agents = await as_bot.get("/api/workers", params={"type": "agent"})
+    humans = await as_bot.get("/api/workers", params={"type": "human"})
+    assert [w["handle"] for w in agents.json()] == ["@bot"]
+    assert [w["handle"] for w in humans.json()] == ["@sarah"]
+    bad = assert_problem(await as_bot.get("/api/workers", params={"type": "robot"}), 422)
+    assert bad["errors"][0]["field"] == "type"
     one = await as_bot.get("/api/workers/@sarah")
     assert one.status_code == 200 and one.json()["type"] == "human"
+    assert "email" not in one.json() and "sso_subject" not in one.json()
     assert_problem(await as_bot.get("/api/workers/@ghost"), 404)
     assert_problem(await as_bot.get("/api/workers/sarah"), 422)
 
@@ -109,3 +122,59 @@ async def test_key_refusals(
     first = (await as_bot.get("/api/workers/@helper/keys")).json()[0]["id"]
     assert (await as_bot.post(f"/api/workers/@helper/keys/{first}/revoke")).status_code == 200
     assert_problem(await as_bot.post(f"/api/workers/@helper/keys/{first}/revoke"), 409)
+
+
+async def test_deactivate_and_reactivate_an_agent(
+    as_bot: httpx.AsyncClient, client: httpx.AsyncClient, db: Database, bot: Agent
+) -> None:
+    helper = await register_agent(db, bot.actor, "@helper", project_role=Role.MEMBER)
+    task = (await as_bot.post("/api/projects/web/tasks", json={"title": "Fix"})).json()["task"]
+
+    off = await as_bot.post("/api/workers/@helper/deactivate")
+    assert off.status_code == 200, off.text
+    body = off.json()
+    assert body["changed"] is True and body["worker"]["active"] is False
+    assert [k["id"] for k in body["revoked_keys"]] == [helper.key_id]
+    entry = await assert_audited(db, off, "agent_deactivated", "@bot")
+    assert entry.details["revoked_keys"][0]["id"] == helper.key_id
+    assert_problem(await client.get("/api/me", headers=helper.headers), 401)
+    shown = await as_bot.get("/api/workers/@helper")
+    assert shown.json()["active"] is False and shown.json()["deactivated_at"]
+
+    before = await audit_count(db)
+    assign = await as_bot.patch(f"/api/tasks/{task['id']}/assign", json={"assignee": "@helper"})
+    problem = assert_problem(assign, 422)
+    assert "deactivated" in problem["detail"] and problem["errors"][0]["field"] == "assignee"
+    created = await as_bot.post(
+        "/api/projects/web/tasks", json={"title": "New", "assignee": "@helper"}
+    )
+    assert_problem(created, 422)
+    again = await as_bot.post("/api/workers/@helper/deactivate")
+    assert again.status_code == 200 and again.json()["changed"] is False
+    assert again.json()["revoked_keys"] == []
+    assert await audit_count(db) == before
+    assert (await as_bot.get(f"/api/tasks/{task['id']}")).json()["task"]["assignee"] is None
+
+    on = await as_bot.post("/api/workers/@helper/reactivate", json={"name": "back"})
+    assert on.status_code == 201, on.text
+    await assert_audited(db, on, "agent_reactivated", "@bot")
+    await assert_audited(db, on, "api_key_created", "@bot")
+    new = {"Authorization": f"Bearer {on.json()['api_key']}"}
+    me = await client.get("/api/me", headers=new)
+    assert me.json()["handle"] == "@helper" and me.json()["active"] is True
+    assert_problem(await client.get("/api/me", headers=helper.headers), 401)  # old key stays dead
+    assert_problem(await as_bot.post("/api/workers/@helper/reactivate"), 409)
+
+
+async def test_deactivation_refusals(as_bot: httpx.AsyncClient, db: Database, owner: Actor) -> None:
+    await register_agent(db, owner, "@sarahs-agent", project_role=None)
+    before = await audit_count(db)
+    denied = assert_problem(await as_bot.post("/api/workers/@sarahs-agent/deactivate"), 403)
+    assert "registered it" in denied["detail"]
+    assert_problem(await as_bot.post("/api/workers/@sarahs-agent/reactivate"), 403)
+    assert_problem(await as_bot.post("/api/workers/@ghost/deactivate"), 404)
+    assert_problem(await as_bot.post("/api/workers/@sarah/deactivate"), 409)
+    assert_problem(await as_bot.post("/api/workers/nobody/deactivate"), 422)
+    assert await audit_count(db) == before
+    listed = (await as_bot.get("/api/workers", params={"type": "agent"})).json()
+    assert all(w["active"] for w in listed)

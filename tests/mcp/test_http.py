@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+
 import httpx
 import httpx2
 import pytest
@@ -10,6 +13,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from taskflow.core.auth.keys import generate_api_key
 from taskflow.core.db import Database
+from taskflow.core.services import workers
 from tests.better_auth import BetterAuthServer
 from tests.mcp.conftest import Team, assert_audited, audit_tail, settings_for
 from tests.mcp.live import mcp_test_app, runtime_for, serving
@@ -195,3 +199,39 @@ async def test_the_composition_root_serves_mcp_next_to_rest(
     )
     assert metadata.json()["authorization_servers"] == [better_auth.base_url]
     assert listed.status_code == 200 and len(listed.json()["result"]["tools"]) == 23
+
+
+async def test_a_signed_in_human_sees_only_its_own_email_and_subject(
+    db: Database, db_url: str, team: Team, better_auth: BetterAuthServer
+) -> None:
+    local_part = f"rae-{uuid.uuid4().hex[:8]}"  # the Better Auth server is shared
+    session = better_auth.sign_up(f"{local_part}@example.com", "password-rae-1", "Rae")
+    jwt = better_auth.get_jwt(session)
+    async with serving(app_factory(db, db_url, auth_server_url=better_auth.base_url)) as base:
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {jwt}"}, timeout=30) as http,
+            Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
+        ):
+            me = (await client.call_tool("whoami", {})).structured_content
+            listed = await client.call_tool("list_workers", {})
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {team.bot_key}"}) as http,
+            Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
+        ):
+            bot_me = (await client.call_tool("whoami", {})).structured_content
+            seen = await client.call_tool("list_workers", {"handle": f"@{local_part}"})
+    assert me is not None and bot_me is not None
+    assert (me["handle"], me["email"]) == (f"@{local_part}", f"{local_part}@example.com")
+    assert me["sso_subject"]
+    assert (bot_me["email"], bot_me["sso_subject"]) == (None, None)
+    for result in (listed, seen):
+        text = json.dumps(result.structured_content)
+        assert "@example.com" not in text and me["sso_subject"] not in text
+
+
+async def test_a_deactivated_agents_key_gets_401(db: Database, db_url: str, team: Team) -> None:
+    await workers.deactivate_agent(db, team.sarah, "@claude-code")
+    keyed = {**ACCEPT, "Authorization": f"Bearer {team.bot_key}"}
+    async with serving(app_factory(db, db_url)) as base, httpx.AsyncClient(base_url=base) as http:
+        refused = await http.post("/mcp", json=JSONRPC_LIST, headers=keyed)
+    assert refused.status_code == 401

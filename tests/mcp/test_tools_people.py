@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from taskflow.core.db import Database
+from taskflow.core.schemas import AddMember, CreateTask
+from taskflow.core.services import projects, tasks
 from tests.mcp.conftest import (
     McpUser,
     Team,
     assert_audited,
+    audit_count,
     audit_tail,
     call,
     ok,
@@ -17,6 +20,7 @@ from tests.mcp.conftest import (
 async def test_whoami(bot: McpUser, sarah: McpUser) -> None:
     me = ok(await call(bot, "whoami"))
     assert (me["handle"], me["type"]) == ("@claude-code", "agent")
+    assert (me["email"], me["sso_subject"], me["active"]) == (None, None, True)
     assert ok(await call(sarah, "whoami"))["type"] == "human"
 
 
@@ -35,6 +39,11 @@ async def test_list_workers(bot: McpUser, db: Database, team: Team) -> None:
     assert {w["handle"] for w in every["workers"]} == {"@sarah", "@ann", "@claude-code"}
     one = ok(await call(bot, "list_workers", handle="@ann"))
     assert [w["name"] for w in one["workers"]] == ["Ann Lee"]
+    agents = ok(await call(bot, "list_workers", type="agent"))["workers"]
+    humans = ok(await call(bot, "list_workers", type="human"))["workers"]
+    assert [w["handle"] for w in agents] == ["@claude-code"]
+    assert [w["handle"] for w in humans] == ["@ann", "@sarah"]
+    assert "type" in await refused_unchanged(db, bot, "list_workers", type="robot")
     assert "no worker @ghost: list workers (list_workers)" in await refused_unchanged(
         db, bot, "list_workers", handle="@ghost"
     )
@@ -182,3 +191,51 @@ async def test_agents_register_and_manage_agents(bot: McpUser, ann: McpUser, db:
     assert "is taken" in await refused_unchanged(
         db, bot, "manage_agents", action="register", handle="@ann", name="Not Ann"
     )
+
+
+async def test_manage_agents_deactivate_and_reactivate(
+    bot: McpUser, ann: McpUser, db: Database, team: Team
+) -> None:
+    await call(bot, "manage_agents", action="register", handle="@helper", name="Helper")
+    await projects.add_member(db, team.sarah, "default", AddMember(handle="@helper"))
+    task_id = (await tasks.create_task(db, team.sarah, CreateTask(title="T"))).task.id
+
+    assert "only @helper itself or the worker who registered it can deactivate it" in (
+        await refused_unchanged(db, ann, "manage_agents", action="deactivate", handle="@helper")
+    )
+    assert "no worker @ghost" in await refused_unchanged(
+        db, bot, "manage_agents", action="deactivate", handle="@ghost"
+    )
+    assert "only agents can be deactivated" in await refused_unchanged(
+        db, bot, "manage_agents", action="deactivate", handle="@ann"
+    )
+    assert "is active" in await refused_unchanged(
+        db, bot, "manage_agents", action="reactivate", handle="@helper"
+    )
+    assert "key_id" in await refused_unchanged(
+        db, bot, "manage_agents", action="deactivate", handle="@helper", key_id=1
+    )
+
+    off = ok(await call(bot, "manage_agents", action="deactivate", handle="@helper"))
+    assert off["worker"]["active"] is False and len(off["keys"]) == 1
+    assert off["keys"][0]["revoked_at"] is not None
+    [entry] = await audit_tail(db)
+    assert_audited(entry, "agent_deactivated", "@claude-code")
+    assert entry["details"]["revoked_keys"][0]["id"] == off["keys"][0]["id"]
+    assert "@helper is deactivated" in await refused_unchanged(
+        db, bot, "assign_task", task_id=task_id, assignee="@helper"
+    )
+    before = await audit_count(db)
+    again = ok(await call(bot, "manage_agents", action="deactivate", handle="@helper"))
+    assert again["keys"] == [] and again["worker"]["active"] is False
+    assert await audit_count(db) == before
+    shown = ok(await call(ann, "list_workers", handle="@helper"))["workers"][0]
+    assert shown["active"] is False
+
+    on = ok(await call(bot, "manage_agents", action="reactivate", handle="@helper", name="back"))
+    assert on["issued"]["worker"]["active"] is True and on["issued"]["key"]["name"] == "back"
+    created, reactivated = await audit_tail(db, 2)
+    assert_audited(reactivated, "agent_reactivated", "@claude-code")
+    assert_audited(created, "api_key_created", "@claude-code")
+    assigned = ok(await call(bot, "assign_task", task_id=task_id, assignee="@helper"))
+    assert assigned["assignee"] == "@helper"

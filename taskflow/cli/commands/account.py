@@ -19,7 +19,7 @@ from taskflow.core.actor import Actor
 from taskflow.core.db import current_revision, head_revision
 from taskflow.core.domain import TaskStatus, Via, check_handle
 from taskflow.core.errors import ValidationFailed
-from taskflow.core.schemas import WorkerOut
+from taskflow.core.schemas import MeOut
 from taskflow.core.services import onboarding, summary, workers
 
 
@@ -90,7 +90,7 @@ def login(
     if not token:
         fail("no token given: pass --token, pipe it on stdin, or paste it at the prompt", USAGE)
 
-    async def work(s: Session) -> tuple[Actor, WorkerOut]:
+    async def work(s: Session) -> tuple[Actor, MeOut]:
         actor = await s.runtime.auth.authenticate(token, Via.CLI)
         return actor, await workers.whoami(s.db, actor)
 
@@ -118,7 +118,7 @@ def logout() -> None:
 def whoami(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Who the CLI acts as, and how that was decided."""
 
-    async def work(s: Session) -> tuple[WorkerOut, str]:
+    async def work(s: Session) -> tuple[MeOut, str]:
         _, source = token_source(s.settings)
         how = f"{s.actor.auth} ({source})" if s.actor.auth != "local" else "local user (init)"
         return await workers.whoami(s.db, s.actor), how
@@ -126,8 +126,12 @@ def whoami(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
     worker, how = call(work)
     if json_:
         emit_json({"worker": worker, "via": how})
-    else:
-        out().print(f"[bold]{worker.handle}[/] {escape(worker.name)} ({worker.type}) — {how}")
+        return
+    out().print(f"[bold]{worker.handle}[/] {escape(worker.name)} ({worker.type}) — {how}")
+    if worker.email:
+        out().print(f"Email: {escape(worker.email)}")
+    if worker.sso_subject:
+        out().print(f"SSO subject: {escape(worker.sso_subject)}")
 
 
 def _database_label(s: Session) -> str:

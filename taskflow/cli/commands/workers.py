@@ -8,12 +8,12 @@ import typer
 from rich.markup import escape
 from rich.panel import Panel
 
-from taskflow.cli.output import USAGE, answer, emit_json, fail, out, show, success
+from taskflow.cli.output import USAGE, answer, emit_json, fail, note, out, show, success
 from taskflow.cli.params import Json, build, parse_date, split_tags
 from taskflow.cli.render import key_table, worker_table
 from taskflow.cli.session import Session, call
 from taskflow.core.domain import AgentType, WorkerType
-from taskflow.core.schemas import CreateHuman, IssuedKey, RegisterAgent
+from taskflow.core.schemas import CreateHuman, IssuedKey, RegisterAgent, WorkerFilter
 from taskflow.core.services import onboarding, workers
 
 worker_app = typer.Typer(help="Workers (humans and agents), as in Phase 1.", no_args_is_help=True)
@@ -84,9 +84,14 @@ def worker_add(
 
 
 @worker_app.command("list")
-def worker_list(json_: Json = False) -> None:
-    """Every worker, humans and agents alike."""
-    found = call(lambda s: workers.list_workers(s.db, s.actor))
+def worker_list(
+    type_: Annotated[
+        WorkerType | None, typer.Option("--type", "-t", help="Only humans or only agents.")
+    ] = None,
+    json_: Json = False,
+) -> None:
+    """Every worker, humans and agents alike (or one kind, with --type)."""
+    found = call(lambda s: workers.list_workers(s.db, s.actor, WorkerFilter(type=type_)))
     show(found, json_, worker_table(found))
 
 
@@ -127,8 +132,9 @@ def agent_register(
 
 @agent_app.command("list")
 def agent_list(json_: Json = False) -> None:
-    """The agents."""
-    found = [w for w in call(lambda s: workers.list_workers(s.db, s.actor)) if w.type == "agent"]
+    """The agents, deactivated ones included."""
+    agents = WorkerFilter(type=WorkerType.AGENT)
+    found = call(lambda s: workers.list_workers(s.db, s.actor, agents))
     show(found, json_, worker_table(found, title="Agents"))
 
 
@@ -174,6 +180,36 @@ def agent_rotate(handle: Handle, key_id: KeyId, json_: Json = False) -> None:
         emit_json(issued)
         return
     success(f"Revoked key {key_id}; issued key {issued.key.id}")
+    show_key(issued)
+
+
+@agent_app.command("deactivate")
+def agent_deactivate(handle: Handle, json_: Json = False) -> None:
+    """Switch an agent off: all its keys are revoked; it can no longer be assigned or claim."""
+    done = call(lambda s: workers.deactivate_agent(s.db, s.actor, handle))
+    if json_:
+        emit_json(done)
+    elif not done.changed:
+        note(f"{handle} was already deactivated: nothing changed")
+    else:
+        revoked = len(done.revoked_keys)
+        success(f"Deactivated {escape(handle)}: {revoked} key(s) revoked; its history stays")
+
+
+@agent_app.command("reactivate")
+def agent_reactivate(
+    handle: Handle,
+    name: Annotated[str, typer.Option("--name", "-n", help="Label for the new key.")] = "default",
+    expires: Annotated[str | None, typer.Option("--expires", help="YYYY-MM-DD")] = None,
+    json_: Json = False,
+) -> None:
+    """Switch a deactivated agent back on with a new API key (shown once)."""
+    expiry = parse_date(expires, "--expires") if expires else None
+    issued = call(lambda s: workers.reactivate_agent(s.db, s.actor, handle, name, expiry))
+    if json_:
+        emit_json(issued)
+        return
+    success(f"Reactivated [bold]{escape(handle)}[/]")
     show_key(issued)
 
 

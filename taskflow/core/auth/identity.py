@@ -42,6 +42,7 @@ _KEY_LOOKUP = (
         Worker.id.label("worker_id"),
         Worker.handle,
         Worker.type,
+        Worker.deactivated_at,
     )
     .join(Worker, Worker.id == ApiKey.worker_id)
     .where(ApiKey.key_hash == bindparam("key_hash"))
@@ -91,6 +92,8 @@ class Authenticator:
                 raise Unauthenticated(_BAD_KEY)
             if row.revoked_at is not None or (row.expires_at and row.expires_at <= now):
                 raise Unauthenticated(_BAD_KEY)
+            if row.deactivated_at is not None:  # its keys are revoked too: belt and braces
+                raise Unauthenticated(_BAD_KEY)
             if key_use_is_stale(row.last_used_at, now):
                 await touch_key(conn, row.key_id)
         return Actor(
@@ -111,6 +114,7 @@ class Authenticator:
         known = self._humans.get(claims.sub)
         if known is None:
             worker = await provision_human(self.db, claims, via, request_id)
+            refuse_deactivated(worker)
             known = (worker.id, worker.handle)
             if len(self._humans) >= _MAX_CACHED_HUMANS:
                 self._humans.clear()
@@ -121,6 +125,15 @@ class Authenticator:
             type=WorkerType.HUMAN,
             auth="jwt",
             subject=claims.sub,
+        )
+
+
+def refuse_deactivated(worker: Worker) -> None:
+    """A deactivated worker keeps its history but cannot act, whatever credential it shows."""
+    if worker.deactivated_at is not None:
+        raise Unauthenticated(
+            f"{worker.handle} is deactivated and cannot sign in: ask whoever manages it to "
+            "reactivate it"
         )
 
 
@@ -190,4 +203,5 @@ async def local_actor(db: Database, handle: str, via: Via) -> Actor:
         raise Unauthenticated(
             f"local user {handle} does not exist: run `taskflow init --user {handle}` first"
         )
+    refuse_deactivated(worker)
     return Actor(worker_id=worker.id, handle=worker.handle, type=WorkerType(worker.type), via=via)

@@ -83,8 +83,12 @@ async def role_in(session: AsyncSession, worker_id: int, project_id: int) -> Rol
     return Role(role) if role else None
 
 
-async def worker_by_handle(session: AsyncSession, handle: str) -> Worker:
-    worker = await session.scalar(select(Worker).where(Worker.handle == handle))
+async def worker_by_handle(
+    session: AsyncSession, handle: str, *, for_update: bool = False
+) -> Worker:
+    """The worker with this handle; `for_update` locks its row (deactivation, reactivation)."""
+    stmt = select(Worker).where(Worker.handle == handle)
+    worker = await session.scalar(stmt.with_for_update() if for_update else stmt)
     if worker is None:
         raise NotFound(
             f"no worker {handle}: list workers (list_workers / `taskflow worker list`) for handles",

@@ -159,10 +159,10 @@ async def handle_of(session: AsyncSession, worker_id: int | None) -> str | None:
 async def worker_id_for(
     session: AsyncSession, handle: str, project_id: int, *, must_work: bool = True
 ) -> int:
-    """The id of a worker who may be given tasks in this project (member or above)."""
+    """The id of a worker who may be given tasks in this project (active, member or above)."""
     row = (
         await session.execute(
-            select(Worker.id, ProjectMember.role)
+            select(Worker.id, Worker.deactivated_at, ProjectMember.role)
             .outerjoin(
                 ProjectMember,
                 (ProjectMember.worker_id == Worker.id) & (ProjectMember.project_id == project_id),
@@ -173,6 +173,12 @@ async def worker_id_for(
     if row is None:
         raise ValidationFailed(
             f"no worker {handle}: list workers for valid handles", field="assignee"
+        )
+    if row.deactivated_at is not None:
+        raise ValidationFailed(
+            f"{handle} is deactivated and cannot be given tasks: choose another assignee "
+            "(or have whoever manages it reactivate it first)",
+            field="assignee",
         )
     if must_work and (row.role is None or row.role == Role.VIEWER.value):
         raise ValidationFailed(

@@ -1,7 +1,8 @@
-"""Workers (humans and agents) and agents' API keys.
+"""Workers (humans and agents), agents' API keys, and deactivating and reactivating agents.
 
 Agents are first-class: any worker may register an agent, and the agent itself or whoever
-registered it may manage its keys. A key is returned once and stored only as its SHA-256.
+registered it may manage it: its keys, and whether it is active. A key is returned once and
+stored only as its SHA-256. A worker's email and SSO subject are shown to that worker only.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from taskflow.core.domain import AgentType, AuditAction, Via, WorkerType
 from taskflow.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from taskflow.core.models import ApiKey, Worker
 from taskflow.core.schemas import (
+    AgentDeactivated,
     ApiKeyOut,
     CreateHuman,
     IssuedKey,
+    MeOut,
     RegisterAgent,
+    WorkerFilter,
     WorkerOut,
 )
 from taskflow.core.services.access import worker_by_handle
@@ -33,15 +37,29 @@ _Row = TypeVar("_Row", Worker, ApiKey)
 _MINUTE = timedelta(minutes=1)
 
 
+def _public_fields(worker: Worker) -> dict[str, object]:
+    """What any worker may see of another: never the email or SSO subject."""
+    return {
+        "id": worker.id,
+        "handle": worker.handle,
+        "name": worker.name,
+        "type": WorkerType(worker.type),
+        "agent_type": AgentType(worker.agent_type) if worker.agent_type else None,
+        "capabilities": list(worker.capabilities or []),
+        "created_at": worker.created_at,
+        "active": worker.deactivated_at is None,
+        "deactivated_at": worker.deactivated_at,
+    }
+
+
 def worker_out(worker: Worker) -> WorkerOut:
-    return WorkerOut(
-        id=worker.id,
-        handle=worker.handle,
-        name=worker.name,
-        type=WorkerType(worker.type),
-        agent_type=AgentType(worker.agent_type) if worker.agent_type else None,
-        capabilities=list(worker.capabilities or []),
-        created_at=worker.created_at,
+    return WorkerOut.model_validate(_public_fields(worker))
+
+
+def me_out(worker: Worker) -> MeOut:
+    """The caller's own record, with its personal data (for whoami only)."""
+    return MeOut.model_validate(
+        {**_public_fields(worker), "email": worker.email, "sso_subject": worker.sso_subject}
     )
 
 
@@ -198,9 +216,15 @@ async def insert_agent(session: AsyncSession, actor: Actor, cmd: RegisterAgent) 
     return await _issue_key(session, actor, agent, "default", cmd.expires_at)
 
 
-async def list_workers(db: Database, actor: Actor) -> list[WorkerOut]:
+async def list_workers(
+    db: Database, actor: Actor, filters: WorkerFilter | None = None
+) -> list[WorkerOut]:
+    """Every worker by handle, deactivated ones included (their history stays theirs)."""
+    stmt = select(Worker).order_by(Worker.handle)
+    if filters is not None and filters.type is not None:
+        stmt = stmt.where(Worker.type == filters.type.value)
     async with db.transaction() as session:
-        workers = (await session.scalars(select(Worker).order_by(Worker.handle))).all()
+        workers = (await session.scalars(stmt)).all()
     return [worker_out(w) for w in workers]
 
 
@@ -209,14 +233,35 @@ async def get_worker(db: Database, actor: Actor, handle: str) -> WorkerOut:
         return worker_out(await worker_by_handle(session, handle))
 
 
-async def _managed_agent(session: AsyncSession, actor: Actor, handle: str) -> Worker:
-    """An agent's keys are managed by the agent itself or by whoever registered it."""
-    agent = await worker_by_handle(session, handle)
+async def _managed_agent(
+    session: AsyncSession,
+    actor: Actor,
+    handle: str,
+    *,
+    verb: str = "manage its keys",
+    human: str = "API keys are for agents; humans sign in",
+    lock: bool = False,
+) -> Worker:
+    """An agent is managed (its keys, its deactivation) by itself or by whoever registered it.
+
+    `verb` and `human` word the refusals for the operation at hand; `lock` takes the agent's row
+    so deactivation and reactivation of one agent run one at a time.
+    """
+    agent = await worker_by_handle(session, handle, for_update=lock)
     if agent.type != WorkerType.AGENT.value:
-        raise Conflict(f"{handle} is a human: API keys are for agents; humans sign in")
+        raise Conflict(f"{handle} is a human: {human}")
     if actor.worker_id not in (agent.id, agent.created_by_id):
-        raise Forbidden(f"only {handle} itself or the worker who registered it can manage its keys")
+        raise Forbidden(f"only {handle} itself or the worker who registered it can {verb}")
     return agent
+
+
+def _refuse_deactivated(agent: Worker) -> None:
+    """A deactivated agent gets no new key except through reactivation, which says so."""
+    if agent.deactivated_at is not None:
+        raise Conflict(
+            f"{agent.handle} is deactivated: reactivate it (reactivate_agent / `taskflow agent "
+            "reactivate`), which issues a new key"
+        )
 
 
 async def create_api_key(
@@ -228,6 +273,7 @@ async def create_api_key(
 ) -> IssuedKey:
     async with db.transaction() as session:
         agent = await _managed_agent(session, actor, handle)
+        _refuse_deactivated(agent)
         return await _issue_key(session, actor, agent, name, expires_at)
 
 
@@ -242,11 +288,13 @@ async def list_api_keys(db: Database, actor: Actor, handle: str) -> list[ApiKeyO
     return [key_out(k, handle) for k in keys]
 
 
-async def _revoke(session: AsyncSession, actor: Actor, handle: str, key_id: int) -> ApiKey:
-    agent = await _managed_agent(session, actor, handle)
+async def _revoke(session: AsyncSession, actor: Actor, agent: Worker, key_id: int) -> ApiKey:
+    """Revoke one key of an agent the caller manages (`_managed_agent` already checked)."""
     key = await session.get(ApiKey, key_id, with_for_update=True)
     if key is None or key.worker_id != agent.id:
-        raise NotFound(f"{handle} has no API key {key_id}: list its keys for ids", entity="api_key")
+        raise NotFound(
+            f"{agent.handle} has no API key {key_id}: list its keys for ids", entity="api_key"
+        )
     if key.revoked_at is not None:
         raise Conflict(f"API key {key_id} is already revoked")
     key.revoked_at = datetime.now(UTC)
@@ -256,26 +304,28 @@ async def _revoke(session: AsyncSession, actor: Actor, handle: str, key_id: int)
         entity_type="api_key",
         entity_id=key.id,
         action=AuditAction.API_KEY_REVOKED,
-        details={"agent": handle, "prefix": key.display_prefix},
+        details={"agent": agent.handle, "prefix": key.display_prefix},
     )
     return key
 
 
 async def revoke_api_key(db: Database, actor: Actor, handle: str, key_id: int) -> ApiKeyOut:
     async with db.transaction() as session:
-        return key_out(await _revoke(session, actor, handle, key_id), handle)
+        agent = await _managed_agent(session, actor, handle)
+        return key_out(await _revoke(session, actor, agent, key_id), handle)
 
 
 async def rotate_api_key(db: Database, actor: Actor, handle: str, key_id: int) -> IssuedKey:
     """A new key replaces the old one in one transaction: never zero keys, never two live ones."""
     async with db.transaction() as session:
-        old = await _revoke(session, actor, handle, key_id)
+        agent = await _managed_agent(session, actor, handle)
+        _refuse_deactivated(agent)
+        old = await _revoke(session, actor, agent, key_id)
         if old.expires_at is not None and old.expires_at <= datetime.now(UTC):
             raise Conflict(  # rolls the revocation back: nothing changes
                 f"API key {key_id} expired at {old.expires_at.isoformat()}: a rotated key keeps "
                 "its expiry, so create a new key with a new expiry instead (create_api_key)"
             )
-        agent = await worker_by_handle(session, handle)
         return await _issue_key(session, actor, agent, old.name, old.expires_at)
 
 
@@ -300,6 +350,84 @@ async def touch_key(session: AsyncSession | AsyncConnection, key_id: int) -> Non
     )
 
 
-async def whoami(db: Database, actor: Actor) -> WorkerOut:
-    """The caller's own worker record."""
-    return await get_worker(db, actor, actor.handle)
+async def whoami(db: Database, actor: Actor) -> MeOut:
+    """The caller's own worker record, with its own email and SSO subject when known."""
+    async with db.transaction() as session:
+        return me_out(await worker_by_handle(session, actor.handle))
+
+
+_HUMANS_STAY = "only agents can be deactivated; a human's access ends at the auth server"
+
+
+async def deactivate_agent(db: Database, actor: Actor, handle: str) -> AgentDeactivated:
+    """Switch an agent off: every key revoked, no sign-in, claims or new tasks; history stays.
+
+    Tasks already assigned to it stay assigned (reassign them with assign). Deactivating an
+    agent that already is changes nothing and writes nothing, so a retry is harmless.
+    """
+    async with db.transaction() as session:
+        agent = await _managed_agent(
+            session, actor, handle, verb="deactivate it", human=_HUMANS_STAY, lock=True
+        )
+        if agent.deactivated_at is not None:
+            return AgentDeactivated(worker=worker_out(agent), changed=False)
+        now = datetime.now(UTC)
+        keys = (
+            await session.scalars(
+                select(ApiKey)
+                .where(ApiKey.worker_id == agent.id, ApiKey.revoked_at.is_(None))
+                .order_by(ApiKey.id)
+                .with_for_update()
+            )
+        ).all()
+        for key in keys:
+            key.revoked_at = now
+        agent.deactivated_at = now
+        # One entry for the whole switch-off: the revoked keys are named in it, so the key
+        # history reads "revoked by deactivation" rather than as separate, unexplained acts.
+        await audit.record(
+            session,
+            actor,
+            entity_type=ENTITY,
+            entity_id=agent.id,
+            action=AuditAction.AGENT_DEACTIVATED,
+            details={
+                "agent": handle,
+                "revoked_keys": [{"id": k.id, "prefix": k.display_prefix} for k in keys],
+            },
+        )
+        await session.flush()
+        return AgentDeactivated(
+            worker=worker_out(agent),
+            changed=True,
+            revoked_keys=[key_out(k, handle) for k in keys],
+        )
+
+
+async def reactivate_agent(
+    db: Database,
+    actor: Actor,
+    handle: str,
+    name: str = "default",
+    expires_at: datetime | None = None,
+) -> IssuedKey:
+    """Switch a deactivated agent back on with a new key (its old keys stay revoked)."""
+    async with db.transaction() as session:
+        agent = await _managed_agent(
+            session, actor, handle, verb="reactivate it", human=_HUMANS_STAY, lock=True
+        )
+        if agent.deactivated_at is None:
+            raise Conflict(
+                f"{handle} is active: there is nothing to reactivate (create_api_key / "
+                "`taskflow agent new-key` issues another key)"
+            )
+        agent.deactivated_at = None
+        await audit.record(
+            session,
+            actor,
+            entity_type=ENTITY,
+            entity_id=agent.id,
+            action=AuditAction.AGENT_REACTIVATED,
+            details={"agent": handle},
+        )
+        return await _issue_key(session, actor, agent, name, expires_at)

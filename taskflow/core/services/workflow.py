@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
@@ -22,7 +23,7 @@ from taskflow.core.domain import (
     check_transition,
 )
 from taskflow.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
-from taskflow.core.models import AuditEntry
+from taskflow.core.models import AuditEntry, Worker
 from taskflow.core.schemas import TaskOut
 from taskflow.core.services.tasks import (
     Locked,
@@ -296,11 +297,20 @@ _CLAIM = text(
             ORDER BY slug = CAST(:project AS text) DESC LIMIT 1))
       AND (CAST(:tags AS text[]) IS NULL OR t.tags && CAST(:tags AS text[]))
       AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = t.id)
+      AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = :worker_id
+                      AND w.deactivated_at IS NOT NULL)
     ORDER BY t.priority_rank, t.due_date NULLS LAST, t.id
     LIMIT 1
     FOR UPDATE OF t SKIP LOCKED
     """
 )
+
+
+async def _refuse_deactivated_claimer(session: AsyncSession, actor: Actor) -> None:
+    """Say why a deactivated worker found nothing (asked only then: claims stay one query)."""
+    stmt = select(Worker.deactivated_at).where(Worker.id == actor.worker_id)
+    if await session.scalar(stmt) is not None:
+        raise Forbidden(f"{actor.handle} is deactivated: it cannot claim tasks")
 
 
 async def claim_next(
@@ -316,6 +326,7 @@ async def claim_next(
             {"worker_id": actor.worker_id, "project": project, "tags": tags or None},
         )
         if task_id is None:
+            await _refuse_deactivated_claimer(session, actor)
             where = f" in project {project}" if project else ""
             raise NotFound(
                 f"no open unassigned task to claim{where}: create tasks or check back later",

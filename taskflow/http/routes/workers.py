@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from taskflow.core.schemas import ApiKeyOut, IssuedKey, RegisterAgent, WorkerOut
+from taskflow.core.schemas import (
+    AgentDeactivated,
+    ApiKeyOut,
+    IssuedKey,
+    MeOut,
+    RegisterAgent,
+    WorkerFilter,
+    WorkerOut,
+)
 from taskflow.core.services import workers
 from taskflow.http.bodies import NewApiKey
 from taskflow.http.endpoint import Call, Endpoints
@@ -10,16 +18,22 @@ from taskflow.http.endpoint import Call, Endpoints
 endpoints = Endpoints("workers")
 
 
-@endpoints.get("/api/me", operation="whoami", response=WorkerOut)
-async def whoami(call: Call) -> WorkerOut:
-    """Your own worker record: who this token acts as."""
+@endpoints.get("/api/me", operation="whoami", response=MeOut)
+async def whoami(call: Call) -> MeOut:
+    """Your own worker record: who this token acts as.
+
+    Only here do you see your own `email` and `sso_subject` (null for agents); other workers'
+    records never carry them.
+    """
     return await workers.whoami(call.db, call.actor)
 
 
-@endpoints.get("/api/workers", operation="list_workers", response=list[WorkerOut])
+@endpoints.get(
+    "/api/workers", operation="list_workers", query=WorkerFilter, response=list[WorkerOut]
+)
 async def list_workers(call: Call) -> list[WorkerOut]:
-    """List every worker, human and agent, by handle."""
-    return await workers.list_workers(call.db, call.actor)
+    """List every worker, human and agent, by handle (`?type=agent` or `?type=human`: one kind)."""
+    return await workers.list_workers(call.db, call.actor, call.query)
 
 
 @endpoints.post(
@@ -85,4 +99,31 @@ async def rotate_api_key(call: Call) -> IssuedKey:
     """Replace an API key with a new one in one step (the old one stops working)."""
     return await workers.rotate_api_key(
         call.db, call.actor, call.path["handle"], call.path["key_id"]
+    )
+
+
+@endpoints.post(
+    "/api/workers/{handle}/deactivate", operation="deactivate_agent", response=AgentDeactivated
+)
+async def deactivate_agent(call: Call) -> AgentDeactivated:
+    """Deactivate an agent: all its keys are revoked and it can no longer be assigned or claim.
+
+    Its history and its current assignments stay. Deactivating it again changes nothing.
+    Allowed to the agent itself and to whoever registered it.
+    """
+    return await workers.deactivate_agent(call.db, call.actor, call.path["handle"])
+
+
+@endpoints.post(
+    "/api/workers/{handle}/reactivate",
+    operation="reactivate_agent",
+    body=NewApiKey,
+    response=IssuedKey,
+    status=201,
+)
+async def reactivate_agent(call: Call) -> IssuedKey:
+    """Reactivate a deactivated agent and issue it a new API key, shown only in this answer."""
+    body: NewApiKey = call.body
+    return await workers.reactivate_agent(
+        call.db, call.actor, call.path["handle"], body.name, body.expires_at
     )
