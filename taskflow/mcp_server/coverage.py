@@ -1,23 +1,14 @@
-"""Which MCP tool reaches each core operation (principle 2: agents can do everything).
+"""Which hand-written MCP tool reaches each core operation not yet on the kernel (principle 2:
+agents can do everything). Kernel operations are tools generated from their declarations.
 
-A test asserts that these keys are exactly `taskflow.core.operations.OPERATIONS` and that every
-tool named here is in `tools/list`. Grouped tools say which `action` reaches the operation in
+A test asserts that these keys and the declared tools are exactly the core's OPERATIONS, and that
+every tool named here is in `tools/list`. Grouped tools say which `action` reaches the operation in
 `ACTIONS`; other parameters that select an operation are noted in the tool's description.
 """
 
 from __future__ import annotations
 
 COVERAGE: dict[str, str] = {
-    # projects and members
-    "create_project": "manage_project",
-    "get_project": "list_projects",  # list_projects(project=...)
-    "list_projects": "list_projects",
-    "update_project": "manage_project",
-    "delete_project": "manage_project",
-    "list_members": "list_projects",  # list_projects(project=...) includes members
-    "add_member": "manage_project",
-    "remove_member": "manage_project",
-    "change_role": "manage_project",
     # workers and agent keys
     "whoami": "whoami",
     "list_workers": "list_workers",
@@ -57,12 +48,6 @@ COVERAGE: dict[str, str] = {
 
 # The `action` value of a grouped tool that performs each operation.
 ACTIONS: dict[str, str] = {
-    "create_project": "create",
-    "update_project": "update",
-    "delete_project": "delete",
-    "add_member": "add_member",
-    "remove_member": "remove_member",
-    "change_role": "change_role",
     "register_agent": "register",
     "create_api_key": "create_key",
     "list_api_keys": "list_keys",

@@ -15,9 +15,7 @@ from taskflow.core.domain import Priority, TaskStatus
 from taskflow.core.schemas import (
     ApiKeyOut,
     IssuedKey,
-    MemberOut,
     Page,
-    ProjectOut,
     TaskDetail,
     TaskOut,
     WorkerOut,
@@ -28,23 +26,8 @@ class Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ProjectsOut(Envelope):
-    projects: list[ProjectOut]
-    members: list[MemberOut] | None = Field(
-        default=None, description="Members, when one project was asked for"
-    )
-
-
 class WorkersOut(Envelope):
     workers: list[WorkerOut]
-
-
-class ProjectResult(Envelope):
-    action: str
-    project: ProjectOut | None = None
-    member: MemberOut | None = None
-    deleted_id: int | None = None
-    removed: str | None = Field(default=None, description="Handle of the removed member")
 
 
 class AgentResult(Envelope):

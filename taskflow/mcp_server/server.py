@@ -13,14 +13,29 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
+from mcp import MCPError
 from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult, ListToolsResult
+from mcp.types import Tool as McpTool
 
 from taskflow.core.actor import Actor
 from taskflow.core.config import Settings
+from taskflow.core.declarations import REGISTRY
+from taskflow.core.errors import TaskFlowError
 from taskflow.core.runtime import Runtime
-from taskflow.mcp_server import resources, tools_audit, tools_people, tools_tasks, tools_workflow
+from taskflow.mcp_server import (
+    resources,
+    tools_audit,
+    tools_people,
+    tools_tasks,
+    tools_workflow,
+    toolsets,
+)
+from taskflow.mcp_server.errors import error_result
 from taskflow.mcp_server.identity import ActorTokenVerifier, Identity
+from taskflow.mcp_server.operations import OperationTools
 from taskflow.mcp_server.toolkit import Surface
 
 INSTRUCTIONS = """\
@@ -37,7 +52,6 @@ An error result says what to do next: read it before retrying."""
 # tools for rarer changes last.
 TOOL_ORDER = (
     "whoami",
-    "list_projects",
     "list_workers",
     "list_tasks",
     "get_task",
@@ -57,10 +71,10 @@ TOOL_ORDER = (
     "get_audit_trail",
     "verify_audit",
     "manage_task",
-    "manage_project",
     "manage_agents",
 )
 
+INVALID_PARAMS = -32602
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -86,12 +100,60 @@ def auth_settings(settings: Settings) -> AuthSettings:
     return AuthSettings(issuer_url=settings.taskflow_public_url, resource_server_url=None)  # type: ignore[arg-type]
 
 
+class TaskflowMCP(MCPServer):
+    """The SDK's server, with the kernel's operations served as tools generated from their
+    declarations, beside the hand-written tools of operations not yet on the kernel."""
+
+    def __init__(
+        self, *args: Any, generated: OperationTools, toolsets: frozenset[str], **kwargs: Any
+    ) -> None:
+        self.generated = generated
+        self.toolsets = toolsets
+        super().__init__(*args, **kwargs)
+
+    def _toolsets_of(self, request: Any) -> frozenset[str]:
+        """The toolsets this request asked for (HTTP), else the server's own (stdio)."""
+        if request is None:
+            return self.toolsets
+        asked = toolsets.from_request(request.query_params, request.headers)
+        return self.toolsets if asked is None else toolsets.parse(asked)
+
+    async def _handle_list_tools(self, ctx: Any, params: Any) -> ListToolsResult:
+        try:
+            chosen = self._toolsets_of(ctx.request)
+        except TaskFlowError as exc:
+            raise MCPError(INVALID_PARAMS, exc.message) from None
+        tools = [*await super().list_tools(), *self.generated.listed(chosen)]
+        return ListToolsResult(tools=tools)
+
+    async def list_tools(self) -> list[McpTool]:
+        return [*await super().list_tools(), *self.generated.listed(self.toolsets)]
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> Any:
+        if name in self.generated:
+            assert context is not None, "generated tools run inside a request"
+            try:
+                chosen = self._toolsets_of(context.request_context.request)
+            except TaskFlowError as exc:
+                return error_result(exc)
+            result: CallToolResult = await self.generated.call(name, arguments, context, chosen)
+            return result
+        return await super().call_tool(name, arguments, context)
+
+    def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
+        schema = self.generated.input_schema(name)
+        return schema if schema is not None else super()._tool_input_schema(name)
+
+
 def build_mcp(
     runtime: Runtime,
     *,
     local_handle: str | None = None,
     actor: Actor | None = None,
     log_level: LogLevel = "INFO",
+    toolset_names: str | None = None,
 ) -> MCPServer:
     """An MCP server over `runtime`; see the module docstring for the identity modes."""
     surface = Surface(runtime, Identity(runtime, actor=actor, local_handle=local_handle))
@@ -112,8 +174,10 @@ def build_mcp(
             "token_verifier": ActorTokenVerifier(runtime),
             "auth": auth_settings(runtime.settings),
         }
-    mcp = MCPServer(
+    mcp = TaskflowMCP(
         "taskflow",
+        generated=OperationTools(list(REGISTRY.values()), surface),
+        toolsets=toolsets.parse(toolset_names),
         title="TaskFlow",
         version=_version(),
         instructions=INSTRUCTIONS,

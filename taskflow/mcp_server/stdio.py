@@ -23,6 +23,7 @@ from taskflow.core.config import Settings, get_settings
 from taskflow.core.domain import Via, check_handle
 from taskflow.core.errors import TaskFlowError, Unauthenticated
 from taskflow.core.runtime import Runtime, open_runtime
+from taskflow.mcp_server import toolsets
 from taskflow.mcp_server.server import build_mcp
 
 
@@ -59,12 +60,12 @@ async def startup_actor(runtime: Runtime, api_key: str | None, handle: str | Non
     )
 
 
-async def serve(settings: Settings, handle: str | None) -> None:
+async def serve(settings: Settings, handle: str | None, toolset_names: str | None) -> None:
     with stdout_to_stderr():
         runtime = await open_runtime(settings)
     try:
         actor = await startup_actor(runtime, settings.taskflow_api_key, handle)
-        mcp = build_mcp(runtime, actor=actor, log_level="WARNING")
+        mcp = build_mcp(runtime, actor=actor, log_level="WARNING", toolset_names=toolset_names)
         await mcp.run_stdio_async()
     finally:
         await runtime.close()
@@ -79,6 +80,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--as", dest="handle", metavar="@HANDLE", help="local mode: act as this local user"
     )
+    parser.add_argument(
+        "--toolsets",
+        default=os.environ.get(toolsets.ENV),
+        metavar="NAMES",
+        help="comma-separated toolsets to offer (all = every one; default: all but admin)",
+    )
     return parser.parse_args(argv)
 
 
@@ -86,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console script entry point (`taskflow-mcp`)."""
     args = parse_args(argv)
     try:
-        anyio.run(serve, get_settings(), args.handle)
+        toolsets.parse(args.toolsets)  # an unknown name fails here, before anything starts
+        anyio.run(serve, get_settings(), args.handle, args.toolsets)
     except TaskFlowError as exc:
         print(f"taskflow-mcp: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

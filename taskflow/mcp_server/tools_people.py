@@ -10,24 +10,19 @@ from pydantic import Field
 
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
-from taskflow.core.domain import AgentType, ApprovalPolicy, Role, WorkerType
+from taskflow.core.domain import AgentType, WorkerType
 from taskflow.core.schemas import (
-    AddMember,
-    CreateProject,
     DueDate,
     Handle,
     MeOut,
-    ProjectRef,
     RegisterAgent,
-    UpdateProject,
     WorkerFilter,
 )
-from taskflow.core.services import projects, workers
-from taskflow.mcp_server.outputs import AgentResult, ProjectResult, ProjectsOut, WorkersOut
+from taskflow.core.services import workers
+from taskflow.mcp_server.outputs import AgentResult, WorkersOut
 from taskflow.mcp_server.toolkit import (
     DESTRUCTIVE,
     READ_ONLY,
-    ExpectedVersion,
     IdempotencyKey,
     Surface,
     check_action,
@@ -36,7 +31,6 @@ from taskflow.mcp_server.toolkit import (
     sent,
 )
 
-ProjectAction = Literal["create", "update", "delete", "add_member", "remove_member", "change_role"]
 AgentAction = Literal[
     "register", "create_key", "list_keys", "revoke_key", "rotate_key", "deactivate", "reactivate"
 ]
@@ -61,39 +55,6 @@ _AGENT_FIELDS = {
     "deactivate": {"handle"},
     "reactivate": {"handle", "name", "expires_at"},
 }
-
-
-async def _project_action(db: Database, actor: Actor, a: dict[str, Any]) -> ProjectResult:
-    action, ref = a["action"], a["project"]
-    check_action(action, sent(), _PROJECT_FIELDS)
-    if action == "create":
-        cmd = CreateProject(
-            slug=ref,
-            name=require(action, "name", a["name"]),
-            description=a["description"] or "",
-            approval_policy=a["approval_policy"] or ApprovalPolicy.NONE,
-        )
-        return ProjectResult(action=action, project=await projects.create_project(db, actor, cmd))
-    if action == "update":
-        fields = {"name", "description", "approval_policy", "expected_version"}
-        change = UpdateProject(**{k: a[k] for k in sent() & fields})
-        project = await projects.update_project(db, actor, ref, change)
-        return ProjectResult(action=action, project=project)
-    if action == "delete":
-        deleted = await projects.delete_project(db, actor, ref, a["expected_version"])
-        return ProjectResult(action=action, deleted_id=deleted)
-    handle = require(action, "handle", a["handle"])
-    if action == "remove_member":
-        await projects.remove_member(db, actor, ref, handle)
-        return ProjectResult(action=action, removed=handle)
-    if action == "add_member":
-        member = await projects.add_member(
-            db, actor, ref, AddMember(handle=handle, role=a["role"] or Role.MEMBER)
-        )
-        return ProjectResult(action=action, member=member)
-    role = require(action, "role", a["role"])
-    member = await projects.change_role(db, actor, ref, AddMember(handle=handle, role=role))
-    return ProjectResult(action=action, member=member)
 
 
 async def _agent_action(db: Database, actor: Actor, a: dict[str, Any]) -> AgentResult:
@@ -132,22 +93,11 @@ async def _agent_action(db: Database, actor: Actor, a: dict[str, Any]) -> AgentR
 
 
 def build(s: Surface) -> list[Tool]:
-    """The identity, worker and project tools of one server."""
+    """The identity and worker tools of one server (projects are generated from declarations)."""
     db = s.db
 
     async def whoami(ctx: Context) -> MeOut:
         return await s.read(ctx, lambda actor: workers.whoami(db, actor))  # type: ignore[return-value]
-
-    async def list_projects(ctx: Context, project: ProjectRef | None = None) -> ProjectsOut:
-        async def op(actor: Actor) -> ProjectsOut:
-            if project is None:
-                return ProjectsOut(projects=await projects.list_projects(db, actor))
-            one = await projects.get_project(db, actor, project)
-            return ProjectsOut(
-                projects=[one], members=await projects.list_members(db, actor, project)
-            )
-
-        return await s.read(ctx, op)  # type: ignore[return-value]
 
     async def list_workers(
         ctx: Context, handle: OptionalHandle = None, type: WorkerType | None = None
@@ -159,33 +109,6 @@ def build(s: Surface) -> list[Tool]:
             return WorkersOut(workers=[await workers.get_worker(db, actor, handle)])
 
         return await s.read(ctx, op)  # type: ignore[return-value]
-
-    async def manage_project(
-        ctx: Context,
-        action: ProjectAction,
-        project: ProjectRef,
-        name: Label = None,
-        description: Text = None,
-        approval_policy: ApprovalPolicy | None = None,
-        handle: OptionalHandle = None,
-        role: Role | None = None,
-        expected_version: ExpectedVersion = None,
-        idempotency_key: IdempotencyKey = None,
-    ) -> ProjectResult:
-        a = {
-            "action": action,
-            "project": project,
-            "name": name,
-            "description": description,
-            "approval_policy": approval_policy,
-            "handle": handle,
-            "role": role,
-            "expected_version": expected_version,
-            "idempotency_key": idempotency_key,
-        }
-        return await s.write(  # type: ignore[return-value]
-            ctx, "manage_project", a, lambda actor: _project_action(db, actor, a), ProjectResult
-        )
 
     async def manage_agents(
         ctx: Context,
@@ -220,23 +143,10 @@ def build(s: Surface) -> list[Tool]:
             annotations=READ_ONLY,
         ),
         make_tool(
-            list_projects,
-            description="Projects you belong to, with your role. Give `project` (slug) for one "
-            "project with its members.",
-            annotations=READ_ONLY,
-        ),
-        make_tool(
             list_workers,
             description="Workers (humans and agents) and their handles, for assign_task and "
             "delegate_task. Give `handle` for one worker, `type` (human/agent) for one kind.",
             annotations=READ_ONLY,
-        ),
-        make_tool(
-            manage_project,
-            description="Projects and membership, by action: create (project=new slug, name), "
-            "update, delete (with all its tasks), add_member / change_role (handle, role), "
-            "remove_member (handle).",
-            annotations=DESTRUCTIVE,
         ),
         make_tool(
             manage_agents,

@@ -95,8 +95,11 @@ class McpUser:
 
 @pytest.fixture
 def user(runtime: Runtime) -> Callable[[Actor], McpUser]:
-    """`user(actor)`: an MCP client whose calls act as `actor`."""
-    return lambda actor: McpUser(build_mcp(runtime, actor=actor, log_level="WARNING"))
+    """`user(actor)`: an MCP client whose calls act as `actor`, offered every toolset (the
+    catalog tests check what a client sees by default)."""
+    return lambda actor: McpUser(
+        build_mcp(runtime, actor=actor, log_level="WARNING", toolset_names="all")
+    )
 
 
 @pytest.fixture

@@ -8,35 +8,75 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from taskflow.core.declarations import REGISTRY
+from taskflow.core.errors import ValidationFailed
 from taskflow.core.operations import MUTATING, OPERATIONS
 from taskflow.core.runtime import Runtime
+from taskflow.mcp_server import toolsets
 from taskflow.mcp_server.coverage import ACTIONS, COVERAGE
 from taskflow.mcp_server.server import TOOL_ORDER, build_mcp
-from tests.mcp.conftest import McpUser, Team
+from tests.mcp.conftest import McpUser, Team, call, refusal
 
 MAX_TOOLS_LIST_BYTES = 32_000  # the issue's budget: under 32 KB (about 8k tokens)
 # Tools whose change has no stored version to compare: they create, claim, or manage keys.
-UNVERSIONED = {"create_task", "claim_next_task", "manage_agents"}
+UNVERSIONED = {
+    "create_task",
+    "claim_next_task",
+    "manage_agents",
+    "create_project",
+    "add_member",
+    "remove_member",
+    "change_role",
+}
+# Tools generated from the kernel's declarations, after the hand-written ones.
+DECLARED = {name: op.mcp for name, op in REGISTRY.items() if op.mcp is not None}
+BY_DEFAULT = [
+    op.mcp for op in REGISTRY.values() if op.mcp is not None and op.toolset in toolsets.default()
+]
+
+
+async def listing(user: McpUser) -> list[dict[str, Any]]:
+    listed = await user.tools()
+    return [t.model_dump(by_alias=True, mode="json", exclude_none=True) for t in listed.tools]
 
 
 @pytest.fixture
-async def catalog(bot: McpUser) -> list[dict[str, Any]]:
-    listed = await bot.tools()
-    return [t.model_dump(by_alias=True, mode="json", exclude_none=True) for t in listed.tools]
+async def catalog(runtime: Runtime, team: Team) -> list[dict[str, Any]]:
+    """Every tool (all toolsets), as a client that asks for all of them sees it."""
+    return await listing(McpUser(build_mcp(runtime, actor=team.bot, toolset_names="all")))
+
+
+@pytest.fixture
+async def default_catalog(runtime: Runtime, team: Team) -> list[dict[str, Any]]:
+    """What a client that names no toolset sees."""
+    return await listing(McpUser(build_mcp(runtime, actor=team.bot)))
 
 
 def wire_bytes(tools: list[dict[str, Any]]) -> int:
     return len(json.dumps({"tools": tools}, separators=(",", ":")).encode())
 
 
-async def test_tools_list_is_the_lean_set_in_order(catalog: list[dict[str, Any]]) -> None:
-    assert [t["name"] for t in catalog] == list(TOOL_ORDER)
-    assert len(catalog) <= 25
+async def test_tools_list_is_the_lean_set_in_order(
+    catalog: list[dict[str, Any]], default_catalog: list[dict[str, Any]]
+) -> None:
+    assert [t["name"] for t in catalog] == [*TOOL_ORDER, *DECLARED.values()]
+    assert [t["name"] for t in default_catalog] == [*TOOL_ORDER, *BY_DEFAULT]
+    assert "create_project" not in BY_DEFAULT and "list_projects" in BY_DEFAULT
 
 
-async def test_tools_list_fits_the_context_budget(catalog: list[dict[str, Any]]) -> None:
-    size = wire_bytes(catalog)
+async def test_tools_list_fits_the_context_budget(default_catalog: list[dict[str, Any]]) -> None:
+    size = wire_bytes(default_catalog)
     assert size < MAX_TOOLS_LIST_BYTES, f"tools/list is {size} bytes"
+
+
+async def test_a_tool_outside_the_chosen_toolsets_says_how_to_get_it(
+    runtime: Runtime, team: Team
+) -> None:
+    plain = McpUser(build_mcp(runtime, actor=team.sarah))
+    message = refusal(await call(plain, "create_project", slug="x", name="X"))
+    assert "admin toolset" in message and "toolsets=admin" in message
+    with pytest.raises(ValidationFailed, match="unknown toolset nope: choose from admin, all"):
+        toolsets.parse("core,nope")
 
 
 async def test_every_tool_is_annotated_and_typed(catalog: list[dict[str, Any]]) -> None:
@@ -74,7 +114,7 @@ async def test_mutating_tools_take_idempotency_key_and_version(
     catalog: list[dict[str, Any]],
 ) -> None:
     writers = [t for t in catalog if not t["annotations"]["readOnlyHint"]]
-    assert len(writers) == 16
+    assert len(writers) == 21
     for tool in writers:
         props = tool["inputSchema"]["properties"]
         assert "idempotency_key" in props, tool["name"]
@@ -83,14 +123,15 @@ async def test_mutating_tools_take_idempotency_key_and_version(
 
 async def test_destructive_tools_are_marked(catalog: list[dict[str, Any]]) -> None:
     destructive = {t["name"] for t in catalog if t["annotations"]["destructiveHint"]}
-    assert destructive == {"manage_task", "manage_project", "manage_agents"}
+    assert destructive == {"manage_task", "manage_agents", "delete_project", "remove_member"}
 
 
 async def test_every_operation_is_reachable(catalog: list[dict[str, Any]]) -> None:
     """Principle 2: an agent can do everything. Every core operation maps to a listed tool."""
-    assert set(COVERAGE) == set(OPERATIONS)
+    assert not set(COVERAGE) & set(DECLARED), "a declared operation is listed by hand too"
+    assert set(COVERAGE) | set(DECLARED) == set(OPERATIONS)
     by_name = {t["name"]: t for t in catalog}
-    for operation, tool in COVERAGE.items():
+    for operation, tool in {**COVERAGE, **DECLARED}.items():
         assert tool in by_name, f"{operation} -> {tool}: no such tool"
         if operation in MUTATING:
             assert not by_name[tool]["annotations"]["readOnlyHint"], operation

@@ -192,13 +192,24 @@ async def test_the_composition_root_serves_mcp_next_to_rest(
         anonymous = await http.post("/mcp", json=JSONRPC_LIST, headers=ACCEPT)
         metadata = await http.get("/.well-known/oauth-protected-resource/mcp")
         listed = await http.post("/mcp", json=JSONRPC_LIST, headers=keyed)
+        everything = await http.post("/mcp?toolsets=all", json=JSONRPC_LIST, headers=keyed)
+        by_header = await http.post(
+            "/mcp", json=JSONRPC_LIST, headers={**keyed, "X-MCP-Toolsets": "core,admin"}
+        )
+        unknown = await http.post("/mcp?toolsets=nope", json=JSONRPC_LIST, headers=keyed)
     assert anonymous.status_code == 401
     assert (
         f'resource_metadata="{base}/.well-known/oauth-protected-resource/mcp"'
         in (anonymous.headers["www-authenticate"])
     )
     assert metadata.json()["authorization_servers"] == [better_auth.base_url]
-    assert listed.status_code == 200 and len(listed.json()["result"]["tools"]) == 23
+    names = {t["name"] for t in listed.json()["result"]["tools"]}
+    assert listed.status_code == 200 and "list_projects" in names and "create_project" not in names
+    all_names = {t["name"] for t in everything.json()["result"]["tools"]}
+    assert names < all_names and "create_project" in all_names
+    header_names = {t["name"] for t in by_header.json()["result"]["tools"]}
+    assert "create_project" in header_names and "list_tasks" in header_names
+    assert "unknown toolset nope" in unknown.json()["error"]["message"]
 
 
 async def test_a_signed_in_human_sees_only_its_own_email_and_subject(

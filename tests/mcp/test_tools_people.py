@@ -26,11 +26,12 @@ async def test_whoami(bot: McpUser, sarah: McpUser) -> None:
 
 async def test_list_projects_and_members(bot: McpUser, db: Database, team: Team) -> None:
     mine = ok(await call(bot, "list_projects"))
-    assert [(p["slug"], p["my_role"]) for p in mine["projects"]] == [("default", "member")]
-    assert mine["members"] is None
-    one = ok(await call(bot, "list_projects", project="default"))
-    assert {m["handle"] for m in one["members"]} == {"@sarah", "@ann", "@claude-code"}
-    hidden = await refused_unchanged(db, bot, "list_projects", project="web")
+    assert [(p["slug"], p["my_role"]) for p in mine["items"]] == [("default", "member")]
+    one = ok(await call(bot, "get_project", project="default"))
+    assert one["slug"] == "default"
+    members = ok(await call(bot, "list_members", project="default"))["items"]
+    assert {m["handle"] for m in members} == {"@sarah", "@ann", "@claude-code"}
+    hidden = await refused_unchanged(db, bot, "get_project", project="web")
     assert "not found, or you are not a member: list your projects (list_projects)" in hidden
 
 
@@ -49,92 +50,73 @@ async def test_list_workers(bot: McpUser, db: Database, team: Team) -> None:
     )
 
 
-async def test_manage_project_lifecycle(sarah: McpUser, db: Database, team: Team) -> None:
+async def test_project_lifecycle(sarah: McpUser, db: Database, team: Team) -> None:
     created = ok(
         await call(
             sarah,
-            "manage_project",
-            action="create",
-            project="mobile",
+            "create_project",
+            slug="mobile",
             name="Mobile app",
             approval_policy="review_required",
         )
     )
-    assert created["project"]["slug"] == "mobile" and created["project"]["my_role"] == "owner"
+    assert created["slug"] == "mobile" and created["my_role"] == "owner"
     assert_audited((await audit_tail(db))[0], "created", "@sarah")
 
     stale = await refused_unchanged(
-        db, sarah, "manage_project", action="update", project="mobile", name="X", expected_version=9
+        db, sarah, "update_project", project="mobile", name="X", expected_version=9
     )
     assert "changed since you read it" in stale
     updated = ok(
         await call(
-            sarah,
-            "manage_project",
-            action="update",
-            project="mobile",
-            description="iOS first",
-            expected_version=1,
+            sarah, "update_project", project="mobile", description="iOS first", expected_version=1
         )
     )
-    assert updated["project"]["description"] == "iOS first"
-    assert updated["project"]["name"] == "Mobile app"  # only what was sent changed
+    assert updated["description"] == "iOS first"
+    assert updated["name"] == "Mobile app"  # only what was sent changed
     assert_audited((await audit_tail(db))[0], "updated", "@sarah")
 
-    added = ok(
-        await call(
-            sarah, "manage_project", action="add_member", project="mobile", handle="@claude-code"
-        )
-    )
-    assert added["member"]["role"] == "member"
+    added = ok(await call(sarah, "add_member", project="mobile", handle="@claude-code"))
+    assert added["role"] == "member"
     assert_audited((await audit_tail(db))[0], "member_added", "@sarah")
-    ok(
-        await call(
-            sarah,
-            "manage_project",
-            action="change_role",
-            project="mobile",
-            handle="@claude-code",
-            role="admin",
-        )
-    )
+    ok(await call(sarah, "change_role", project="mobile", handle="@claude-code", role="admin"))
     assert_audited((await audit_tail(db))[0], "role_changed", "@sarah")
-    removed = ok(
-        await call(
-            sarah, "manage_project", action="remove_member", project="mobile", handle="@claude-code"
-        )
-    )
-    assert removed["removed"] == "@claude-code"
+    removed = ok(await call(sarah, "remove_member", project="mobile", handle="@claude-code"))
+    assert removed == {"result": None}
     assert_audited((await audit_tail(db))[0], "member_removed", "@sarah")
 
-    deleted = ok(await call(sarah, "manage_project", action="delete", project="mobile"))
-    assert deleted["deleted_id"] == created["project"]["id"]
+    deleted = ok(await call(sarah, "delete_project", project="mobile"))
+    assert deleted == {"result": created["id"]}
     assert_audited((await audit_tail(db))[0], "deleted", "@sarah")
 
 
-async def test_manage_project_refusals(
-    bot: McpUser, sarah: McpUser, db: Database, team: Team
-) -> None:
-    member = await refused_unchanged(
-        db, bot, "manage_project", action="update", project="default", name="Mine now"
-    )
+async def test_project_refusals(bot: McpUser, sarah: McpUser, db: Database, team: Team) -> None:
+    member = await refused_unchanged(db, bot, "update_project", project="default", name="Mine")
     assert "you are a member of project default" in member
-    assert "needs name" in await refused_unchanged(
-        db, sarah, "manage_project", action="create", project="newp"
+    assert "name: Field required" in await refused_unchanged(
+        db, sarah, "create_project", slug="newp"
     )
     assert "already exists" in await refused_unchanged(
-        db, sarah, "manage_project", action="create", project="web", name="Web again"
+        db, sarah, "create_project", slug="web", name="Web again"
     )
-    stray = await refused_unchanged(
-        db, sarah, "manage_project", action="delete", project="web", handle="@ann"
-    )
-    assert "action=delete does not take handle" in stray
-    assert "needs role" in await refused_unchanged(
-        db, sarah, "manage_project", action="change_role", project="default", handle="@ann"
+    stray = await refused_unchanged(db, sarah, "delete_project", project="web", handle="@ann")
+    assert "unknown argument 'handle'" in stray
+    typo = await refused_unchanged(db, sarah, "update_project", project="web", nmae="x")
+    assert "unknown argument 'nmae': did you mean 'name'?" in typo
+    assert "role" in await refused_unchanged(
+        db, sarah, "change_role", project="default", handle="@ann"
     )
     assert "last owner" in await refused_unchanged(
-        db, sarah, "manage_project", action="remove_member", project="default", handle="@sarah"
+        db, sarah, "remove_member", project="default", handle="@sarah"
     )
+
+
+async def test_a_repeated_key_replays_the_first_answer(sarah: McpUser, db: Database) -> None:
+    first = await call(sarah, "create_project", slug="once", name="Once", idempotency_key="k1")
+    before = await audit_count(db)
+    again = await call(sarah, "create_project", slug="once", name="Once", idempotency_key="k1")
+    assert ok(again) == ok(first) and (again.meta or {}).get("taskflow/replayed") is True
+    assert await audit_count(db) == before
 
 
 async def test_agents_register_and_manage_agents(bot: McpUser, ann: McpUser, db: Database) -> None:

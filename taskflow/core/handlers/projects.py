@@ -26,7 +26,8 @@ from taskflow.core.services.access import check_role, project_with_role, role_in
 from taskflow.core.uow import UnitOfWork
 
 ENTITY = "project"
-TOOLSET = "projects"
+READS = "core"  # what every agent needs to find its way: the projects it is in, their members
+ADMIN = "admin"  # creating, changing and deleting projects, managing membership
 
 
 class GetProject(Model):
@@ -59,8 +60,10 @@ class RemoveMember(Model):
     handle: Handle
 
 
-class ChangeRole(schemas.AddMember):
+class ChangeRole(Model):
     project: ProjectRef
+    handle: Handle
+    role: Role
 
 
 def project_out(project: Project, owner: str, role: Role | None) -> ProjectOut:
@@ -119,8 +122,8 @@ async def _record(
 
 @declare(
     CreateProject,
-    toolset=TOOLSET,
-    mcp="manage_project",
+    toolset=ADMIN,
+    mcp="create_project",
     rest=Route("POST", "/api/projects", 201),
     cli="project add",
 )
@@ -156,9 +159,9 @@ async def create_project(cmd: CreateProject, uow: UnitOfWork, actor: Actor) -> P
 
 @declare(
     GetProject,
-    toolset=TOOLSET,
+    toolset=READS,
     read_only=True,
-    mcp="list_projects",
+    mcp="get_project",
     rest=Route("GET", "/api/projects/{project}"),
     cli="project show",
 )
@@ -170,7 +173,7 @@ async def get_project(cmd: GetProject, uow: UnitOfWork, actor: Actor) -> Project
 
 @declare(
     ListProjects,
-    toolset=TOOLSET,
+    toolset=READS,
     read_only=True,
     mcp="list_projects",
     rest=Route("GET", "/api/projects"),
@@ -192,9 +195,9 @@ async def list_projects(cmd: ListProjects, uow: UnitOfWork, actor: Actor) -> lis
 
 @declare(
     UpdateProject,
-    toolset=TOOLSET,
+    toolset=ADMIN,
     idempotent=True,
-    mcp="manage_project",
+    mcp="update_project",
     rest=Route("PUT", "/api/projects/{project}"),
     cli="project edit",
 )
@@ -228,9 +231,9 @@ async def update_project(cmd: UpdateProject, uow: UnitOfWork, actor: Actor) -> P
 
 @declare(
     DeleteProject,
-    toolset=TOOLSET,
+    toolset=ADMIN,
     destructive=True,
-    mcp="manage_project",
+    mcp="delete_project",
     rest=Route("DELETE", "/api/projects/{project}", 204),
     cli="project delete",
 )
@@ -272,9 +275,9 @@ async def delete_project(cmd: DeleteProject, uow: UnitOfWork, actor: Actor) -> i
 
 @declare(
     ListMembers,
-    toolset=TOOLSET,
+    toolset=READS,
     read_only=True,
-    mcp="list_projects",
+    mcp="list_members",
     rest=Route("GET", "/api/projects/{project}/workers"),
     cli="member list",
 )
@@ -299,8 +302,8 @@ def _check_can_grant(my_role: Role, role: Role) -> None:
 
 @declare(
     AddMember,
-    toolset=TOOLSET,
-    mcp="manage_project",
+    toolset=ADMIN,
+    mcp="add_member",
     rest=Route("POST", "/api/projects/{project}/workers", 201),
     cli="member add",
 )
@@ -359,9 +362,9 @@ async def _lock_for_members(uow: UnitOfWork, actor: Actor, ref: str) -> tuple[Pr
 
 @declare(
     RemoveMember,
-    toolset=TOOLSET,
+    toolset=ADMIN,
     destructive=True,
-    mcp="manage_project",
+    mcp="remove_member",
     rest=Route("DELETE", "/api/projects/{project}/workers/{handle}", 204),
     cli="member remove",
 )
@@ -383,9 +386,9 @@ async def remove_member(cmd: RemoveMember, uow: UnitOfWork, actor: Actor) -> Non
 
 @declare(
     ChangeRole,
-    toolset=TOOLSET,
+    toolset=ADMIN,
     idempotent=True,
-    mcp="manage_project",
+    mcp="change_role",
     rest=Route("PATCH", "/api/projects/{project}/workers/{handle}"),
     cli="member role",
 )
