@@ -360,7 +360,8 @@ async def test_nesting_renumbering_and_deleted_histories(
     assert store_level and store_level[0]["details"]["target"] == "backup"
     orphan = next(e for e in entries if e["action"] == "imported" and e["entity_id"] == 5)
     orphan_note = orphan["details"]
-    assert orphan_note["parent_missing"] == 4
+    assert orphan_note["detached_from_missing_parent"] == 4
+    assert report["tasks_detached"] == [5] and report["tasks_moved"] == []
     # New tasks never collide with imported or reserved ids.
     created = await sarah.json("add", "After import")
     taken = {e["entity_id"] for e in entries if e["entity_type"] == "task"} | set(new.values())
