@@ -12,7 +12,12 @@ How Phase 1 maps onto Phase 2 (docs/cli.md explains it for users):
   install has `default`) is merged into, which needs the importer to be its admin or owner.
   Phase 1 had no permissions, so every Phase 1 worker becomes a member of every imported project.
 - Tasks keep their Phase 1 id when it is free, else get the next id (the report lists them),
-  with their timestamps, nesting, assignee and creator.
+  with their timestamps, nesting, assignee and creator; `started_at`/`completed_at` come from
+  their history. A subtask in another project than its parent moves into the parent's, and one
+  whose parent was deleted becomes top-level: both are noted in its `imported` entry and listed
+  in the report.
+- On a fresh install (`import_as_local_user`) the store's current user is first set up as the
+  local user, as `taskflow init` would, in the same transaction.
 - Each Phase 1 audit entry becomes a Phase 2 entry with its original action, actor and time,
   `via=import`, and its context as details plus `phase1` provenance. Entries of tasks Phase 1
   deleted are kept on a reserved task id (Phase 1 reuses ids, so each deleted incarnation of an
