@@ -126,19 +126,32 @@ class MemberOut(Model):
 
 
 class TaskOut(Model):
+    """A task. Handles (`project`, `assignee`, `created_by`) are for people; the `*_id` fields
+    carry the same facts as row ids, under the names the seed's API used."""
+
     id: int
     project: str = Field(description="Project slug")
+    project_id: int
     parent_id: int | None = None
+    parent_task_id: int | None = Field(default=None, description="Same as parent_id")
     title: str
     description: str = ""
     status: TaskStatus
     priority: Priority
     progress_percent: int
     assignee: str | None = None
+    assignee_id: int | None = None
     created_by: str
+    created_by_id: int
     tags: list[str] = Field(default_factory=list)
     due_date: datetime | None = None
     recurrence: str | None = None
+    started_at: datetime | None = Field(
+        default=None, description="When work first started; kept through review and rejection"
+    )
+    completed_at: datetime | None = Field(
+        default=None, description="When it was completed; null again once reopened"
+    )
     version: int
     created_at: datetime
     updated_at: datetime
@@ -154,6 +167,7 @@ class TaskDetail(Model):
 
     task: TaskNode
     subtree: list[TaskNode] = Field(default_factory=list, description="Descendants, depth-first")
+    subtasks: list[int] = Field(default_factory=list, description="Ids of the direct children")
 
 
 class AuditEntryOut(Model):

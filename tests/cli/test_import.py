@@ -360,7 +360,8 @@ async def test_nesting_renumbering_and_deleted_histories(
     assert store_level and store_level[0]["details"]["target"] == "backup"
     orphan = next(e for e in entries if e["action"] == "imported" and e["entity_id"] == 5)
     orphan_note = orphan["details"]
-    assert orphan_note["parent_missing"] == 4
+    assert orphan_note["detached_from_missing_parent"] == 4
+    assert report["tasks_detached"] == [5] and report["tasks_moved"] == []
     # New tasks never collide with imported or reserved ids.
     created = await sarah.json("add", "After import")
     taken = {e["entity_id"] for e in entries if e["entity_type"] == "task"} | set(new.values())
@@ -418,3 +419,216 @@ async def test_big_store_through_the_cli(sarah: Cli, tmp_path: Path) -> None:
     result = await sarah.ok("import", write_store(tmp_path, data))  # with the progress bar
     assert "Tasks" in result.stdout and "325" in result.stdout
     assert len(await sarah.json("list", "-p", "web")) == 325
+
+
+# ------------------------------------------------------------------ a fresh install's first command
+
+
+def config_of(cli: Cli) -> dict[str, Any]:
+    return json.loads((cli.data_dir / "config.json").read_text())
+
+
+async def test_fresh_install_adopts_the_stores_user_then_imports_losslessly_once(
+    cli: Cli, db: Database
+) -> None:
+    """No `init`: the store's config.json names @sarah, who becomes the local user."""
+    data = sample_data()
+    assert not (cli.data_dir / "config.json").exists()
+    result = await cli.ok("import", SAMPLE)
+    lines = result.stdout.splitlines()
+    assert "Created human worker @sarah (from the store's config.json)" in lines[0]
+    assert "as after `taskflow init`" in result.stdout and "Imported" in result.stdout
+    assert config_of(cli) == {"current_user": "@sarah", "default_project": "default"}
+
+    # Lossless: every Phase 1 record as Phase 1 wrote it, @sarah and `default` included.
+    workers = {w["handle"]: w for w in await rows(db, "SELECT * FROM workers")}
+    assert set(workers) == {w["id"] for w in data["workers"]}
+    for w in data["workers"]:
+        got = workers[w["id"]]
+        assert (got["name"], got["type"], got["agent_type"], list(got["capabilities"])) == (
+            w["name"],
+            w["type"],
+            w["agent_type"],
+            w["capabilities"],
+        )
+        assert got["created_at"] == utc(w["created_at"])
+    projects = {
+        p["slug"]: p
+        for p in await rows(
+            db,
+            "SELECT p.slug, p.name, p.description, w.handle AS owner FROM projects p "
+            "JOIN workers w ON w.id = p.owner_id",
+        )
+    }
+    assert projects == {
+        p["slug"]: {**p, "owner": "@sarah"} for p in data["projects"]
+    }  # `default` made from the store's record, as init makes it, then merged into
+    tasks = {t["id"]: t for t in await sarah_tasks(cli)}
+    assert set(tasks) == {t["id"] for t in data["tasks"]}
+    for t in data["tasks"]:
+        got = tasks[t["id"]]
+        assert (got["title"], got["status"], got["assignee"], got["created_by"]) == (
+            t["title"],
+            t["status"],
+            t["assigned_to"],
+            t["created_by"],
+        )
+    # Work times come from the history: task 1 started at entry 3, completed at entry 5.
+    assert tasks[1]["started_at"] == iso(data["audit_logs"][2]["timestamp"])
+    assert tasks[1]["completed_at"] == iso(data["audit_logs"][4]["timestamp"])
+    assert tasks[2]["started_at"] == iso(data["audit_logs"][5]["timestamp"])
+    assert tasks[1]["project_id"] == tasks[2]["project_id"]
+    assert tasks[2]["assignee_id"] == workers["@claude-code"]["id"]
+    history = await rows(db, "SELECT details FROM audit_log WHERE via = 'import'")
+    assert {e["details"]["phase1"]["audit_id"] for e in history if "audit_id" in str(e)} == {
+        a["id"] for a in data["audit_logs"]
+    }
+    assert (await cli.json("audit", "verify"))["ok"] is True
+
+    # Idempotent: the second run (now as the local user) changes nothing.
+    before = await snapshot(db)
+    again = await cli.json("import", SAMPLE)
+    assert not again["tasks_imported"] and again["local_user"] is None
+    assert again["already_imported"] == sample_data_count()
+    assert "Nothing new" in (await cli.ok("import", SAMPLE)).stdout
+    assert await snapshot(db) == before
+    assert config_of(cli)["current_user"] == "@sarah"
+
+
+def iso(naive: str) -> str:
+    """A Phase 1 time as TaskFlow's JSON writes it (UTC)."""
+    return utc(naive).isoformat().replace("+00:00", "Z")
+
+
+async def sarah_tasks(cli: Cli) -> list[dict[str, Any]]:
+    return list(await cli.json("list"))
+
+
+async def test_fresh_install_json_reports_the_local_user(cli: Cli) -> None:
+    report = await cli.json("import", SAMPLE)
+    local = report["local_user"]
+    assert (local["user"]["handle"], local["user_created"], local["project"]) == (
+        "@sarah",
+        True,
+        "default",
+    )
+    assert local["role"] == "owner" and report["projects_merged"] == ["default"]
+    assert report["workers_matched"] == ["@sarah"]
+
+
+async def test_user_option_overrides_the_stores_user(cli: Cli, db: Database) -> None:
+    result = await cli.ok("import", SAMPLE, "--user", "@ada")
+    assert "Created human worker @ada (from --user)" in result.stdout
+    assert config_of(cli)["current_user"] == "@ada"
+    ada = (await rows(db, "SELECT name, created_at FROM workers WHERE handle = '@ada'"))[0]
+    assert ada == {"name": "Ada", "created_at": utc(sample_data()["workers"][0]["created_at"])}
+    members = await cli.json("member", "list", "-p", "demo")
+    assert {m["handle"]: m["role"] for m in members}["@ada"] == "owner"
+    # Now that @ada is the local user, --user naming anyone else is refused; naming her is fine.
+    before = await snapshot(db)
+    err = await cli.refused("import", SAMPLE, "--user", "@sarah", code=2)
+    assert "--user picks the local user on a fresh install" in err
+    assert "Nothing new" in (await cli.ok("import", SAMPLE, "--user", "@ada")).stdout
+    assert await snapshot(db) == before
+
+
+async def test_user_option_may_name_someone_the_store_lacks(cli: Cli) -> None:
+    result = await cli.ok("import", SAMPLE, "-u", "@newcomer")
+    assert "Created human worker @newcomer" in result.stdout
+    assert len(await cli.json("list", "-p", "demo")) == 2  # the new local user sees the import
+
+
+async def test_store_without_current_user_needs_the_user_option(
+    cli: Cli, db: Database, tmp_path: Path
+) -> None:
+    store = write_store(tmp_path, sample_data())
+    (store / "config.json").write_text(json.dumps({"current_user": None}))
+    before = await snapshot(db)
+    err = await cli.refused("import", store)
+    assert "names no current user" in err and "pass --user @you" in err
+    assert await snapshot(db) == before
+    assert not (cli.data_dir / "config.json").exists()
+    (store / "config.json").unlink()  # no config.json at all: the same answer
+    assert "pass --user @you" in await cli.refused("import", store)
+    report = await cli.json("import", store, "--user", "@sarah")
+    assert report["local_user"]["user"]["handle"] == "@sarah"
+
+
+async def test_fresh_install_refusals_change_nothing(cli: Cli, db: Database) -> None:
+    before = await snapshot(db)
+    err = await cli.refused("import", SAMPLE, "--user", "@claude-code")
+    assert "@claude-code is an agent in this Phase 1 store" in err
+    err = await cli.refused("import", SAMPLE, "--user", "Sarah", code=2)
+    assert "--user: invalid handle" in err
+    assert await snapshot(db) == before
+    assert not (cli.data_dir / "config.json").exists()
+
+
+# ------------------------------------------------------------------ messy Phase 1 stores
+
+
+def messy_store() -> dict[str, Any]:
+    """rich_store plus a second project whose tasks hang under `web` tasks, and a reopened task."""
+    data = rich_store()
+    data["projects"].append({"slug": "api", "name": "API", "description": "cross-project kids"})
+    base = data["tasks"][0]
+    data["tasks"] += [
+        {**base, "id": 7, "title": "API child of web", "project_slug": "api", "parent_id": 1},
+        {**base, "id": 8, "title": "API grandchild", "project_slug": "api", "parent_id": 7},
+        {**base, "id": 9, "title": "API root", "project_slug": "api"},
+        {**base, "id": 10, "title": "Reopened", "status": "review", "progress_percent": 90},
+    ]
+    stamp = "2026-01-05T09:{:02d}:00"
+    data["audit_logs"] += [
+        {
+            "id": i,
+            "task_id": 10,
+            "project_slug": "web",
+            "actor_type": "human",
+            "actor_id": "@pat",
+            "action": action,
+            "context": {},
+            "timestamp": stamp.format(i),
+        }
+        for i, action in [(12, "started"), (13, "completed"), (14, "started"), (15, "review")]
+    ]
+    return data
+
+
+async def test_cross_project_and_orphaned_subtasks_are_recorded(
+    sarah: Cli, db: Database, tmp_path: Path
+) -> None:
+    store = write_store(tmp_path, messy_store())
+    report = await sarah.json("import", store)
+    assert sorted(report["tasks_moved"]) == [7, 8] and report["tasks_detached"] == [5]
+    text_report = await sarah.ok("import", write_store(tmp_path / "again", messy_store()))
+    assert "Nothing new" in text_report.stdout  # the same store, copied elsewhere
+    imported = {
+        e["entity_id"]: e["details"]
+        for e in await rows(
+            db,
+            "SELECT entity_id, details FROM audit_log WHERE action = 'imported' AND "
+            "entity_type = 'task'",
+        )
+    }
+    assert imported[7]["moved_from_project"] == "api" and imported[7]["to_parent_project"] == "web"
+    assert imported[8]["moved_from_project"] == "api" and imported[8]["to_parent_project"] == "web"
+    assert imported[5]["detached_from_missing_parent"] == 4
+    assert not {"moved_from_project", "detached_from_missing_parent"} & set(imported[9])
+    child = (await sarah.json("show", 7))["task"]
+    assert (child["project"], child["parent_id"]) == ("web", 1)
+    assert (await sarah.json("show", 9))["task"]["project"] == "api"
+    orphan = (await sarah.json("show", 5))["task"]
+    assert (orphan["parent_id"], orphan["parent_task_id"]) == (None, None)
+    # A reopened task keeps its first start and has no completion time.
+    reopened = (await sarah.json("show", 10))["task"]
+    assert (reopened["started_at"], reopened["completed_at"]) == (iso("2026-01-05T09:12:00"), None)
+    assert (await sarah.json("audit", "verify"))["ok"] is True
+
+
+async def test_the_report_names_moved_and_detached_subtasks(sarah: Cli, tmp_path: Path) -> None:
+    result = await sarah.ok("import", write_store(tmp_path, messy_store()))
+    moved = next(line for line in result.stdout.splitlines() if "moved to their parent" in line)
+    detached = next(line for line in result.stdout.splitlines() if "detached" in line)
+    assert "2" in moved and "#7, #8" in moved
+    assert "1" in detached and "#5" in detached

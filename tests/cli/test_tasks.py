@@ -161,7 +161,8 @@ async def test_show_and_tree_with_rolled_up_progress(sarah: Cli) -> None:
     await sarah.ok("start", "3")
     await sarah.ok("complete", "3")
     data = await sarah.json("show", "1", "--tree")
-    assert set(data) == {"task", "subtree"}
+    assert set(data) == {"task", "subtree", "subtasks"}
+    assert data["subtasks"] == [2, 3]  # direct children only
     assert data["task"]["rolled_up_progress"] == 75  # mean of A (50) and B (100)
     assert [(n["id"], n["depth"]) for n in data["subtree"]] == [(2, 1), (4, 2), (3, 1)]
     tree = (await sarah.ok("show", "1", "--tree")).stdout

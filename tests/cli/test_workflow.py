@@ -106,3 +106,44 @@ async def test_delegate_assign_block_unblock(sarah: Cli, agent_key: str, db: Dat
     assert rows[3]["details"]["reason"] == "waiting"
     err = await sarah.refused("delegate", "1", "--to", "@nobody")
     assert "@nobody" in err
+
+
+async def test_json_has_work_times_and_seed_ids_through_a_review_cycle(
+    sarah: Cli, agent_key: str
+) -> None:
+    agent = {"TASKFLOW_TOKEN": agent_key}
+    await sarah.ok("project", "edit", "default", "--approval", "review_required")
+    created = (await sarah.json("add", "Agent's job"))["task"]
+    assert (created["started_at"], created["completed_at"]) == (None, None)
+    started = await sarah.json("start", "1", env=agent)
+    first = started["started_at"]
+    assert first is not None
+    assert (await sarah.json("review", "1", env=agent))["started_at"] == first
+    rejected = await sarah.json("reject", "1", "--reason", "needs tests")
+    assert (rejected["status"], rejected["started_at"]) == ("in_progress", first)
+    await sarah.ok("review", "1", env=agent)
+    approved = await sarah.json("approve", "1")
+    assert approved["started_at"] == first and approved["completed_at"] is not None
+    reopened = await sarah.json("review", "1", env=agent)  # completed -> review
+    assert (reopened["status"], reopened["completed_at"]) == ("review", None)
+    task = (await sarah.json("show", "1"))["task"]
+    assert (task["started_at"], task["completed_at"]) == (first, None)
+    ids = {w["handle"]: w["id"] for w in await sarah.json("worker", "list")}
+    default = next(p for p in await sarah.json("project", "list") if p["slug"] == "default")
+    assert (task["project_id"], task["assignee_id"], task["created_by_id"]) == (
+        default["id"],
+        ids["@claude-code"],
+        ids["@sarah"],
+    )
+    listed = await sarah.json("list")
+    assert [(t["id"], t["started_at"], t["parent_task_id"]) for t in listed] == [(1, first, None)]
+
+
+async def test_show_json_lists_direct_children(sarah: Cli) -> None:
+    await sarah.ok("add", "Root")
+    await sarah.ok("subtask", "1", "Child a")
+    await sarah.ok("subtask", "1", "Child b")
+    await sarah.ok("subtask", "2", "Grandchild")
+    detail = await sarah.json("show", "1", "--tree")
+    assert detail["subtasks"] == [2, 3]
+    assert [(n["id"], n["parent_task_id"]) for n in detail["subtree"]] == [(2, 1), (4, 2), (3, 1)]

@@ -15,11 +15,17 @@ from taskflow.core.errors import (
     StaleVersion,
     ValidationFailed,
 )
-from taskflow.core.schemas import CreateTask, EditTask, SubtaskSpec, UpdateProject
+from taskflow.core.schemas import CreateTask, EditTask, SubtaskSpec, TaskFilter, UpdateProject
 from taskflow.core.services import projects, task_queries, tasks, workflow
 from tests.core.conftest import assert_entry, refused, sql, tail
 
 S = TaskStatus
+
+
+def iso(moment: datetime | None) -> str:
+    """A timestamp as audit details hold it (JSON: ISO 8601, `Z` for UTC)."""
+    assert moment is not None
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 async def _task(db, actor, title="t", project="web", **kw):
@@ -94,8 +100,10 @@ async def test_start_auto_assigns_and_audits(db, team):
         "changes": {
             "status": {"old": "pending", "new": "in_progress"},
             "assignee_id": {"old": None, "new": team.member.worker_id},
+            "started_at": {"old": None, "new": iso(out.started_at)},
         }
     }
+    assert out.started_at == out.updated_at  # the change's own instant
 
 
 async def test_start_keeps_an_existing_assignee(db, team):
@@ -161,6 +169,7 @@ async def test_review_approve_by_another_member(db, team):
         "changes": {
             "status": {"old": "review", "new": "completed"},
             "progress_percent": {"old": 0, "new": 100},
+            "completed_at": {"old": None, "new": iso(out.completed_at)},
         },
         "note": "looks good",
     }
@@ -372,6 +381,7 @@ async def test_claim_next_takes_the_most_urgent_open_leaf(db, team):
         "changes": {
             "status": {"old": "pending", "new": "in_progress"},
             "assignee_id": {"old": None, "new": agent.worker_id},
+            "started_at": {"old": None, "new": iso(first.started_at)},
         },
         "claimed_by": "@mike",
     }
@@ -438,3 +448,86 @@ async def test_every_verb_from_every_status(db, team):
             assert out.status is target, (verb, status)
         else:
             await refused(db, calls[verb](db, team.member, t.id), InvalidTransition)
+
+
+async def test_work_times_and_seed_ids_through_a_review_cycle(db, team):
+    """started_at is the first start, whatever follows; completed_at lives while completed."""
+    await projects.update_project(
+        db, team.owner, "web", UpdateProject(approval_policy=ApprovalPolicy.REVIEW_REQUIRED)
+    )
+    web = await projects.get_project(db, team.owner, "web")
+    t = await _task(db, team.owner)
+    assert (t.started_at, t.completed_at) == (None, None)
+    assert (t.project_id, t.created_by_id, t.assignee_id) == (web.id, team.owner.worker_id, None)
+    started = await workflow.start(db, team.member, t.id)
+    assert started.started_at is not None and started.assignee_id == team.member.worker_id
+    first = started.started_at
+    reviewed = await workflow.request_review(db, team.member, t.id)
+    assert (reviewed.started_at, reviewed.completed_at) == (first, None)
+    rejected = await workflow.reject(db, team.member2, t.id, "needs tests")
+    assert (rejected.status, rejected.started_at) == (S.IN_PROGRESS, first)
+    await workflow.request_review(db, team.member, t.id)
+    log = await tail(db)
+    approved = await workflow.approve(db, team.member2, t.id)
+    assert approved.started_at == first
+    assert approved.completed_at is not None and approved.completed_at > first
+    assert (await log.one())["details"]["changes"]["completed_at"] == {
+        "old": None,
+        "new": iso(approved.completed_at),
+    }
+    log = await tail(db)
+    reopened = await workflow.request_review(db, team.member, t.id)  # completed -> review
+    assert (reopened.status, reopened.started_at, reopened.completed_at) == (S.REVIEW, first, None)
+    assert (await log.one())["details"]["changes"]["completed_at"] == {
+        "old": iso(approved.completed_at),
+        "new": None,
+    }
+    read = (await task_queries.get_task(db, team.owner, t.id)).task
+    assert (read.started_at, read.completed_at) == (first, None)
+    assert (read.project_id, read.assignee_id, read.created_by_id, read.parent_task_id) == (
+        web.id,
+        team.member.worker_id,
+        team.owner.worker_id,
+        None,
+    )
+
+
+async def test_second_start_and_edits_keep_the_first_start(db, team):
+    t = await _task(db, team.owner)
+    first = (await workflow.start(db, team.member, t.id)).started_at
+    await workflow.block(db, team.member, t.id, "waiting")
+    again = await workflow.unblock(db, team.member, t.id)  # back to in_progress
+    assert (again.status, again.started_at) == (S.IN_PROGRESS, first)
+    done = await tasks.edit_task(db, team.member, t.id, EditTask(status=S.COMPLETED))
+    assert done.completed_at is not None and done.started_at == first
+    log = await tail(db)
+    reopened = await tasks.edit_task(db, team.member, t.id, EditTask(status=S.REVIEW))
+    assert (reopened.completed_at, reopened.started_at) == (None, first)
+    changes = (await log.one())["details"]["changes"]
+    assert changes["completed_at"]["new"] is None and "started_at" not in changes
+    # A change that leaves the status alone leaves both stamps alone.
+    retitled = await tasks.edit_task(db, team.member, t.id, EditTask(title="renamed"))
+    assert (retitled.started_at, retitled.completed_at) == (first, None)
+
+
+async def test_task_detail_lists_direct_children_and_seed_parent_ids(db, team):
+    root = await _task(db, team.owner, "root")
+    kids = await tasks.add_subtasks(
+        db, team.owner, root.id, [SubtaskSpec(title="a"), SubtaskSpec(title="b")]
+    )
+    await tasks.add_subtasks(db, team.owner, kids[0].id, [SubtaskSpec(title="grandchild")])
+    detail = await task_queries.get_task(db, team.member, root.id)
+    assert detail.subtasks == [k.id for k in kids]  # not the grandchild
+    assert len(detail.subtree) == 3
+    assert all(n.parent_task_id == n.parent_id for n in detail.subtree)
+    assert kids[0].parent_task_id == root.id
+    leaf = await task_queries.get_task(db, team.member, kids[1].id)
+    assert leaf.subtasks == [] and leaf.task.parent_task_id == root.id
+    listed = await task_queries.list_tasks(db, team.member, TaskFilter(parent_id=root.id))
+    assert [(t.id, t.parent_task_id, t.project_id) for t in listed.items] == [
+        (k.id, root.id, root.project_id) for k in kids
+    ]
+    created = await tasks.create_task(
+        db, team.owner, CreateTask(title="with kids", project="web", subtasks=[{"title": "k"}])
+    )
+    assert created.subtasks == [created.subtree[0].id]

@@ -191,3 +191,58 @@ async def test_claim_takes_the_most_urgent_open_task_once(
     assert second.json()["assignee"] == "@other" and second.json()["id"] != urgent
     assert_problem(await as_bot.post("/api/projects/web/claim"), 404)
     assert_problem(await as_bot.post("/api/projects/web/claim", json={"tags": "x"}), 422)
+
+
+async def test_work_times_and_seed_ids_through_a_review_cycle(
+    as_bot: httpx.AsyncClient, client: httpx.AsyncClient, db: Database, owner: Actor, bot: Agent
+) -> None:
+    from taskflow.core.schemas import UpdateProject
+    from taskflow.core.services import projects
+
+    await projects.update_project(
+        db, owner, "web", UpdateProject(approval_policy="review_required")
+    )
+    reviewer = await register_agent(db, owner, "@reviewer", project_role=Role.MEMBER)
+    web_id = (await as_bot.get("/api/projects/web")).json()["id"]
+    task_id = await _task(as_bot)
+    base = f"/api/tasks/{task_id}"
+    started = (await as_bot.post(f"{base}/start")).json()
+    first = started["started_at"]
+    assert first is not None and started["completed_at"] is None
+    assert (await as_bot.post(f"{base}/review")).json()["started_at"] == first
+    rejected = await client.post(f"{base}/reject", json={"reason": "no"}, headers=reviewer.headers)
+    assert (rejected.json()["status"], rejected.json()["started_at"]) == ("in_progress", first)
+    await as_bot.post(f"{base}/review")
+    approved = (await client.post(f"{base}/approve", headers=reviewer.headers)).json()
+    assert approved["started_at"] == first and approved["completed_at"] is not None
+    reopened = await as_bot.patch(f"{base}/status", json={"status": "review"})
+    assert reopened.status_code == 200, reopened.text
+    await assert_audited(db, reopened, "review_requested", "@bot")
+    task = (await as_bot.get(base)).json()["task"]
+    assert (task["status"], task["started_at"], task["completed_at"]) == ("review", first, None)
+    assert (task["project_id"], task["assignee_id"], task["created_by_id"]) == (
+        web_id,
+        bot.actor.worker_id,
+        bot.actor.worker_id,
+    )
+    assert (task["project"], task["assignee"], task["created_by"]) == ("web", "@bot", "@bot")
+    listed = (await as_bot.get("/api/tasks", params={"project": "web"})).json()["items"]
+    assert [(t["id"], t["started_at"], t["completed_at"]) for t in listed] == [
+        (task_id, first, None)
+    ]
+
+
+async def test_task_detail_lists_direct_children(as_bot: httpx.AsyncClient) -> None:
+    created = await as_bot.post(
+        "/api/projects/web/tasks",
+        json={"title": "Root", "subtasks": [{"title": "a"}, {"title": "b"}]},
+    )
+    body = created.json()
+    kids = [n["id"] for n in body["subtree"]]
+    assert body["subtasks"] == kids
+    grandchild = await as_bot.post(f"/api/tasks/{kids[0]}/subtasks", json=[{"title": "deep"}])
+    assert grandchild.status_code == 201, grandchild.text
+    detail = (await as_bot.get(f"/api/tasks/{body['task']['id']}")).json()
+    assert detail["subtasks"] == kids and len(detail["subtree"]) == 3
+    assert {n["parent_task_id"] for n in detail["subtree"]} == {body["task"]["id"], kids[0]}
+    assert all(n["parent_task_id"] == n["parent_id"] for n in detail["subtree"])

@@ -6,7 +6,7 @@ import asyncio
 
 from taskflow.core.db import Database
 from taskflow.core.domain import ApprovalPolicy
-from taskflow.core.schemas import CreateProject, CreateTask
+from taskflow.core.schemas import AddMember, CreateProject, CreateTask, SubtaskSpec
 from taskflow.core.services import projects, tasks, workflow
 from tests.mcp.conftest import (
     McpUser,
@@ -200,3 +200,62 @@ async def test_two_agents_claiming_at_once_never_get_the_same_task(
     assert not set(first) & set(second)
     assert len(first) + len(second) == 8
     assert first and second  # both really competed
+
+
+async def test_work_times_and_seed_ids_through_a_review_cycle(
+    bot: McpUser, ann: McpUser, db: Database, team: Team
+) -> None:
+    """get_task shows when work first started and when it was done, and the seed's id fields."""
+    strict = await projects.create_project(
+        db,
+        team.sarah,
+        CreateProject(slug="strict", name="Strict", approval_policy=ApprovalPolicy.REVIEW_REQUIRED),
+    )
+    for handle in ("@claude-code", "@ann"):
+        await projects.add_member(db, team.sarah, "strict", AddMember(handle=handle))
+    task_id = await new_task(db, team, project="strict")
+
+    async def read() -> dict[str, object]:
+        return ok(await call(bot, "get_task", task_id=task_id))["task"]
+
+    ok(await call(bot, "start_task", task_id=task_id))
+    first = (await read())["started_at"]
+    assert first is not None
+    ok(await call(bot, "request_review", task_id=task_id))
+    ok(await call(ann, "reject_task", task_id=task_id, reason="add a test"))
+    rejected = await read()
+    assert (rejected["status"], rejected["started_at"], rejected["completed_at"]) == (
+        "in_progress",
+        first,
+        None,
+    )
+    ok(await call(bot, "request_review", task_id=task_id))
+    ok(await call(ann, "approve_task", task_id=task_id))
+    approved = await read()
+    assert approved["started_at"] == first and approved["completed_at"] is not None
+    ok(await call(bot, "request_review", task_id=task_id))  # completed -> review: reopened
+    task = await read()
+    assert (task["status"], task["started_at"], task["completed_at"]) == ("review", first, None)
+    assert (task["project_id"], task["assignee_id"], task["created_by_id"]) == (
+        strict.id,
+        team.bot.worker_id,
+        team.sarah.worker_id,
+    )
+    assert task["parent_task_id"] is None
+
+
+async def test_get_task_lists_direct_children_and_claim_stamps_the_start(
+    bot: McpUser, db: Database, team: Team
+) -> None:
+    root = await tasks.create_task(
+        db,
+        team.sarah,
+        CreateTask(title="Root", subtasks=[SubtaskSpec(title="a"), SubtaskSpec(title="b")]),
+    )
+    kids = [n.id for n in root.subtree]
+    await tasks.add_subtasks(db, team.sarah, kids[0], [SubtaskSpec(title="deep")])
+    detail = ok(await call(bot, "get_task", task_id=root.task.id))
+    assert detail["subtasks"] == kids and len(detail["subtree"]) == 3
+    assert all(n["parent_task_id"] == n["parent_id"] for n in detail["subtree"])
+    claimed = ok(await call(bot, "claim_next_task"))
+    assert claimed["started_at"] is not None and claimed["assignee_id"] == team.bot.worker_id

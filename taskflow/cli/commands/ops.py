@@ -14,15 +14,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from taskflow.cli.local_state import load_config
+from taskflow.cli.local_state import LocalConfig, load_config, save_config
 from taskflow.cli.output import USAGE, emit_json, err, fail, note, out, success
-from taskflow.cli.session import Session, call, load_settings
+from taskflow.cli.session import Session, call, load_settings, token_source
 from taskflow.core import phase1
+from taskflow.core.config import Settings
 from taskflow.core.db import current_revision, head_revision, stop_embedded, upgrade
+from taskflow.core.domain import Via, check_handle
 from taskflow.core.errors import TaskFlowError
 from taskflow.core.services import importer
+from taskflow.core.services.onboarding import LocalSetup
 
 db_app = typer.Typer(help="The database: status, upgrade, stop.", no_args_is_help=True)
 
@@ -147,9 +151,28 @@ def mcp(
 
 def import_(
     path: Annotated[Path, typer.Argument(help="A Phase 1 `.taskflow/` directory or data.json.")],
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user",
+            "-u",
+            help="On a fresh install: your handle (default: the store's current user).",
+        ),
+    ] = None,
     json_: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Import a Phase 1 store: projects, workers, tasks and their full audit history."""
+    """Import a Phase 1 store: projects, workers, tasks and their full audit history.
+
+    On a fresh install (no `taskflow init` yet) the store's current user becomes your local
+    user first, as `taskflow init` would make them.
+    """
+    settings = load_settings()
+    if user is not None:
+        try:
+            check_handle(user)
+        except TaskFlowError as exc:
+            fail(f"--user: {exc}", USAGE)
+    adopting = _adopting(settings, user)
     try:
         source = phase1.load(path)
     except TaskFlowError as exc:
@@ -157,9 +180,14 @@ def import_(
     total = source.store.record_count
     show_bar = total > PROGRESS_THRESHOLD and not json_
 
+    async def run(s: Session, progress: importer.Progress | None) -> importer.ImportReport:
+        if adopting:
+            return await importer.import_as_local_user(s.db, source, user, progress, via=Via.CLI)
+        return await importer.import_phase1(s.db, s.actor, source, progress)
+
     async def work(s: Session) -> importer.ImportReport:
         if not show_bar:
-            return await importer.import_phase1(s.db, s.actor, source)
+            return await run(s, None)
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -176,15 +204,50 @@ def import_(
         )
         with Progress(*columns, console=err(), transient=True) as bar:
             job = bar.add_task("import", total=total)
-            return await importer.import_phase1(
-                s.db, s.actor, source, lambda n: bar.advance(job, n)
-            )
+            return await run(s, lambda n: bar.advance(job, n))
 
-    report = call(work)
+    report = call(work, auth=not adopting, settings=settings)
+    if report.local_user is not None:
+        _remember(settings, report.local_user, chosen=user is not None, quiet=json_)
     if json_:
         emit_json(report)
     else:
         _report(report, total)
+
+
+def _adopting(settings: Settings, user: str | None) -> bool:
+    """Whether this import sets up the local user: local mode, no token, no `init` yet.
+
+    Otherwise `--user` would silently mean someone other than who acts, so it is refused
+    (naming the local user you already are is fine).
+    """
+    token, _ = token_source(settings)
+    current = load_config(settings.data_dir).current_user
+    if not (settings.jwks_url or token or current):
+        return True
+    if user is not None and (token or settings.jwks_url or user != current):
+        fail(
+            "--user picks the local user on a fresh install (local mode, before `taskflow "
+            "init` or `taskflow login`); you already have one: drop --user to import as yourself",
+            USAGE,
+        )
+    return False
+
+
+def _remember(settings: Settings, setup: LocalSetup, *, chosen: bool, quiet: bool) -> None:
+    """Record the adopted user as `taskflow init` does, and say so in one line."""
+    path = save_config(
+        settings.data_dir,
+        LocalConfig(current_user=setup.user.handle, default_project=setup.project),
+    )
+    if quiet:
+        return
+    origin = "--user" if chosen else "the store's config.json"
+    made = "Created human worker" if setup.user_created else "Using existing human worker"
+    success(
+        f"{made} [bold]{setup.user.handle}[/] (from {origin}): you are "
+        f"{setup.user.handle} from now on, as after `taskflow init` (config: {escape(str(path))})"
+    )
 
 
 def _report(report: importer.ImportReport, total: int) -> None:
@@ -211,12 +274,26 @@ def _report(report: importer.ImportReport, total: int) -> None:
     table.add_row("Tasks", str(report.tasks_imported), "")
     table.add_row("Audit entries", str(report.audit_entries_imported), "")
     table.add_row("Deleted tasks' histories", str(report.deleted_task_histories), "")
+    table.add_row(
+        "Subtasks moved to their parent's project",
+        str(len(report.tasks_moved)),
+        _ids(report.tasks_moved),
+    )
+    table.add_row(
+        "Subtasks detached (parent deleted)",
+        str(len(report.tasks_detached)),
+        _ids(report.tasks_detached),
+    )
     table.add_row("Already imported before", str(report.already_imported), "")
     out().print(table)
     if report.tasks_renumbered:
         pairs = ", ".join(f"#{old} → #{new}" for old, new in report.tasks_renumbered.items())
         note(f"Task ids already taken here were renumbered: {pairs}")
     success("Done. Check it with `taskflow list` and `taskflow audit verify`")
+
+
+def _ids(phase1_ids: list[int]) -> str:
+    return ", ".join(f"#{i}" for i in phase1_ids)
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,12 @@ How Phase 1 maps onto Phase 2 (docs/cli.md explains it for users):
   install has `default`) is merged into, which needs the importer to be its admin or owner.
   Phase 1 had no permissions, so every Phase 1 worker becomes a member of every imported project.
 - Tasks keep their Phase 1 id when it is free, else get the next id (the report lists them),
-  with their timestamps, nesting, assignee and creator.
+  with their timestamps, nesting, assignee and creator; `started_at`/`completed_at` come from
+  their history. A subtask in another project than its parent moves into the parent's, and one
+  whose parent was deleted becomes top-level: both are noted in its `imported` entry and listed
+  in the report.
+- On a fresh install (`import_as_local_user`) the store's current user is first set up as the
+  local user, as `taskflow init` would, in the same transaction.
 - Each Phase 1 audit entry becomes a Phase 2 entry with its original action, actor and time,
   `via=import`, and its context as details plus `phase1` provenance. Entries of tasks Phase 1
   deleted are kept on a reserved task id (Phase 1 reuses ids, so each deleted incarnation of an
@@ -26,10 +31,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,11 +43,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskflow.core import audit
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
-from taskflow.core.domain import AuditAction, Role, Via, WorkerType
-from taskflow.core.errors import Conflict, NotFound
+from taskflow.core.domain import AuditAction, Role, TaskStatus, Via, WorkerType, check_handle
+from taskflow.core.errors import Conflict, NotFound, ValidationFailed
 from taskflow.core.models import ImportRecord, Project, ProjectMember, Task, Worker
 from taskflow.core.phase1 import P1AuditLog, P1Task, Phase1Source
+from taskflow.core.schemas import CreateProject
+from taskflow.core.services import onboarding
 from taskflow.core.services.access import project_with_role
+from taskflow.core.services.onboarding import LocalSetup
+from taskflow.core.services.tasks import DEFAULT_PROJECT
 
 Progress = Callable[[int], None]
 """Called with the number of Phase 1 records just handled (for a progress bar)."""
@@ -66,8 +76,19 @@ class ImportReport(BaseModel):
         default_factory=dict, description="Phase 1 id -> Phase 2 id, where the id was taken"
     )
     deleted_task_histories: int = 0
+    tasks_moved: list[int] = Field(
+        default_factory=list,
+        description="Phase 1 ids of subtasks moved into their parent's project",
+    )
+    tasks_detached: list[int] = Field(
+        default_factory=list,
+        description="Phase 1 ids of subtasks whose parent was deleted: now top-level tasks",
+    )
     audit_entries_imported: int = 0
     already_imported: int = Field(default=0, description="Records skipped: imported before")
+    local_user: LocalSetup | None = Field(
+        default=None, description="The local user this import set up (a fresh install's first)"
+    )
 
     @property
     def changed(self) -> bool:
@@ -112,6 +133,18 @@ def incarnations(source: Phase1Source) -> list[Incarnation]:
         elif current:
             result.append(_gone(task_id, current))
     return result
+
+
+def work_times(entries: list[P1AuditLog], task: P1Task) -> dict[str, datetime | None]:
+    """`started_at` and `completed_at` from a task's Phase 1 history (which has no such fields):
+    its first `started`, and its last `completed` or `approved` while it is still completed."""
+    started = next((e.timestamp for e in entries if e.action == AuditAction.STARTED), None)
+    done = [e.timestamp for e in entries if e.action in _COMPLETING]
+    completed = done[-1] if done and task.status is TaskStatus.COMPLETED else None
+    return {"started_at": started, "completed_at": completed}
+
+
+_COMPLETING = (AuditAction.COMPLETED, AuditAction.APPROVED)
 
 
 def _gone(task_id: int, entries: list[P1AuditLog]) -> Incarnation:
@@ -397,10 +430,13 @@ class _Import:
         if task.parent_id is not None:
             if task.parent_id in by_id:
                 parent_id = self.task_ids[by_id[task.parent_id].key]
-            else:
-                notes["parent_missing"] = task.parent_id
-        if slug != task.project_slug:
-            notes["moved_to_parent_project"] = slug
+            else:  # Phase 1's `delete` left it behind: it becomes a top-level task
+                notes["detached_from_missing_parent"] = task.parent_id
+                self.report.tasks_detached.append(task.id)
+        if slug != task.project_slug:  # Phase 1's `add --parent` crossed projects
+            notes["moved_from_project"] = task.project_slug
+            notes["to_parent_project"] = slug
+            self.report.tasks_moved.append(task.id)
         if task_id != task.id:
             notes["renumbered_from"] = task.id
         self.imported_later(
@@ -424,6 +460,7 @@ class _Import:
             "tags": list(task.tags),
             "due_date": task.due_date,
             "recurrence": task.recurrence,
+            **work_times(inc.entries, task),
             "created_at": task.created_at,
             "updated_at": task.updated_at,
         }
@@ -505,17 +542,101 @@ async def import_phase1(
     db: Database, actor: Actor, source: Phase1Source, progress: Progress | None = None
 ) -> ImportReport:
     """Import a validated Phase 1 store as `actor`, all or nothing; re-running changes nothing."""
-    importer_actor = actor.through(Via.IMPORT, actor.request_id or f"import-{uuid4().hex[:12]}")
+    importer_actor = actor.through(Via.IMPORT, actor.request_id or _request_id())
     async with db.transaction() as session:
         await session.execute(_LOCK_IMPORTS)
-        run = _Import(session, importer_actor, source, progress or (lambda n: None))
-        await run.load_records()
-        await run.import_workers()
-        await run.import_projects()
-        await run.import_memberships()
-        incs = incarnations(source)
-        await run.plan_task_ids(incs)
-        await run.import_tasks(incs)
-        await run.import_history(incs)
-        await run.write_imported_entries()
-        return run.report
+        return await _run(session, importer_actor, source, progress)
+
+
+async def import_as_local_user(
+    db: Database,
+    source: Phase1Source,
+    handle: str | None = None,
+    progress: Progress | None = None,
+    *,
+    via: Via = Via.CORE,
+    request_id: str | None = None,
+) -> ImportReport:
+    """A fresh install's first command: adopt the store's user as the local user, then import.
+
+    Phase 1 users had one user, named in the store's `config.json` (`handle` overrides it).
+    That user is set up as `taskflow init` would (a human worker, from their Phase 1 record when
+    the store has one, and the `default` project they own), in the import's own transaction:
+    a refused import leaves no half-made user behind. The report's `local_user` says who it is;
+    remembering it as the local user is the caller's part.
+    """
+    handle = check_handle(handle or local_user_of(source))
+    record = next((w for w in source.store.workers if w.id == handle), None)
+    if record is not None and record.type is not WorkerType.HUMAN:
+        raise ValidationFailed(
+            f"{handle} is an agent in this Phase 1 store: the local user must be a human, so "
+            "pass --user @you",
+            field="user",
+        )
+    request_id = request_id or _request_id()
+    async with db.transaction() as session:
+        await session.execute(_LOCK_IMPORTS)
+        setup = await onboarding.setup_local(
+            session,
+            handle,
+            record.name if record else handle[1:],
+            via=via,
+            request_id=request_id,
+            since=record.created_at if record else None,
+            **_default_project_of(source),
+        )
+        actor = Actor(
+            worker_id=setup.user.id,
+            handle=handle,
+            type=WorkerType.HUMAN,
+            via=Via.IMPORT,
+            request_id=request_id,
+        )
+        report = await _run(session, actor, source, progress)
+        report.local_user = setup
+        return report
+
+
+def local_user_of(source: Phase1Source) -> str:
+    """The user a Phase 1 store names as its current one, or a refusal saying what to pass."""
+    current = source.config.current_user if source.config else None
+    if not current:
+        raise ValidationFailed(
+            f"the Phase 1 store at {source.path.parent} names no current user in its "
+            "config.json: pass --user @you to say who you are",
+            field="user",
+        )
+    return current
+
+
+def _default_project_of(source: Phase1Source) -> dict[str, str]:
+    """The store's own name and description for `default`, when they fit a Phase 2 project
+    (else init's; the `imported` entry keeps the Phase 1 record either way)."""
+    p = next((p for p in source.store.projects if p.slug == DEFAULT_PROJECT), None)
+    if p is None:
+        return {}
+    try:
+        fit = CreateProject(slug=p.slug, name=p.name, description=p.description or "")
+    except ValidationError:
+        return {}
+    return {"project_name": fit.name, "project_description": fit.description}
+
+
+def _request_id() -> str:
+    return f"import-{uuid4().hex[:12]}"
+
+
+async def _run(
+    session: AsyncSession, actor: Actor, source: Phase1Source, progress: Progress | None
+) -> ImportReport:
+    run = _Import(session, actor, source, progress or (lambda n: None))
+    await run.load_records()
+    await run.import_workers()
+    await run.import_projects()
+    await run.import_memberships()
+    incs = incarnations(source)
+    await run.plan_task_ids(incs)
+    await run.import_tasks(incs)
+    await run.import_history(incs)
+    await run.write_imported_entries()
+    return run.report

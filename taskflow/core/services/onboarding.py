@@ -6,8 +6,11 @@ worker anyone could assign. Here each is one transaction, so a half-done setup n
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
@@ -60,30 +63,55 @@ async def init_local(
 ) -> LocalSetup:
     """The local user and their default project, each created only when missing (re-runnable)."""
     async with db.transaction() as session:
-        worker = await session.scalar(select(Worker).where(Worker.handle == handle))
-        user_created = worker is None
-        if worker is None:
-            cmd = CreateHuman(handle=handle, name=name)
-            worker = await insert_human(session, cmd, via=via, request_id=request_id)
-        elif worker.type != WorkerType.HUMAN.value:
-            raise Conflict(f"{handle} is an agent: the local user must be a human", field="user")
-        actor = actor_for(worker, via=via, request_id=request_id)
-        project_id = await session.scalar(select(Project.id).where(Project.slug == project))
-        project_created = project_id is None
-        if project_id is None:
-            cmd_project = CreateProject(
-                slug=project, name=DEFAULT_PROJECT_NAME, description="Created by taskflow init"
+        return await setup_local(session, handle, name, project, via=via, request_id=request_id)
+
+
+async def setup_local(
+    session: AsyncSession,
+    handle: str,
+    name: str,
+    project: str = "default",
+    *,
+    via: Via = Via.CLI,
+    request_id: str | None = None,
+    since: datetime | None = None,
+    project_name: str = DEFAULT_PROJECT_NAME,
+    project_description: str = "Created by taskflow init",
+) -> LocalSetup:
+    """`init_local` inside an open transaction, so an import can set up its user in its own.
+
+    `since` backdates a new user to when Phase 1 created them, and the project's name and
+    description may come from a Phase 1 store, so an adopted user and project keep their past.
+    """
+    worker = await session.scalar(select(Worker).where(Worker.handle == handle))
+    user_created = worker is None
+    if worker is None:
+        cmd = CreateHuman(handle=handle, name=name)
+        worker = await insert_human(session, cmd, via=via, request_id=request_id)
+        if since is not None:
+            await session.execute(
+                update(Worker).where(Worker.id == worker.id).values(created_at=since)
             )
-            out = await project_ops.create_project(cmd_project, UnitOfWork(session), actor)
-            project_id = out.id
-        role = await role_in(session, worker.id, project_id)
-        return LocalSetup(
-            user=worker_out(worker),
-            user_created=user_created,
-            project=project,
-            project_created=project_created,
-            role=role,
+            await session.refresh(worker)
+    elif worker.type != WorkerType.HUMAN.value:
+        raise Conflict(f"{handle} is an agent: the local user must be a human", field="user")
+    actor = actor_for(worker, via=via, request_id=request_id)
+    project_id = await session.scalar(select(Project.id).where(Project.slug == project))
+    project_created = project_id is None
+    if project_id is None:
+        cmd_project = CreateProject(
+            slug=project, name=project_name, description=project_description
         )
+        out = await project_ops.create_project(cmd_project, UnitOfWork(session), actor)
+        project_id = out.id
+    role = await role_in(session, worker.id, project_id)
+    return LocalSetup(
+        user=worker_out(worker),
+        user_created=user_created,
+        project=project,
+        project_created=project_created,
+        role=role,
+    )
 
 
 async def add_worker(

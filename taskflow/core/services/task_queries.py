@@ -24,6 +24,7 @@ _creator = aliased(Worker, name="creator_w")
 
 TASK_COLUMNS = (
     Task.id,
+    Task.project_id,
     Task.parent_id,
     Task.title,
     Task.description,
@@ -33,6 +34,10 @@ TASK_COLUMNS = (
     Task.tags,
     Task.due_date,
     Task.recurrence,
+    Task.assignee_id,
+    Task.created_by_id,
+    Task.started_at,
+    Task.completed_at,
     Task.version,
     Task.created_at,
     Task.updated_at,
@@ -44,7 +49,8 @@ TASK_COLUMNS = (
 
 # Read once: `TaskOut.model_fields` is a computed class property in pydantic >= 2.11, evaluated
 # on every access; per row it added a call and a dict per node of a 100,000-node subtree.
-TASK_FIELDS: tuple[str, ...] = tuple(TaskOut.model_fields)
+# `parent_task_id` is not a column: it is `parent_id` under the seed's name (see `task_fields`).
+TASK_FIELDS: tuple[str, ...] = tuple(f for f in TaskOut.model_fields if f != "parent_task_id")
 
 
 # Built once: every task write reads its row back through it. A Select is generative (`.where`
@@ -62,8 +68,16 @@ def task_select() -> Any:
     return _TASK_SELECT
 
 
+def task_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A task row (from any query or RETURNING that has the task columns and the handles) as
+    TaskOut's fields: the one place that names `parent_id` again as `parent_task_id`."""
+    fields = {k: row[k] for k in TASK_FIELDS}
+    fields["parent_task_id"] = fields["parent_id"]
+    return fields
+
+
 def task_out(row: Mapping[str, Any]) -> TaskOut:
-    return TaskOut.model_validate({k: row[k] for k in TASK_FIELDS})
+    return TaskOut.model_validate(task_fields(row))
 
 
 def not_found(task_id: int) -> NotFound:
@@ -86,8 +100,9 @@ _SUBTREE = text(
         SELECT c.id, s.depth + 1, s.path || c.id
         FROM tasks c JOIN sub s ON c.parent_id = s.id
     )
-    SELECT t.id, t.parent_id, t.title, t.description, t.status, t.priority, t.progress_percent,
-           t.tags, t.due_date, t.recurrence, t.version, t.created_at, t.updated_at,
+    SELECT t.id, t.project_id, t.parent_id, t.title, t.description, t.status, t.priority,
+           t.progress_percent, t.tags, t.due_date, t.recurrence, t.assignee_id, t.created_by_id,
+           t.started_at, t.completed_at, t.version, t.created_at, t.updated_at,
            p.slug AS project, a.handle AS assignee, cb.handle AS created_by, sub.depth
     FROM sub
     JOIN tasks t ON t.id = sub.id
@@ -142,15 +157,12 @@ def detail_from_rows(rows: Sequence[Mapping[str, Any]]) -> TaskDetail:
     progress = rolled_up(rows)
     nodes = [
         TaskNode.model_validate(
-            {
-                **{k: row[k] for k in TASK_FIELDS},
-                "depth": row["depth"],
-                "rolled_up_progress": p,
-            }
+            {**task_fields(row), "depth": row["depth"], "rolled_up_progress": p}
         )
         for row, p in zip(rows, progress, strict=True)
     ]
-    return TaskDetail(task=nodes[0], subtree=nodes[1:])
+    children = [node.id for node in nodes[1:] if node.depth == 1]
+    return TaskDetail(task=nodes[0], subtree=nodes[1:], subtasks=children)
 
 
 # ------------------------------------------------------------------ listing

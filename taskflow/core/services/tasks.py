@@ -117,6 +117,27 @@ async def _record(
     )
 
 
+def work_times(locked: Locked, values: Mapping[str, Any]) -> dict[str, Any]:
+    """`started_at` and `completed_at` for a status change (none when the status stays).
+
+    Work starts once: the first move to in_progress stamps `started_at`, and review, rejection
+    or a second start keep it. `completed_at` is stamped on completion and cleared by any move
+    out of completed (completed -> review is Phase 1's reopen). The database's `now()` is the
+    transaction time, the same instant as the change's `updated_at`.
+    """
+    status = values.get("status")
+    if status is None or status == locked.row["status"]:
+        return {}
+    times: dict[str, Any] = {}
+    if status == TaskStatus.IN_PROGRESS.value and locked.row["started_at"] is None:
+        times["started_at"] = func.now()
+    if status == TaskStatus.COMPLETED.value:
+        times["completed_at"] = func.now()
+    elif locked.row["completed_at"] is not None:
+        times["completed_at"] = None
+    return times
+
+
 async def apply_change(
     session: AsyncSession,
     actor: Actor,
@@ -125,12 +146,23 @@ async def apply_change(
     action: str,
     details: dict[str, Any],
 ) -> TaskOut:
-    """Update the locked task, bump its version, audit the change, and return the new state."""
-    await session.execute(
-        update(Task)
-        .where(Task.id == locked.id)
-        .values(**values, version=Task.version + 1, updated_at=func.now())
-    )
+    """Update the locked task, bump its version, audit the change, and return the new state.
+
+    A status change also moves the work timestamps (`work_times`); their old and new values
+    join the entry's `changes`, so the audit shows when work started and ended.
+    """
+    times = work_times(locked, values)
+    stamped = (
+        await session.execute(
+            update(Task)
+            .where(Task.id == locked.id)
+            .values(**values, **times, version=Task.version + 1, updated_at=func.now())
+            .returning(Task.started_at, Task.completed_at)
+        )
+    ).one()
+    if times and "changes" in details:
+        moved = {name: getattr(stamped, name) for name in times}
+        details = {**details, "changes": {**details["changes"], **changes_of(locked, moved)}}
     await _record(session, actor, locked.id, locked.row["project_id"], action, details)
     return await _read(session, locked.id)
 
