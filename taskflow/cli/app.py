@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,6 +18,7 @@ try:  # Typer 0.2x vendors Click; older Typer used the click package
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
+from taskflow.cli import repl
 from taskflow.cli.commands import account, audit, ops, projects, tasks, workers, workflow
 from taskflow.cli.output import USAGE, err
 
@@ -75,13 +76,27 @@ def demo(
 for module in (account, projects, workers, tasks, workflow, audit, ops):
     module.register(app)
 app.command()(demo)
+app.command()(repl.interactive)
+app.command("i", hidden=True)(repl.interactive)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console script entry point."""
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None, default_map: dict[str, Any] | None = None) -> int:
+    """Run one command line and return its exit code; every failure is one red line.
+
+    The interactive session runs each of its lines through here, so a usage mistake or a
+    refusal ends the line, not the session. `default_map` holds option defaults per command
+    (the session's current project).
+    """
     command = typer.main.get_command(app)
     try:
-        code = command.main(args=argv, prog_name="taskflow", standalone_mode=False)
+        code = command.main(
+            args=argv, prog_name="taskflow", standalone_mode=False, default_map=default_map
+        )
     except click_errors.NoArgsIsHelpError as exc:
         if exc.format_message().strip():  # Typer's Rich help has printed itself already
             typer.echo(exc.format_message())
@@ -110,4 +125,4 @@ def main(argv: list[str] | None = None) -> None:
             "[dim](a bug: rerun with TASKFLOW_DEBUG=1 and report the traceback)[/]"
         )
         code = 1
-    sys.exit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0

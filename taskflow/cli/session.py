@@ -5,12 +5,18 @@ Settings are read fresh for every command (never cached), so `DATABASE_URL` and
 1. a bearer token (`TASKFLOW_TOKEN`, else the one saved by `taskflow login`), resolved by the
    core Authenticator exactly as MCP and REST resolve theirs;
 2. otherwise, in local mode (no auth server configured), the user chosen at `taskflow init`.
+
+The interactive session (`taskflow interactive`) instead keeps one runtime and one event loop
+open for all its lines (`keep_runtime`): settings are read, the database started and connected
+and the schema checked once. Who acts is still resolved for every command (one query), so a
+`login`, an `init --user` or a revoked key counts from the next line on.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import uuid4
@@ -110,6 +116,21 @@ async def open_for_cli(settings: Settings, *, migrate: bool = True) -> Runtime:
     return await open_runtime(settings, db=db)
 
 
+async def _work_on(
+    runtime: Runtime,
+    work: Callable[[Session], Awaitable[T]],
+    auth: bool,
+    project: str | None = None,
+) -> T:
+    """One command on an open runtime: its config, who acts, then the work."""
+    config = load_config(runtime.settings.data_dir)
+    if project is not None:
+        config.default_project = project
+    request_id = f"cli-{uuid4().hex[:12]}"
+    actor = await resolve_actor(runtime, config, request_id) if auth else NOBODY
+    return await work(Session(runtime.settings, runtime, config, actor))
+
+
 async def _run(
     settings: Settings,
     work: Callable[[Session], Awaitable[T]],
@@ -118,12 +139,55 @@ async def _run(
 ) -> T:
     runtime = await open_for_cli(settings, migrate=migrate)
     try:
-        config = load_config(settings.data_dir)
-        request_id = f"cli-{uuid4().hex[:12]}"
-        actor = await resolve_actor(runtime, config, request_id) if auth else NOBODY
-        return await work(Session(settings, runtime, config, actor))
+        return await _work_on(runtime, work, auth)
     finally:
         await runtime.close()
+
+
+@dataclass
+class Kept:
+    """A runtime held open across commands, with the event loop its connections live on."""
+
+    runner: asyncio.Runner
+    runtime: Runtime
+    project: str | None = None
+    """The session's current project (`use`): every command's default project."""
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    def run(self, work: Callable[[Session], Awaitable[T]], auth: bool = True) -> T:
+        return self.runner.run(_work_on(self.runtime, work, auth, self.project))
+
+    def handle(self) -> str | None:
+        """Who commands act as right now, or None when nobody is signed in."""
+        config = load_config(self.settings.data_dir)
+        try:
+            actor = self.runner.run(resolve_actor(self.runtime, config, "cli-prompt"))
+        except TaskFlowError:
+            return None
+        return actor.handle
+
+
+_kept: Kept | None = None
+
+
+@contextmanager
+def keep_runtime(settings: Settings) -> Iterator[Kept]:
+    """Open one runtime that every `call` in this block reuses, and close it at the end.
+
+    A refusal to open (no database) is a `TaskFlowError`, raised before the block runs.
+    """
+    global _kept
+    with asyncio.Runner() as runner:
+        runtime = runner.run(open_for_cli(settings))
+        _kept = Kept(runner, runtime)
+        try:
+            yield _kept
+        finally:
+            _kept = None
+            runner.run(runtime.close())
 
 
 def call(
@@ -133,10 +197,16 @@ def call(
     migrate: bool = True,
     settings: Settings | None = None,
 ) -> T:
-    """Run one unit of work; a refusal from the core ends the command with one red line."""
-    settings = settings or load_settings()
+    """Run one unit of work; a refusal from the core ends the command with one red line.
+
+    Inside `keep_runtime` the kept runtime does the work, unless the command asked for other
+    settings (`init --path`), which get a runtime of their own as outside.
+    """
+    kept = _kept
     try:
-        return asyncio.run(_run(settings, work, auth, migrate))
+        if kept is not None and settings in (None, kept.settings):
+            return kept.run(work, auth)
+        return asyncio.run(_run(settings or load_settings(), work, auth, migrate))
     except TaskFlowError as exc:
         fail(str(exc))
     except KeyboardInterrupt:

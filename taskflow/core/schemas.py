@@ -307,7 +307,7 @@ class EditTask(Model):
     expected_version: Version = None
 
 
-SortKey = Literal["created", "updated", "priority", "due_date"]
+SortKey = Literal["created", "updated", "priority", "due_date", "title"]
 
 
 class TaskFilter(Model):
@@ -323,6 +323,9 @@ class TaskFilter(Model):
     created_by: Handle | None = None
     due_before: DueDate = None
     due_after: DueDate = None
+    has_due_date: bool | None = Field(
+        default=None, description="true: only tasks with a due date; false: only those without"
+    )
     open_only: bool = Field(default=False, description="Leave out completed tasks")
     sort: SortKey = "created"
     reverse: bool = False

@@ -39,6 +39,12 @@ from taskflow.mcp_server.toolkit import (
 
 # list_tasks arguments that shape the page rather than filter it.
 _PAGING = {"sort", "reverse", "limit", "cursor"}
+# A sent filter counts only if it differs from "no filter": `no_assignee=false` is no filter,
+# but `has_due_date=false` is one (tasks without a due date).
+_FILTER_DEFAULTS = {
+    name: field.get_default(call_default_factory=True)
+    for name, field in TaskFilter.model_fields.items()
+}
 _MANAGE_FIELDS = {
     "add_subtasks": {"task_id", "subtasks", "expected_version"},
     "set_due_date": {"task_id", "due_date", "expected_version"},
@@ -58,7 +64,7 @@ def build(s: Surface) -> list[Tool]:
     """The task tools of one server, bound to its runtime and identity."""
 
     async def list_tasks(ctx: Context, **kw: Any) -> CallToolResult:
-        filtered = any(kw.get(k) not in (None, False, []) for k in sent() - _PAGING)
+        filtered = any(kw.get(k) != _FILTER_DEFAULTS.get(k) for k in sent() - _PAGING)
 
         async def op(actor: Actor) -> TaskPage:
             f = TaskFilter(**kw)

@@ -37,6 +37,8 @@ PHASE1_COMMANDS = (
     "audit actor",
     "status",
     "demo",
+    "interactive",
+    "i",
 )
 PHASE2_COMMANDS = (
     "login",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
+
 from taskflow.core.db import Database
 from tests.cli.conftest import Cli, audit_rows, last_audit_id, snapshot
 
@@ -129,6 +131,36 @@ async def test_list_filters_and_sorts(sarah: Cli, agent_key: str) -> None:
     for title in ("Alpha login", "Beta", "Gamma", "Web thing"):
         assert title in table
     assert "No tasks match" in (await sarah.ok("list", "-s", "blocked")).stdout
+
+
+async def test_list_has_due_date_and_title_sort(sarah: Cli, db: Database) -> None:
+    await sarah.ok("add", "delta")
+    await sarah.ok("add", "Bravo", "--due", "2030-01-01")
+    await sarah.ok("add", "alpha")
+    await sarah.ok("add", "Charlie", "--due", "2029-01-01")
+    assert await _ids(sarah, "--has-due-date") == [2, 4]
+    assert await _ids(sarah, "--no-due-date") == [1, 3]
+    assert await _ids(sarah, "--has-due-date", "--sort", "title") == [2, 4]
+    assert await _ids(sarah, "--sort", "title") == [3, 2, 4, 1]
+    assert await _ids(sarah, "--sort", "title", "--reverse") == [1, 4, 2, 3]
+    assert await _ids(sarah, "--sort", "title", "--limit", "2") == [3, 2]
+    err = await sarah.refused("list", "--sort", "name", code=2)
+    assert "--sort" in err
+    # Past one page (500 tasks): the CLI follows the title cursor to the second page.
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO tasks (project_id, title, created_by_id) "
+                "SELECT p.id, 'bulk ' || lpad(g::text, 3, '0'), w.id "
+                "FROM generate_series(1, 520) g, projects p, workers w "
+                "WHERE p.slug = 'default' AND w.handle = '@sarah'"
+            )
+        )
+    titles = [t["title"] for t in await sarah.json("list", "--sort", "title")]
+    bulk = [f"bulk {n:03}" for n in range(1, 521)]
+    assert titles == ["alpha", "Bravo", *bulk, "Charlie", "delta"]
+    backwards = [t["title"] for t in await sarah.json("list", "--sort", "title", "--reverse")]
+    assert backwards == titles[::-1]
 
 
 async def test_list_follows_pages(sarah: Cli) -> None:

@@ -20,6 +20,7 @@ N = 61
 RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 INF = datetime.max.replace(tzinfo=UTC)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+SORTS = ["created", "updated", "priority", "due_date", "title"]
 
 _SEED = """
     INSERT INTO tasks (project_id, title, description, status, priority, assignee_id,
@@ -62,6 +63,7 @@ def _key(sort):
         "updated": lambda r: (r["updated_at"], r["id"]),
         "priority": lambda r: (RANK[r["priority"]], r["id"]),
         "due_date": lambda r: (r["due_date"] or INF, r["id"]),
+        "title": lambda r: (r["title"].lower(), r["id"]),
     }[sort]
 
 
@@ -90,7 +92,7 @@ async def seeded(db, owner):
 
 @pytest.mark.parametrize(
     ("sort", "reverse"),
-    list(product(["created", "updated", "priority", "due_date"], [False, True])),
+    list(product(SORTS, [False, True])),
 )
 async def test_pages_cover_every_task_once_in_order(db, owner, seeded, sort, reverse):
     ids, pages = await _all_pages(db, owner, project="web", sort=sort, reverse=reverse)
@@ -100,7 +102,7 @@ async def test_pages_cover_every_task_once_in_order(db, owner, seeded, sort, rev
     assert pages == -(-N // 7)
 
 
-@pytest.mark.parametrize("sort", ["created", "updated", "priority", "due_date"])
+@pytest.mark.parametrize("sort", SORTS)
 async def test_pages_stay_stable_when_tasks_arrive_between_them(db, owner, seeded, sort):
     first = await task_queries.list_tasks(db, owner, TaskFilter(project="web", sort=sort, limit=10))
     seen = [t.id for t in first.items]
@@ -166,6 +168,12 @@ async def test_filters_select_exactly_what_they_say(db, owner, seeded):
                 if r["due_date"] and T0 + timedelta(days=2) < r["due_date"] < T0 + timedelta(days=5)
             ],
         ),
+        ({"has_due_date": True}, [r for r in rows if r["due_date"] is not None]),
+        ({"has_due_date": False}, [r for r in rows if r["due_date"] is None]),
+        (
+            {"has_due_date": True, "due_after": due},
+            [r for r in rows if r["due_date"] and r["due_date"] > due],
+        ),
         ({"parent_id": parent.id}, [r for r in rows if r["parent_id"] == parent.id]),
         ({"top_level": True, "project": "web"}, [r for r in web_rows if r["parent_id"] is None]),
         (
@@ -209,3 +217,57 @@ async def test_bad_cursors_are_refused(db, owner, seeded):
         task_queries.list_tasks(db, owner, TaskFilter(project="web", cursor=forged)),
         ValidationFailed,
     )
+
+
+async def test_title_sort_ignores_case_and_breaks_ties_by_id(db, owner):
+    titles = ["bravo", "Alpha", "charlie", "alpha", "Delta", "ALPHA", "éclair", "Zulu"]
+    made = [
+        (await tasks.create_task(db, owner, CreateTask(title=t, project="web"))).task
+        for t in titles
+    ]
+    ids = {t.title: t.id for t in made}
+    expected = ["Alpha", "alpha", "ALPHA", "bravo", "charlie", "Delta", "Zulu", "éclair"]
+    first = await task_queries.list_tasks(
+        db, owner, TaskFilter(project="web", sort="title", limit=3)
+    )
+    assert [t.title for t in first.items] == expected[:3]
+    rest, _ = await _all_pages(db, owner, limit=3, project="web", sort="title")
+    assert rest == [ids[t] for t in expected]
+    second = await task_queries.list_tasks(
+        db, owner, TaskFilter(project="web", sort="title", limit=3, cursor=first.next_cursor)
+    )
+    assert [t.title for t in second.items] == expected[3:6]
+    backwards, pages = await _all_pages(
+        db, owner, limit=3, project="web", sort="title", reverse=True
+    )
+    assert backwards == [ids[t] for t in reversed(expected)] and pages == 3
+
+
+def _forge(*parts):
+    return base64.urlsafe_b64encode(json.dumps(list(parts)).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("sort", "cursor"),
+    [
+        ("title", _forge("title", 5, 1)),
+        ("title", _forge("title", None, 1)),
+        ("title", _forge("title", ["a"], 1)),
+        ("title", _forge("title", "a\x00b", 1)),
+        ("title", base64.urlsafe_b64encode(b'["title", "\\ud800", 1]').decode()),
+        ("title", _forge("title", "alpha", "1")),
+        ("title", _forge("title", "alpha", 2**63)),
+        ("priority", _forge("priority", "high", 1)),
+        ("priority", _forge("priority", 99, 1)),
+        ("priority", _forge("priority", True, 1)),
+        ("due_date", _forge("due_date", 7, 1)),
+        ("created", _forge("created", "2026-01-01T00:00:00", 1)),
+    ],
+)
+async def test_cursors_with_a_value_of_the_wrong_type_are_refused(db, owner, seeded, sort, cursor):
+    err = await refused(
+        db,
+        task_queries.list_tasks(db, owner, TaskFilter(project="web", sort=sort, cursor=cursor)),
+        ValidationFailed,
+    )
+    assert "invalid cursor" in err.message and err.extra["field"] == "cursor"

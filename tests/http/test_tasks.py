@@ -4,6 +4,8 @@ edit with If-Match, delete a subtree, add subtasks all or nothing."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 
 import httpx
 
@@ -159,6 +161,43 @@ async def test_list_filters_and_sorts(as_bot: httpx.AsyncClient) -> None:
     assert await titles("status=in_progress") == []
     everywhere = await as_bot.get("/api/tasks?project=web&limit=2")
     assert len(everywhere.json()["items"]) == 2
+
+
+async def test_list_has_due_date_and_title_sort(as_bot: httpx.AsyncClient) -> None:
+    for title, due in (
+        ("delta", None),
+        ("Bravo", "2030-01-01"),
+        ("alpha", None),
+        ("Charlie", "2029-01-01"),
+    ):
+        await _task(as_bot, title, due_date=due)
+
+    async def page(path: str, query: str) -> dict:
+        response = await as_bot.get(f"{path}?{query}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    for path in ("/api/projects/web/tasks", "/api/tasks"):
+        with_due = await page(path, "has_due_date=true&sort=title")
+        assert [t["title"] for t in with_due["items"]] == ["Bravo", "Charlie"]
+        without = await page(path, "has_due_date=false&sort=title&reverse=true")
+        assert [t["title"] for t in without["items"]] == ["delta", "alpha"]
+        first = await page(path, "sort=title&limit=3")
+        assert [t["title"] for t in first["items"]] == ["alpha", "Bravo", "Charlie"]
+        rest = await page(path, f"sort=title&limit=3&cursor={first['next_cursor']}")
+        assert [t["title"] for t in rest["items"]] == ["delta"] and rest["next_cursor"] is None
+        back = await page(path, "sort=title&reverse=true&limit=2")
+        more = await page(path, f"sort=title&reverse=true&limit=2&cursor={back['next_cursor']}")
+        titles = [t["title"] for t in back["items"] + more["items"]]
+        assert titles == ["delta", "Charlie", "Bravo", "alpha"]
+    assert_problem(await as_bot.get("/api/tasks?has_due_date=maybe"), 422)
+    assert_problem(await as_bot.get("/api/tasks?sort=name"), 422)
+    created_cursor = (await page("/api/tasks", "limit=1"))["next_cursor"]
+    wrong_sort = await as_bot.get(f"/api/tasks?sort=title&cursor={created_cursor}")
+    assert "invalid cursor" in assert_problem(wrong_sort, 422)["detail"]
+    forged = base64.urlsafe_b64encode(json.dumps(["title", 5, 1]).encode()).decode()
+    wrong_type = await as_bot.get(f"/api/tasks?sort=title&cursor={forged}")
+    assert "invalid cursor" in assert_problem(wrong_type, 422, "validation-failed")["detail"]
 
 
 async def test_list_refusals(as_bot: httpx.AsyncClient) -> None:

@@ -86,6 +86,55 @@ async def test_list_tasks_defaults_to_my_tasks(bot: McpUser, db: Database, team:
     assert [t["title"] for t in unassigned["items"]] == ["Nobody's"]
 
 
+async def test_list_tasks_by_due_date_presence_and_title(
+    bot: McpUser, db: Database, team: Team
+) -> None:
+    for title, due in (
+        ("delta", None),
+        ("Bravo", "2030-01-01"),
+        ("alpha", None),
+        ("Charlie", "2029-01-01"),
+    ):
+        await tasks.create_task(db, team.sarah, CreateTask(title=title, due_date=due))
+
+    def titles(out: dict) -> list[str]:
+        return [t["title"] for t in out["items"]]
+
+    with_due = ok(await call(bot, "list_tasks", has_due_date=True, sort="title"))
+    assert titles(with_due) == ["Bravo", "Charlie"]
+    # has_due_date=false is a filter of its own: it lists every project's undated tasks, not
+    # only the caller's (none of these are assigned to the bot).
+    without = ok(await call(bot, "list_tasks", has_due_date=False, sort="title", reverse=True))
+    assert titles(without) == ["delta", "alpha"]
+    first = ok(await call(bot, "list_tasks", project="default", sort="title", limit=3))
+    assert titles(first) == ["alpha", "Bravo", "Charlie"]
+    rest = ok(
+        await call(
+            bot, "list_tasks", project="default", sort="title", limit=3, cursor=first["next_cursor"]
+        )
+    )
+    assert titles(rest) == ["delta"] and rest["next_cursor"] is None
+    back = ok(await call(bot, "list_tasks", project="default", sort="title", reverse=True, limit=2))
+    more = ok(
+        await call(
+            bot,
+            "list_tasks",
+            project="default",
+            sort="title",
+            reverse=True,
+            limit=2,
+            cursor=back["next_cursor"],
+        )
+    )
+    assert titles(back) + titles(more) == ["delta", "Charlie", "Bravo", "alpha"]
+    message = await refused_unchanged(
+        db, bot, "list_tasks", project="default", sort="title", cursor=first["next_cursor"][:-2]
+    )
+    assert "invalid cursor" in message
+    bad_sort = await refused_unchanged(db, bot, "list_tasks", sort="name")
+    assert "sort" in bad_sort
+
+
 async def test_list_tasks_pages(bot: McpUser, db: Database, team: Team) -> None:
     for n in range(3):
         await tasks.create_task(db, team.bot, CreateTask(title=f"t{n}"))

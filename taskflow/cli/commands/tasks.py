@@ -156,9 +156,13 @@ def list_tasks(
     due_before: Annotated[str | None, typer.Option("--due-before", help="YYYY-MM-DD")] = None,
     due_after: Annotated[str | None, typer.Option("--due-after", help="YYYY-MM-DD")] = None,
     no_assignee: Annotated[bool, typer.Option("--no-assignee", help="Unassigned only.")] = False,
-    sort: Annotated[str, typer.Option("--sort", help="created|updated|priority|due_date")] = (
-        "created"
-    ),
+    has_due_date: Annotated[
+        bool | None,
+        typer.Option("--has-due-date/--no-due-date", help="Only tasks with / without a due date."),
+    ] = None,
+    sort: Annotated[
+        str, typer.Option("--sort", help="created|updated|priority|due_date|title")
+    ] = "created",
     reverse: Annotated[bool, typer.Option("--reverse", help="Reverse the order.")] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="At most N tasks.", min=1)] = None,
     json_: Json = False,
@@ -177,6 +181,7 @@ def list_tasks(
         due_before=due_before,
         due_after=due_after,
         no_assignee=no_assignee or None,
+        has_due_date=has_due_date,
         sort=sort,
         reverse=reverse or None,
         limit=min(limit or 500, 500),

@@ -13,7 +13,7 @@ from sqlalchemy.orm import aliased
 
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
-from taskflow.core.domain import TaskStatus
+from taskflow.core.domain import Priority, TaskStatus
 from taskflow.core.errors import NotFound, ValidationFailed
 from taskflow.core.models import Project, ProjectMember, Task, Worker
 from taskflow.core.schemas import Page, TaskDetail, TaskFilter, TaskNode, TaskOut
@@ -171,12 +171,19 @@ _FAR_FUTURE = text("'infinity'::timestamptz")
 
 
 def _sort_expr(sort: str) -> ColumnElement[Any]:
+    """The sort key; every sort is made total by the task id after it (see `list_tasks`).
+
+    Titles sort ignoring case, in code point order (`COLLATE "C"`), so the order and the keyset
+    comparison of a title cursor are the same on every server whatever its default collation.
+    """
     if sort == "updated":
         return Task.updated_at
     if sort == "priority":
         return Task.priority_rank
     if sort == "due_date":
         return func.coalesce(Task.due_date, _FAR_FUTURE)
+    if sort == "title":
+        return func.lower(Task.title).collate("C")
     return Task.created_at
 
 
@@ -187,16 +194,43 @@ def encode_cursor(sort: str, value: Any, last_id: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_PRIORITY_RANKS = range(len(Priority))  # 0 (critical) to 3 (low), as `priority_rank` has them
+_BIGINT_MAX = 2**63 - 1
+
+
+def _cursor_value(sort: str, value: Any) -> Any:
+    """A cursor's sort value, checked to have the type its sort compares (else ValueError).
+
+    A forged or mangled cursor must be refused here as invalid input: passed on, a string
+    compared with a smallint (or a number with a timestamp) fails inside PostgreSQL instead.
+    """
+    if sort == "title":
+        if not isinstance(value, str) or "\x00" in value:
+            raise ValueError(value)
+        value.encode()  # a lone surrogate from a forged JSON escape: UnicodeEncodeError
+        return value
+    if sort == "priority":
+        if type(value) is not int or value not in _PRIORITY_RANKS:
+            raise ValueError(value)
+        return value
+    if sort == "due_date" and value == "infinity":
+        return value
+    if not isinstance(value, str):
+        raise ValueError(value)
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:  # the server always writes an offset
+        raise ValueError(value)
+    return moment
+
+
 def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
     """The sort value and id a page ended at; a cursor from another sort is refused."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         kind, value, last_id = json.loads(base64.urlsafe_b64decode(padded))
-        if kind != sort:
+        if kind != sort or type(last_id) is not int or not 0 < last_id <= _BIGINT_MAX:
             raise ValueError(kind)
-        if sort in ("created", "updated") or (sort == "due_date" and value != "infinity"):
-            value = datetime.fromisoformat(value)
-        return value, int(last_id)
+        return _cursor_value(sort, value), last_id
     except (ValueError, TypeError, json.JSONDecodeError):
         raise ValidationFailed(
             "invalid cursor: pass the next_cursor of the previous page unchanged, with the same "
@@ -227,6 +261,8 @@ def _filters(f: TaskFilter) -> list[ColumnElement[bool]]:
         conds.append(Task.due_date < f.due_before)
     if f.due_after:
         conds.append(Task.due_date > f.due_after)
+    if f.has_due_date is not None:
+        conds.append(Task.due_date.is_not(None) if f.has_due_date else Task.due_date.is_(None))
     if f.open_only:
         conds.append(Task.status != TaskStatus.COMPLETED.value)
     if f.search:
