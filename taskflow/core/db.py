@@ -298,18 +298,21 @@ async def check_pooling(db: Database, settings: Settings) -> None:
     if not settings.database_url or db.pooled:
         return
     conns = (db.engine.connect(), db.engine.connect())
-    async with translate_errors():
-        try:
-            started = await asyncio.gather(*(c.start() for c in conns), return_exceptions=True)
-            for outcome in started:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-            pids = []
-            for conn in conns:
-                pids.append(await conn.scalar(text("SELECT pg_backend_pid()")))
-                await conn.commit()
-        finally:
-            await asyncio.gather(*(c.close() for c in conns if c.sync_connection is not None))
+    try:
+        started = await asyncio.gather(*(c.start() for c in conns), return_exceptions=True)
+        for outcome in started:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        pids = []
+        for conn in conns:
+            pids.append(await conn.scalar(text("SELECT pg_backend_pid()")))
+            await conn.commit()
+    except DBAPIError as exc:  # anything else (unreachable, refused login) is the caller's
+        if is_pooler_symptom(exc):
+            raise Unavailable(UNDECLARED_POOLER) from exc
+        raise
+    finally:
+        await asyncio.gather(*(c.close() for c in conns if c.sync_connection is not None))
     if pids[0] == pids[1]:
         raise Unavailable(UNDECLARED_POOLER)
 
