@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from taskflow.core.auth.identity import Authenticator
 from taskflow.core.auth.jwt import JwtVerifier
 from taskflow.core.config import Settings, get_settings
-from taskflow.core.db import Database, database_url, upgrade
+from taskflow.core.db import check_pooling, connect, upgrade
 from taskflow.core.runtime import Runtime
 from taskflow.http.app import create_api
 
@@ -70,6 +70,7 @@ def _build(runtime: Runtime, local_handle: str | None, *, owns_runtime: bool) ->
         async with contextlib.AsyncExitStack() as stack:
             if owns_runtime:
                 stack.push_async_callback(runtime.close)
+                await check_pooling(runtime.db, runtime.settings)
                 await upgrade(runtime.db)
             if mcp_lifespan is not None:
                 await stack.enter_async_context(_enter(mcp_lifespan, app))
@@ -86,10 +87,11 @@ def create_server_app(runtime: Runtime, *, local_handle: str | None = None) -> S
 def runtime_from_settings(settings: Settings) -> Runtime:
     """A runtime built without awaiting anything (uvicorn calls the factory synchronously).
 
-    The embedded PostgreSQL is started here if no DATABASE_URL is set; connecting and
-    migrating happen in the app's lifespan, inside the server's event loop.
+    The embedded PostgreSQL is started here if no DATABASE_URL is set (and restarted by the
+    server whenever it finds it gone); connecting and migrating happen in the app's lifespan,
+    inside the server's event loop.
     """
-    db = Database.from_url(database_url(settings), pooled=settings.database_pooled)
+    db = connect(settings)
     verifier = JwtVerifier.from_settings(settings) if settings.jwks_url else None
     return Runtime(settings=settings, db=db, auth=Authenticator(db, verifier))
 

@@ -22,13 +22,15 @@ from typing import Any, TypeVar
 from uuid import uuid4
 
 from pydantic import ValidationError
+from rich.markup import escape
 
 from taskflow.cli.local_state import LocalConfig, load_config, load_token
-from taskflow.cli.output import USAGE, fail
+from taskflow.cli.output import USAGE, fail, note
+from taskflow.core import embedded
 from taskflow.core.actor import Actor
 from taskflow.core.auth.identity import local_actor
 from taskflow.core.config import Settings
-from taskflow.core.db import Database, current_revision, start_embedded, upgrade
+from taskflow.core.db import Database, check_pooling, connect, current_revision, upgrade
 from taskflow.core.domain import Via, WorkerType
 from taskflow.core.errors import TaskFlowError, Unauthenticated, Unavailable
 from taskflow.core.runtime import Runtime, open_runtime
@@ -88,29 +90,46 @@ async def resolve_actor(runtime: Runtime, config: LocalConfig, request_id: str) 
     return actor.through(Via.CLI, request_id)
 
 
+LEFT_RUNNING_MARKER = ".embedded-notice-shown"
+"""In the data dir once the user was told the embedded PostgreSQL keeps running."""
+
+
 def database_url(settings: Settings) -> str:
     """`DATABASE_URL`, or the embedded server, left running for the next command.
 
-    Starting and stopping PostgreSQL on every command would cost about a second each time;
-    `taskflow db stop` stops it.
+    Starting and stopping PostgreSQL on every command would cost about a second each time; it
+    stops by itself after TASKFLOW_EMBEDDED_IDLE_MINUTES unused, `taskflow db stop` stops it
+    now. A restart after a crash is said in one line; leaving it running, once per data dir.
     """
     if settings.database_url:
         return settings.database_url
-    return start_embedded(settings.data_dir, keep_running=True)
+    idle = settings.taskflow_embedded_idle_minutes
+    started = embedded.start(settings.data_dir, keep_running=True, idle_minutes=idle)
+    if started.recovered:
+        note(escape(embedded.recovered_line(settings.data_dir)))
+    marker = settings.data_dir / LEFT_RUNNING_MARKER
+    if started.started and not marker.exists():
+        note(escape(embedded.left_running_line(idle)))
+        marker.touch()
+    return started.url
 
 
 async def open_for_cli(settings: Settings, *, migrate: bool = True) -> Runtime:
     """Connect (starting the embedded server if needed); a failure to connect is `Unavailable`."""
+    db: Database | None = None
     try:
         url = await asyncio.to_thread(database_url, settings)
-        db = Database.from_url(url, pooled=settings.database_pooled, pool_size=2)
+        db = connect(settings, url, pool_size=2)
+        await check_pooling(db, settings)
         if migrate:
             await upgrade(db)
         else:
             await current_revision(db)  # connect now, so a dead server fails here, in one line
-    except TaskFlowError:
-        raise
     except Exception as exc:
+        if db is not None:
+            await db.close()
+        if isinstance(exc, TaskFlowError):
+            raise
         where = "the embedded database" if not settings.database_url else "the database"
         raise Unavailable(f"cannot open {where}: {exc}".strip()) from exc
     return await open_runtime(settings, db=db)

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
         description="Behind PgBouncer/Neon pooler (transaction mode)? None: detect from the URL.",
     )
     taskflow_data_dir: Path | None = Field(default=None, description="Where local state lives.")
+    taskflow_embedded_idle_minutes: float = Field(
+        default=30.0,
+        ge=0,
+        description="Stop the embedded PostgreSQL after this long unused (0: never).",
+    )
     auth_server_url: str | None = Field(default=None, description="Better Auth base URL.")
     auth_jwks_url: str | None = Field(default=None, description="JWKS URL override.")
     auth_issuer: str | None = Field(default=None, description="Expected `iss`.")

@@ -12,8 +12,7 @@ import logging
 import re
 import time
 import uuid
-import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +30,13 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from taskflow.core import embedded
 from taskflow.core.config import Settings
 from taskflow.core.errors import Conflict, TaskFlowError, Unavailable, ValidationFailed
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
-EMBEDDED_DB_NAME = "taskflow"
 
 
 def to_async_url(url: str) -> URL:
@@ -59,45 +58,6 @@ def is_pooled(url: URL, setting: bool | None) -> bool:
         return setting
     host = url.host or ""
     return "-pooler" in host or url.port == 6432
-
-
-def _pgserver(data_dir: Path, cleanup_mode: str | None) -> Any:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        # pgserver asks platformdirs for a runtime dir (at import time), which warns on headless
-        # machines. Imported lazily: a server deployment never needs it.
-        warnings.simplefilter("ignore")
-        import pgserver
-
-        return pgserver.get_server(data_dir / "pgdata", cleanup_mode=cleanup_mode)
-
-
-def start_embedded(data_dir: Path, *, keep_running: bool = False) -> str:
-    """Start (or join) the embedded PostgreSQL and return an asyncpg URL to its database.
-
-    By default the server stops when the last process using it exits. `keep_running` leaves it
-    up for the next process (the CLI: saves a start and a stop per command); `stop_embedded`
-    stops it.
-    """
-    server = _pgserver(data_dir, None if keep_running else "stop")
-    uri = make_url(server.get_uri())
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DB_NAME}';")
-    if "(1 row)" not in exists:
-        server.psql(f"CREATE DATABASE {EMBEDDED_DB_NAME};")
-    return str(uri.set(drivername="postgresql+asyncpg", database=EMBEDDED_DB_NAME))
-
-
-def stop_embedded(data_dir: Path) -> bool:
-    """Stop the embedded PostgreSQL unless another live process still uses it.
-
-    Returns False when there is no embedded database here or it is still in use.
-    """
-    pgdata = data_dir / "pgdata"
-    if not (pgdata / "postmaster.pid").exists():  # no server there, or not running
-        return False
-    server = _pgserver(data_dir, "stop")
-    server.cleanup()  # stops only if this process is its last registered user
-    return not (pgdata / "postmaster.pid").exists()  # a clean shutdown removes it
 
 
 def build_engine(url: str, *, pooled: bool | None = None, pool_size: int = 10) -> AsyncEngine:
@@ -148,6 +108,10 @@ def ping_idle_connections(engine: AsyncEngine, idle: float = IDLE_PING_SECONDS) 
             raise DisconnectionError(f"idle connection is gone: {exc}") from exc
 
 
+Heal = Callable[[], Awaitable[bool]]
+"""Restarts a database found gone (the embedded one); True when it did."""
+
+
 @dataclass
 class Database:
     """The engine and its session factory: the one handle every service receives."""
@@ -155,12 +119,15 @@ class Database:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     pooled: bool = False
+    heal: Heal | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, pooled: bool | None = None, pool_size: int = 10) -> Database:
+    def from_url(
+        cls, url: str, *, pooled: bool | None = None, pool_size: int = 10, heal: Heal | None = None
+    ) -> Database:
         engine = build_engine(url, pooled=pooled, pool_size=pool_size)
         behind_pooler = is_pooled(to_async_url(url), pooled)
-        return cls(engine, async_sessionmaker(engine, expire_on_commit=False), behind_pooler)
+        return cls(engine, async_sessionmaker(engine, expire_on_commit=False), behind_pooler, heal)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -168,7 +135,7 @@ class Database:
 
         Connection failures become `Unavailable` so every surface answers 503, not 500.
         """
-        async with translate_errors(), self.sessions() as session, session.begin():
+        async with self.guarded(), self.sessions() as session, session.begin():
             yield session
 
     @asynccontextmanager
@@ -180,11 +147,30 @@ class Database:
         connection, between asyncpg's prepare and execute; there, a transaction pins them.
         """
         if self.pooled:
-            async with translate_errors(), self.engine.begin() as conn:
+            async with self.guarded(), self.engine.begin() as conn:
                 yield conn
             return
-        async with translate_errors(), self.engine.connect() as conn:
+        async with self.guarded(), self.engine.connect() as conn:
             yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    @asynccontextmanager
+    async def guarded(self) -> AsyncIterator[None]:
+        """`translate_errors`, and on an outage a chance to heal: a restarted embedded database
+        leaves only dead connections in the pool, so the pool is replaced. The failed call still
+        answers 503 (its unit of work cannot be replayed safely); the next one is served."""
+        try:
+            async with translate_errors():
+                yield
+        except Unavailable:
+            await self.recover()
+            raise
+
+    async def recover(self) -> bool:
+        """Heal a database found gone (when this one can); True when it was restarted."""
+        if self.heal is None or not await self.heal():
+            return False
+        await self.engine.dispose()
+        return True
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -209,6 +195,8 @@ async def translate_errors() -> AsyncIterator[None]:
             raise Unavailable("the database connection was lost; retry") from exc
         if is_outage(exc):
             raise Unavailable("the database is unavailable; retry in a few seconds") from exc
+        if is_pooler_symptom(exc):
+            raise Unavailable(UNDECLARED_POOLER) from exc
         refusal = refusal_for(exc)
         if refusal is not None:
             raise refusal from exc
@@ -225,6 +213,20 @@ def is_outage(exc: DBAPIError) -> bool:
     """The database cannot serve right now (it will again): answer 503, never 500."""
     state = str(getattr(exc.orig, "sqlstate", None) or "")
     return state.startswith(_OUTAGE_STATES)
+
+
+# What asyncpg's prepared statements meet behind a transaction-mode pooler: a name already
+# taken (42P05) or missing (26000) on the server connection the pooler picked. TaskFlow names no
+# statements itself, so these mean an undeclared pooler.
+_POOLER_STATES = ("42P05", "26000")
+UNDECLARED_POOLER = (
+    "the database at DATABASE_URL is behind a transaction-mode pooler (PgBouncer, a -pooler "
+    "host): set DATABASE_POOLED=true"
+)
+
+
+def is_pooler_symptom(exc: DBAPIError) -> bool:
+    return str(getattr(exc.orig, "sqlstate", None) or "") in _POOLER_STATES
 
 
 def refusal_for(exc: DBAPIError) -> TaskFlowError | None:
@@ -254,18 +256,65 @@ def database_url(settings: Settings) -> str:
     """The configured server, or the embedded one started on demand."""
     if settings.database_url:
         return settings.database_url
-    return start_embedded(settings.data_dir)
+    return embedded.start(
+        settings.data_dir, idle_minutes=settings.taskflow_embedded_idle_minutes
+    ).url
+
+
+def connect(settings: Settings, url: str | None = None, *, pool_size: int = 10) -> Database:
+    """A `Database` for the settings (blocking: may start the embedded server). The embedded one
+    heals itself: a long-running process restarts it when it finds it gone."""
+    url = url or database_url(settings)
+    heal = None
+    if not settings.database_url:
+        heal = embedded.Healer(settings.data_dir, settings.taskflow_embedded_idle_minutes)
+    return Database.from_url(url, pooled=settings.database_pooled, pool_size=pool_size, heal=heal)
 
 
 async def open_database(
     settings: Settings, *, migrate: bool = True, pool_size: int = 10
 ) -> Database:
     """Connect (starting the embedded server if needed) and bring the schema up to date."""
-    url = await asyncio.to_thread(database_url, settings)
-    db = Database.from_url(url, pooled=settings.database_pooled, pool_size=pool_size)
-    if migrate:
-        await upgrade(db)
+    db = await asyncio.to_thread(connect, settings, pool_size=pool_size)
+    try:
+        await check_pooling(db, settings)
+        if migrate:
+            await upgrade(db)
+    except BaseException:
+        await db.close()
+        raise
     return db
+
+
+async def check_pooling(db: Database, settings: Settings) -> None:
+    """Refuse, in one line naming the setting, a transaction-mode pooler not declared pooled.
+
+    Otherwise asyncpg's prepared statements collide there, at random and later, as a
+    `DuplicatePreparedStatementError`. The check: two client connections, one after the other,
+    ask for their server process. Straight to PostgreSQL (or through a session-mode pooler) they
+    differ; a transaction-mode pooler hands the second the server connection the first just
+    released (PgBouncer reuses the most recently freed one), or its prepared statements collide.
+    """
+    if not settings.database_url or db.pooled:
+        return
+    conns = (db.engine.connect(), db.engine.connect())
+    try:
+        started = await asyncio.gather(*(c.start() for c in conns), return_exceptions=True)
+        for outcome in started:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        pids = []
+        for conn in conns:
+            pids.append(await conn.scalar(text("SELECT pg_backend_pid()")))
+            await conn.commit()
+    except DBAPIError as exc:  # anything else (unreachable, refused login) is the caller's
+        if is_pooler_symptom(exc):
+            raise Unavailable(UNDECLARED_POOLER) from exc
+        raise
+    finally:
+        await asyncio.gather(*(c.close() for c in conns if c.sync_connection is not None))
+    if pids[0] == pids[1]:
+        raise Unavailable(UNDECLARED_POOLER)
 
 
 def _alembic_config(connection: Any = None) -> Any:

@@ -8,6 +8,7 @@ The servers live in other packages the CLI must not import (surfaces stay indepe
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,9 @@ from rich.table import Table
 from taskflow.cli.local_state import LocalConfig, load_config, save_config
 from taskflow.cli.output import USAGE, emit_json, err, fail, note, out, success
 from taskflow.cli.session import Session, call, load_settings, token_source
-from taskflow.core import phase1
+from taskflow.core import embedded, phase1
 from taskflow.core.config import Settings
-from taskflow.core.db import current_revision, head_revision, stop_embedded, upgrade
+from taskflow.core.db import current_revision, head_revision, upgrade
 from taskflow.core.domain import Via, check_handle
 from taskflow.core.errors import TaskFlowError
 from taskflow.core.services import importer
@@ -93,10 +94,36 @@ def db_stop() -> None:
     if settings.database_url:
         note("DATABASE_URL is set: TaskFlow does not run that server, so there is nothing to stop")
         return
-    if stop_embedded(settings.data_dir):
-        success(f"Stopped the embedded PostgreSQL in {settings.data_dir}")
+    outcome, users = embedded.stop(settings.data_dir)
+    where = embedded.pgdata(settings.data_dir)
+    if outcome is embedded.StopOutcome.STOPPED:
+        success(f"Stopped the embedded PostgreSQL in {where}")
+    elif outcome is embedded.StopOutcome.IN_USE:
+        pids = ", ".join(str(p) for p in users)
+        note(f"Not stopped: still used by process {pids} (a running `taskflow serve`?); stop it")
+    elif outcome is embedded.StopOutcome.NOT_RUNNING:
+        note(f"The embedded PostgreSQL in {where} is not running")
     else:
-        note("Nothing stopped: no embedded database here, or a running server still uses it")
+        note(f"No embedded database in {settings.data_dir}")
+
+
+def _exit_cleanly_on_signals() -> None:
+    """Let SIGTERM, SIGINT and SIGHUP end `serve` as a normal exit, so atexit runs and pgserver
+    releases this process's handle on the embedded database (stopping it if no one else uses
+    it). uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the
+    handlers it found in place: these, instead of the default ones that kill the process."""
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)
+    if hasattr(signal, "SIGHUP"):  # a closed terminal: shut down as uvicorn does for SIGTERM
+        signal.signal(signal.SIGHUP, lambda signum, frame: signal.raise_signal(signal.SIGTERM))
+
+
+async def _reachable(s: Session) -> None:
+    """Nothing: opening the session already connected and checked the pooling."""
 
 
 def serve(
@@ -123,8 +150,11 @@ def serve(
             fail("--no-auth acts as your local user: run `taskflow init --user @you` first")
         os.environ["TASKFLOW_LOCAL_USER"] = user
         note(f"Local mode: every request acts as {user}; listening on 127.0.0.1 only")
+    if settings.database_url:  # a wrong URL or an undeclared pooler: one line, not a traceback
+        call(_reachable, auth=False, migrate=False, settings=settings)
     import uvicorn  # imported here: every other command starts faster without it
 
+    _exit_cleanly_on_signals()
     uvicorn.run(SERVER_FACTORY, factory=True, host=host, port=port)
 
 

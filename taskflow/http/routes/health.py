@@ -30,6 +30,24 @@ def _head() -> str:
     return head_revision()
 
 
+async def _revision(call: Call) -> str | None:
+    return await asyncio.wait_for(current_revision(call.db), READY_TIMEOUT_SECONDS)
+
+
+def _unreachable(call: Call, exc: BaseException) -> str:
+    """Where to look: DATABASE_URL only when one is set, else the embedded server's own log."""
+    settings = call.runtime.settings
+    if settings.database_url:
+        return (
+            f"the database is unreachable ({type(exc).__name__}): check DATABASE_URL and that "
+            "PostgreSQL is running"
+        )
+    return (
+        f"the embedded PostgreSQL is unreachable ({type(exc).__name__}); its log is "
+        f"{settings.data_dir / 'pgdata' / 'log'}"
+    )
+
+
 @endpoints.get("/health", response=Health, public=True)
 async def health(call: Call) -> Health:
     """Liveness: the process answers. Touches nothing else."""
@@ -43,12 +61,14 @@ async def ready(call: Call) -> Readiness:
     503 (problem+json) otherwise, so a load balancer keeps traffic away until it is.
     """
     try:
-        revision = await asyncio.wait_for(current_revision(call.db), READY_TIMEOUT_SECONDS)
+        revision = await _revision(call)
     except Exception as exc:
-        raise Unavailable(
-            f"the database is unreachable ({type(exc).__name__}): check DATABASE_URL and that "
-            "PostgreSQL is running"
-        ) from exc
+        if not await call.db.recover():
+            raise Unavailable(_unreachable(call, exc)) from exc
+        try:  # the embedded database was gone and is back: answer for the restarted one
+            revision = await _revision(call)
+        except Exception as again:
+            raise Unavailable(_unreachable(call, again)) from again
     if revision != _head():
         raise Unavailable(
             f"the database schema is at {revision or 'nothing'}, this server needs {_head()}: "
