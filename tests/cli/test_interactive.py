@@ -60,6 +60,9 @@ def _dsn(db_url: str) -> str:
     return make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+STARTUP_CONNECTIONS = 2
+
+
 async def _other_backends(conn: asyncpg.Connection) -> set[tuple[int, object]]:
     """The sessions on this test's database other than `conn`: here, the REPL's."""
     rows = await conn.fetch(
@@ -108,7 +111,10 @@ async def test_one_session_one_connection_many_commands(sarah: Cli, db_url: str)
         assert "Created task #1 Write the REPL in default" in out
         first = await _other_backends(observer)
         if count_backends:
-            assert len(first) == 1, first
+            # Two, opened once at start-up: with DATABASE_URL set, the check for an undeclared
+            # transaction pooler (core/db.check_pooling) holds two connections at once, and the
+            # session keeps both in its pool for every later command.
+            assert len(first) == STARTUP_CONNECTIONS, first
 
         out = repl.line("use web", "taskflow @sarah/web> ")
         assert "Using project web (Web app)" in out
@@ -144,7 +150,7 @@ async def test_one_session_one_connection_many_commands(sarah: Cli, db_url: str)
         assert repl.leave() == 0
         if count_backends:
             opened = await _sessions_opened_since(observer, sessions_before)
-            assert opened == 1, f"the session opened {opened} database connections, not one"
+            assert opened == STARTUP_CONNECTIONS, f"the session opened {opened} connections"
         assert await _other_backends(observer) == set(), "the session left a connection open"
         rows = await observer.fetch(
             "SELECT t.title, p.slug, t.priority FROM tasks t "
