@@ -180,7 +180,7 @@ def documented(operation: Operation) -> Endpoint:
         method=route.method,
         path=route.path,
         handler=operation.handler,
-        tag=operation.toolset,
+        tag=operation.handler.__module__.rsplit(".", 1)[-1],  # the aggregate: projects, tasks
         operation=operation.name,
         body=_part(operation, rest_fields, "Body") if takes_body else None,
         query=None if takes_body else _part(operation, rest_fields, "Query"),

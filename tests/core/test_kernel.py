@@ -34,7 +34,7 @@ def test_declarations_name_each_surface_once() -> None:
         "POST",
         "/api/projects",
     )
-    assert create.mcp == "manage_project" and create.cli == "project add"
+    assert create.mcp == "create_project" and create.cli == "project add"
     assert create.summary == "Create a project; you become its owner."
     assert REGISTRY["get_project"].read_only and REGISTRY["get_project"].idempotent
     assert REGISTRY["delete_project"].destructive and REGISTRY["delete_project"].mutating

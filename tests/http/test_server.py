@@ -9,6 +9,7 @@ import pytest
 
 from taskflow.core.auth.identity import Authenticator
 from taskflow.core.db import Database
+from taskflow.core.declarations import REGISTRY
 from taskflow.core.runtime import Runtime
 from taskflow.server import create_server_app
 from tests.http.conftest import BASE_URL, Agent, assert_audited, assert_problem, settings_for
@@ -46,9 +47,11 @@ async def test_rest_and_mcp_share_one_app_and_lifespan(
             assert listed.status_code == 200, listed.text
             assert listed.headers["x-request-id"]
             from taskflow.mcp_server.server import TOOL_ORDER
+            from taskflow.mcp_server.toolsets import default
 
+            offered = [op.mcp for op in REGISTRY.values() if op.mcp and op.toolset in default()]
             names = [tool["name"] for tool in listed.json()["result"]["tools"]]
-            assert names == list(TOOL_ORDER)
+            assert names == [*TOOL_ORDER, *offered]
             anonymous = await http.post(
                 "/mcp",
                 json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
