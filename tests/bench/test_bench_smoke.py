@@ -1,47 +1,41 @@
-"""The benches' short runs, so they cannot rot: each bench in bench/ that offers `--quick` runs
-here as a subprocess (seconds, small N) and must exit 0; their full runs are by hand.
-
-A bench whose docstring names another test that runs its `--quick` (tests/prod/test_prod_quick.py
-for the production-proof benches) is left to that test once the file exists, so CI runs it once.
-"""
+"""Every bench's `--quick` run, so none can rot: each runs as a subprocess exactly as a person
+runs it, must exit 0 and write its JSON. No figure is asserted (numbers belong to benches; the
+machine decides them), only that the run happened and says what it compared."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "bench"
-TIMEOUT_S = 180
+BENCHES = sorted(p for p in (ROOT / "bench").glob("*.py") if not p.name.startswith("_"))
+TIMEOUT_S = 240
+NEEDS_WRK = {"rest_create", "mcp_create"}
 
 
-def quick_benches() -> list[Path]:
-    return sorted(
-        p for p in BENCH.glob("*.py") if not p.name.startswith("_") and "--quick" in p.read_text()
-    )
+def test_the_benches_are_the_figures_of_the_performance_table() -> None:
+    names = {b.stem for b in BENCHES}
+    assert names == {"rest_create", "mcp_create", "cli_list", "subtree", "verify"}
 
 
-def runner_elsewhere(bench: Path) -> Path | None:
-    """The other test file this bench says runs its --quick, if that file exists."""
-    named = re.search(r"(tests/[\w/]+\.py) runs `?--quick", bench.read_text())
-    if named is None:
-        return None
-    path = ROOT / named.group(1)
-    return path if path.exists() and path != Path(__file__).resolve() else None
-
-
-def run_bench(bench: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+@pytest.mark.parametrize("bench", BENCHES, ids=lambda p: p.stem)
+def test_quick_run_exits_0_and_writes_its_json(bench: Path, tmp_path: Path) -> None:
+    if bench.stem in NEEDS_WRK and shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (apt-get install -y wrk; .ci/run installs it)")
+    out = tmp_path / f"{bench.stem}.json"
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "DATABASE_POOLED") and not k.startswith("TASKFLOW_TEST_")
+        if k not in ("DATABASE_URL", "DATABASE_POOLED") and not k.startswith("TASKFLOW_")
     }
-    return subprocess.run(
-        [sys.executable, str(bench), "--quick", *extra],
+    done = subprocess.run(
+        [sys.executable, str(bench), "--quick", "--json", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -49,29 +43,8 @@ def run_bench(bench: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         timeout=TIMEOUT_S,
         check=False,
     )
-
-
-def test_every_quick_bench_runs_in_ci() -> None:
-    """The production-proof benches run in tests/prod; any other `--quick` bench runs here."""
-    names = {b.stem for b in quick_benches()}
-    assert {"agents", "faults", "replicas", "scale"} <= names
-    for bench in quick_benches():
-        if bench.stem == "scale" or runner_elsewhere(bench) is not None:
-            continue
-        done = run_bench(bench)
-        assert done.returncode == 0, f"{bench.name} --quick failed:\n{done.stdout}\n{done.stderr}"
-
-
-def test_scale_quick_measures_what_it_claims(tmp_path: Path) -> None:
-    out = tmp_path / "scale.json"
-    done = run_bench(BENCH / "scale.py", "--json", str(out))
-    assert done.returncode == 0, f"scale.py --quick failed:\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == 0, f"{bench.name} --quick failed:\n{done.stdout}\n{done.stderr}"
     result = json.loads(out.read_text())
-    assert result["data"]["tasks"] == 20_000
-    assert result["data"]["audit_entries"] >= 100_000
-    assert result["subtree"]["statements"] == 1, "the subtree is read in one query"
-    assert result["verify"]["entries"] == result["data"]["audit_entries"], "the whole log verified"
-    for key in ("tasks_created", "tasks_priority", "audit"):
-        page = result["lists"][key]
-        assert page["page_1_ms"] > 0 and page["far_page_ms"] > 0
-    assert "list_tasks, sort created" in done.stdout
+    assert result["bench"] == bench.stem and result["quick"] is True
+    assert result["command"].startswith(f"uv run python bench/{bench.stem}.py")
+    assert "ratio" in result or "ratio_to_fetch" in result

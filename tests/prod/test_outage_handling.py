@@ -1,4 +1,5 @@
-"""What the fault bench (bench/faults.py) found, pinned down against a real PostgreSQL.
+"""What the former fault bench (bench/faults.py, now tests/prod/test_database_crash.py) found,
+pinned down against a real PostgreSQL.
 
 - A server that cannot serve right now (too many connections, crash recovery, shutting down)
   and a connection pool with no free connection are outages: `Unavailable` (503), never a raw

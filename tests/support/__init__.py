@@ -1,0 +1,1 @@
+"""Plain helpers (no pytest) shared by the slow tests in tests/prod and the scripts in bench/."""
