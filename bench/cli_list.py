@@ -27,8 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._support import parser, print_table, quick, ratio_line, write_result
+from taskflow.core import embedded
 from taskflow.core.actor import Actor
-from taskflow.core.db import Database, start_embedded, stop_embedded, upgrade
+from taskflow.core.db import Database, upgrade
 from taskflow.core.domain import Via, WorkerType
 from taskflow.core.schemas import CreateTask
 from taskflow.core.services import onboarding, tasks
@@ -40,7 +41,8 @@ IMPORTS = [sys.executable, "-c", "import typer, rich.console, rich.table, pydant
 
 async def seed(data_dir: Path, count: int) -> None:
     """An embedded database with a local user and `count` tasks; the CLI's config naming them."""
-    url = await asyncio.to_thread(start_embedded, data_dir, keep_running=True)
+    started = await asyncio.to_thread(embedded.start, data_dir, keep_running=True)
+    url = started.url
     db = Database.from_url(url, pool_size=2)
     try:
         await upgrade(db)
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, command in order:
                 times[name].append(timed(command, env))
     finally:
-        stop_embedded(data_dir)
+        embedded.stop(data_dir)
         shutil.rmtree(tmp, ignore_errors=True)
     medians = {name: statistics.median(t) for name, t in times.items()}
     rows = [

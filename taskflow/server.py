@@ -100,7 +100,7 @@ def plain_logging() -> None:
     """Plain stderr logging for the server process, set before the MCP server is built.
 
     Otherwise the MCP SDK installs Rich with rich tracebacks on the root logger, and rendering
-    one traceback blocks the event loop for about a second (bench/faults.py saw every request
+    one traceback blocks the event loop for about a second (the former fault bench saw every request
     stall while a burst of errors was logged).
     """
     logging.basicConfig(

@@ -2,7 +2,7 @@
 
 The MCP SDK installs Rich (with rich tracebacks) on the root logger unless logging is set up
 first; rendering one traceback that way held the event loop for about a second on a 2-core box,
-and in bench/faults.py a burst of them stalled all requests for up to 15 s.
+and in the former fault bench a burst of them stalled all requests for up to 15 s.
 """
 
 from __future__ import annotations
