@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from taskflow.core.domain import TaskStatus
-from taskflow.core.schemas import DueDate, Handle, Model, Name, Percent, Tag
+from taskflow.core.schemas import DueDate, Handle, Model, Percent, Tag
 
 Note = str | None
 
@@ -48,11 +48,6 @@ class Delegation(Model):
 
 class Blocking(Model):
     reason: Note = Field(default=None, max_length=2000)
-
-
-class NewApiKey(Model):
-    name: Name = "default"
-    expires_at: DueDate = None
 
 
 class ClaimRequest(Model):

@@ -8,17 +8,6 @@ and that every endpoint is in the app's route table.
 from __future__ import annotations
 
 COVERAGE: dict[str, str] = {
-    # workers and agent keys
-    "whoami": "GET /api/me",
-    "list_workers": "GET /api/workers",
-    "get_worker": "GET /api/workers/{handle}",
-    "register_agent": "POST /api/workers/agents",
-    "create_api_key": "POST /api/workers/{handle}/keys",
-    "list_api_keys": "GET /api/workers/{handle}/keys",
-    "revoke_api_key": "POST /api/workers/{handle}/keys/{key_id}/revoke",
-    "rotate_api_key": "POST /api/workers/{handle}/keys/{key_id}/rotate",
-    "deactivate_agent": "POST /api/workers/{handle}/deactivate",
-    "reactivate_agent": "POST /api/workers/{handle}/reactivate",
     # tasks
     "create_task": "POST /api/projects/{project}/tasks",
     "add_subtasks": "POST /api/tasks/{task_id}/subtasks",

@@ -136,6 +136,10 @@ def from_domain(request: Request, exc: TaskFlowError) -> Response:
     elif exc.status == 422 and isinstance(field, str):
         location = _HEADER_FIELDS.get(field, "body")
         errors = [FieldError(location=location, field=field, message=exc.message, type=exc.code)]
+    extra = dict(exc.extra)
+    if exc.next_step is not None:  # what to call instead, as data: an operation and arguments
+        step = exc.next_step
+        extra["next_step"] = {"operation": step.operation, "arguments": dict(step.arguments)}
     return problem_response(
         request,
         exc.status,
@@ -143,7 +147,7 @@ def from_domain(request: Request, exc: TaskFlowError) -> Response:
         code=exc.code,
         title=exc.title,
         errors=errors,
-        extra=exc.extra,
+        extra=extra,
         headers=headers,
     )
 

@@ -9,17 +9,6 @@ every tool named here is in `tools/list`. Grouped tools say which `action` reach
 from __future__ import annotations
 
 COVERAGE: dict[str, str] = {
-    # workers and agent keys
-    "whoami": "whoami",
-    "list_workers": "list_workers",
-    "get_worker": "list_workers",  # list_workers(handle=...)
-    "register_agent": "manage_agents",
-    "create_api_key": "manage_agents",
-    "list_api_keys": "manage_agents",
-    "revoke_api_key": "manage_agents",
-    "rotate_api_key": "manage_agents",
-    "deactivate_agent": "manage_agents",
-    "reactivate_agent": "manage_agents",
     # tasks
     "create_task": "create_task",
     "add_subtasks": "manage_task",
@@ -48,13 +37,6 @@ COVERAGE: dict[str, str] = {
 
 # The `action` value of a grouped tool that performs each operation.
 ACTIONS: dict[str, str] = {
-    "register_agent": "register",
-    "create_api_key": "create_key",
-    "list_api_keys": "list_keys",
-    "revoke_api_key": "revoke_key",
-    "rotate_api_key": "rotate_key",
-    "deactivate_agent": "deactivate",
-    "reactivate_agent": "reactivate",
     "add_subtasks": "add_subtasks",
     "set_due_date": "set_due_date",
     "delete_task": "delete",

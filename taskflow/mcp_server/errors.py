@@ -9,6 +9,7 @@ on errors (the TypeScript SDK does), and an error body would fail that check.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -16,7 +17,8 @@ from mcp.types import CallToolResult, TextContent
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
-from taskflow.core.errors import TaskFlowError, ValidationFailed
+from taskflow.core.declarations import REGISTRY
+from taskflow.core.errors import NextStep, TaskFlowError, ValidationFailed
 from taskflow.mcp_server.coverage import COVERAGE
 
 META_KEY = "taskflow/error"
@@ -30,11 +32,7 @@ _REWRITES: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(r"\(start it again\)"), lambda m: f"(call {COVERAGE['start']} again)"),
     (re.compile(r"\bthen start it\b"), lambda m: f"then call {COVERAGE['start']}"),
     (re.compile(r"\((list_\w+) / `[^`]*`\)"), lambda m: f"({m.group(1)})"),
-    (re.compile(r"\(create_api_key\)"), lambda m: "(manage_agents action=create_key)"),
-    (
-        re.compile(r"\(`taskflow agent rotate` or POST [^)]*\)"),
-        lambda m: "(manage_agents action=rotate_key)",
-    ),
+    (re.compile(r"\(`taskflow agent rotate` or POST [^)]*\)"), lambda m: "(rotate_api_key)"),
 ]
 
 
@@ -45,11 +43,24 @@ def for_agents(message: str) -> str:
     return message
 
 
+def next_call(step: NextStep) -> tuple[str, str]:
+    """The tool that takes the next step, and the call in words: `call get_worker(handle="@a")`."""
+    operation = REGISTRY.get(step.operation)
+    tool = operation.mcp if operation is not None and operation.mcp else step.operation
+    arguments = ", ".join(f"{k}={json.dumps(v)}" for k, v in step.arguments.items())
+    return tool, f"call {tool}({arguments})"
+
+
 def error_result(exc: TaskFlowError) -> CallToolResult:
     detail = {k: v for k, v in exc.extra.items() if k not in _PRIVATE_EXTRA}
     meta = {"code": exc.code, "status": exc.status, **detail}
+    text = for_agents(exc.message)
+    if exc.next_step is not None:
+        tool, words = next_call(exc.next_step)
+        meta["next_step"] = {"tool": tool, "arguments": dict(exc.next_step.arguments)}
+        text = f"{text} (next: {words})"
     return CallToolResult(
-        content=[TextContent(type="text", text=for_agents(exc.message))],
+        content=[TextContent(type="text", text=text)],
         is_error=True,
         _meta={META_KEY: to_jsonable_python(meta, fallback=str)},
     )

@@ -12,33 +12,11 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskflow.core.domain import Priority, TaskStatus
-from taskflow.core.schemas import (
-    ApiKeyOut,
-    IssuedKey,
-    Page,
-    TaskDetail,
-    TaskOut,
-    WorkerOut,
-)
+from taskflow.core.schemas import Page, TaskDetail, TaskOut
 
 
 class Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class WorkersOut(Envelope):
-    workers: list[WorkerOut]
-
-
-class AgentResult(Envelope):
-    action: str
-    issued: IssuedKey | None = Field(
-        default=None, description="The new key is shown only here: store api_key now"
-    )
-    keys: list[ApiKeyOut] = Field(
-        default_factory=list, description="Listed keys, or the keys a revoke/deactivate revoked"
-    )
-    worker: WorkerOut | None = Field(default=None, description="The agent, after deactivate")
 
 
 class TaskState(Envelope):

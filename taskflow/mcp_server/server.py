@@ -28,7 +28,6 @@ from taskflow.core.runtime import Runtime
 from taskflow.mcp_server import (
     resources,
     tools_audit,
-    tools_people,
     tools_tasks,
     tools_workflow,
     toolsets,
@@ -51,8 +50,6 @@ An error result says what to do next: read it before retrying."""
 # The order of tools/list: everyday tools first, in the order an agent meets them; the grouped
 # tools for rarer changes last.
 TOOL_ORDER = (
-    "whoami",
-    "list_workers",
     "list_tasks",
     "get_task",
     "create_task",
@@ -71,7 +68,6 @@ TOOL_ORDER = (
     "get_audit_trail",
     "verify_audit",
     "manage_task",
-    "manage_agents",
 )
 
 INVALID_PARAMS = -32602
@@ -160,7 +156,6 @@ def build_mcp(
     built = {
         tool.name: tool
         for tool in (
-            *tools_people.build(surface),
             *tools_tasks.build(surface),
             *tools_workflow.build(surface),
             *tools_audit.build(surface),

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from taskflow.cli.coverage import COVERAGE
 from taskflow.core.db import Database
+from taskflow.core.declarations import REGISTRY
+from taskflow.core.handlers import workers as worker_ops
 from tests.cli.conftest import Cli, audit_rows, last_audit_id, snapshot
+from tests.cli.test_coverage import command_paths
 
 PROJECT_KEYS = {
     "id",
@@ -209,7 +215,8 @@ async def test_agent_deactivate_refusals(sarah: Cli, db: Database) -> None:
     assert "only @other itself or the worker who registered it can deactivate it" in err
     assert "no worker @ghost" in await sarah.refused("agent", "deactivate", "@ghost")
     assert "only agents" in await sarah.refused("agent", "deactivate", "@sarah")
-    assert "no worker bot" in await sarah.refused("agent", "deactivate", "bot")
+    bare = await sarah.refused("agent", "deactivate", "bot")  # the command's rule, one red line
+    assert "invalid input: handle: String should match pattern '^@[a-z0-9_-]+$'" in bare
     assert await snapshot(db) == before
 
 
@@ -234,3 +241,34 @@ async def test_member_add_remove_role(sarah: Cli, db: Database) -> None:
         ("member_removed", "@ada", "cli"),
     ]
     await sarah.refused("member", "role", "@ada", "boss", "-p", "web", code=2)
+
+
+async def test_every_worker_operation_is_a_command(sarah: Cli) -> None:
+    """Each operation of the workers aggregate runs from the command its declaration names."""
+    declared = {
+        name: op.cli
+        for name, op in REGISTRY.items()
+        if op.handler.__module__ == worker_ops.__name__
+    }
+    assert declared == {name: COVERAGE[name] for name in declared}
+    assert set(declared.values()) <= command_paths()
+    issued = await sarah.json("agent", "register", "@bot", "-n", "Bot")
+    ran: dict[str, Any] = {}
+    for name, args in (
+        ("whoami", ["whoami"]),
+        ("list_workers", ["worker", "list"]),
+        ("get_worker", ["worker", "show", "@bot"]),
+        ("register_agent", ["agent", "register", "@bot2", "-n", "Bot 2"]),
+        ("list_api_keys", ["agent", "keys", "@bot"]),
+        ("create_api_key", ["agent", "new-key", "@bot"]),
+        ("rotate_api_key", ["agent", "rotate", "@bot", str(issued["key"]["id"])]),
+        ("revoke_api_key", ["agent", "revoke", "@bot", "{create_api_key}"]),
+        ("deactivate_agent", ["agent", "deactivate", "@bot"]),
+        ("reactivate_agent", ["agent", "reactivate", "@bot"]),
+    ):
+        assert " ".join(args).startswith(declared[name]), name
+        made = ran.get("create_api_key")
+        args = [str(made["key"]["id"]) if a == "{create_api_key}" and made else a for a in args]
+        ran[name] = await sarah.json(*args)
+    assert set(ran) == set(declared)
+    assert ran["revoke_api_key"]["revoked_at"] and ran["reactivate_agent"]["worker"]["active"]

@@ -6,7 +6,7 @@ import hashlib
 
 from taskflow.core.auth.keys import is_api_key
 from taskflow.core.domain import AgentType, WorkerType
-from taskflow.core.errors import Conflict, Forbidden, NotFound
+from taskflow.core.errors import Conflict, Forbidden, NextStep, NotFound
 from taskflow.core.schemas import RegisterAgent
 from taskflow.core.services import workers
 from tests.conftest import make_human
@@ -170,4 +170,5 @@ async def test_keys_cannot_be_born_expired(db, owner):
         id=issued.key.id,
     )
     err = await refused(db, workers.rotate_api_key(db, owner, "@bot", issued.key.id), Conflict)
-    assert "expired" in err.message and "create_api_key" in err.message
+    assert "expired" in err.message and "create a new key" in err.message
+    assert err.next_step == NextStep("create_api_key", {"handle": "@bot"})  # each surface words it

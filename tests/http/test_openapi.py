@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from tests.better_auth import NODE_DIR, ensure_node_modules, node_env, node_executable
 
-TYPED_TAGS = {"projects", "tasks", "workflow"}
+TYPED_TAGS = {"core", "admin", "tasks", "workflow"}  # kernel operations are tagged by toolset
 
 
 @pytest.fixture
@@ -119,3 +119,4 @@ def test_openapi_typescript_generates_typed_bodies(document: dict, tmp_path: Pat
         assert "unknown" not in text, f"{operation_id} has an untyped body:\n{block}"
     assert 'components["schemas"]["TaskDetail"]' in blocks["get_task"]
     assert 'components["schemas"]["ProjectOut"][]' in blocks["list_projects"]
+    assert 'components["schemas"]["IssuedKey"]' in blocks["register_agent"]

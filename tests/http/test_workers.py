@@ -6,7 +6,9 @@ import httpx
 
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
+from taskflow.core.declarations import REGISTRY
 from taskflow.core.domain import Role
+from taskflow.core.handlers import workers as worker_ops
 from tests.http.conftest import Agent, assert_audited, assert_problem, audit_count, register_agent
 
 
@@ -178,3 +180,85 @@ async def test_deactivation_refusals(as_bot: httpx.AsyncClient, db: Database, ow
     assert await audit_count(db) == before
     listed = (await as_bot.get("/api/workers", params={"type": "agent"})).json()
     assert all(w["active"] for w in listed)
+
+
+async def test_unknown_fields_are_refused_naming_the_nearest_one(
+    as_bot: httpx.AsyncClient, db: Database
+) -> None:
+    before = await audit_count(db)
+    sent = {"handle": "@qwen", "name": "Qwen", "capabilites": ["sql"]}
+    body = assert_problem(await as_bot.post("/api/workers/agents", json=sent), 422)
+    assert body["errors"] == [
+        {
+            "location": "body",
+            "field": "capabilites",
+            "message": "unknown argument 'capabilites': did you mean 'capabilities'?",
+            "type": "extra_forbidden",
+        }
+    ]
+    query = assert_problem(await as_bot.get("/api/workers?typ=agent"), 422)
+    assert query["errors"][0]["location"] == "query" and query["errors"][0]["field"] == "typ"
+    assert "did you mean 'type'?" in query["errors"][0]["message"]
+    stray = await as_bot.post("/api/workers/@bot/keys", json={"handle": "@sarah"})
+    assert "comes from the path" in assert_problem(stray, 400)["detail"]
+    assert await audit_count(db) == before
+
+
+async def test_a_refusal_names_the_next_step_as_data(
+    as_bot: httpx.AsyncClient, db: Database, bot: Agent
+) -> None:
+    await register_agent(db, bot.actor, "@helper", project_role=None)
+    assert (await as_bot.post("/api/workers/@helper/deactivate")).status_code == 200
+    refused = assert_problem(await as_bot.post("/api/workers/@helper/keys", json={}), 409)
+    assert refused["next_step"] == {
+        "operation": "reactivate_agent",
+        "arguments": {"handle": "@helper"},
+    }
+    active = assert_problem(await as_bot.post("/api/workers/@bot/reactivate"), 409)
+    assert active["next_step"]["operation"] == "create_api_key"
+
+
+async def test_a_replayed_registration_answers_only_its_caller(
+    as_bot: httpx.AsyncClient, as_sarah: httpx.AsyncClient, db: Database
+) -> None:
+    """The key is shown once: the same Idempotency-Key replays it to the same worker only."""
+    sent, key = {"handle": "@qwen", "name": "Qwen"}, {"Idempotency-Key": "reg-1"}
+    first = await as_bot.post("/api/workers/agents", json=sent, headers=key)
+    assert first.status_code == 201
+    before = await audit_count(db)
+    again = await as_bot.post("/api/workers/agents", json=sent, headers=key)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    other = await as_sarah.post("/api/workers/agents", json=sent, headers=key)
+    assert "Idempotent-Replayed" not in other.headers
+    assert first.json()["api_key"] not in assert_problem(other, 409)["detail"]
+    assert await audit_count(db) == before
+
+
+async def test_every_worker_operation_is_served(
+    as_bot: httpx.AsyncClient, db: Database, bot: Agent
+) -> None:
+    """Each declared route of the workers aggregate answers on its method and path."""
+    helper = await register_agent(db, bot.actor, "@helper", project_role=None)
+    h = "/api/workers/@helper"
+    calls = {
+        "whoami": ("GET", "/api/me", None, 200),
+        "list_workers": ("GET", "/api/workers", None, 200),
+        "get_worker": ("GET", h, None, 200),
+        "register_agent": ("POST", "/api/workers/agents", {"handle": "@q", "name": "Q"}, 201),
+        "list_api_keys": ("GET", f"{h}/keys", None, 200),
+        "create_api_key": ("POST", f"{h}/keys", {"name": "ci"}, 201),
+        "rotate_api_key": ("POST", f"{h}/keys/{helper.key_id}/rotate", None, 201),
+        "revoke_api_key": ("POST", f"{h}/keys/{helper.key_id}/revoke", None, 409),  # rotated
+        "deactivate_agent": ("POST", f"{h}/deactivate", None, 200),
+        "reactivate_agent": ("POST", f"{h}/reactivate", {}, 201),
+    }
+    declared = {
+        name: (op.rest.method, op.rest.path)
+        for name, op in REGISTRY.items()
+        if op.handler.__module__ == worker_ops.__name__ and op.rest is not None
+    }
+    assert set(declared) == set(calls)
+    for name, (method, path, body, status) in calls.items():
+        response = await as_bot.request(method, path, json=body)
+        assert response.status_code == status, (name, response.text)

@@ -22,7 +22,12 @@ MAX_TOOLS_LIST_BYTES = 32_000  # the issue's budget: under 32 KB (about 8k token
 UNVERSIONED = {
     "create_task",
     "claim_next_task",
-    "manage_agents",
+    "register_agent",
+    "create_api_key",
+    "revoke_api_key",
+    "rotate_api_key",
+    "deactivate_agent",
+    "reactivate_agent",
     "create_project",
     "add_member",
     "remove_member",
@@ -114,7 +119,7 @@ async def test_mutating_tools_take_idempotency_key_and_version(
     catalog: list[dict[str, Any]],
 ) -> None:
     writers = [t for t in catalog if not t["annotations"]["readOnlyHint"]]
-    assert len(writers) == 21
+    assert len(writers) == 26
     for tool in writers:
         props = tool["inputSchema"]["properties"]
         assert "idempotency_key" in props, tool["name"]
@@ -123,7 +128,14 @@ async def test_mutating_tools_take_idempotency_key_and_version(
 
 async def test_destructive_tools_are_marked(catalog: list[dict[str, Any]]) -> None:
     destructive = {t["name"] for t in catalog if t["annotations"]["destructiveHint"]}
-    assert destructive == {"manage_task", "manage_agents", "delete_project", "remove_member"}
+    assert destructive == {
+        "manage_task",
+        "delete_project",
+        "remove_member",
+        "revoke_api_key",
+        "rotate_api_key",
+        "deactivate_agent",
+    }
 
 
 async def test_every_operation_is_reachable(catalog: list[dict[str, Any]]) -> None:

@@ -68,11 +68,11 @@ async def test_unknown_tools_and_bad_arguments_are_error_results(bot: McpUser, t
         ),
         (
             "create a new key with a new expiry instead (create_api_key)",
-            "create a new key with a new expiry instead (manage_agents action=create_key)",
+            "create a new key with a new expiry instead (create_api_key)",
         ),
         (
             "Ask for a new key (`taskflow agent rotate` or POST /api/x/{handle}/keys)",
-            "Ask for a new key (manage_agents action=rotate_key)",
+            "Ask for a new key (rotate_api_key)",
         ),
         (
             "task 4 is completed: progress needs in_progress (reopen it with request_review, "

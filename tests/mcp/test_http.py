@@ -230,7 +230,7 @@ async def test_a_signed_in_human_sees_only_its_own_email_and_subject(
             Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
         ):
             bot_me = (await client.call_tool("whoami", {})).structured_content
-            seen = await client.call_tool("list_workers", {"handle": f"@{local_part}"})
+            seen = await client.call_tool("get_worker", {"handle": f"@{local_part}"})
     assert me is not None and bot_me is not None
     assert (me["handle"], me["email"]) == (f"@{local_part}", f"{local_part}@example.com")
     assert me["sso_subject"]

@@ -68,7 +68,7 @@ async def test_agent_works_human_approves_over_http(
 
     assert out["anonymous"]["status"] == 401
     assert "resource_metadata=" in out["anonymous"]["wwwAuthenticate"]
-    assert {"create_task", "approve_task", "claim_next_task", "manage_agents"} <= set(out["tools"])
+    assert {"create_task", "approve_task", "claim_next_task", "get_worker"} <= set(out["tools"])
     assert out["annotated"]
     assert out["agent"] == "@claude-code"
     assert out["human"] == rita.handle == "@rita"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from taskflow.core.db import Database
+from taskflow.core.declarations import REGISTRY
+from taskflow.core.handlers import workers as worker_ops
 from taskflow.core.schemas import AddMember, CreateTask
 from taskflow.core.services import projects, tasks
 from tests.mcp.conftest import (
@@ -13,6 +15,7 @@ from tests.mcp.conftest import (
     audit_tail,
     call,
     ok,
+    refusal,
     refused_unchanged,
 )
 
@@ -35,18 +38,23 @@ async def test_list_projects_and_members(bot: McpUser, db: Database, team: Team)
     assert "not found, or you are not a member: list your projects (list_projects)" in hidden
 
 
-async def test_list_workers(bot: McpUser, db: Database, team: Team) -> None:
-    every = ok(await call(bot, "list_workers"))
-    assert {w["handle"] for w in every["workers"]} == {"@sarah", "@ann", "@claude-code"}
-    one = ok(await call(bot, "list_workers", handle="@ann"))
-    assert [w["name"] for w in one["workers"]] == ["Ann Lee"]
-    agents = ok(await call(bot, "list_workers", type="agent"))["workers"]
-    humans = ok(await call(bot, "list_workers", type="human"))["workers"]
+async def test_list_workers_and_get_worker(bot: McpUser, db: Database, team: Team) -> None:
+    every = ok(await call(bot, "list_workers"))["items"]
+    assert {w["handle"] for w in every} == {"@sarah", "@ann", "@claude-code"}
+    agents = ok(await call(bot, "list_workers", type="agent"))["items"]
+    humans = ok(await call(bot, "list_workers", type="human"))["items"]
     assert [w["handle"] for w in agents] == ["@claude-code"]
     assert [w["handle"] for w in humans] == ["@ann", "@sarah"]
     assert "type" in await refused_unchanged(db, bot, "list_workers", type="robot")
+    one = ok(await call(bot, "get_worker", handle="@ann"))
+    assert (one["name"], one["type"]) == ("Ann Lee", "human")
+    assert "email" not in one and "sso_subject" not in one
     assert "no worker @ghost: list workers (list_workers)" in await refused_unchanged(
-        db, bot, "list_workers", handle="@ghost"
+        db, bot, "get_worker", handle="@ghost"
+    )
+    # `handle=` was list_workers' way to one worker; get_worker is that tool now
+    assert "unknown argument 'handle': this operation accepts type" in await refused_unchanged(
+        db, bot, "list_workers", handle="@ann"
     )
 
 
@@ -120,104 +128,143 @@ async def test_a_repeated_key_replays_the_first_answer(sarah: McpUser, db: Datab
 
 
 async def test_agents_register_and_manage_agents(bot: McpUser, ann: McpUser, db: Database) -> None:
-    registered = ok(
+    issued = ok(
         await call(
             bot,
-            "manage_agents",
-            action="register",
+            "register_agent",
             handle="@helper",
             name="Helper",
             agent_type="claude",
             capabilities=["python"],
         )
     )
-    issued = registered["issued"]
     assert issued["api_key"].startswith("tf_") and issued["worker"]["handle"] == "@helper"
     created, registered_entry = await audit_tail(db, 2)
     assert_audited(registered_entry, "agent_registered", "@claude-code")
     assert_audited(created, "api_key_created", "@claude-code")
 
-    second = ok(await call(bot, "manage_agents", action="create_key", handle="@helper", name="ci"))
-    assert second["issued"]["key"]["name"] == "ci"
-    keys = ok(await call(bot, "manage_agents", action="list_keys", handle="@helper"))["keys"]
+    second = ok(await call(bot, "create_api_key", handle="@helper", name="ci"))
+    assert second["key"]["name"] == "ci" and second["api_key"] != issued["api_key"]
+    keys = ok(await call(bot, "list_api_keys", handle="@helper"))["items"]
     assert [k["name"] for k in keys] == ["default", "ci"]
     assert all("api_key" not in k for k in keys)  # listed keys never show the secret
 
-    revoked = ok(
-        await call(
-            bot, "manage_agents", action="revoke_key", handle="@helper", key_id=keys[1]["id"]
-        )
-    )
-    assert revoked["keys"][0]["revoked_at"] is not None
+    revoked = ok(await call(bot, "revoke_api_key", handle="@helper", key_id=keys[1]["id"]))
+    assert revoked["id"] == keys[1]["id"] and revoked["revoked_at"] is not None
     assert_audited((await audit_tail(db))[0], "api_key_revoked", "@claude-code")
-    rotated = ok(
-        await call(
-            bot, "manage_agents", action="rotate_key", handle="@helper", key_id=keys[0]["id"]
-        )
-    )
-    assert rotated["issued"]["api_key"] != issued["api_key"]
+    rotated = ok(await call(bot, "rotate_api_key", handle="@helper", key_id=keys[0]["id"]))
+    assert rotated["api_key"] != issued["api_key"] and rotated["key"]["name"] == "default"
     created, revoked_entry = await audit_tail(db, 2)  # one rotation: revoke and issue, one call
     assert_audited(revoked_entry, "api_key_revoked", "@claude-code")
     assert_audited(created, "api_key_created", "@claude-code")
     assert created["request_id"] == revoked_entry["request_id"]
 
     assert "only @helper itself or the worker who registered it" in await refused_unchanged(
-        db, ann, "manage_agents", action="list_keys", handle="@helper"
+        db, ann, "list_api_keys", handle="@helper"
     )
-    assert "needs key_id" in await refused_unchanged(
-        db, bot, "manage_agents", action="revoke_key", handle="@helper"
+    assert "key_id: Field required" in await refused_unchanged(
+        db, bot, "revoke_api_key", handle="@helper"
     )
     assert "already revoked" in await refused_unchanged(
-        db, bot, "manage_agents", action="revoke_key", handle="@helper", key_id=keys[1]["id"]
+        db, bot, "revoke_api_key", handle="@helper", key_id=keys[1]["id"]
     )
+    missing = await call(bot, "revoke_api_key", handle="@helper", key_id=999)
+    assert 'next: call list_api_keys(handle="@helper")' in refusal(missing)
     assert "is taken" in await refused_unchanged(
-        db, bot, "manage_agents", action="register", handle="@ann", name="Not Ann"
+        db, bot, "register_agent", handle="@ann", name="Not Ann"
     )
 
 
-async def test_manage_agents_deactivate_and_reactivate(
+async def test_unknown_arguments_name_the_nearest_one(bot: McpUser, db: Database) -> None:
+    typo = await refused_unchanged(
+        db, bot, "register_agent", handle="@helper", name="H", capability=["py"]
+    )
+    assert "unknown argument 'capability': did you mean 'capabilities'?" in typo
+    stray = await refused_unchanged(db, bot, "create_api_key", handle="@claude-code", expires="x")
+    assert "unknown argument 'expires': did you mean 'expires_at'?" in stray
+    grouped = await refused_unchanged(db, bot, "deactivate_agent", handle="@claude-code", key_id=1)
+    assert "unknown argument 'key_id'" in grouped
+
+
+async def test_a_replayed_registration_shows_its_key_only_to_the_caller(
+    bot: McpUser, ann: McpUser, db: Database
+) -> None:
+    """The key is answered once: a retry with the same idempotency key replays the stored
+    answer (key included) to the worker that asked, and to nobody else."""
+    first = await call(bot, "register_agent", handle="@helper", name="H", idempotency_key="r1")
+    before = await audit_count(db)
+    again = await call(bot, "register_agent", handle="@helper", name="H", idempotency_key="r1")
+    assert ok(again) == ok(first) and (again.meta or {}).get("taskflow/replayed") is True
+    assert await audit_count(db) == before
+    other = await refused_unchanged(
+        db, ann, "register_agent", handle="@helper", name="H", idempotency_key="r1"
+    )
+    assert "is taken" in other and ok(first)["api_key"] not in other
+
+
+async def test_deactivate_and_reactivate_agent(
     bot: McpUser, ann: McpUser, db: Database, team: Team
 ) -> None:
-    await call(bot, "manage_agents", action="register", handle="@helper", name="Helper")
+    await call(bot, "register_agent", handle="@helper", name="Helper")
     await projects.add_member(db, team.sarah, "default", AddMember(handle="@helper"))
     task_id = (await tasks.create_task(db, team.sarah, CreateTask(title="T"))).task.id
 
     assert "only @helper itself or the worker who registered it can deactivate it" in (
-        await refused_unchanged(db, ann, "manage_agents", action="deactivate", handle="@helper")
+        await refused_unchanged(db, ann, "deactivate_agent", handle="@helper")
     )
     assert "no worker @ghost" in await refused_unchanged(
-        db, bot, "manage_agents", action="deactivate", handle="@ghost"
+        db, bot, "deactivate_agent", handle="@ghost"
     )
     assert "only agents can be deactivated" in await refused_unchanged(
-        db, bot, "manage_agents", action="deactivate", handle="@ann"
+        db, bot, "deactivate_agent", handle="@ann"
     )
-    assert "is active" in await refused_unchanged(
-        db, bot, "manage_agents", action="reactivate", handle="@helper"
-    )
-    assert "key_id" in await refused_unchanged(
-        db, bot, "manage_agents", action="deactivate", handle="@helper", key_id=1
-    )
+    active = await refused_unchanged(db, bot, "reactivate_agent", handle="@helper")
+    assert "is active" in active and 'next: call create_api_key(handle="@helper")' in active
 
-    off = ok(await call(bot, "manage_agents", action="deactivate", handle="@helper"))
-    assert off["worker"]["active"] is False and len(off["keys"]) == 1
-    assert off["keys"][0]["revoked_at"] is not None
+    off = ok(await call(bot, "deactivate_agent", handle="@helper"))
+    assert off["worker"]["active"] is False and off["changed"] is True
+    assert len(off["revoked_keys"]) == 1 and off["revoked_keys"][0]["revoked_at"] is not None
     [entry] = await audit_tail(db)
     assert_audited(entry, "agent_deactivated", "@claude-code")
-    assert entry["details"]["revoked_keys"][0]["id"] == off["keys"][0]["id"]
+    assert entry["details"]["revoked_keys"][0]["id"] == off["revoked_keys"][0]["id"]
     assert "@helper is deactivated" in await refused_unchanged(
         db, bot, "assign_task", task_id=task_id, assignee="@helper"
     )
+    no_key = await call(bot, "create_api_key", handle="@helper")
+    assert 'next: call reactivate_agent(handle="@helper")' in refusal(no_key)
+    assert (no_key.meta or {})["taskflow/error"]["next_step"] == {
+        "tool": "reactivate_agent",
+        "arguments": {"handle": "@helper"},
+    }
     before = await audit_count(db)
-    again = ok(await call(bot, "manage_agents", action="deactivate", handle="@helper"))
-    assert again["keys"] == [] and again["worker"]["active"] is False
+    again = ok(await call(bot, "deactivate_agent", handle="@helper"))
+    assert again["revoked_keys"] == [] and again["changed"] is False
     assert await audit_count(db) == before
-    shown = ok(await call(ann, "list_workers", handle="@helper"))["workers"][0]
-    assert shown["active"] is False
+    assert ok(await call(ann, "get_worker", handle="@helper"))["active"] is False
 
-    on = ok(await call(bot, "manage_agents", action="reactivate", handle="@helper", name="back"))
-    assert on["issued"]["worker"]["active"] is True and on["issued"]["key"]["name"] == "back"
+    on = ok(await call(bot, "reactivate_agent", handle="@helper", name="back"))
+    assert on["worker"]["active"] is True and on["key"]["name"] == "back"
     created, reactivated = await audit_tail(db, 2)
     assert_audited(reactivated, "agent_reactivated", "@claude-code")
     assert_audited(created, "api_key_created", "@claude-code")
     assigned = ok(await call(bot, "assign_task", task_id=task_id, assignee="@helper"))
     assert assigned["assignee"] == "@helper"
+
+
+async def test_every_worker_operation_is_a_tool(bot: McpUser, sarah: McpUser) -> None:
+    """Each operation of the workers aggregate is its own tool, offered with toolsets=all."""
+    listed = {t.name for t in (await bot.tools()).tools}
+    declared = {op.mcp for op in REGISTRY.values() if op.handler.__module__ == worker_ops.__name__}
+    assert declared == {
+        "whoami",
+        "list_workers",
+        "get_worker",
+        "register_agent",
+        "create_api_key",
+        "list_api_keys",
+        "revoke_api_key",
+        "rotate_api_key",
+        "deactivate_agent",
+        "reactivate_agent",
+    }
+    assert declared <= listed and "manage_agents" not in listed

@@ -20,9 +20,11 @@ from taskflow.core.auth.keys import checksum_ok, hash_api_key, is_api_key
 from taskflow.core.db import Database
 from taskflow.core.domain import Via, WorkerType
 from taskflow.core.errors import Unauthenticated
+from taskflow.core.handlers.workers import create_human
 from taskflow.core.models import ApiKey, Worker
 from taskflow.core.schemas import CreateHuman
-from taskflow.core.services.workers import insert_human, key_use_is_stale, touch_key
+from taskflow.core.services.workers import key_use_is_stale, touch_key
+from taskflow.core.uow import UnitOfWork
 
 if TYPE_CHECKING:  # the JWT stack (PyJWT, cryptography, httpx) loads only with an auth server
     from taskflow.core.auth.jwt import JwtClaims, JwtVerifier
@@ -189,7 +191,9 @@ async def _find_or_create_human(
             email=claims.email,
             sso_subject=claims.sub,
         )
-        return await insert_human(session, cmd, via=via, request_id=request_id)
+        # Outside any dispatcher (there is no actor yet): this transaction is the unit of work,
+        # and the new human writes its own `created` entry through the surface it came by.
+        return await create_human(cmd, UnitOfWork(session), via=via, request_id=request_id)
 
 
 _LOCK_HANDLE = text("SELECT pg_advisory_xact_lock(hashtext(:key))")

@@ -17,6 +17,7 @@ from taskflow.core.db import Database
 from taskflow.core.domain import Role, Via, WorkerType
 from taskflow.core.errors import Conflict
 from taskflow.core.handlers import projects as project_ops
+from taskflow.core.handlers import workers as worker_ops
 from taskflow.core.models import Project, Worker
 from taskflow.core.schemas import (
     ApiKeyOut,
@@ -26,7 +27,6 @@ from taskflow.core.schemas import (
     WorkerOut,
 )
 from taskflow.core.services.access import role_in
-from taskflow.core.services.workers import actor_for, insert_agent, insert_human, worker_out
 from taskflow.core.uow import UnitOfWork
 
 DEFAULT_PROJECT_NAME = "Default Project"
@@ -87,7 +87,9 @@ async def setup_local(
     user_created = worker is None
     if worker is None:
         cmd = CreateHuman(handle=handle, name=name)
-        worker = await insert_human(session, cmd, via=via, request_id=request_id)
+        worker = await worker_ops.create_human(
+            cmd, UnitOfWork(session), via=via, request_id=request_id
+        )
         if since is not None:
             await session.execute(
                 update(Worker).where(Worker.id == worker.id).values(created_at=since)
@@ -95,7 +97,7 @@ async def setup_local(
             await session.refresh(worker)
     elif worker.type != WorkerType.HUMAN.value:
         raise Conflict(f"{handle} is an agent: the local user must be a human", field="user")
-    actor = actor_for(worker, via=via, request_id=request_id)
+    actor = worker_ops.actor_for(worker, via=via, request_id=request_id)
     project_id = await session.scalar(select(Project.id).where(Project.slug == project))
     project_created = project_id is None
     if project_id is None:
@@ -106,7 +108,7 @@ async def setup_local(
         project_id = out.id
     role = await role_in(session, worker.id, project_id)
     return LocalSetup(
-        user=worker_out(worker),
+        user=worker_ops.worker_out(worker),
         user_created=user_created,
         project=project,
         project_created=project_created,
@@ -123,13 +125,15 @@ async def add_worker(
 ) -> AddedWorker:
     """Create a human or register an agent and, if a project is named, make it a member."""
     async with db.transaction() as session:
+        uow = UnitOfWork(session)
         if isinstance(cmd, RegisterAgent):
-            issued = await insert_agent(session, actor, cmd)
+            issued = await worker_ops.register_agent(cmd, uow, actor)
             added = AddedWorker(worker=issued.worker, api_key=issued.api_key, key=issued.key)
         else:
-            added = AddedWorker(worker=worker_out(await insert_human(session, cmd, actor)))
+            human = await worker_ops.create_human(cmd, uow, actor)
+            added = AddedWorker(worker=worker_ops.worker_out(human))
         if project is not None:
             add = project_ops.AddMember(project=project, handle=cmd.handle, role=role)
-            member = await project_ops.add_member(add, UnitOfWork(session), actor)
+            member = await project_ops.add_member(add, uow, actor)
             added.project, added.role = project, member.role
         return added

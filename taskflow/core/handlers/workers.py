@@ -1,0 +1,523 @@
+"""Workers (humans and agents), agents' API keys, deactivation: commands, handlers, declarations.
+
+Agents are first-class: any worker may register an agent, and the agent itself or whoever
+registered it manages it: its keys, and whether it is active. A key is answered once
+(`IssuedKey`) and stored only as its SHA-256; an idempotent retry replays that answer only to
+the worker that made the first call, since idempotency records are kept per worker. A worker's
+email and SSO subject are shown to that worker only (`whoami`).
+
+Humans are not created through a surface operation: they arrive at their first sign-in
+(`taskflow.core.auth.identity`), with `init`, or with `worker add` (`services.onboarding`), each
+calling `create_human` with the unit of work it holds.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
+
+from pydantic import Field
+from sqlalchemy import select
+
+from taskflow.core import schemas
+from taskflow.core.actor import Actor
+from taskflow.core.auth.keys import generate_api_key, hash_api_key
+from taskflow.core.declarations import Route, declare
+from taskflow.core.domain import AgentType, AuditAction, Via, WorkerType
+from taskflow.core.errors import Conflict, Forbidden, NextStep, NotFound, ValidationFailed
+from taskflow.core.models import ApiKey, Worker
+from taskflow.core.schemas import (
+    AgentDeactivated,
+    ApiKeyOut,
+    CreateHuman,
+    DueDate,
+    Handle,
+    IssuedKey,
+    MeOut,
+    Model,
+    Name,
+    RegisterAgent,
+    WorkerOut,
+)
+from taskflow.core.services.access import worker_by_handle
+from taskflow.core.uow import UnitOfWork
+
+ENTITY = "worker"
+READS = "core"  # who am I, who else is there: every agent needs them to assign and delegate
+ADMIN = "admin"  # registering agents, their keys, switching them off and on
+KeyId = Annotated[int, Field(ge=1, description="The key's id, from list_api_keys")]
+_Row = TypeVar("_Row", Worker, ApiKey)
+
+
+class WhoAmI(Model):
+    pass
+
+
+class ListWorkers(schemas.WorkerFilter):
+    pass
+
+
+class GetWorker(Model):
+    handle: Handle
+
+
+class CreateApiKey(Model):
+    handle: Handle
+    name: Name = Field(default="default", description="A label for the key")
+    expires_at: DueDate = None
+
+
+class ListApiKeys(Model):
+    handle: Handle
+
+
+class RevokeApiKey(Model):
+    handle: Handle
+    key_id: KeyId
+
+
+class RotateApiKey(Model):
+    handle: Handle
+    key_id: KeyId
+
+
+class DeactivateAgent(Model):
+    handle: Handle
+
+
+class ReactivateAgent(Model):
+    handle: Handle
+    name: Name = Field(default="default", description="A label for the new key")
+    expires_at: DueDate = None
+
+
+def _public_fields(worker: Worker) -> dict[str, object]:
+    """What any worker may see of another: never the email or SSO subject."""
+    return {
+        "id": worker.id,
+        "handle": worker.handle,
+        "name": worker.name,
+        "type": WorkerType(worker.type),
+        "agent_type": AgentType(worker.agent_type) if worker.agent_type else None,
+        "capabilities": list(worker.capabilities or []),
+        "created_at": worker.created_at,
+        "active": worker.deactivated_at is None,
+        "deactivated_at": worker.deactivated_at,
+    }
+
+
+def worker_out(worker: Worker) -> WorkerOut:
+    return WorkerOut.model_validate(_public_fields(worker))
+
+
+def me_out(worker: Worker) -> MeOut:
+    """The caller's own record, with its personal data (for whoami only)."""
+    return MeOut.model_validate(
+        {**_public_fields(worker), "email": worker.email, "sso_subject": worker.sso_subject}
+    )
+
+
+def key_out(key: ApiKey, handle: str) -> ApiKeyOut:
+    return ApiKeyOut(
+        id=key.id,
+        worker=handle,
+        name=key.name,
+        display_prefix=key.display_prefix,
+        created_at=key.created_at,
+        expires_at=key.expires_at,
+        revoked_at=key.revoked_at,
+        last_used_at=key.last_used_at,
+    )
+
+
+def actor_for(worker: Worker, *, via: Via = Via.CORE, request_id: str | None = None) -> Actor:
+    """The actor a worker becomes once known (surfaces add `via` and the request id)."""
+    return Actor(
+        worker_id=worker.id,
+        handle=worker.handle,
+        type=WorkerType(worker.type),
+        via=via,
+        request_id=request_id,
+    )
+
+
+async def _saved(uow: UnitOfWork, row: _Row) -> _Row:
+    """Insert a row and read it back, so server defaults (id, created_at) are there to audit."""
+    uow.session.add(row)
+    await uow.session.flush()
+    await uow.session.refresh(row)
+    return row
+
+
+async def _refuse_taken(uow: UnitOfWork, handle: str) -> None:
+    if await uow.session.scalar(select(Worker.id).where(Worker.handle == handle)) is not None:
+        raise Conflict(f"the handle {handle} is taken: choose another", field="handle")
+
+
+async def create_human(
+    cmd: CreateHuman,
+    uow: UnitOfWork,
+    actor: Actor | None = None,
+    *,
+    via: Via = Via.CORE,
+    request_id: str | None = None,
+) -> Worker:
+    """Create a human in the caller's unit of work; without an `actor` the human is its own.
+
+    A first sign-in and `init` have no actor yet: the new human writes its own `created` entry,
+    through the surface it arrived by (`via`, `request_id`). `worker add` passes its caller.
+    """
+    await _refuse_taken(uow, cmd.handle)
+    worker = await _saved(
+        uow,
+        Worker(
+            handle=cmd.handle,
+            name=cmd.name,
+            type=WorkerType.HUMAN.value,
+            email=cmd.email,
+            sso_subject=cmd.sso_subject,
+            created_by_id=actor.worker_id if actor else None,
+            capabilities=[],
+        ),
+    )
+    await uow.record(
+        actor or actor_for(worker, via=via, request_id=request_id),
+        entity_type=ENTITY,
+        entity_id=worker.id,
+        action=AuditAction.CREATED,
+        # No email or SSO subject: every worker can read project-less entries, and the log is
+        # append-only, so personal data written here could never be erased.
+        details={"new": cmd.model_dump(mode="json", exclude={"sso_subject", "email"})},
+    )
+    return worker
+
+
+def _future_expiry(expires_at: datetime | None) -> datetime | None:
+    """A key born expired is useless and hides a typo (a wrong year): refuse it. Naive = UTC."""
+    if expires_at is None:
+        return None
+    if expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
+    if expires_at <= datetime.now(UTC):
+        raise ValidationFailed(
+            f"expires_at {expires_at.isoformat()} is in the past: give a future date-time, "
+            "or none for a key that does not expire",
+            field="expires_at",
+        )
+    return expires_at
+
+
+async def _issue_key(
+    uow: UnitOfWork, actor: Actor, agent: Worker, name: str, expires_at: datetime | None
+) -> IssuedKey:
+    """Create, audit and return a new key for `agent`: the only time the full key is seen."""
+    expires_at = _future_expiry(expires_at)
+    full_key, display = generate_api_key()
+    key = await _saved(
+        uow,
+        ApiKey(
+            worker_id=agent.id,
+            key_hash=hash_api_key(full_key),
+            display_prefix=display,
+            name=name,
+            created_by_id=actor.worker_id,
+            expires_at=expires_at,
+        ),
+    )
+    await uow.record(
+        actor,
+        entity_type="api_key",
+        entity_id=key.id,
+        action=AuditAction.API_KEY_CREATED,
+        details={"agent": agent.handle, "name": name, "prefix": display, "expires_at": expires_at},
+    )
+    return IssuedKey(worker=worker_out(agent), api_key=full_key, key=key_out(key, agent.handle))
+
+
+async def _managed_agent(
+    uow: UnitOfWork,
+    actor: Actor,
+    handle: str,
+    *,
+    verb: str = "manage its keys",
+    human: str = "API keys are for agents; humans sign in",
+    lock: bool = False,
+) -> Worker:
+    """An agent is managed (its keys, its deactivation) by itself or by whoever registered it.
+
+    `verb` and `human` word the refusals for the operation at hand; `lock` takes the agent's row
+    so deactivation and reactivation of one agent run one at a time.
+    """
+    agent = await worker_by_handle(uow.session, handle, for_update=lock)
+    if agent.type != WorkerType.AGENT.value:
+        raise Conflict(f"{handle} is a human: {human}")
+    if actor.worker_id not in (agent.id, agent.created_by_id):
+        raise Forbidden(f"only {handle} itself or the worker who registered it can {verb}")
+    return agent
+
+
+def _refuse_deactivated(agent: Worker) -> None:
+    """A deactivated agent gets no new key except through reactivation, which says so."""
+    if agent.deactivated_at is not None:
+        raise Conflict(
+            f"{agent.handle} is deactivated: reactivate it, which issues a new key",
+            next_step=NextStep("reactivate_agent", {"handle": agent.handle}),
+        )
+
+
+@declare(
+    WhoAmI,
+    toolset=READS,
+    read_only=True,
+    mcp="whoami",
+    rest=Route("GET", "/api/me"),
+    cli="whoami",
+)
+async def whoami(cmd: WhoAmI, uow: UnitOfWork, actor: Actor) -> MeOut:
+    """Your own worker record: handle, human or agent, and your own email and SSO subject if known.
+
+    Only here does a worker see its own `email` and `sso_subject` (null for agents); other
+    workers' records never carry them.
+    """
+    return me_out(await worker_by_handle(uow.session, actor.handle))
+
+
+@declare(
+    ListWorkers,
+    toolset=READS,
+    read_only=True,
+    mcp="list_workers",
+    rest=Route("GET", "/api/workers"),
+    cli="worker list",
+)
+async def list_workers(cmd: ListWorkers, uow: UnitOfWork, actor: Actor) -> list[WorkerOut]:
+    """List workers (humans and agents) by handle, for assigning and delegating; `type`: one kind.
+
+    Deactivated workers are listed too: their history stays theirs.
+    """
+    stmt = select(Worker).order_by(Worker.handle)
+    if cmd.type is not None:
+        stmt = stmt.where(Worker.type == cmd.type.value)
+    return [worker_out(w) for w in await uow.session.scalars(stmt)]
+
+
+@declare(
+    RegisterAgent,
+    toolset=ADMIN,
+    mcp="register_agent",
+    rest=Route("POST", "/api/workers/agents", 201),
+    cli="agent register",
+)
+async def register_agent(cmd: RegisterAgent, uow: UnitOfWork, actor: Actor) -> IssuedKey:
+    """Register an AI agent and get its first API key (tf_...), shown only in this answer.
+
+    You then manage the agent's keys and whether it is active, as does the agent itself.
+    """
+    await _refuse_taken(uow, cmd.handle)
+    agent = await _saved(
+        uow,
+        Worker(
+            handle=cmd.handle,
+            name=cmd.name,
+            type=WorkerType.AGENT.value,
+            agent_type=cmd.agent_type.value,
+            capabilities=cmd.capabilities,
+            created_by_id=actor.worker_id,
+        ),
+    )
+    await uow.record(
+        actor,
+        entity_type=ENTITY,
+        entity_id=agent.id,
+        action=AuditAction.AGENT_REGISTERED,
+        details={"new": cmd.model_dump(mode="json", exclude={"expires_at"})},
+    )
+    return await _issue_key(uow, actor, agent, "default", cmd.expires_at)
+
+
+@declare(
+    GetWorker,
+    toolset=READS,
+    read_only=True,
+    mcp="get_worker",
+    rest=Route("GET", "/api/workers/{handle}"),
+    cli="worker show",
+)
+async def get_worker(cmd: GetWorker, uow: UnitOfWork, actor: Actor) -> WorkerOut:
+    """Read one worker by handle: human or agent, its capabilities, whether it is active."""
+    return worker_out(await worker_by_handle(uow.session, cmd.handle))
+
+
+@declare(
+    CreateApiKey,
+    toolset=ADMIN,
+    mcp="create_api_key",
+    rest=Route("POST", "/api/workers/{handle}/keys", 201),
+    cli="agent new-key",
+)
+async def create_api_key(cmd: CreateApiKey, uow: UnitOfWork, actor: Actor) -> IssuedKey:
+    """Issue another API key for an agent (by the agent or whoever registered it); shown once."""
+    agent = await _managed_agent(uow, actor, cmd.handle)
+    _refuse_deactivated(agent)
+    return await _issue_key(uow, actor, agent, cmd.name, cmd.expires_at)
+
+
+@declare(
+    ListApiKeys,
+    toolset=ADMIN,
+    read_only=True,
+    mcp="list_api_keys",
+    rest=Route("GET", "/api/workers/{handle}/keys"),
+    cli="agent keys",
+)
+async def list_api_keys(cmd: ListApiKeys, uow: UnitOfWork, actor: Actor) -> list[ApiKeyOut]:
+    """List an agent's API keys with their ids; never the keys themselves, only their prefixes."""
+    agent = await _managed_agent(uow, actor, cmd.handle)
+    keys = await uow.session.scalars(
+        select(ApiKey).where(ApiKey.worker_id == agent.id).order_by(ApiKey.id)
+    )
+    return [key_out(k, cmd.handle) for k in keys]
+
+
+async def _revoke(uow: UnitOfWork, actor: Actor, agent: Worker, key_id: int) -> ApiKey:
+    """Revoke one key of an agent the caller manages (`_managed_agent` already checked)."""
+    key = await uow.session.get(ApiKey, key_id, with_for_update=True)
+    if key is None or key.worker_id != agent.id:
+        raise NotFound(
+            f"{agent.handle} has no API key {key_id}: list its keys for ids",
+            entity="api_key",
+            next_step=NextStep("list_api_keys", {"handle": agent.handle}),
+        )
+    if key.revoked_at is not None:
+        raise Conflict(f"API key {key_id} is already revoked")
+    key.revoked_at = datetime.now(UTC)
+    await uow.record(
+        actor,
+        entity_type="api_key",
+        entity_id=key.id,
+        action=AuditAction.API_KEY_REVOKED,
+        details={"agent": agent.handle, "prefix": key.display_prefix},
+    )
+    return key
+
+
+@declare(
+    RevokeApiKey,
+    toolset=ADMIN,
+    destructive=True,
+    mcp="revoke_api_key",
+    rest=Route("POST", "/api/workers/{handle}/keys/{key_id}/revoke"),
+    cli="agent revoke",
+)
+async def revoke_api_key(cmd: RevokeApiKey, uow: UnitOfWork, actor: Actor) -> ApiKeyOut:
+    """Revoke one of an agent's API keys at once: requests with it are refused from then on."""
+    agent = await _managed_agent(uow, actor, cmd.handle)
+    return key_out(await _revoke(uow, actor, agent, cmd.key_id), cmd.handle)
+
+
+@declare(
+    RotateApiKey,
+    toolset=ADMIN,
+    destructive=True,
+    mcp="rotate_api_key",
+    rest=Route("POST", "/api/workers/{handle}/keys/{key_id}/rotate", 201),
+    cli="agent rotate",
+)
+async def rotate_api_key(cmd: RotateApiKey, uow: UnitOfWork, actor: Actor) -> IssuedKey:
+    """Replace an agent's API key with a new one (same name and expiry) in one step; shown once.
+
+    One unit of work revokes the old key and issues the new one: never zero keys, never two.
+    """
+    agent = await _managed_agent(uow, actor, cmd.handle)
+    _refuse_deactivated(agent)
+    old = await _revoke(uow, actor, agent, cmd.key_id)
+    if old.expires_at is not None and old.expires_at <= datetime.now(UTC):
+        raise Conflict(  # rolls the revocation back: nothing changes
+            f"API key {cmd.key_id} expired at {old.expires_at.isoformat()}: a rotated key keeps "
+            "its expiry, so create a new key with a new expiry instead",
+            next_step=NextStep("create_api_key", {"handle": cmd.handle}),
+        )
+    return await _issue_key(uow, actor, agent, old.name, old.expires_at)
+
+
+_HUMANS_STAY = "only agents can be deactivated; a human's access ends at the auth server"
+
+
+@declare(
+    DeactivateAgent,
+    toolset=ADMIN,
+    destructive=True,
+    idempotent=True,
+    mcp="deactivate_agent",
+    rest=Route("POST", "/api/workers/{handle}/deactivate"),
+    cli="agent deactivate",
+)
+async def deactivate_agent(cmd: DeactivateAgent, uow: UnitOfWork, actor: Actor) -> AgentDeactivated:
+    """Switch an agent off: all its keys revoked, no sign-in, claims or new tasks; history stays.
+
+    Tasks already assigned to it stay assigned (reassign them). Deactivating an agent that
+    already is changes nothing and writes nothing, so a retry is harmless. Allowed to the agent
+    itself and to whoever registered it.
+    """
+    handle = cmd.handle
+    agent = await _managed_agent(
+        uow, actor, handle, verb="deactivate it", human=_HUMANS_STAY, lock=True
+    )
+    if agent.deactivated_at is not None:
+        return AgentDeactivated(worker=worker_out(agent), changed=False)
+    now = datetime.now(UTC)
+    keys = (
+        await uow.session.scalars(
+            select(ApiKey)
+            .where(ApiKey.worker_id == agent.id, ApiKey.revoked_at.is_(None))
+            .order_by(ApiKey.id)
+            .with_for_update()
+        )
+    ).all()
+    for key in keys:
+        key.revoked_at = now
+    agent.deactivated_at = now
+    # One entry for the whole switch-off: the revoked keys are named in it, so the key history
+    # reads "revoked by deactivation" rather than as separate, unexplained acts.
+    await uow.record(
+        actor,
+        entity_type=ENTITY,
+        entity_id=agent.id,
+        action=AuditAction.AGENT_DEACTIVATED,
+        details={
+            "agent": handle,
+            "revoked_keys": [{"id": k.id, "prefix": k.display_prefix} for k in keys],
+        },
+    )
+    await uow.session.flush()
+    return AgentDeactivated(
+        worker=worker_out(agent), changed=True, revoked_keys=[key_out(k, handle) for k in keys]
+    )
+
+
+@declare(
+    ReactivateAgent,
+    toolset=ADMIN,
+    mcp="reactivate_agent",
+    rest=Route("POST", "/api/workers/{handle}/reactivate", 201),
+    cli="agent reactivate",
+)
+async def reactivate_agent(cmd: ReactivateAgent, uow: UnitOfWork, actor: Actor) -> IssuedKey:
+    """Switch a deactivated agent back on with a new API key, shown once (old keys stay revoked)."""
+    agent = await _managed_agent(
+        uow, actor, cmd.handle, verb="reactivate it", human=_HUMANS_STAY, lock=True
+    )
+    if agent.deactivated_at is None:
+        raise Conflict(
+            f"{cmd.handle} is active: there is nothing to reactivate (issue another key instead)",
+            next_step=NextStep("create_api_key", {"handle": cmd.handle}),
+        )
+    agent.deactivated_at = None
+    await uow.record(
+        actor,
+        entity_type=ENTITY,
+        entity_id=agent.id,
+        action=AuditAction.AGENT_REACTIVATED,
+        details={"agent": cmd.handle},
+    )
+    return await _issue_key(uow, actor, agent, cmd.name, cmd.expires_at)
