@@ -27,7 +27,6 @@ from taskflow.core.errors import TaskFlowError
 from taskflow.core.runtime import Runtime
 from taskflow.mcp_server import (
     resources,
-    tools_audit,
     tools_people,
     tools_tasks,
     tools_workflow,
@@ -68,8 +67,6 @@ TOOL_ORDER = (
     "block_task",
     "unblock_task",
     "claim_next_task",
-    "get_audit_trail",
-    "verify_audit",
     "manage_task",
     "manage_agents",
 )
@@ -163,7 +160,6 @@ def build_mcp(
             *tools_people.build(surface),
             *tools_tasks.build(surface),
             *tools_workflow.build(surface),
-            *tools_audit.build(surface),
         )
     }
     assert set(built) == set(TOOL_ORDER), set(built) ^ set(TOOL_ORDER)
