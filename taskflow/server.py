@@ -19,10 +19,8 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 
-from taskflow.core.auth.identity import Authenticator
-from taskflow.core.auth.jwt import JwtVerifier
-from taskflow.core.config import Settings, get_settings
-from taskflow.core.db import check_pooling, connect, upgrade
+from taskflow.core import bootstrap
+from taskflow.core.config import get_settings
 from taskflow.core.runtime import Runtime
 from taskflow.http.app import create_api
 
@@ -70,8 +68,7 @@ def _build(runtime: Runtime, local_handle: str | None, *, owns_runtime: bool) ->
         async with contextlib.AsyncExitStack() as stack:
             if owns_runtime:
                 stack.push_async_callback(runtime.close)
-                await check_pooling(runtime.db, runtime.settings)
-                await upgrade(runtime.db)
+                await bootstrap.prepare(runtime)
             if mcp_lifespan is not None:
                 await stack.enter_async_context(_enter(mcp_lifespan, app))
             yield
@@ -82,18 +79,6 @@ def _build(runtime: Runtime, local_handle: str | None, *, owns_runtime: bool) ->
 def create_server_app(runtime: Runtime, *, local_handle: str | None = None) -> Starlette:
     """REST (/api, /health, /openapi.json) and MCP (/mcp) over one runtime the caller owns."""
     return _build(runtime, local_handle, owns_runtime=False)
-
-
-def runtime_from_settings(settings: Settings) -> Runtime:
-    """A runtime built without awaiting anything (uvicorn calls the factory synchronously).
-
-    The embedded PostgreSQL is started here if no DATABASE_URL is set (and restarted by the
-    server whenever it finds it gone); connecting and migrating happen in the app's lifespan,
-    inside the server's event loop.
-    """
-    db = connect(settings)
-    verifier = JwtVerifier.from_settings(settings) if settings.jwks_url else None
-    return Runtime(settings=settings, db=db, auth=Authenticator(db, verifier))
 
 
 def plain_logging() -> None:
@@ -111,6 +96,6 @@ def plain_logging() -> None:
 def factory() -> Starlette:
     """`uvicorn --factory taskflow.server:factory`: settings and local user from the environment."""
     plain_logging()
-    runtime = runtime_from_settings(get_settings())
+    runtime = bootstrap.build_runtime(get_settings())  # connects and migrates in the lifespan
     local_handle = os.environ.get(LOCAL_USER_ENV) or None
     return _build(runtime, local_handle, owns_runtime=True)

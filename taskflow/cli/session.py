@@ -28,12 +28,13 @@ from taskflow.cli.local_state import LocalConfig, load_config, load_token
 from taskflow.cli.output import USAGE, fail, note
 from taskflow.core import embedded
 from taskflow.core.actor import Actor
-from taskflow.core.auth.identity import local_actor
+from taskflow.core.auth import identity
+from taskflow.core.bootstrap import open_runtime
 from taskflow.core.config import Settings
-from taskflow.core.db import Database, check_pooling, connect, current_revision, upgrade
+from taskflow.core.db import Database
 from taskflow.core.domain import Via, WorkerType
-from taskflow.core.errors import TaskFlowError, Unauthenticated, Unavailable
-from taskflow.core.runtime import Runtime, open_runtime
+from taskflow.core.errors import TaskFlowError
+from taskflow.core.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -73,66 +74,53 @@ def token_source(settings: Settings) -> tuple[str | None, str]:
     return saved, "taskflow login" if saved else "none"
 
 
+SIGN_IN = (
+    "sign in first: `taskflow login` (paste a Better Auth token or an agent API key), "
+    "or set TASKFLOW_TOKEN"
+)
+NO_LOCAL_USER = "no local user yet: run `taskflow init --user @you` first (or `taskflow login`)"
+
+
 async def resolve_actor(runtime: Runtime, config: LocalConfig, request_id: str) -> Actor:
+    """The saved or given token, else (local mode only) the user chosen at `taskflow init`."""
     token, _ = token_source(runtime.settings)
-    if token:
-        return await runtime.auth.authenticate(token, Via.CLI, request_id)
-    if not runtime.local_mode:
-        raise Unauthenticated(
-            "sign in first: `taskflow login` (paste a Better Auth token or an agent API key), "
-            "or set TASKFLOW_TOKEN"
-        )
-    if not config.current_user:
-        raise Unauthenticated(
-            "no local user yet: run `taskflow init --user @you` first (or `taskflow login`)"
-        )
-    actor = await local_actor(runtime.db, config.current_user, Via.CLI)
-    return actor.through(Via.CLI, request_id)
+    local = runtime.local_mode
+    return await identity.resolve_actor(
+        runtime.auth,
+        Via.CLI,
+        token=token,
+        request_id=request_id,
+        local_handle=config.current_user if local else None,
+        missing=NO_LOCAL_USER if local else SIGN_IN,
+    )
 
 
 LEFT_RUNNING_MARKER = ".embedded-notice-shown"
 """In the data dir once the user was told the embedded PostgreSQL keeps running."""
 
 
-def database_url(settings: Settings) -> str:
-    """`DATABASE_URL`, or the embedded server, left running for the next command.
+def _notice(settings: Settings) -> Callable[[embedded.Started], None]:
+    """Say in one line that the embedded server was restarted after a crash; that it is left
+    running, once per data dir (it stops by itself after TASKFLOW_EMBEDDED_IDLE_MINUTES unused,
+    `taskflow db stop` stops it now)."""
 
-    Starting and stopping PostgreSQL on every command would cost about a second each time; it
-    stops by itself after TASKFLOW_EMBEDDED_IDLE_MINUTES unused, `taskflow db stop` stops it
-    now. A restart after a crash is said in one line; leaving it running, once per data dir.
-    """
-    if settings.database_url:
-        return settings.database_url
-    idle = settings.taskflow_embedded_idle_minutes
-    started = embedded.start(settings.data_dir, keep_running=True, idle_minutes=idle)
-    if started.recovered:
-        note(escape(embedded.recovered_line(settings.data_dir)))
-    marker = settings.data_dir / LEFT_RUNNING_MARKER
-    if started.started and not marker.exists():
-        note(escape(embedded.left_running_line(idle)))
-        marker.touch()
-    return started.url
+    def say(started: embedded.Started) -> None:
+        if started.recovered:
+            note(escape(embedded.recovered_line(settings.data_dir)))
+        marker = settings.data_dir / LEFT_RUNNING_MARKER
+        if started.started and not marker.exists():
+            note(escape(embedded.left_running_line(settings.taskflow_embedded_idle_minutes)))
+            marker.touch()
+
+    return say
 
 
 async def open_for_cli(settings: Settings, *, migrate: bool = True) -> Runtime:
-    """Connect (starting the embedded server if needed); a failure to connect is `Unavailable`."""
-    db: Database | None = None
-    try:
-        url = await asyncio.to_thread(database_url, settings)
-        db = connect(settings, url, pool_size=2)
-        await check_pooling(db, settings)
-        if migrate:
-            await upgrade(db)
-        else:
-            await current_revision(db)  # connect now, so a dead server fails here, in one line
-    except Exception as exc:
-        if db is not None:
-            await db.close()
-        if isinstance(exc, TaskFlowError):
-            raise
-        where = "the embedded database" if not settings.database_url else "the database"
-        raise Unavailable(f"cannot open {where}: {exc}".strip()) from exc
-    return await open_runtime(settings, db=db)
+    """The shared bootstrap, with the embedded server left running for the next command
+    (starting it on every command would cost about a second); failures are `Unavailable`."""
+    return await open_runtime(
+        settings, migrate=migrate, pool_size=2, keep_running=True, notice=_notice(settings)
+    )
 
 
 async def _work_on(

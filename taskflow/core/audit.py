@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 from pydantic_core import to_jsonable_python
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow.core.actor import Actor
@@ -379,21 +380,31 @@ def _walk_batch(
 
 
 async def verify(db: Database, *, max_problems: int = 10) -> VerifyResult:
-    """Recompute every chain and compare with the stored heads; streams, so memory stays flat."""
-    result = VerifyResult(ok=True, entries_checked=0, chains_checked=0)
-    seen: dict[tuple[str, int], tuple[int, bytes, int]] = {}
-    walk = _Walk()
+    """Recompute every chain in a read-only snapshot of its own (for the CLI, bench and tests);
+    operations use `verify_in` on their unit of work's connection."""
     async with db.engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
         async with raw.transaction(isolation="repeatable_read", readonly=True):
-            heads = {
-                (r["entity_type"], r["entity_id"]): (r["seq"], bytes(r["head_hash"]))
-                for r in await raw.fetch(_HEADS_SQL)
-            }
-            async with aclosing(_batches_ahead(raw, _VERIFY_SQL)) as batches:
-                async for rows in batches:
-                    if _walk_batch(rows, walk, seen, result.problems, max_problems):
-                        break
+            return await verify_in(raw, max_problems=max_problems)
+
+
+async def verify_in(raw: Any, *, max_problems: int = 10) -> VerifyResult:
+    """Recompute every chain and compare with the stored heads; streams, so memory stays flat.
+
+    `raw` is an asyncpg connection inside a REPEATABLE READ transaction, so the heads and the
+    entries are read from the same moment.
+    """
+    result = VerifyResult(ok=True, entries_checked=0, chains_checked=0)
+    seen: dict[tuple[str, int], tuple[int, bytes, int]] = {}
+    walk = _Walk()
+    heads = {
+        (r["entity_type"], r["entity_id"]): (r["seq"], bytes(r["head_hash"]))
+        for r in await raw.fetch(_HEADS_SQL)
+    }
+    async with aclosing(_batches_ahead(raw, _VERIFY_SQL)) as batches:
+        async for rows in batches:
+            if _walk_batch(rows, walk, seen, result.problems, max_problems):
+                break
     walk.close_chain(seen)
     result.entries_checked, result.chains_checked = walk.entries, walk.chains
     _compare_heads(result, heads, seen, max_problems)
@@ -466,6 +477,47 @@ async def digest(db: Database) -> str:
         last = await _settled_last_id(raw)
         rows = await raw.fetch(_DIGEST_SQL, last)
     return f"tfd1:{last}:{_fold(rows)}"
+
+
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+async def settle_snapshot(session: AsyncSession) -> int:
+    """Start the caller's REPEATABLE READ snapshot at a settled moment; the settled last id.
+
+    Called before any read of the transaction: under the SHARE lock (see
+    `_settled_last_id`) no entry is being written, so the snapshot the first read takes holds
+    every entry up to the newest id. The lock is taken in a savepoint that is rolled back at
+    once, which releases it while the snapshot stays: writers pause only for that moment.
+    """
+    savepoint = await session.begin_nested()
+    try:
+        await session.execute(text("LOCK TABLE audit_log IN SHARE MODE"))
+        last = int(await session.scalar(text("SELECT coalesce(max(id), 0) FROM audit_log")) or 0)
+    except DBAPIError as exc:
+        await savepoint.rollback()
+        if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            raise Unavailable("the audit log is busy with a long write: retry the digest") from None
+        raise
+    await savepoint.rollback()
+    return last
+
+
+async def digest_in(raw: Any, last: int) -> str:
+    """The digest up to `last` (from `settle_snapshot`), read in the caller's snapshot."""
+    return f"tfd1:{last}:{_fold(await raw.fetch(_DIGEST_SQL, last))}"
+
+
+async def raw_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's transaction, for the streaming reads.
+
+    SQLAlchemy sends BEGIN with the first statement; a `SET LOCAL` (which takes no snapshot)
+    sends it now, so asyncpg's cursors run inside the transaction and a REPEATABLE READ snapshot
+    still starts at the caller's first read. No lock is waited on for more than 10 seconds.
+    """
+    await session.execute(text("SET LOCAL lock_timeout = '10s'"))
+    conn = await session.connection()
+    return (await conn.get_raw_connection()).driver_connection
 
 
 async def _settled_last_id(raw: Any) -> int:

@@ -252,13 +252,29 @@ def refusal_for(exc: DBAPIError) -> TaskFlowError | None:
     return None
 
 
-def database_url(settings: Settings) -> str:
-    """The configured server, or the embedded one started on demand."""
+def database_url(
+    settings: Settings,
+    *,
+    keep_running: bool = False,
+    notice: Callable[[embedded.Started], None] | None = None,
+) -> str:
+    """`DATABASE_URL`, or the embedded server started (or joined) now; blocking.
+
+    `keep_running` leaves the embedded server up for the next process (the CLI, where starting
+    it on every command would cost a second); it then stops after
+    TASKFLOW_EMBEDDED_IDLE_MINUTES unused. `notice` is told how it was found (restarted after a
+    crash, started fresh), for a surface that says so.
+    """
     if settings.database_url:
         return settings.database_url
-    return embedded.start(
-        settings.data_dir, idle_minutes=settings.taskflow_embedded_idle_minutes
-    ).url
+    started = embedded.start(
+        settings.data_dir,
+        keep_running=keep_running,
+        idle_minutes=settings.taskflow_embedded_idle_minutes,
+    )
+    if notice is not None:
+        notice(started)
+    return started.url
 
 
 def connect(settings: Settings, url: str | None = None, *, pool_size: int = 10) -> Database:

@@ -27,11 +27,16 @@ H = TypeVar("H", bound=Handler)
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """A REST route: method, Starlette path (fields of the command in braces) and success status."""
+    """A REST route: method, Starlette path (fields of the command in braces) and success status.
+
+    `name` is the OpenAPI operationId of an operation's further routes (the first is named after
+    the operation), since each route needs its own.
+    """
 
     method: Method
     path: str
     status: int = 200
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,10 @@ class Operation:
     mcp: str | None = None
     rest: Route | None = None
     cli: str | None = None
+    routes: tuple[Route, ...] = ()
+    """Every REST route serving the operation; `rest` is the first."""
+    snapshot: bool = False
+    """Run in one REPEATABLE READ snapshot (the dispatcher starts the transaction so)."""
 
     @property
     def mutating(self) -> bool:
@@ -100,15 +109,20 @@ def declare(
     destructive: bool = False,
     idempotent: bool = False,
     mcp: str | None = None,
-    rest: Route | None = None,
+    rest: Route | tuple[Route, ...] | None = None,
     cli: str | None = None,
     name: str | None = None,
+    snapshot: bool = False,
 ) -> Callable[[H], H]:
     """Register the decorated handler as the operation that runs `command`.
 
     The operation's name is the handler's name unless given; its summary is the first line of the
-    handler's docstring, which is what MCP tool descriptions and OpenAPI summaries show.
+    handler's docstring, which is what MCP tool descriptions and OpenAPI summaries show. `rest`
+    may name several routes (a trail read per project, per task and overall); the first is the
+    operation's own (`Operation.rest`), all are in `Operation.routes`. `snapshot=True` runs the
+    handler in one REPEATABLE READ snapshot, for reads that must see one moment of the database.
     """
+    routes = rest if isinstance(rest, tuple) else (rest,) if rest is not None else ()
 
     def register(handler: H) -> H:
         op_name = name or handler.__name__
@@ -129,8 +143,10 @@ def declare(
             destructive=destructive,
             idempotent=idempotent or read_only,
             mcp=mcp,
-            rest=rest,
+            rest=routes[0] if routes else None,
             cli=cli,
+            routes=routes,
+            snapshot=snapshot,
         )
         REGISTRY[op_name] = operation
         _BY_COMMAND[command] = operation

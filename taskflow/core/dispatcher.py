@@ -23,6 +23,9 @@ from taskflow.core.db import Database
 from taskflow.core.declarations import Operation, operation_for
 from taskflow.core.uow import UnitOfWork
 
+SNAPSHOT = "REPEATABLE READ"
+"""The isolation of operations declared with `snapshot=True`."""
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -44,6 +47,8 @@ async def dispatch(
     operation = operation_for(command)
     key = idempotency_key if operation.mutating else None
     async with db.transaction() as session:
+        if operation.snapshot:  # before any statement: the whole call sees one moment
+            await session.connection(execution_options={"isolation_level": SNAPSHOT})
         if key:
             stored = await idempotency.replay_or_reserve(
                 session, actor, key, operation.name, command.model_dump(mode="json")

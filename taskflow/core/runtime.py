@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from taskflow.core.auth.identity import Authenticator
 from taskflow.core.config import Settings
-from taskflow.core.db import Database, open_database
+from taskflow.core.db import Database
 
 
 @dataclass
@@ -27,11 +27,7 @@ class Runtime:
 
 
 async def open_runtime(settings: Settings, *, db: Database | None = None) -> Runtime:
-    """Connect (and migrate) unless a database is given, and set up token verification."""
-    database = db or await open_database(settings)
-    verifier = None
-    if settings.jwks_url:  # imported here: local mode never loads the JWT stack
-        from taskflow.core.auth.jwt import JwtVerifier
+    """The runtime for `settings` (or over `db`): `taskflow.core.bootstrap.open_runtime`."""
+    from taskflow.core import bootstrap  # here: bootstrap builds on this module
 
-        verifier = JwtVerifier.from_settings(settings)
-    return Runtime(settings=settings, db=database, auth=Authenticator(database, verifier))
+    return await bootstrap.open_runtime(settings, db=db)

@@ -56,7 +56,7 @@ CORS_RESPONSE_HEADERS = [
 
 
 def _openapi_route(local_mode: bool) -> Route:
-    generated = [operations.documented(op) for op in REGISTRY.values() if op.rest is not None]
+    generated = [ep for op in REGISTRY.values() for ep in operations.documented(op)]
     body = to_json(openapi_document([*ALL, *generated], local_mode=local_mode))
 
     async def openapi(request: Request) -> Response:

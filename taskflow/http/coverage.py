@@ -28,8 +28,4 @@ COVERAGE: dict[str, str] = {
     "unblock": "POST /api/tasks/{task_id}/unblock",
     "set_due_date": "PATCH /api/tasks/{task_id}/due",
     "claim_next": "POST /api/projects/{project}/claim",
-    # audit
-    "list_audit": "GET /api/projects/{project}/audit",
-    "get_audit_entry": "GET /api/audit/{entry_id}",
-    "verify_audit": "GET /api/audit/verify",
 }

@@ -78,10 +78,11 @@ class Endpoint:
     from_path: frozenset[str] = frozenset()
     public: bool = False
     precondition: bool = False
+    operation_id: str | None = None
 
     @property
     def name(self) -> str:
-        return self.handler.__name__
+        return self.operation_id or self.handler.__name__
 
     @property
     def summary(self) -> str:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from taskflow.core import request_id
 from taskflow.core.actor import Actor
-from taskflow.core.auth.identity import bearer_token, local_actor
+from taskflow.core.auth.identity import bearer_token, resolve_actor
 from taskflow.core.domain import Via
-from taskflow.core.errors import Unauthenticated
 from taskflow.core.runtime import Runtime
-from taskflow.http.request_id import SCOPE_KEY
 
 _LOOPBACK = ("127.", "::1")
 
@@ -30,11 +29,13 @@ def _from_loopback(request: Request) -> bool:
 
 async def identify(request: Request, runtime: Runtime, local_handle: str | None) -> Actor:
     """The actor for this request, carrying `via=http` and the request id for its audit entries."""
-    request_id = request.scope.get(SCOPE_KEY)
     token = bearer_token(request.headers.get("authorization"))
-    if token is None:
-        if local_handle is not None and _from_loopback(request):
-            actor = await local_actor(runtime.db, local_handle, Via.HTTP)
-            return actor.through(Via.HTTP, request_id)
-        raise Unauthenticated(NO_TOKEN)
-    return await runtime.auth.authenticate(token, Via.HTTP, request_id)
+    local = local_handle if token is None and _from_loopback(request) else None
+    return await resolve_actor(
+        runtime.auth,
+        Via.HTTP,
+        token=token,
+        request_id=request_id.from_scope(request.scope),
+        local_handle=local,
+        missing=NO_TOKEN,
+    )

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from taskflow.core.declarations import Operation
+from taskflow.core.declarations import Route as RestRoute
 from taskflow.core.dispatcher import dispatch
 from taskflow.core.errors import ValidationFailed
 from taskflow.core.runtime import Runtime
@@ -35,9 +36,11 @@ VERSION_FIELD = "expected_version"
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
-def path_names(operation: Operation) -> list[str]:
-    assert operation.rest is not None
-    return [part[1:-1].split(":")[0] for part in operation.rest.path.split("/") if "{" in part]
+def path_names(operation: Operation, route: RestRoute | None = None) -> list[str]:
+    """The command fields a route's path carries (the operation's own route unless given)."""
+    route = route or operation.rest
+    assert route is not None
+    return [part[1:-1].split(":")[0] for part in route.path.split("/") if "{" in part]
 
 
 def _is_list(annotation: Any) -> bool:
@@ -47,15 +50,16 @@ def _is_list(annotation: Any) -> bool:
 
 
 class OperationRoute:
-    """One operation bound to a runtime, with its parsers and renderer built once."""
+    """One route of an operation bound to a runtime, with its parsers and renderer built once."""
 
-    def __init__(self, operation: Operation, runtime: Runtime, local_handle: str | None) -> None:
-        assert operation.rest is not None
+    def __init__(
+        self, operation: Operation, rest: RestRoute, runtime: Runtime, local_handle: str | None
+    ) -> None:
         self.operation = operation
-        self.rest = operation.rest
+        self.rest = rest
         self.runtime = runtime
         self.local_handle = local_handle
-        self.from_path = frozenset(path_names(operation))
+        self.from_path = frozenset(path_names(operation, rest))
         fields = operation.command.model_fields
         self.list_fields = frozenset(n for n, f in fields.items() if _is_list(f.annotation))
         self.versioned = VERSION_FIELD in fields
@@ -139,13 +143,11 @@ def routes_for(
     wrong method gets a 405 whose `Allow` lists every method the path has)."""
     by_path: dict[str, dict[str, OperationRoute]] = {}
     for operation in operations:
-        if operation.rest is not None:
-            methods = by_path.setdefault(operation.rest.path, {})
-            if operation.rest.method in methods:
-                raise ValueError(
-                    f"two operations for {operation.rest.method} {operation.rest.path}"
-                )
-            methods[operation.rest.method] = OperationRoute(operation, runtime, local_handle)
+        for rest in operation.routes:
+            methods = by_path.setdefault(rest.path, {})
+            if rest.method in methods:
+                raise ValueError(f"two operations for {rest.method} {rest.path}")
+            methods[rest.method] = OperationRoute(operation, rest, runtime, local_handle)
     return [_route(path, methods) for path, methods in by_path.items()]
 
 
@@ -158,21 +160,26 @@ def _route(path: str, methods: dict[str, OperationRoute]) -> Route:
     return Route(path, endpoint, methods=list(methods), name=name)
 
 
-def _part(operation: Operation, keep: Iterable[str], suffix: str) -> type[BaseModel] | None:
+def _part(
+    operation: Operation, keep: Iterable[str], suffix: str, variant: int = 0
+) -> type[BaseModel] | None:
     """The command's fields that travel in one part of the request, as a model for OpenAPI."""
     fields = operation.command.model_fields
     chosen = {name: (fields[name].annotation, fields[name]) for name in keep}
     if not chosen:
         return None
-    name = operation.command.__name__ + suffix
+    name = operation.command.__name__ + suffix + (str(variant + 1) if variant else "")
     return create_model(name, __base__=Model, **chosen)  # type: ignore[call-overload,no-any-return]
 
 
-def documented(operation: Operation) -> Endpoint:
-    """The operation as the OpenAPI builder describes endpoints (its body or query, its answer)."""
-    assert operation.rest is not None
-    route = operation.rest
-    in_path = set(path_names(operation))
+def documented(operation: Operation) -> list[Endpoint]:
+    """Each route of the operation as the OpenAPI builder describes endpoints."""
+    return [_documented(operation, route, n) for n, route in enumerate(operation.routes)]
+
+
+def _documented(operation: Operation, route: RestRoute, variant: int) -> Endpoint:
+    """One route: its body or query (the fields its path does not carry), its answer."""
+    in_path = set(path_names(operation, route))
     rest_fields = [n for n in operation.command.model_fields if n not in in_path]
     takes_body = route.method in _WITH_BODY
     output = operation.output()
@@ -182,9 +189,10 @@ def documented(operation: Operation) -> Endpoint:
         handler=operation.handler,
         tag=operation.handler.__module__.rsplit(".", 1)[-1],  # the aggregate: projects, tasks
         operation=operation.name,
-        body=_part(operation, rest_fields, "Body") if takes_body else None,
-        query=None if takes_body else _part(operation, rest_fields, "Query"),
+        body=_part(operation, rest_fields, "Body", variant) if takes_body else None,
+        query=None if takes_body else _part(operation, rest_fields, "Query", variant),
         response=None if route.status == 204 or output is type(None) else output,
         status=route.status,
         precondition=VERSION_FIELD in operation.command.model_fields,
+        operation_id=route.name,
     )

@@ -1,4 +1,5 @@
-"""The request id: taken from `X-Request-ID` or made up, echoed back, written to audit entries.
+"""The request id: taken from `X-Request-ID` or made up, echoed back, written to audit entries
+(what an id is and where it is kept: `taskflow.core.request_id`).
 
 A frontend (or a proxy) that sends its own id can find the audit entries a request wrote and
 the server log lines about it. An id that is not short printable ASCII is replaced rather than
@@ -7,22 +8,12 @@ stored, since the audit log keeps it forever.
 
 from __future__ import annotations
 
-import re
-import uuid
-
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-HEADER = "X-Request-ID"
-SCOPE_KEY = "taskflow.request_id"
-_VALID = re.compile(r"^[\x21-\x7e]{1,100}$")
+from taskflow.core.request_id import HEADER, SCOPE_KEY, accepted_id
 
-
-def accepted_id(value: str | None) -> str:
-    """The caller's id when it is safe to keep, otherwise a fresh one."""
-    if value and _VALID.match(value):
-        return value
-    return uuid.uuid4().hex
+__all__ = ["HEADER", "SCOPE_KEY", "RequestIdMiddleware", "accepted_id"]
 
 
 class RequestIdMiddleware:

@@ -29,10 +29,6 @@ COVERAGE: dict[str, str] = {
     "unblock": "unblock_task",
     "set_due_date": "manage_task",
     "claim_next": "claim_next_task",
-    # audit
-    "list_audit": "get_audit_trail",
-    "get_audit_entry": "get_audit_trail",  # get_audit_trail(entry_id=...)
-    "verify_audit": "verify_audit",
 }
 
 # The `action` value of a grouped tool that performs each operation.

@@ -9,8 +9,6 @@ actor is resolved at startup. Headers other than `Authorization` are never ident
 from __future__ import annotations
 
 import logging
-import re
-import uuid
 from contextvars import ContextVar
 from typing import Any
 
@@ -18,15 +16,15 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import Context
 
+from taskflow.core import request_id
 from taskflow.core.actor import Actor
-from taskflow.core.auth.identity import bearer_token, local_actor
+from taskflow.core.auth.identity import bearer_token, local_actor, resolve_actor
 from taskflow.core.domain import Via, WorkerType
 from taskflow.core.errors import Unauthenticated, Unavailable
 from taskflow.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,100}$")
 _NO_IDENTITY = (
     "no identity: send 'Authorization: Bearer <API key or JWT>', or start taskflow-mcp with "
     "TASKFLOW_API_KEY set (or --as @handle in local mode)"
@@ -34,11 +32,14 @@ _NO_IDENTITY = (
 
 
 def request_id_of(ctx: Context) -> str:
-    """The caller's X-Request-ID when it is short printable ASCII, else a fresh id."""
-    value = (ctx.headers or {}).get("x-request-id")
-    if value and _REQUEST_ID.match(value):
-        return value
-    return uuid.uuid4().hex
+    """The id of this call: over HTTP the one the server's request-id middleware chose (and put
+    in the response header), else the caller's X-Request-ID when it is safe to keep, else a
+    fresh one."""
+    request = ctx.request_context.request
+    chosen = request_id.from_scope(getattr(request, "scope", None))
+    if chosen is not None:
+        return chosen
+    return request_id.accepted_id((ctx.headers or {}).get("x-request-id"))
 
 
 def access_token_for(actor: Actor, token: str) -> AccessToken:
@@ -89,7 +90,7 @@ class ActorTokenVerifier:
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
-            actor = await self.runtime.auth.authenticate(token, Via.MCP)
+            actor = await resolve_actor(self.runtime.auth, Via.MCP, token=token)
         except Unauthenticated as exc:
             log.info("MCP bearer token refused: %s", exc)
             return None
@@ -118,19 +119,26 @@ class Identity:
         self._local: Actor | None = None
 
     async def resolve(self, ctx: Context) -> Actor:
-        request_id = request_id_of(ctx)
         access = get_access_token()
+        verified = None
         if access is not None and access.claims and "worker_id" in access.claims:
-            return actor_from_token(access).through(Via.MCP, request_id)
-        header = (ctx.headers or {}).get("authorization")
-        if header:
-            token = bearer_token(header)
-            assert token is not None
-            return await self.runtime.auth.authenticate(token, Via.MCP, request_id)
-        if self.actor is not None:
-            return self.actor.through(Via.MCP, request_id)
-        if self.local_handle is not None:
-            if self._local is None:
-                self._local = await local_actor(self.runtime.db, self.local_handle, Via.MCP)
-            return self._local.through(Via.MCP, request_id)
-        raise Unauthenticated(_NO_IDENTITY)
+            verified = actor_from_token(access)  # by the SDK's bearer middleware, just now
+        token = None if verified else bearer_token((ctx.headers or {}).get("authorization"))
+        fixed = verified or self.actor
+        if token is None and fixed is None and self.local_handle is not None:
+            fixed = await self._local_user()
+        return await resolve_actor(
+            self.runtime.auth,
+            Via.MCP,
+            token=token,
+            request_id=request_id_of(ctx),
+            fixed=fixed,
+            missing=_NO_IDENTITY,
+        )
+
+    async def _local_user(self) -> Actor:
+        """The local user, looked up once per server: its handle and id never change."""
+        if self._local is None:
+            assert self.local_handle is not None
+            self._local = await local_actor(self.runtime.db, self.local_handle, Via.MCP)
+        return self._local

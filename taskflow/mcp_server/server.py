@@ -27,7 +27,6 @@ from taskflow.core.errors import TaskFlowError
 from taskflow.core.runtime import Runtime
 from taskflow.mcp_server import (
     resources,
-    tools_audit,
     tools_tasks,
     tools_workflow,
     toolsets,
@@ -65,8 +64,6 @@ TOOL_ORDER = (
     "block_task",
     "unblock_task",
     "claim_next_task",
-    "get_audit_trail",
-    "verify_audit",
     "manage_task",
 )
 
@@ -158,7 +155,6 @@ def build_mcp(
         for tool in (
             *tools_tasks.build(surface),
             *tools_workflow.build(surface),
-            *tools_audit.build(surface),
         )
     }
     assert set(built) == set(TOOL_ORDER), set(built) ^ set(TOOL_ORDER)

@@ -18,11 +18,12 @@ import anyio
 from sqlalchemy.exc import DBAPIError
 
 from taskflow.core.actor import Actor
-from taskflow.core.auth.identity import local_actor
+from taskflow.core.auth.identity import resolve_actor
+from taskflow.core.bootstrap import open_runtime
 from taskflow.core.config import Settings, get_settings
 from taskflow.core.domain import Via, check_handle
 from taskflow.core.errors import TaskFlowError, Unauthenticated
-from taskflow.core.runtime import Runtime, open_runtime
+from taskflow.core.runtime import Runtime
 from taskflow.mcp_server import toolsets
 from taskflow.mcp_server.server import build_mcp
 
@@ -41,22 +42,28 @@ def stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+NO_IDENTITY = (
+    "no identity: set TASKFLOW_API_KEY to an agent's API key (`taskflow agent register`), "
+    "or in local mode pass --as @handle"
+)
+LOCAL_ONLY = (
+    "--as works only in local mode (no AUTH_SERVER_URL): set TASKFLOW_API_KEY to an "
+    "agent's API key instead"
+)
+
+
 async def startup_actor(runtime: Runtime, api_key: str | None, handle: str | None) -> Actor:
-    """Who this stdio server acts as, decided once."""
+    """Who this stdio server acts as, decided once (through the core's one resolver)."""
     if api_key and handle:
         raise Unauthenticated("give TASKFLOW_API_KEY or --as, not both")
-    if api_key:
-        return await runtime.auth.authenticate(api_key.strip(), Via.MCP)
-    if handle:
-        if not runtime.local_mode:
-            raise Unauthenticated(
-                "--as works only in local mode (no AUTH_SERVER_URL): set TASKFLOW_API_KEY to an "
-                "agent's API key instead"
-            )
-        return await local_actor(runtime.db, check_handle(handle), Via.MCP)
-    raise Unauthenticated(
-        "no identity: set TASKFLOW_API_KEY to an agent's API key (`taskflow agent register`), "
-        "or in local mode pass --as @handle"
+    if handle and not runtime.local_mode:
+        raise Unauthenticated(LOCAL_ONLY)
+    return await resolve_actor(
+        runtime.auth,
+        Via.MCP,
+        token=api_key.strip() if api_key else None,
+        local_handle=check_handle(handle) if handle else None,
+        missing=NO_IDENTITY,
     )
 
 

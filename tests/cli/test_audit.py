@@ -156,3 +156,20 @@ async def _forge(db: Database, *, rehash: bool) -> int:
             )
         await conn.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update_delete"))
     return int(target)
+
+
+async def test_audit_commands_refuse_unknown_options_naming_the_nearest(
+    sarah: Cli, agent_key: str, db: Database
+) -> None:
+    await _history(sarah, agent_key)
+    async with db.engine.connect() as conn:
+        before = (await conn.execute(text("SELECT count(*) FROM audit_log"))).scalar_one()
+    listed = await sarah.refused("audit", "list", "--acton", "x", code=2)
+    assert "No such option: --acton (Possible options: --action," in listed
+    verified = await sarah.refused("audit", "verify", "--digets", "x", code=2)
+    assert "No such option: --digets (Possible options: --digest)" in verified
+    shown = await sarah.refused("audit", "show", "1", "--jsn", code=2)
+    assert "No such option: --jsn (Possible options: --json)" in shown
+    async with db.engine.connect() as conn:
+        after = (await conn.execute(text("SELECT count(*) FROM audit_log"))).scalar_one()
+    assert after == before

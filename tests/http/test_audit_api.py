@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import text
 
+from taskflow.core import audit
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
 from taskflow.core.schemas import CreateProject
@@ -102,3 +103,35 @@ async def test_verify_reports_ok_then_names_a_tampered_entry(
     broken = (await as_bot.get("/api/audit/verify")).json()
     assert broken["ok"] is False
     assert broken["problems"][0]["entry_id"] == 3
+
+
+async def test_verify_digest_describes_the_log_it_verified(
+    as_bot: httpx.AsyncClient, db: Database
+) -> None:
+    """Verification and its digest read one snapshot: the digest's last id is the newest entry
+    verified, and the saved digest still checks after more entries were written."""
+    await _busy_task(as_bot)
+    answer = (await as_bot.get("/api/audit/verify")).json()
+    async with db.engine.connect() as conn:
+        count, newest = (await conn.execute(text("SELECT count(*), max(id) FROM audit_log"))).one()
+    assert answer["entries_checked"] == count
+    assert answer["digest"].split(":")[1] == str(newest)
+    await _busy_task(as_bot)
+    assert await audit.check_digest(db, answer["digest"])
+    bare = (await as_bot.get("/api/audit/verify", params={"with_digest": "false"})).json()
+    assert bare["ok"] is True and bare["digest"] is None
+
+
+async def test_audit_reads_refuse_unknown_arguments_naming_the_nearest(
+    as_bot: httpx.AsyncClient, db: Database
+) -> None:
+    task_id, _ = await _busy_task(as_bot)
+    trail = assert_problem(await as_bot.get("/api/audit", params={"acton": "started"}), 422)
+    assert trail["errors"][0]["field"] == "acton"
+    assert trail["errors"][0]["message"] == "unknown argument 'acton': did you mean 'action'?"
+    per_task = assert_problem(await as_bot.get(f"/api/tasks/{task_id}/audit?limt=2"), 422)
+    assert "did you mean 'limit'?" in per_task["errors"][0]["message"]
+    verify = assert_problem(await as_bot.get("/api/audit/verify?with_digests=false"), 422)
+    assert "did you mean 'with_digest'?" in verify["errors"][0]["message"]
+    entry = assert_problem(await as_bot.get("/api/audit/1?verbose=1"), 422)
+    assert entry["errors"][0]["field"] == "verbose"

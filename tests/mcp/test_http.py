@@ -246,3 +246,42 @@ async def test_a_deactivated_agents_key_gets_401(db: Database, db_url: str, team
     async with serving(app_factory(db, db_url)) as base, httpx.AsyncClient(base_url=base) as http:
         refused = await http.post("/mcp", json=JSONRPC_LIST, headers=keyed)
     assert refused.status_code == 401
+
+
+def _tool_call(name: str, arguments: dict, call_id: int) -> dict:
+    params = {"name": name, "arguments": arguments}
+    return {"jsonrpc": "2.0", "id": call_id, "method": "tools/call", "params": params}
+
+
+async def test_the_server_writes_its_response_request_id_into_the_audit_entry(
+    db: Database, db_url: str, team: Team
+) -> None:
+    """Behind the composition root the REST middleware chooses the request id: an MCP call
+    without X-Request-ID finds the id of its response header in the audit entry it wrote, and
+    one that sends an id finds that one in both."""
+    from taskflow.server import create_server_app
+
+    def build(base: str):  # type: ignore[no-untyped-def]
+        return create_server_app(runtime_for(db, settings_for(db_url, taskflow_public_url=base)))
+
+    headers = {
+        **ACCEPT,
+        "MCP-Protocol-Version": "2025-11-25",
+        "Authorization": f"Bearer {team.bot_key}",
+    }
+    async with serving(build) as base, httpx.AsyncClient(base_url=base, headers=headers) as http:
+        made_up = await http.post("/mcp", json=_tool_call("create_task", {"title": "No id"}, 1))
+        [unnamed] = await audit_tail(db)
+        given = await http.post(
+            "/mcp",
+            json=_tool_call("create_task", {"title": "Named"}, 2),
+            headers={"X-Request-ID": "req-mcp-given-7"},
+        )
+        [named] = await audit_tail(db)
+    assert made_up.status_code == 200 and "error" not in made_up.json(), made_up.text
+    assert not made_up.json()["result"].get("isError"), made_up.text
+    assert_audited(unnamed, "created", "@claude-code")
+    assert unnamed["request_id"] == made_up.headers["x-request-id"]
+    assert given.headers["x-request-id"] == "req-mcp-given-7"
+    assert_audited(named, "created", "@claude-code")
+    assert named["request_id"] == "req-mcp-given-7"

@@ -28,8 +28,9 @@ async def test_audit_trail_filters_and_pages(bot: McpUser, db: Database, team: T
     assert [e["action"] for e in rest["items"]] == ["created"]
 
     entry_id = trail["items"][0]["id"]
-    one = ok(await call(bot, "get_audit_trail", entry_id=entry_id))
-    assert [e["id"] for e in one["items"]] == [entry_id]
+    one = ok(await call(bot, "get_audit_entry", entry_id=entry_id))
+    assert one["id"] == entry_id and one["action"] == "progressed"
+    assert one["actor"] == "@claude-code"
 
 
 async def test_audit_trail_refusals(bot: McpUser, db: Database, team: Team) -> None:
@@ -37,9 +38,27 @@ async def test_audit_trail_refusals(bot: McpUser, db: Database, team: Team) -> N
         db, bot, "get_audit_trail", task_id=404
     )
     assert "audit entry 99999 not found" in await refused_unchanged(
-        db, bot, "get_audit_trail", entry_id=99999
+        db, bot, "get_audit_entry", entry_id=99999
     )
     assert "not found" in await refused_unchanged(db, bot, "get_audit_trail", project="web")
+
+
+async def test_audit_tools_refuse_unknown_arguments_naming_the_nearest(
+    bot: McpUser, db: Database, team: Team
+) -> None:
+    """The entry is its own tool now: the trail no longer takes entry_id, and a typo is named."""
+    assert "did you mean 'task_id'?" in await refused_unchanged(
+        db, bot, "get_audit_trail", taskid=1
+    )
+    assert "unknown argument 'entry_id'" in await refused_unchanged(
+        db, bot, "get_audit_trail", entry_id=1
+    )
+    assert "did you mean 'entry_id'?" in await refused_unchanged(
+        db, bot, "get_audit_entry", entry=1
+    )
+    assert "did you mean 'with_digest'?" in await refused_unchanged(
+        db, bot, "verify_audit", with_digests=False
+    )
 
 
 async def test_verify_audit_reports_a_clean_log_and_tampering(
@@ -47,6 +66,7 @@ async def test_verify_audit_reports_a_clean_log_and_tampering(
 ) -> None:
     clean = ok(await call(bot, "verify_audit"))
     assert clean["ok"] and clean["entries_checked"] > 0 and clean["digest"]
+    assert ok(await call(bot, "verify_audit", with_digest=False))["digest"] is None
     async with db.engine.begin() as conn:  # a forger with superuser access to the database
         await conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER USER"))
         await conn.execute(

@@ -209,3 +209,33 @@ async def local_actor(db: Database, handle: str, via: Via) -> Actor:
         )
     refuse_deactivated(worker)
     return Actor(worker_id=worker.id, handle=worker.handle, type=WorkerType(worker.type), via=via)
+
+
+NO_IDENTITY = "no identity: send a bearer token (an agent API key or a Better Auth JWT)"
+
+
+async def resolve_actor(
+    auth: Authenticator,
+    via: Via,
+    *,
+    token: str | None = None,
+    request_id: str | None = None,
+    fixed: Actor | None = None,
+    local_handle: str | None = None,
+    missing: str = NO_IDENTITY,
+) -> Actor:
+    """Who acts, the same way on every surface; `Unauthenticated` when nobody can be named.
+
+    In order: a bearer token (an agent key, or a JWT when an auth server is configured); an actor
+    the surface already holds (fixed at startup, or verified earlier in this request); the local
+    user of a single-user installation. Each surface says in `missing` what its caller should do
+    when none is there. The actor carries `via` and the request id into its audit entries.
+    """
+    if token is not None:
+        return await auth.authenticate(token, via, request_id)
+    if fixed is not None:
+        return fixed.through(via, request_id)
+    if local_handle is not None:
+        actor = await local_actor(auth.db, local_handle, via)
+        return actor.through(via, request_id)
+    raise Unauthenticated(missing)

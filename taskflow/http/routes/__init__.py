@@ -5,11 +5,10 @@ order. Operations on the kernel are routed from their declarations instead
 from __future__ import annotations
 
 from taskflow.http.endpoint import Endpoint
-from taskflow.http.routes import audit, health, tasks, workflow
+from taskflow.http.routes import health, tasks, workflow
 
 ALL: tuple[Endpoint, ...] = (
     *health.endpoints,
     *tasks.endpoints,
     *workflow.endpoints,
-    *audit.endpoints,
 )

@@ -1,0 +1,100 @@
+"""The one way a process builds its runtime: settings -> database URL -> Database ->
+Authenticator -> Runtime.
+
+The CLI, the stdio MCP server and the HTTP server all start here, so they agree on which
+database they use (`DATABASE_URL`, else the embedded PostgreSQL under the data directory), on
+when the schema is migrated and on how bearer tokens are verified. Two flavours:
+- `build_runtime` does nothing that needs an event loop (uvicorn calls its app factory
+  synchronously): the server connects and migrates later, in its lifespan (`prepare`);
+- `open_runtime` does it all now and refuses a database it cannot open as `Unavailable`, in one
+  line, before any command or tool runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from taskflow.core import embedded
+from taskflow.core.auth.identity import Authenticator
+from taskflow.core.config import Settings
+from taskflow.core.db import (
+    Database,
+    check_pooling,
+    connect,
+    current_revision,
+    database_url,
+    upgrade,
+)
+from taskflow.core.errors import TaskFlowError, Unavailable
+from taskflow.core.runtime import Runtime
+
+Notice = Callable[[embedded.Started], None]
+"""Told how the embedded server was found (restarted after a crash, started fresh)."""
+
+
+def authenticator(settings: Settings, db: Database) -> Authenticator:
+    """Agent API keys always; Better Auth JWTs when an auth server (its JWKS) is configured."""
+    verifier = None
+    if settings.jwks_url:  # imported here: local mode never loads the JWT stack
+        from taskflow.core.auth.jwt import JwtVerifier
+
+        verifier = JwtVerifier.from_settings(settings)
+    return Authenticator(db, verifier)
+
+
+def runtime_for(settings: Settings, db: Database) -> Runtime:
+    """The runtime over a database the caller already has (tests, benchmarks)."""
+    return Runtime(settings=settings, db=db, auth=authenticator(settings, db))
+
+
+def build_runtime(settings: Settings, *, pool_size: int = 10) -> Runtime:
+    """A runtime built without awaiting anything; `prepare` it inside the event loop.
+
+    The embedded server is started here when no DATABASE_URL is set (and restarted by the
+    process whenever it finds it gone).
+    """
+    return runtime_for(settings, connect(settings, pool_size=pool_size))
+
+
+async def prepare(runtime: Runtime, *, migrate: bool = True) -> None:
+    """Refuse an undeclared pooler, then bring the schema up to date (or just connect, so a dead
+    server fails here and not in the middle of the first operation)."""
+    await check_pooling(runtime.db, runtime.settings)
+    if migrate:
+        await upgrade(runtime.db)
+    else:
+        await current_revision(runtime.db)
+
+
+async def open_runtime(
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    migrate: bool = True,
+    pool_size: int = 10,
+    keep_running: bool = False,
+    notice: Notice | None = None,
+) -> Runtime:
+    """Connect (starting the embedded server if needed), migrate, and set up token checks.
+
+    With `db` given, that database is used as it is. A database that cannot be opened is
+    `Unavailable` ("cannot open the embedded database: ..."), closed again before raising.
+    """
+    if db is not None:
+        return runtime_for(settings, db)
+    runtime: Runtime | None = None
+    try:
+        url = await asyncio.to_thread(
+            database_url, settings, keep_running=keep_running, notice=notice
+        )
+        runtime = runtime_for(settings, connect(settings, url, pool_size=pool_size))
+        await prepare(runtime, migrate=migrate)
+    except Exception as exc:
+        if runtime is not None:
+            await runtime.close()
+        if isinstance(exc, TaskFlowError):
+            raise
+        where = "the embedded database" if not settings.database_url else "the database"
+        raise Unavailable(f"cannot open {where}: {exc}".strip()) from exc
+    return runtime
