@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from tests.better_auth import NODE_DIR, ensure_node_modules, node_env, node_executable
 
-TYPED_TAGS = {"core", "admin", "tasks", "workflow"}  # kernel operations are tagged by toolset
+TYPED_TAGS = {"projects", "workers", "tasks", "workflow"}  # REST tags name the aggregate
 
 
 @pytest.fixture
