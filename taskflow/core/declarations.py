@@ -76,6 +76,18 @@ class Operation:
             raise InvalidInput(problems_of(self.command, exc)) from None
 
 
+C = TypeVar("C", bound=BaseModel)
+
+
+def make_command(command: type[C], **arguments: Any) -> C:
+    """A command from plain arguments, refused as `InvalidInput` as a surface's would be (so a
+    caller passing `bot` for `@bot` gets one clear refusal, never a pydantic traceback)."""
+    try:
+        return command(**arguments)
+    except ValidationError as exc:
+        raise InvalidInput(problems_of(command, exc)) from None
+
+
 def problems_of(command: type[BaseModel], error: ValidationError) -> list[FieldProblem]:
     """Pydantic's errors as field problems; an unknown argument names the nearest valid one."""
     fields = list(command.model_fields)

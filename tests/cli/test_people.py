@@ -272,3 +272,11 @@ async def test_every_worker_operation_is_a_command(sarah: Cli) -> None:
         ran[name] = await sarah.json(*args)
     assert set(ran) == set(declared)
     assert ran["revoke_api_key"]["revoked_at"] and ran["reactivate_agent"]["worker"]["active"]
+
+
+async def test_member_commands_refuse_a_bad_handle_in_one_line(sarah: Cli, db: Database) -> None:
+    await sarah.ok("project", "add", "web", "Web app")
+    before = await snapshot(db)
+    bare = await sarah.refused("member", "remove", "bot", "-p", "web")
+    assert "invalid input: handle: String should match pattern" in bare
+    assert await snapshot(db) == before

@@ -9,17 +9,14 @@ are authentication's bookkeeping of key use, not operations.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
-from taskflow.core.declarations import problems_of
+from taskflow.core.declarations import make_command
 from taskflow.core.dispatcher import run
-from taskflow.core.errors import InvalidInput
 from taskflow.core.handlers import workers as ops
 from taskflow.core.models import ApiKey
 from taskflow.core.schemas import (
@@ -35,16 +32,6 @@ from taskflow.core.schemas import (
 from taskflow.core.uow import UnitOfWork
 
 _MINUTE = timedelta(minutes=1)
-C = TypeVar("C", bound=BaseModel)
-
-
-def _command(command: type[C], **arguments: Any) -> C:
-    """The command from plain arguments, refused as `InvalidInput` like a surface's would be
-    (a CLI user's `bot` for `@bot` is one red line, not a traceback)."""
-    try:
-        return command(**arguments)
-    except ValidationError as exc:
-        raise InvalidInput(problems_of(command, exc)) from None
 
 
 async def create_human(db: Database, cmd: CreateHuman, actor: Actor | None = None) -> WorkerOut:
@@ -55,18 +42,18 @@ async def create_human(db: Database, cmd: CreateHuman, actor: Actor | None = Non
 
 
 async def whoami(db: Database, actor: Actor) -> MeOut:
-    return await run(db, actor, _command(ops.WhoAmI))
+    return await run(db, actor, make_command(ops.WhoAmI))
 
 
 async def list_workers(
     db: Database, actor: Actor, filters: WorkerFilter | None = None
 ) -> list[WorkerOut]:
     sent = filters.model_dump(exclude_unset=True) if filters is not None else {}
-    return await run(db, actor, _command(ops.ListWorkers, **sent))
+    return await run(db, actor, make_command(ops.ListWorkers, **sent))
 
 
 async def get_worker(db: Database, actor: Actor, handle: str) -> WorkerOut:
-    return await run(db, actor, _command(ops.GetWorker, handle=handle))
+    return await run(db, actor, make_command(ops.GetWorker, handle=handle))
 
 
 async def register_agent(db: Database, actor: Actor, cmd: RegisterAgent) -> IssuedKey:
@@ -80,24 +67,24 @@ async def create_api_key(
     name: str = "default",
     expires_at: datetime | None = None,
 ) -> IssuedKey:
-    command = _command(ops.CreateApiKey, handle=handle, name=name, expires_at=expires_at)
+    command = make_command(ops.CreateApiKey, handle=handle, name=name, expires_at=expires_at)
     return await run(db, actor, command)
 
 
 async def list_api_keys(db: Database, actor: Actor, handle: str) -> list[ApiKeyOut]:
-    return await run(db, actor, _command(ops.ListApiKeys, handle=handle))
+    return await run(db, actor, make_command(ops.ListApiKeys, handle=handle))
 
 
 async def revoke_api_key(db: Database, actor: Actor, handle: str, key_id: int) -> ApiKeyOut:
-    return await run(db, actor, _command(ops.RevokeApiKey, handle=handle, key_id=key_id))
+    return await run(db, actor, make_command(ops.RevokeApiKey, handle=handle, key_id=key_id))
 
 
 async def rotate_api_key(db: Database, actor: Actor, handle: str, key_id: int) -> IssuedKey:
-    return await run(db, actor, _command(ops.RotateApiKey, handle=handle, key_id=key_id))
+    return await run(db, actor, make_command(ops.RotateApiKey, handle=handle, key_id=key_id))
 
 
 async def deactivate_agent(db: Database, actor: Actor, handle: str) -> AgentDeactivated:
-    return await run(db, actor, _command(ops.DeactivateAgent, handle=handle))
+    return await run(db, actor, make_command(ops.DeactivateAgent, handle=handle))
 
 
 async def reactivate_agent(
@@ -107,7 +94,7 @@ async def reactivate_agent(
     name: str = "default",
     expires_at: datetime | None = None,
 ) -> IssuedKey:
-    command = _command(ops.ReactivateAgent, handle=handle, name=name, expires_at=expires_at)
+    command = make_command(ops.ReactivateAgent, handle=handle, name=name, expires_at=expires_at)
     return await run(db, actor, command)
 
 
