@@ -49,6 +49,7 @@ class Operation:
     mcp: str | None = None
     rest: Route | None = None
     cli: str | None = None
+    mcp_output: Any = None
 
     @property
     def mutating(self) -> bool:
@@ -103,11 +104,14 @@ def declare(
     rest: Route | None = None,
     cli: str | None = None,
     name: str | None = None,
+    mcp_output: Any = None,
 ) -> Callable[[H], H]:
     """Register the decorated handler as the operation that runs `command`.
 
     The operation's name is the handler's name unless given; its summary is the first line of the
     handler's docstring, which is what MCP tool descriptions and OpenAPI summaries show.
+    `mcp_output` is a compact projection of the answer that MCP tools return instead (read off
+    the answer's attributes, or by the type's `of`), so `tools/list` stays small.
     """
 
     def register(handler: H) -> H:
@@ -131,6 +135,7 @@ def declare(
             mcp=mcp,
             rest=rest,
             cli=cli,
+            mcp_output=mcp_output,
         )
         REGISTRY[op_name] = operation
         _BY_COMMAND[command] = operation
@@ -145,3 +150,8 @@ def operation_for(command: BaseModel) -> Operation:
         return _BY_COMMAND[type(command)]
     except KeyError:
         raise LookupError(f"no operation is declared for {type(command).__name__}") from None
+
+
+def operation_for_command(command: type[BaseModel]) -> Operation:
+    """The declaration of a command class (to parse raw arguments into it)."""
+    return _BY_COMMAND[command]

@@ -20,26 +20,6 @@ COVERAGE: dict[str, str] = {
     "rotate_api_key": "manage_agents",
     "deactivate_agent": "manage_agents",
     "reactivate_agent": "manage_agents",
-    # tasks
-    "create_task": "create_task",
-    "add_subtasks": "manage_task",
-    "get_task": "get_task",
-    "list_tasks": "list_tasks",
-    "edit_task": "update_task",
-    "delete_task": "manage_task",
-    # workflow
-    "start": "start_task",
-    "progress": "update_progress",
-    "request_review": "request_review",
-    "approve": "approve_task",
-    "reject": "reject_task",
-    "complete": "complete_task",
-    "assign": "assign_task",
-    "delegate": "delegate_task",
-    "block": "block_task",
-    "unblock": "unblock_task",
-    "set_due_date": "manage_task",
-    "claim_next": "claim_next_task",
     # audit
     "list_audit": "get_audit_trail",
     "get_audit_entry": "get_audit_trail",  # get_audit_trail(entry_id=...)
@@ -55,7 +35,4 @@ ACTIONS: dict[str, str] = {
     "rotate_api_key": "rotate_key",
     "deactivate_agent": "deactivate",
     "reactivate_agent": "reactivate",
-    "add_subtasks": "add_subtasks",
-    "set_due_date": "set_due_date",
-    "delete_task": "delete",
 }

@@ -16,19 +16,35 @@ from mcp.types import CallToolResult, TextContent
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
-from taskflow.core.errors import TaskFlowError, ValidationFailed
+from taskflow.core.declarations import REGISTRY
+from taskflow.core.errors import NextStep, TaskFlowError, ValidationFailed
 from taskflow.mcp_server.coverage import COVERAGE
+
+
+def tool_of(operation: str) -> str:
+    """The tool that performs a core operation: its declared MCP name, else the hand-written one."""
+    declared = REGISTRY.get(operation)
+    if declared is not None and declared.mcp:
+        return declared.mcp
+    return COVERAGE.get(operation, operation)
+
+
+def next_call(step: NextStep) -> str:
+    """The next step as the tool call to make, e.g. `start_task(task_id=8)`."""
+    arguments = ", ".join(f"{k}={v!r}" for k, v in step.arguments.items())
+    return f"{tool_of(step.operation)}({arguments})"
+
 
 META_KEY = "taskflow/error"
 _PRIVATE_EXTRA = frozenset({"cause"})  # driver messages may name hosts; they stay in the log
 
 _VERB = "start|request_review|complete|block|unblock|approve|reject|progress|delegate|assign"
 _REWRITES: list[tuple[re.Pattern[str], Any]] = [
-    (re.compile(rf"\(({_VERB})\)"), lambda m: f"({COVERAGE[m.group(1)]})"),
-    (re.compile(rf"\bcall ({_VERB})\b"), lambda m: f"call {COVERAGE[m.group(1)]}"),
-    (re.compile(rf": ({_VERB}) first\b"), lambda m: f": call {COVERAGE[m.group(1)]} first"),
-    (re.compile(r"\(start it again\)"), lambda m: f"(call {COVERAGE['start']} again)"),
-    (re.compile(r"\bthen start it\b"), lambda m: f"then call {COVERAGE['start']}"),
+    (re.compile(rf"\(({_VERB})\)"), lambda m: f"({tool_of(m.group(1))})"),
+    (re.compile(rf"\bcall ({_VERB})\b"), lambda m: f"call {tool_of(m.group(1))}"),
+    (re.compile(rf": ({_VERB}) first\b"), lambda m: f": call {tool_of(m.group(1))} first"),
+    (re.compile(r"\(start it again\)"), lambda m: f"(call {tool_of('start')} again)"),
+    (re.compile(r"\bthen start it\b"), lambda m: f"then call {tool_of('start')}"),
     (re.compile(r"\((list_\w+) / `[^`]*`\)"), lambda m: f"({m.group(1)})"),
     (re.compile(r"\(create_api_key\)"), lambda m: "(manage_agents action=create_key)"),
     (
@@ -48,8 +64,13 @@ def for_agents(message: str) -> str:
 def error_result(exc: TaskFlowError) -> CallToolResult:
     detail = {k: v for k, v in exc.extra.items() if k not in _PRIVATE_EXTRA}
     meta = {"code": exc.code, "status": exc.status, **detail}
+    text = for_agents(exc.message)
+    if exc.next_step is not None:
+        step = exc.next_step
+        meta["next_step"] = {"tool": tool_of(step.operation), "arguments": dict(step.arguments)}
+        text = f"{text} Next: call {next_call(step)}."
     return CallToolResult(
-        content=[TextContent(type="text", text=for_agents(exc.message))],
+        content=[TextContent(type="text", text=text)],
         is_error=True,
         _meta={META_KEY: to_jsonable_python(meta, fallback=str)},
     )

@@ -29,8 +29,6 @@ from taskflow.mcp_server import (
     resources,
     tools_audit,
     tools_people,
-    tools_tasks,
-    tools_workflow,
     toolsets,
 )
 from taskflow.mcp_server.errors import error_result
@@ -40,7 +38,7 @@ from taskflow.mcp_server.toolkit import Surface
 
 INSTRUCTIONS = """\
 TaskFlow tracks tasks for humans and AI agents alike; every change is audited under your handle.
-Start with whoami, then list_tasks (your tasks) or claim_next_task to pick up work.
+Start with whoami, then list_tasks mine=true (your tasks) or claim_next_task to pick up work.
 Work a task: start_task, update_progress, then request_review (or complete_task).
 Changes answer with the task's new version. Pass the version you last read as expected_version
 and a change is refused if someone else changed the task since (re-read, then decide again).
@@ -53,24 +51,8 @@ An error result says what to do next: read it before retrying."""
 TOOL_ORDER = (
     "whoami",
     "list_workers",
-    "list_tasks",
-    "get_task",
-    "create_task",
-    "update_task",
-    "start_task",
-    "update_progress",
-    "request_review",
-    "approve_task",
-    "reject_task",
-    "complete_task",
-    "assign_task",
-    "delegate_task",
-    "block_task",
-    "unblock_task",
-    "claim_next_task",
     "get_audit_trail",
     "verify_audit",
-    "manage_task",
     "manage_agents",
 )
 
@@ -161,8 +143,6 @@ def build_mcp(
         tool.name: tool
         for tool in (
             *tools_people.build(surface),
-            *tools_tasks.build(surface),
-            *tools_workflow.build(surface),
             *tools_audit.build(surface),
         )
     }

@@ -28,7 +28,7 @@ async def test_refused_moves_change_nothing(sarah: Cli, db: Database) -> None:
     await sarah.ok("add", "Work")
     before = await snapshot(db)
     err = await sarah.refused("progress", "1", "--percent", "10")
-    assert "call start first" in err
+    assert "start it first" in err and "(next: taskflow start 1)" in err
     err = await sarah.refused("approve", "1")
     assert "not in review" in err
     err = await sarah.refused("reject", "1", "--reason", "no")

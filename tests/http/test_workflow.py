@@ -25,6 +25,7 @@ async def test_status_patch_runs_the_matching_verb(as_bot: httpx.AsyncClient, db
         ("blocked", "blocked"),
         ("in_progress", "started"),
         ("review", "review_requested"),
+        ("in_progress", "started"),  # the requester withdraws the request
         ("completed", "completed"),
     ]
     for version, (status, action) in enumerate(steps, start=1):

@@ -114,7 +114,7 @@ async def test_mutating_tools_take_idempotency_key_and_version(
     catalog: list[dict[str, Any]],
 ) -> None:
     writers = [t for t in catalog if not t["annotations"]["readOnlyHint"]]
-    assert len(writers) == 21
+    assert len(writers) == 23
     for tool in writers:
         props = tool["inputSchema"]["properties"]
         assert "idempotency_key" in props, tool["name"]
@@ -123,7 +123,7 @@ async def test_mutating_tools_take_idempotency_key_and_version(
 
 async def test_destructive_tools_are_marked(catalog: list[dict[str, Any]]) -> None:
     destructive = {t["name"] for t in catalog if t["annotations"]["destructiveHint"]}
-    assert destructive == {"manage_task", "manage_agents", "delete_project", "remove_member"}
+    assert destructive == {"delete_task", "manage_agents", "delete_project", "remove_member"}
 
 
 async def test_every_operation_is_reachable(catalog: list[dict[str, Any]]) -> None:

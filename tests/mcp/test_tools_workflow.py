@@ -12,6 +12,7 @@ from tests.mcp.conftest import (
     McpUser,
     Team,
     assert_audited,
+    audit_count,
     audit_tail,
     call,
     ok,
@@ -59,8 +60,9 @@ async def test_progress_before_start_names_the_tool_to_call(
 ) -> None:
     task_id = await new_task(db, team)
     message = await refused_unchanged(db, bot, "update_progress", task_id=task_id, percent=10)
-    assert (
-        message == f"task {task_id} is pending: progress needs in_progress (call start_task first)"
+    assert message == (
+        f"task {task_id} is pending: progress needs in_progress (start it first) "
+        f"Next: call start_task(task_id={task_id})."
     )
     too_much = await refused_unchanged(db, bot, "update_progress", task_id=task_id, percent=101)
     assert too_much.startswith("invalid input: percent")
@@ -77,7 +79,7 @@ async def test_approve_needs_review_first(
 ) -> None:
     task_id = await new_task(db, team)
     message = await refused_unchanged(db, ann, "approve_task", task_id=task_id)
-    assert "not in review: call request_review first" in message
+    assert "not in review" in message and f"call request_review(task_id={task_id})" in message
 
 
 async def test_reject_sends_back_with_a_reason(
@@ -115,10 +117,10 @@ async def test_complete_and_review_required_projects(
     ).task.id
     await workflow.start(db, team.sarah, strict)
     message = await refused_unchanged(db, sarah, "complete_task", task_id=strict)
-    assert "requires review: call request_review" in message
+    assert "requires review" in message and f"call request_review(task_id={strict})" in message
 
 
-async def test_assign_and_unassign(bot: McpUser, db: Database, team: Team) -> None:
+async def test_assign_and_unassign(bot: McpUser, ann: McpUser, db: Database, team: Team) -> None:
     task_id = await new_task(db, team)
     assert (
         ok(await call(bot, "assign_task", task_id=task_id, assignee="@ann"))["assignee"] == "@ann"
@@ -126,7 +128,10 @@ async def test_assign_and_unassign(bot: McpUser, db: Database, team: Team) -> No
     [entry] = await audit_tail(db)
     assert_audited(entry, "assigned", "@claude-code")
     assert entry["details"]["assignee"] == "@ann"
-    assert ok(await call(bot, "assign_task", task_id=task_id, assignee=None))["assignee"] is None
+    # assign follows delegate's rule: @ann holds it now, so only she (or an admin) moves it.
+    theirs = await refused_unchanged(db, bot, "assign_task", task_id=task_id, assignee=None)
+    assert "only its assignee or a project admin" in theirs
+    assert ok(await call(ann, "assign_task", task_id=task_id, assignee=None))["assignee"] is None
     ghost = await refused_unchanged(db, bot, "assign_task", task_id=task_id, assignee="@ghost")
     assert "no worker @ghost" in ghost
     missing = await refused_unchanged(db, bot, "assign_task", task_id=task_id)
@@ -155,7 +160,9 @@ async def test_block_and_unblock(bot: McpUser, db: Database, team: Team) -> None
     [entry] = await audit_tail(db)
     assert_audited(entry, "blocked", "@claude-code")
     assert entry["details"]["reason"] == "waiting on API keys"
-    assert "blocked" in await refused_unchanged(db, bot, "block_task", task_id=task_id)
+    before = await audit_count(db)
+    again = ok(await call(bot, "block_task", task_id=task_id))  # a repeat: answered unchanged
+    assert again == blocked and await audit_count(db) == before
     assert ok(await call(bot, "unblock_task", task_id=task_id))["status"] == "in_progress"
     assert_audited((await audit_tail(db))[0], "unblocked", "@claude-code")
 

@@ -3,6 +3,6 @@
 Importing this package registers every operation moved onto the kernel so far.
 """
 
-from taskflow.core.handlers import projects
+from taskflow.core.handlers import projects, tasks, workflow
 
-__all__ = ["projects"]
+__all__ = ["projects", "tasks", "workflow"]

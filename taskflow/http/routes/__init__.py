@@ -5,12 +5,11 @@ order. Operations on the kernel are routed from their declarations instead
 from __future__ import annotations
 
 from taskflow.http.endpoint import Endpoint
-from taskflow.http.routes import audit, health, tasks, workers, workflow
+from taskflow.http.routes import audit, health, task_aliases, workers
 
 ALL: tuple[Endpoint, ...] = (
     *health.endpoints,
     *workers.endpoints,
-    *tasks.endpoints,
-    *workflow.endpoints,
+    *task_aliases.endpoints,
     *audit.endpoints,
 )
