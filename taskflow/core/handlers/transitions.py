@@ -83,7 +83,9 @@ def offered(locked: Locked) -> list[tuple[TaskStatus, str]]:
     """The moves this task offers now, with the verb of each, for this project's policy."""
     review_required = locked.approval_policy == ApprovalPolicy.REVIEW_REQUIRED
     moves = []
-    for target in sorted(TRANSITIONS[locked.status]):
+    for target in TaskStatus:  # in the order work goes: the forward move is the first hint
+        if target not in TRANSITIONS[locked.status]:
+            continue
         verb = _REACHED_BY[(locked.status, target)]
         if verb == "complete" and review_required:
             continue
