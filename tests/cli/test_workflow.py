@@ -147,3 +147,16 @@ async def test_show_json_lists_direct_children(sarah: Cli) -> None:
     detail = await sarah.json("show", "1", "--tree")
     assert detail["subtasks"] == [2, 3]
     assert [(n["id"], n["parent_task_id"]) for n in detail["subtree"]] == [(2, 1), (4, 2), (3, 1)]
+
+
+async def test_reopen_repeat_and_review_rules(sarah: Cli, db: Database) -> None:
+    await sarah.ok("add", "Work")
+    await sarah.ok("start", "1")
+    before = await snapshot(db)
+    await sarah.ok("start", "1")  # a repeat: answered unchanged, nothing written
+    assert await snapshot(db) == before
+    await sarah.ok("complete", "1")
+    data = await sarah.json("reopen", "1")
+    assert data["status"] == "review" and data["completed_at"] is None
+    err = await sarah.refused("reopen", "1", "--jsn", code=2)
+    assert "No such option: --jsn" in err and "--json" in err

@@ -565,3 +565,113 @@ async def test_task_detail_lists_direct_children_and_seed_parent_ids(db, team):
         db, team.owner, CreateTask(title="with kids", project="web", subtasks=[{"title": "k"}])
     )
     assert created.subtasks == [created.subtree[0].id]
+
+
+# ---------------------------------------------------------------- rules live on transitions
+
+
+async def test_unknown_arguments_are_refused_with_the_nearest_name(db, team):
+    from taskflow.core.declarations import REGISTRY
+
+    with pytest.raises(InvalidInput) as info:
+        REGISTRY["start"].parse({"task_id": 1, "expected_verison": 2})
+    assert info.value.problems[0].message == (
+        "unknown argument 'expected_verison': did you mean 'expected_version'?"
+    )
+
+
+async def test_a_change_that_changes_nothing_writes_nothing(db, team):
+    t = await _task(db, team.owner, assignee="@mike", due_date="2026-12-01")
+    log = await tail(db)
+    for same in (
+        workflow.assign(db, team.member, t.id, "@mike"),
+        workflow.delegate(db, team.member, t.id, "@mike"),
+        workflow.set_due_date(db, team.member, t.id, t.due_date),
+        tasks.edit_task(db, team.member, t.id, EditTask(title=t.title, status="pending")),
+    ):
+        assert (await same).version == t.version
+    assert await log.new() == []
+
+
+async def test_repeating_an_idempotent_verb_answers_the_task_unchanged(db, team):
+    t = await _task(db, team.owner)
+    started = await workflow.start(db, team.member, t.id)
+    log = await tail(db)
+    again = await workflow.start(db, team.member, t.id)
+    assert again == started  # same version: nothing happened
+    assert await log.new() == []
+    err = await refused(db, workflow.start(db, team.member2, t.id), InvalidTransition)
+    assert "with someone else" in err.message  # not yours: a repeat only for its holder
+
+
+async def test_review_is_left_only_by_a_verdict_or_the_requesters_withdrawal(db, team):
+    t = await _task(db, team.owner)
+    await workflow.start(db, team.member, t.id)
+    await workflow.request_review(db, team.member, t.id)
+    for attempt in (
+        workflow.start(db, team.member2, t.id),
+        tasks.edit_task(db, team.member2, t.id, EditTask(status="in_progress")),
+        tasks.edit_task(db, team.owner, t.id, EditTask(status="completed")),
+        workflow.complete(db, team.member, t.id),
+    ):
+        err = await refused(db, attempt, InvalidTransition)
+        assert "takes it out of review" in err.message
+        assert err.next_step is not None and err.next_step.operation in ("approve", "reject")
+    log = await tail(db)
+    out = await workflow.start(db, team.member, t.id)  # the requester withdraws
+    assert out.status is S.IN_PROGRESS and (await log.one())["action"] == "started"
+
+
+async def test_own_work_counts_everyone_since_the_last_start(db, team):
+    """The self-approval path: work the task, then have the review requested by someone else
+    with the assignee cleared; the starter still cannot approve it."""
+    await projects.update_project(
+        db, team.owner, "web", UpdateProject(approval_policy=ApprovalPolicy.REVIEW_REQUIRED)
+    )
+    t = await _task(db, team.owner)
+    await workflow.start(db, team.member, t.id)
+    log = await tail(db)
+    edited = await tasks.edit_task(db, team.admin, t.id, EditTask(status="review", assignee=None))
+    assert (edited.status, edited.assignee) == (S.REVIEW, None)
+    assert (await log.one())["action"] == "review_requested"  # an edit asks for review too
+    err = await refused(db, workflow.approve(db, team.member, t.id), Forbidden)
+    assert "your own work" in err.message
+    await refused(db, workflow.approve(db, team.admin, t.id), Forbidden)  # the requester
+    assert (await workflow.approve(db, team.member2, t.id)).status is S.COMPLETED
+
+
+async def test_hints_are_the_moves_this_project_offers(db, team):
+    await projects.update_project(
+        db, team.owner, "web", UpdateProject(approval_policy=ApprovalPolicy.REVIEW_REQUIRED)
+    )
+    t = await _task(db, team.owner)
+    await workflow.start(db, team.member, t.id)
+    err = await refused(
+        db, tasks.edit_task(db, team.member, t.id, EditTask(status="pending")), InvalidTransition
+    )
+    assert "complete" not in err.message and "review (request_review)" in err.message
+    assert err.extra["allowed"] == ["request_review", "block"]
+    await workflow.request_review(db, team.member, t.id)
+    err = await refused(db, workflow.block(db, team.member, t.id), InvalidTransition)
+    assert err.extra["allowed"] == ["reject", "approve"]
+
+
+async def test_reopen_sends_a_completed_task_back_to_review(db, team):
+    from taskflow.core.dispatcher import run
+    from taskflow.core.handlers.workflow import ReopenTask
+
+    t = await _task(db, team.owner)
+    err = await refused(db, run(db, team.member, ReopenTask(task_id=t.id)), InvalidTransition)
+    assert err.next_step == NextStep("start", {"task_id": t.id})
+    await workflow.start(db, team.member, t.id)
+    done = await workflow.complete(db, team.member, t.id)
+    log = await tail(db)
+    out = await run(db, team.member2, ReopenTask(task_id=t.id))
+    assert (out.status, out.completed_at, out.started_at) == (S.REVIEW, None, done.started_at)
+    entry = await log.one()
+    assert_entry(entry, action="review_requested", actor=team.member2, entity="task")
+    assert entry["details"]["reopened"] is True
+    # Whoever reopens asks for the review: they cannot approve it themselves.
+    await refused(db, workflow.approve(db, team.member2, t.id), Forbidden)
+    again = await run(db, team.member2, ReopenTask(task_id=t.id))  # a repeat: unchanged
+    assert again.version == out.version

@@ -114,7 +114,7 @@ async def test_mutating_tools_take_idempotency_key_and_version(
     catalog: list[dict[str, Any]],
 ) -> None:
     writers = [t for t in catalog if not t["annotations"]["readOnlyHint"]]
-    assert len(writers) == 23
+    assert len(writers) == 24
     for tool in writers:
         props = tool["inputSchema"]["properties"]
         assert "idempotency_key" in props, tool["name"]

@@ -266,3 +266,59 @@ async def test_get_task_lists_direct_children_and_claim_stamps_the_start(
     assert all(n["parent_task_id"] == n["parent_id"] for n in detail["subtree"])
     claimed = ok(await call(bot, "claim_next_task"))
     assert claimed["started_at"] is not None and claimed["assignee_id"] == team.bot.worker_id
+
+
+# ---------------------------------------------------------------- rules live on transitions
+
+
+async def test_unknown_arguments_no_ops_and_repeats(bot: McpUser, db: Database, team: Team) -> None:
+    task_id = await new_task(db, team)
+    typo = await refused_unchanged(db, bot, "start_task", task_id=task_id, expected_verison=1)
+    assert "did you mean 'expected_version'?" in typo
+    started = ok(await call(bot, "start_task", task_id=task_id))
+    before = await audit_count(db)
+    assert ok(await call(bot, "start_task", task_id=task_id)) == started  # a repeat
+    same = ok(await call(bot, "assign_task", task_id=task_id, assignee="@claude-code"))
+    assert same == started and await audit_count(db) == before  # a no-op
+
+
+async def test_review_left_only_by_verdict_or_withdrawal(
+    bot: McpUser, ann: McpUser, db: Database, team: Team
+) -> None:
+    task_id = await new_task(db, team)
+    ok(await call(bot, "start_task", task_id=task_id))
+    ok(await call(bot, "request_review", task_id=task_id))
+    message = await refused_unchanged(db, ann, "update_task", task_id=task_id, status="completed")
+    assert "takes it out of review" in message
+    assert f"Next: call approve_task(task_id={task_id})" in message
+    assert ok(await call(bot, "start_task", task_id=task_id))["status"] == "in_progress"
+
+
+async def test_self_approval_through_an_edit_is_refused(
+    bot: McpUser, db: Database, team: Team
+) -> None:
+    strict = await projects.create_project(
+        db,
+        team.sarah,
+        CreateProject(slug="strict", name="Strict", approval_policy=ApprovalPolicy.REVIEW_REQUIRED),
+    )
+    await projects.add_member(db, team.sarah, strict.slug, AddMember(handle="@claude-code"))
+    task_id = await new_task(db, team, project="strict")
+    ok(await call(bot, "start_task", task_id=task_id))
+    edited = ok(await call(bot, "update_task", task_id=task_id, status="review", assignee=None))
+    assert (edited["status"], edited["assignee"]) == ("review", None)
+    assert_audited((await audit_tail(db))[0], "review_requested", "@claude-code")
+    assert "your own work" in await refused_unchanged(db, bot, "approve_task", task_id=task_id)
+
+
+async def test_reopen_task(bot: McpUser, ann: McpUser, db: Database, team: Team) -> None:
+    task_id = await new_task(db, team)
+    pending = await refused_unchanged(db, bot, "reopen_task", task_id=task_id)
+    assert f"Next: call start_task(task_id={task_id})" in pending
+    ok(await call(bot, "start_task", task_id=task_id))
+    ok(await call(bot, "complete_task", task_id=task_id))
+    reopened = ok(await call(ann, "reopen_task", task_id=task_id))
+    assert reopened["status"] == "review"
+    [entry] = await audit_tail(db)
+    assert_audited(entry, "review_requested", "@ann")
+    assert entry["details"]["reopened"] is True

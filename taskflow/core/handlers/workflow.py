@@ -91,6 +91,10 @@ class SetDueDate(TaskVerb):
     ]
 
 
+class ReopenTask(TaskVerb):
+    pass
+
+
 class ClaimNext(Model):
     project: ProjectRef | None = None
     tags: list[schemas.Tag] = Field(default_factory=list, max_length=50, description="Any of these")
@@ -372,6 +376,20 @@ async def set_due_date(cmd: SetDueDate, uow: UnitOfWork, actor: Actor) -> TaskOu
     locked = await _lock(uow, actor, cmd)
     action = AuditAction.DUE_DATE_SET if cmd.due_date else AuditAction.DUE_DATE_CLEARED
     return await _write(uow, actor, locked, {"due_date": cmd.due_date}, action)
+
+
+@declare(
+    ReopenTask,
+    toolset=WORKFLOW,
+    idempotent=True,
+    mcp="reopen_task",
+    rest=Route("POST", "/api/tasks/{task_id}/reopen"),
+    cli="reopen",
+    mcp_output=_TASK,
+)
+async def reopen_task(cmd: ReopenTask, uow: UnitOfWork, actor: Actor) -> TaskOut:
+    """Reopen a completed task: back to review (completed_at cleared), asked for by you."""
+    return await _move(uow, actor, cmd, TaskStatus.REVIEW, "reopen_task", {"reopened": True})
 
 
 _CLAIM = text(
