@@ -44,6 +44,7 @@ COVERAGE: dict[str, str] = {
     "unblock": "unblock",
     "set_due_date": "due",
     "claim_next": "claim",
+    "reopen_task": "reopen",
     # audit
     "list_audit": "audit list",
     "get_audit_entry": "audit show",

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from taskflow.cli.local_state import load_config
 from taskflow.cli.output import err, fail, out, success
-from taskflow.cli.session import Kept, call, keep_runtime, load_settings
+from taskflow.cli.session import Kept, call, keep_runtime, load_settings, refusal
 from taskflow.core.errors import TaskFlowError
 from taskflow.core.services import projects
 
@@ -52,7 +52,7 @@ def interactive() -> None:
         with keep_runtime(settings) as kept:
             Repl(kept, typer.main.get_command(app), run).loop()
     except TaskFlowError as exc:
-        fail(str(exc))
+        fail(refusal(exc))
 
 
 class Repl:

@@ -32,6 +32,7 @@ from taskflow.core.auth import identity
 from taskflow.core.bootstrap import open_runtime
 from taskflow.core.config import Settings
 from taskflow.core.db import Database
+from taskflow.core.declarations import REGISTRY
 from taskflow.core.domain import Via, WorkerType
 from taskflow.core.errors import TaskFlowError
 from taskflow.core.runtime import Runtime
@@ -180,6 +181,18 @@ class Kept:
 _kept: Kept | None = None
 
 
+def refusal(exc: TaskFlowError) -> str:
+    """The core's message, with its next step as the command to type (`taskflow start 8`)."""
+    step = exc.next_step
+    declared = REGISTRY.get(step.operation) if step is not None else None
+    if step is None or declared is None or declared.cli is None:
+        return str(exc)
+    words = [f"taskflow {declared.cli}"]
+    for name, value in step.arguments.items():
+        words.append(str(value) if name == "task_id" else f"--{name.replace('_', '-')} {value}")
+    return f"{exc} (next: {' '.join(words)})"
+
+
 @contextmanager
 def keep_runtime(settings: Settings) -> Iterator[Kept]:
     """Open one runtime that every `call` in this block reuses, and close it at the end.
@@ -215,6 +228,6 @@ def call(
             return kept.run(work, auth)
         return asyncio.run(_run(settings or load_settings(), work, auth, migrate))
     except TaskFlowError as exc:
-        fail(str(exc))
+        fail(refusal(exc))
     except KeyboardInterrupt:
         fail("interrupted", 130)

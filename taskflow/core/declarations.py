@@ -58,6 +58,7 @@ class Operation:
     """Every REST route serving the operation; `rest` is the first."""
     snapshot: bool = False
     """Run in one REPEATABLE READ snapshot (the dispatcher starts the transaction so)."""
+    mcp_output: Any = None
 
     @property
     def mutating(self) -> bool:
@@ -125,6 +126,7 @@ def declare(
     cli: str | None = None,
     name: str | None = None,
     snapshot: bool = False,
+    mcp_output: Any = None,
 ) -> Callable[[H], H]:
     """Register the decorated handler as the operation that runs `command`.
 
@@ -133,6 +135,8 @@ def declare(
     may name several routes (a trail read per project, per task and overall); the first is the
     operation's own (`Operation.rest`), all are in `Operation.routes`. `snapshot=True` runs the
     handler in one REPEATABLE READ snapshot, for reads that must see one moment of the database.
+    `mcp_output` is a compact projection of the answer that MCP tools return instead (read off
+    the answer's attributes, or by the type's `of`), so `tools/list` stays small.
     """
     routes = rest if isinstance(rest, tuple) else (rest,) if rest is not None else ()
 
@@ -159,6 +163,7 @@ def declare(
             cli=cli,
             routes=routes,
             snapshot=snapshot,
+            mcp_output=mcp_output,
         )
         REGISTRY[op_name] = operation
         _BY_COMMAND[command] = operation
@@ -173,3 +178,8 @@ def operation_for(command: BaseModel) -> Operation:
         return _BY_COMMAND[type(command)]
     except KeyError:
         raise LookupError(f"no operation is declared for {type(command).__name__}") from None
+
+
+def operation_for_command(command: type[BaseModel]) -> Operation:
+    """The declaration of a command class (to parse raw arguments into it)."""
+    return _BY_COMMAND[command]

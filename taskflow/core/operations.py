@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from taskflow.core.handlers import workflow as workflow_ops
 from taskflow.core.services import history, projects, task_queries, tasks, workers, workflow
 
 OPERATIONS: dict[str, Callable[..., Any]] = {
@@ -54,6 +55,7 @@ OPERATIONS: dict[str, Callable[..., Any]] = {
     "unblock": workflow.unblock,
     "set_due_date": workflow.set_due_date,
     "claim_next": workflow.claim_next,
+    "reopen_task": workflow_ops.reopen_task,
     # audit
     "list_audit": history.list_audit,
     "get_audit_entry": history.get_entry,

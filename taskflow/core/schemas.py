@@ -61,6 +61,8 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+to_datetime, aware = _to_datetime, _aware  # for commands whose date is required
+
 DueDate = Annotated[
     datetime | None,
     BeforeValidator(_to_datetime),
@@ -342,3 +344,43 @@ class AuditFilter(Model):
     until: datetime | None = None
     limit: int = Field(default=50, ge=1, le=500)
     cursor: str | None = None
+
+
+# ---------------------------------------------------------------- compact answers
+# What MCP tools answer where the full record would make `tools/list` too big for an agent's
+# context (see `declare(..., mcp_output=...)`): projections of the records above.
+
+
+class TaskState(Model):
+    """Where a task stands after a change: what the next call needs (get_task has the rest)."""
+
+    id: int
+    title: str
+    status: TaskStatus
+    progress_percent: int
+    assignee: str | None = None
+    version: int
+
+
+class TaskSummary(TaskState):
+    """A task in a listing: no description or timestamps, so a page stays small."""
+
+    project: str
+    parent_id: int | None = None
+    priority: Priority
+    tags: list[str] = Field(default_factory=list)
+    due_date: datetime | None = None
+
+
+class CreatedTasks(Model):
+    """A new task and the subtasks made with it, in creation order."""
+
+    task: TaskState
+    subtasks: list[TaskState] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, detail: TaskDetail) -> CreatedTasks:
+        states = [TaskState.model_validate(n, from_attributes=True) for n in detail.subtree]
+        return cls(
+            task=TaskState.model_validate(detail.task, from_attributes=True), subtasks=states
+        )

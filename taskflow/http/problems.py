@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from taskflow.core.errors import InvalidInput, TaskFlowError, Unauthenticated
+from taskflow.core.declarations import REGISTRY
+from taskflow.core.errors import InvalidInput, NextStep, TaskFlowError, Unauthenticated
 from taskflow.http.request_id import SCOPE_KEY
 
 log = logging.getLogger("taskflow.http")
@@ -137,9 +138,8 @@ def from_domain(request: Request, exc: TaskFlowError) -> Response:
         location = _HEADER_FIELDS.get(field, "body")
         errors = [FieldError(location=location, field=field, message=exc.message, type=exc.code)]
     extra = dict(exc.extra)
-    if exc.next_step is not None:  # what to call instead, as data: an operation and arguments
-        step = exc.next_step
-        extra["next_step"] = {"operation": step.operation, "arguments": dict(step.arguments)}
+    if exc.next_step is not None:
+        extra["next_step"] = next_request(exc.next_step)
     return problem_response(
         request,
         exc.status,
@@ -150,6 +150,19 @@ def from_domain(request: Request, exc: TaskFlowError) -> Response:
         extra=extra,
         headers=headers,
     )
+
+
+def next_request(step: NextStep) -> dict[str, Any]:
+    """The next step as the request to send: the operation, its method and path (arguments
+    that are path parameters filled in), and the rest of its arguments."""
+    out: dict[str, Any] = {"operation": step.operation, "arguments": dict(step.arguments)}
+    declared = REGISTRY.get(step.operation)
+    if declared is not None and declared.rest is not None:
+        path = declared.rest.path
+        for name, value in step.arguments.items():
+            path = path.replace("{" + name + "}", str(value))
+        out.update(method=declared.rest.method, path=path)
+    return out
 
 
 def _located(request: Request, exc: InvalidInput) -> list[FieldError]:

@@ -9,7 +9,6 @@ on errors (the TypeScript SDK does), and an error body would fail that check.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -19,18 +18,30 @@ from pydantic_core import to_jsonable_python
 
 from taskflow.core.declarations import REGISTRY
 from taskflow.core.errors import NextStep, TaskFlowError, ValidationFailed
-from taskflow.mcp_server.coverage import COVERAGE
+
+
+def tool_of(operation: str) -> str:
+    """The tool that performs a core operation: its declared MCP name."""
+    declared = REGISTRY.get(operation)
+    return declared.mcp if declared is not None and declared.mcp else operation
+
+
+def next_call(step: NextStep) -> str:
+    """The next step as the tool call to make, e.g. `start_task(task_id=8)`."""
+    arguments = ", ".join(f"{k}={v!r}" for k, v in step.arguments.items())
+    return f"{tool_of(step.operation)}({arguments})"
+
 
 META_KEY = "taskflow/error"
 _PRIVATE_EXTRA = frozenset({"cause"})  # driver messages may name hosts; they stay in the log
 
 _VERB = "start|request_review|complete|block|unblock|approve|reject|progress|delegate|assign"
 _REWRITES: list[tuple[re.Pattern[str], Any]] = [
-    (re.compile(rf"\(({_VERB})\)"), lambda m: f"({COVERAGE[m.group(1)]})"),
-    (re.compile(rf"\bcall ({_VERB})\b"), lambda m: f"call {COVERAGE[m.group(1)]}"),
-    (re.compile(rf": ({_VERB}) first\b"), lambda m: f": call {COVERAGE[m.group(1)]} first"),
-    (re.compile(r"\(start it again\)"), lambda m: f"(call {COVERAGE['start']} again)"),
-    (re.compile(r"\bthen start it\b"), lambda m: f"then call {COVERAGE['start']}"),
+    (re.compile(rf"\(({_VERB})\)"), lambda m: f"({tool_of(m.group(1))})"),
+    (re.compile(rf"\bcall ({_VERB})\b"), lambda m: f"call {tool_of(m.group(1))}"),
+    (re.compile(rf": ({_VERB}) first\b"), lambda m: f": call {tool_of(m.group(1))} first"),
+    (re.compile(r"\(start it again\)"), lambda m: f"(call {tool_of('start')} again)"),
+    (re.compile(r"\bthen start it\b"), lambda m: f"then call {tool_of('start')}"),
     (re.compile(r"\((list_\w+) / `[^`]*`\)"), lambda m: f"({m.group(1)})"),
     (re.compile(r"\(`taskflow agent rotate` or POST [^)]*\)"), lambda m: "(rotate_api_key)"),
 ]
@@ -43,22 +54,14 @@ def for_agents(message: str) -> str:
     return message
 
 
-def next_call(step: NextStep) -> tuple[str, str]:
-    """The tool that takes the next step, and the call in words: `call get_worker(handle="@a")`."""
-    operation = REGISTRY.get(step.operation)
-    tool = operation.mcp if operation is not None and operation.mcp else step.operation
-    arguments = ", ".join(f"{k}={json.dumps(v)}" for k, v in step.arguments.items())
-    return tool, f"call {tool}({arguments})"
-
-
 def error_result(exc: TaskFlowError) -> CallToolResult:
     detail = {k: v for k, v in exc.extra.items() if k not in _PRIVATE_EXTRA}
     meta = {"code": exc.code, "status": exc.status, **detail}
     text = for_agents(exc.message)
     if exc.next_step is not None:
-        tool, words = next_call(exc.next_step)
-        meta["next_step"] = {"tool": tool, "arguments": dict(exc.next_step.arguments)}
-        text = f"{text} (next: {words})"
+        step = exc.next_step
+        meta["next_step"] = {"tool": tool_of(step.operation), "arguments": dict(step.arguments)}
+        text = f"{text} Next: call {next_call(step)}."
     return CallToolResult(
         content=[TextContent(type="text", text=text)],
         is_error=True,

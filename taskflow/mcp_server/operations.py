@@ -41,6 +41,10 @@ class GeneratedTool:
     wrap: str | None
 
     def structured(self, value: Any) -> dict[str, Any]:
+        projection = self.operation.mcp_output
+        if projection is not None:
+            of = getattr(projection, "of", None)
+            value = of(value) if of else self.answer.validate_python(value, from_attributes=True)
         data = self.answer.dump_python(value, mode="json")
         return {self.wrap: data} if self.wrap else data
 
@@ -57,7 +61,7 @@ def tool_for(operation: Operation) -> GeneratedTool:
     inputs = compact(operation.command.model_json_schema()) or {"type": "object"}
     if operation.mutating:
         inputs.setdefault("properties", {})[IDEMPOTENCY_KEY] = _KEY_SCHEMA
-    output = operation.output()
+    output = operation.mcp_output or operation.output()
     answer = TypeAdapter(output)
     wrap = _wrapping(output)
     shape = answer.json_schema(mode="serialization")

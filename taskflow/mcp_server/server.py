@@ -23,12 +23,10 @@ from mcp.types import Tool as McpTool
 from taskflow.core.actor import Actor
 from taskflow.core.config import Settings
 from taskflow.core.declarations import REGISTRY
-from taskflow.core.errors import TaskFlowError
+from taskflow.core.errors import NotFound, TaskFlowError
 from taskflow.core.runtime import Runtime
 from taskflow.mcp_server import (
     resources,
-    tools_tasks,
-    tools_workflow,
     toolsets,
 )
 from taskflow.mcp_server.errors import error_result
@@ -38,34 +36,13 @@ from taskflow.mcp_server.toolkit import Surface
 
 INSTRUCTIONS = """\
 TaskFlow tracks tasks for humans and AI agents alike; every change is audited under your handle.
-Start with whoami, then list_tasks (your tasks) or claim_next_task to pick up work.
+Start with whoami, then list_tasks mine=true (your tasks) or claim_next_task to pick up work.
 Work a task: start_task, update_progress, then request_review (or complete_task).
 Changes answer with the task's new version. Pass the version you last read as expected_version
 and a change is refused if someone else changed the task since (re-read, then decide again).
 Pass any unique idempotency_key on a change: a retry with the same key returns the first answer
 and changes nothing again.
 An error result says what to do next: read it before retrying."""
-
-# The order of tools/list: everyday tools first, in the order an agent meets them; the grouped
-# tools for rarer changes last.
-TOOL_ORDER = (
-    "list_tasks",
-    "get_task",
-    "create_task",
-    "update_task",
-    "start_task",
-    "update_progress",
-    "request_review",
-    "approve_task",
-    "reject_task",
-    "complete_task",
-    "assign_task",
-    "delegate_task",
-    "block_task",
-    "unblock_task",
-    "claim_next_task",
-    "manage_task",
-)
 
 INVALID_PARAMS = -32602
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -94,8 +71,8 @@ def auth_settings(settings: Settings) -> AuthSettings:
 
 
 class TaskflowMCP(MCPServer):
-    """The SDK's server, with the kernel's operations served as tools generated from their
-    declarations, beside the hand-written tools of operations not yet on the kernel."""
+    """The SDK's server with every tool generated from the operation declarations: the SDK
+    keeps transports, auth, resources and sessions; the tool list and calls are ours."""
 
     def __init__(
         self, *args: Any, generated: OperationTools, toolsets: frozenset[str], **kwargs: Any
@@ -116,28 +93,26 @@ class TaskflowMCP(MCPServer):
             chosen = self._toolsets_of(ctx.request)
         except TaskFlowError as exc:
             raise MCPError(INVALID_PARAMS, exc.message) from None
-        tools = [*await super().list_tools(), *self.generated.listed(chosen)]
-        return ListToolsResult(tools=tools)
+        return ListToolsResult(tools=self.generated.listed(chosen))
 
     async def list_tools(self) -> list[McpTool]:
-        return [*await super().list_tools(), *self.generated.listed(self.toolsets)]
+        return self.generated.listed(self.toolsets)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> Any:
-        if name in self.generated:
-            assert context is not None, "generated tools run inside a request"
-            try:
-                chosen = self._toolsets_of(context.request_context.request)
-            except TaskFlowError as exc:
-                return error_result(exc)
-            result: CallToolResult = await self.generated.call(name, arguments, context, chosen)
-            return result
-        return await super().call_tool(name, arguments, context)
+        if name not in self.generated:
+            return error_result(NotFound(f"no tool {name!r}: tools/list names them", entity="tool"))
+        assert context is not None, "tools run inside a request"
+        try:
+            chosen = self._toolsets_of(context.request_context.request)
+        except TaskFlowError as exc:
+            return error_result(exc)
+        result: CallToolResult = await self.generated.call(name, arguments, context, chosen)
+        return result
 
     def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
-        schema = self.generated.input_schema(name)
-        return schema if schema is not None else super()._tool_input_schema(name)
+        return self.generated.input_schema(name)
 
 
 def build_mcp(
@@ -150,15 +125,6 @@ def build_mcp(
 ) -> MCPServer:
     """An MCP server over `runtime`; see the module docstring for the identity modes."""
     surface = Surface(runtime, Identity(runtime, actor=actor, local_handle=local_handle))
-    built = {
-        tool.name: tool
-        for tool in (
-            *tools_tasks.build(surface),
-            *tools_workflow.build(surface),
-        )
-    }
-    assert set(built) == set(TOOL_ORDER), set(built) ^ set(TOOL_ORDER)
-    tools = [built[name] for name in TOOL_ORDER]
     auth: dict[str, Any] = {}
     if actor is None and local_handle is None:
         auth = {
@@ -172,7 +138,6 @@ def build_mcp(
         title="TaskFlow",
         version=_version(),
         instructions=INSTRUCTIONS,
-        tools=tools,
         log_level=log_level,
         **auth,
     )

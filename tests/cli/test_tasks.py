@@ -231,7 +231,8 @@ async def test_edit(sarah: Cli, db: Database, agent_key: str) -> None:
     assert data["title"] == "New title" and data["assignee"] == "@claude-code"
     assert data["parent_id"] == 2 and data["status"] == "in_progress"
     rows = await audit_rows(db, mark)
-    assert len(rows) == 1 and rows[0]["action"] == "updated" and rows[0]["via"] == "cli"
+    # A status among the edits writes the entry its verb would (here: started).
+    assert len(rows) == 1 and rows[0]["action"] == "started" and rows[0]["via"] == "cli"
     changes = rows[0]["details"]["changes"]
     assert changes["title"] == {"old": "Old title", "new": "New title"}
     assert changes["assignee"]["new"] == "@claude-code"

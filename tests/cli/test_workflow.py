@@ -28,7 +28,7 @@ async def test_refused_moves_change_nothing(sarah: Cli, db: Database) -> None:
     await sarah.ok("add", "Work")
     before = await snapshot(db)
     err = await sarah.refused("progress", "1", "--percent", "10")
-    assert "call start first" in err
+    assert "start it first" in err and "(next: taskflow start 1)" in err
     err = await sarah.refused("approve", "1")
     assert "not in review" in err
     err = await sarah.refused("reject", "1", "--reason", "no")
@@ -147,3 +147,16 @@ async def test_show_json_lists_direct_children(sarah: Cli) -> None:
     detail = await sarah.json("show", "1", "--tree")
     assert detail["subtasks"] == [2, 3]
     assert [(n["id"], n["parent_task_id"]) for n in detail["subtree"]] == [(2, 1), (4, 2), (3, 1)]
+
+
+async def test_reopen_repeat_and_review_rules(sarah: Cli, db: Database) -> None:
+    await sarah.ok("add", "Work")
+    await sarah.ok("start", "1")
+    before = await snapshot(db)
+    await sarah.ok("start", "1")  # a repeat: answered unchanged, nothing written
+    assert await snapshot(db) == before
+    await sarah.ok("complete", "1")
+    data = await sarah.json("reopen", "1")
+    assert data["status"] == "review" and data["completed_at"] is None
+    err = await sarah.refused("reopen", "1", "--jsn", code=2)
+    assert "No such option: --jsn" in err and "--json" in err

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from taskflow.core.dispatcher import run
 from taskflow.core.domain import Role
+from taskflow.core.handlers.workflow import ReopenTask
 from taskflow.core.operations import MUTATING, OPERATIONS
 from taskflow.core.schemas import (
     AddMember,
@@ -49,6 +51,8 @@ async def _with_task(db, owner, status: str = "pending") -> dict[str, Any]:
         await workflow.request_review(db, nina, t.id)
     if status == "blocked":
         await workflow.block(db, nina, t.id)
+    if status == "completed":
+        await workflow.complete(db, nina, t.id)
     return {"task": t.id, "nina": nina}
 
 
@@ -234,6 +238,12 @@ SCENARIOS: dict[str, Scenario] = {
         "due_date_set",
         "task",
         _task_in("pending"),
+    ),
+    "reopen_task": Scenario(
+        lambda db, o, c: run(db, o, ReopenTask(task_id=c["task"])),
+        "review_requested",
+        "task",
+        _task_in("completed"),
     ),
     "claim_next": Scenario(
         lambda db, o, c: workflow.claim_next(db, o), "claimed", "task", _task_in("pending")

@@ -10,6 +10,7 @@ from taskflow.core.domain import Priority, Role, TaskStatus
 from taskflow.core.errors import (
     Conflict,
     Forbidden,
+    InvalidInput,
     InvalidTransition,
     NotFound,
     StaleVersion,
@@ -179,8 +180,8 @@ async def test_add_subtasks_all_at_once_with_audit(db, team):
 
 async def test_add_subtasks_refusals(db, team):
     parent = await _task(db, team.owner)
-    err = await refused(db, tasks.add_subtasks(db, team.member, parent.id, []), ValidationFailed)
-    assert "at least one" in err.message
+    err = await refused(db, tasks.add_subtasks(db, team.member, parent.id, []), InvalidInput)
+    assert "subtasks: List should have at least 1 item" in err.message
     one_bad = [SubtaskSpec(title="ok"), SubtaskSpec(title="bad", assignee="@olive")]
     await refused(db, tasks.add_subtasks(db, team.member, parent.id, one_bad), ValidationFailed)
     ok = [SubtaskSpec(title="ok")]
@@ -393,7 +394,5 @@ async def test_text_the_database_cannot_store_is_a_validation_error(db, team, ba
 
 
 async def test_ids_beyond_bigint_are_a_validation_error(db, team):
-    await refused(db, task_queries.get_task(db, team.owner, 2**63), ValidationFailed)
-    await refused(
-        db, tasks.edit_task(db, team.owner, -(2**70), EditTask(title="x")), ValidationFailed
-    )
+    await refused(db, task_queries.get_task(db, team.owner, 2**63), InvalidInput)
+    await refused(db, tasks.edit_task(db, team.owner, -(2**70), EditTask(title="x")), InvalidInput)

@@ -10,7 +10,9 @@ import pytest
 from taskflow.core.domain import TRANSITIONS, ApprovalPolicy, Priority, TaskStatus
 from taskflow.core.errors import (
     Forbidden,
+    InvalidInput,
     InvalidTransition,
+    NextStep,
     NotFound,
     StaleVersion,
     ValidationFailed,
@@ -63,19 +65,36 @@ def test_transition_table_is_phase1s():
 
 
 async def test_every_status_pair_through_edit_task(db, team):
-    """All 20 moves between different statuses: the 10 allowed succeed, the 10 others are refused
-    with a message naming what the task can do instead, and change nothing."""
+    """All 20 moves between different statuses: the 10 allowed succeed (but the two out of
+    review, which only a reviewer's verdict or the requester makes), the others are refused with
+    a message naming what the task can do instead, and change nothing. An edit writes the entry
+    its verb would, so the history cannot tell a status edit from the verb."""
     pairs = [(a, b) for a, b in product(S, S) if a != b]
     ids = [(await _task(db, team.owner, f"{a}->{b}")).id for a, b in pairs]
     for task_id, (a, _) in zip(ids, pairs, strict=True):
         await _force(db, task_id, a, team.member.worker_id)
+    verb_entry = {
+        S.IN_PROGRESS: "started",
+        S.REVIEW: "review_requested",
+        S.COMPLETED: "completed",
+        S.BLOCKED: "blocked",
+        S.PENDING: "unblocked",
+    }
     for task_id, (a, b) in zip(ids, pairs, strict=True):
-        if (str(a), str(b)) in PHASE1:
+        if a is S.REVIEW and (str(a), str(b)) in PHASE1:
+            err = await refused(
+                db,
+                tasks.edit_task(db, team.member, task_id, EditTask(status=b)),
+                InvalidTransition,
+            )
+            assert "only another member's approval or rejection" in err.message
+            assert err.next_step is not None and err.next_step.operation in ("approve", "reject")
+        elif (str(a), str(b)) in PHASE1:
             log = await tail(db)
             out = await tasks.edit_task(db, team.member, task_id, EditTask(status=b))
             assert out.status is b, (a, b)
             entry = await log.one()
-            assert entry["action"] == "updated"
+            assert entry["action"] == verb_entry[b] and entry["details"]["by_edit"] is True
             assert entry["details"]["changes"]["status"] == {"old": str(a), "new": str(b)}
         else:
             err = await refused(
@@ -119,7 +138,8 @@ async def test_start_refusals(db, team):
     await refused(db, workflow.start(db, team.member, t.id, expected_version=3), StaleVersion)
     await _force(db, t.id, S.COMPLETED)
     err = await refused(db, workflow.start(db, team.member, t.id), InvalidTransition)
-    assert "review (request_review)" in err.message
+    assert "review (reopen_task)" in err.message
+    assert err.next_step == NextStep("reopen_task", {"task_id": t.id})
 
 
 async def test_progress_needs_in_progress_and_records_note(db, team):
@@ -128,8 +148,8 @@ async def test_progress_needs_in_progress_and_records_note(db, team):
     assert "needs in_progress" in err.message and "start" in err.message
     await workflow.start(db, team.member, t.id)
     for bad in (-1, 101):
-        err = await refused(db, workflow.progress(db, team.member, t.id, bad), ValidationFailed)
-        assert "between 0 and 100" in err.message
+        err = await refused(db, workflow.progress(db, team.member, t.id, bad), InvalidInput)
+        assert err.problems[0].field == "percent"
     log = await tail(db)
     out = await workflow.progress(db, team.member, t.id, 40, "halfway-ish")
     assert out.progress_percent == 40
@@ -143,9 +163,11 @@ async def test_progress_needs_in_progress_and_records_note(db, team):
     await workflow.request_review(db, team.member, t.id)
     err = await refused(db, workflow.progress(db, team.member, t.id, 50), InvalidTransition)
     assert "review" in err.message and "start it again" in err.message
-    await workflow.complete(db, team.member, t.id)
+    assert err.next_step == NextStep("start", {"task_id": t.id})
+    await workflow.approve(db, team.member2, t.id)
     err = await refused(db, workflow.progress(db, team.member, t.id, 50), InvalidTransition)
-    assert "reopen it with request_review" in err.message
+    assert "reopen it" in err.message
+    assert err.next_step == NextStep("reopen_task", {"task_id": t.id})
 
 
 async def test_review_approve_by_another_member(db, team):
@@ -174,7 +196,8 @@ async def test_review_approve_by_another_member(db, team):
         "note": "looks good",
     }
     err = await refused(db, workflow.approve(db, team.member2, t.id), InvalidTransition)
-    assert "request_review first" in err.message
+    assert "ask for a review first" in err.message
+    assert err.next_step == NextStep("request_review", {"task_id": t.id})
 
 
 async def test_reject_needs_reason_and_review(db, team):
@@ -184,7 +207,8 @@ async def test_reject_needs_reason_and_review(db, team):
     assert "not in review" in err.message
     await workflow.request_review(db, team.member, t.id)
     for blank in ("", "   "):
-        err = await refused(db, workflow.reject(db, team.member2, t.id, blank), ValidationFailed)
+        kind = InvalidInput if not blank else ValidationFailed  # empty: the schema refuses it
+        err = await refused(db, workflow.reject(db, team.member2, t.id, blank), kind)
         assert "reason" in err.message
     await refused(db, workflow.reject(db, team.member, t.id, "mine"), Forbidden)
     log = await tail(db)
@@ -209,7 +233,7 @@ async def test_complete_sets_full_progress(db, team):
     entry = await log.one()
     assert_entry(entry, action="completed", actor=team.member, entity="task", entity_id=t.id)
     assert entry["details"]["changes"]["status"] == {"old": "in_progress", "new": "completed"}
-    # Reopening for corrections is allowed (completed -> review).
+    # Reopening for corrections is allowed (completed -> review), as request_review or reopen.
     assert (await workflow.request_review(db, team.member, t.id)).status is S.REVIEW
 
 
@@ -220,7 +244,8 @@ async def test_review_required_policy(db, team):
     t = await _task(db, team.owner)
     await workflow.start(db, team.member, t.id)
     err = await refused(db, workflow.complete(db, team.member, t.id), InvalidTransition)
-    assert "requires review" in err.message and "request_review" in err.message
+    assert "requires review" in err.message
+    assert err.next_step == NextStep("request_review", {"task_id": t.id})
     await workflow.request_review(db, team.member, t.id)
     await refused(db, workflow.complete(db, team.member, t.id), InvalidTransition)
     await refused(db, workflow.complete(db, team.owner, t.id), InvalidTransition)
@@ -242,8 +267,12 @@ async def test_assign_and_unassign(db, team):
     assert entry["details"] == {
         "changes": {"assignee_id": {"old": None, "new": team.member2.worker_id}},
         "assignee": "@nina",
+        "from": None,
     }
-    out = await workflow.assign(db, team.member, t.id, None)
+    # assign follows delegate's rule: once @nina holds it, only she or an admin reassigns it.
+    err = await refused(db, workflow.assign(db, team.member, t.id, None), Forbidden)
+    assert "only its assignee or a project admin" in err.message
+    out = await workflow.assign(db, team.member2, t.id, None)
     assert out.assignee is None
     for handle in ("@vic", "@olive", "@ghost"):
         await refused(db, workflow.assign(db, team.member, t.id, handle), ValidationFailed)
@@ -287,8 +316,10 @@ async def test_block_and_unblock(db, team):
         "changes": {"status": {"old": "pending", "new": "blocked"}},
         "reason": "waiting on API",
     }
-    err = await refused(db, workflow.block(db, team.member, t.id), InvalidTransition)
-    assert "blocked: it cannot move to blocked" in err.message
+    log = await tail(db)
+    again = await workflow.block(db, team.member, t.id)  # a repeat: unchanged, nothing written
+    assert (again.status, again.version) == (S.BLOCKED, out.version)
+    assert await log.new() == []
     log = await tail(db)
     out = await workflow.unblock(db, team.member, t.id)
     assert out.status is S.PENDING, "unassigned: back to pending"
@@ -443,7 +474,10 @@ async def test_every_verb_from_every_status(db, team):
         allowed = (str(status), str(target)) in PHASE1 and (
             verb != "unblock" or status is S.BLOCKED
         )
-        if allowed:
+        # Review is left only by a verdict or by its requester (the forced task has none).
+        allowed = allowed and status is not S.REVIEW
+        repeat = status is target and verb != "unblock"  # idempotent: answered unchanged
+        if allowed or repeat:
             out = await calls[verb](db, team.member, t.id)
             assert out.status is target, (verb, status)
         else:
@@ -531,3 +565,113 @@ async def test_task_detail_lists_direct_children_and_seed_parent_ids(db, team):
         db, team.owner, CreateTask(title="with kids", project="web", subtasks=[{"title": "k"}])
     )
     assert created.subtasks == [created.subtree[0].id]
+
+
+# ---------------------------------------------------------------- rules live on transitions
+
+
+async def test_unknown_arguments_are_refused_with_the_nearest_name(db, team):
+    from taskflow.core.declarations import REGISTRY
+
+    with pytest.raises(InvalidInput) as info:
+        REGISTRY["start"].parse({"task_id": 1, "expected_verison": 2})
+    assert info.value.problems[0].message == (
+        "unknown argument 'expected_verison': did you mean 'expected_version'?"
+    )
+
+
+async def test_a_change_that_changes_nothing_writes_nothing(db, team):
+    t = await _task(db, team.owner, assignee="@mike", due_date="2026-12-01")
+    log = await tail(db)
+    for same in (
+        workflow.assign(db, team.member, t.id, "@mike"),
+        workflow.delegate(db, team.member, t.id, "@mike"),
+        workflow.set_due_date(db, team.member, t.id, t.due_date),
+        tasks.edit_task(db, team.member, t.id, EditTask(title=t.title, status="pending")),
+    ):
+        assert (await same).version == t.version
+    assert await log.new() == []
+
+
+async def test_repeating_an_idempotent_verb_answers_the_task_unchanged(db, team):
+    t = await _task(db, team.owner)
+    started = await workflow.start(db, team.member, t.id)
+    log = await tail(db)
+    again = await workflow.start(db, team.member, t.id)
+    assert again == started  # same version: nothing happened
+    assert await log.new() == []
+    err = await refused(db, workflow.start(db, team.member2, t.id), InvalidTransition)
+    assert "with someone else" in err.message  # not yours: a repeat only for its holder
+
+
+async def test_review_is_left_only_by_a_verdict_or_the_requesters_withdrawal(db, team):
+    t = await _task(db, team.owner)
+    await workflow.start(db, team.member, t.id)
+    await workflow.request_review(db, team.member, t.id)
+    for attempt in (
+        workflow.start(db, team.member2, t.id),
+        tasks.edit_task(db, team.member2, t.id, EditTask(status="in_progress")),
+        tasks.edit_task(db, team.owner, t.id, EditTask(status="completed")),
+        workflow.complete(db, team.member, t.id),
+    ):
+        err = await refused(db, attempt, InvalidTransition)
+        assert "takes it out of review" in err.message
+        assert err.next_step is not None and err.next_step.operation in ("approve", "reject")
+    log = await tail(db)
+    out = await workflow.start(db, team.member, t.id)  # the requester withdraws
+    assert out.status is S.IN_PROGRESS and (await log.one())["action"] == "started"
+
+
+async def test_own_work_counts_everyone_since_the_last_start(db, team):
+    """The self-approval path: work the task, then have the review requested by someone else
+    with the assignee cleared; the starter still cannot approve it."""
+    await projects.update_project(
+        db, team.owner, "web", UpdateProject(approval_policy=ApprovalPolicy.REVIEW_REQUIRED)
+    )
+    t = await _task(db, team.owner)
+    await workflow.start(db, team.member, t.id)
+    log = await tail(db)
+    edited = await tasks.edit_task(db, team.admin, t.id, EditTask(status="review", assignee=None))
+    assert (edited.status, edited.assignee) == (S.REVIEW, None)
+    assert (await log.one())["action"] == "review_requested"  # an edit asks for review too
+    err = await refused(db, workflow.approve(db, team.member, t.id), Forbidden)
+    assert "your own work" in err.message
+    await refused(db, workflow.approve(db, team.admin, t.id), Forbidden)  # the requester
+    assert (await workflow.approve(db, team.member2, t.id)).status is S.COMPLETED
+
+
+async def test_hints_are_the_moves_this_project_offers(db, team):
+    await projects.update_project(
+        db, team.owner, "web", UpdateProject(approval_policy=ApprovalPolicy.REVIEW_REQUIRED)
+    )
+    t = await _task(db, team.owner)
+    await workflow.start(db, team.member, t.id)
+    err = await refused(
+        db, tasks.edit_task(db, team.member, t.id, EditTask(status="pending")), InvalidTransition
+    )
+    assert "complete" not in err.message and "review (request_review)" in err.message
+    assert err.extra["allowed"] == ["request_review", "block"]
+    await workflow.request_review(db, team.member, t.id)
+    err = await refused(db, workflow.block(db, team.member, t.id), InvalidTransition)
+    assert err.extra["allowed"] == ["reject", "approve"]
+
+
+async def test_reopen_sends_a_completed_task_back_to_review(db, team):
+    from taskflow.core.dispatcher import run
+    from taskflow.core.handlers.workflow import ReopenTask
+
+    t = await _task(db, team.owner)
+    err = await refused(db, run(db, team.member, ReopenTask(task_id=t.id)), InvalidTransition)
+    assert err.next_step == NextStep("start", {"task_id": t.id})
+    await workflow.start(db, team.member, t.id)
+    done = await workflow.complete(db, team.member, t.id)
+    log = await tail(db)
+    out = await run(db, team.member2, ReopenTask(task_id=t.id))
+    assert (out.status, out.completed_at, out.started_at) == (S.REVIEW, None, done.started_at)
+    entry = await log.one()
+    assert_entry(entry, action="review_requested", actor=team.member2, entity="task")
+    assert entry["details"]["reopened"] is True
+    # Whoever reopens asks for the review: they cannot approve it themselves.
+    await refused(db, workflow.approve(db, team.member2, t.id), Forbidden)
+    again = await run(db, team.member2, ReopenTask(task_id=t.id))  # a repeat: unchanged
+    assert again.version == out.version

@@ -69,7 +69,7 @@ def test_operations_describe_errors_security_and_bodies(document: dict) -> None:
     assert len(operation_ids) == sum(len(ops) for ops in document["paths"].values())
     create = document["paths"]["/api/projects/{project}/tasks"]["post"]
     assert create["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/CreateTask"
+        "$ref": "#/components/schemas/CreateTaskBody"
     }
     assert "ETag" in create["responses"]["201"]["headers"]
     put = document["paths"]["/api/tasks/{task_id}"]["put"]

@@ -25,6 +25,7 @@ async def test_status_patch_runs_the_matching_verb(as_bot: httpx.AsyncClient, db
         ("blocked", "blocked"),
         ("in_progress", "started"),
         ("review", "review_requested"),
+        ("in_progress", "started"),  # the requester withdraws the request
         ("completed", "completed"),
     ]
     for version, (status, action) in enumerate(steps, start=1):
@@ -246,3 +247,87 @@ async def test_task_detail_lists_direct_children(as_bot: httpx.AsyncClient) -> N
     assert detail["subtasks"] == kids and len(detail["subtree"]) == 3
     assert {n["parent_task_id"] for n in detail["subtree"]} == {body["task"]["id"], kids[0]}
     assert all(n["parent_task_id"] == n["parent_id"] for n in detail["subtree"])
+
+
+# ---------------------------------------------------------------- rules live on transitions
+
+
+async def _strict_reviewer(db: Database, owner: Actor) -> Agent:
+    """`web` requires review; @rev is a plain member of it who can review."""
+    from taskflow.core.schemas import UpdateProject
+    from taskflow.core.services import projects
+
+    await projects.update_project(
+        db, owner, "web", UpdateProject(approval_policy="review_required")
+    )
+    return await register_agent(db, owner, "@rev", project_role=Role.MEMBER, projects_=("web",))
+
+
+async def test_unknown_fields_are_refused_with_the_nearest_name(as_bot: httpx.AsyncClient) -> None:
+    task_id = await _task(as_bot)
+    problem = assert_problem(
+        await as_bot.post(f"/api/tasks/{task_id}/reject", json={"reson": "x"}), 422
+    )
+    assert "did you mean 'reason'?" in problem["detail"]
+    assert {e["field"] for e in problem["errors"]} == {"reson", "reason"}
+
+
+async def test_a_no_op_and_a_repeat_write_nothing(as_bot: httpx.AsyncClient, db: Database) -> None:
+    task_id = await _task(as_bot)
+    started = await as_bot.post(f"/api/tasks/{task_id}/start")
+    before = await audit_count(db)
+    again = await as_bot.post(f"/api/tasks/{task_id}/start")  # idempotent repeat
+    assert again.status_code == 200 and again.headers["etag"] == started.headers["etag"]
+    same = await as_bot.patch(f"/api/tasks/{task_id}/assign", json={"assignee": "@bot"})
+    assert same.status_code == 200 and same.json()["version"] == started.json()["version"]
+    assert await audit_count(db) == before
+
+
+async def test_review_is_left_by_a_verdict_or_the_requesters_withdrawal(
+    as_bot: httpx.AsyncClient, client: httpx.AsyncClient, db: Database, owner: Actor
+) -> None:
+    reviewer = await _strict_reviewer(db, owner)
+    task_id = await _task(as_bot)
+    base = f"/api/tasks/{task_id}"
+    await as_bot.post(f"{base}/start")
+    await as_bot.post(f"{base}/review")
+    problem = assert_problem(await client.post(f"{base}/start", headers=reviewer.headers), 409)
+    assert problem["next_step"] == {
+        "operation": "reject",
+        "arguments": {"task_id": task_id},
+        "method": "POST",
+        "path": f"{base}/reject",
+    }
+    edit = await client.put(base, json={"status": "in_progress"}, headers=reviewer.headers)
+    assert_problem(edit, 409)
+    withdrawn = await as_bot.post(f"{base}/start")  # the requester withdraws
+    assert withdrawn.json()["status"] == "in_progress"
+    await assert_audited(db, withdrawn, "started", "@bot")
+
+
+async def test_self_approval_through_an_edit_is_refused(
+    as_bot: httpx.AsyncClient, client: httpx.AsyncClient, db: Database, owner: Actor
+) -> None:
+    await _strict_reviewer(db, owner)
+    task_id = await _task(as_bot)
+    base = f"/api/tasks/{task_id}"
+    await as_bot.post(f"{base}/start")
+    edited = await as_bot.put(base, json={"status": "review", "assignee": None})
+    assert edited.json()["status"] == "review" and edited.json()["assignee"] is None
+    await assert_audited(db, edited, "review_requested", "@bot")  # the edit asked for review
+    problem = assert_problem(await as_bot.post(f"{base}/approve"), 403)
+    assert "your own work" in problem["detail"]
+
+
+async def test_reopen_sends_a_completed_task_back_to_review(
+    as_bot: httpx.AsyncClient, db: Database
+) -> None:
+    task_id = await _task(as_bot)
+    base = f"/api/tasks/{task_id}"
+    assert_problem(await as_bot.post(f"{base}/reopen"), 409)  # pending: nothing to reopen
+    await as_bot.post(f"{base}/start")
+    await as_bot.post(f"{base}/complete")
+    reopened = await as_bot.post(f"{base}/reopen")
+    assert reopened.status_code == 200, reopened.text
+    assert reopened.json()["status"] == "review" and reopened.json()["completed_at"] is None
+    await assert_audited(db, reopened, "review_requested", "@bot", reopened=True)

@@ -10,30 +10,13 @@ from mcp import Client
 
 from taskflow.core.declarations import REGISTRY
 from taskflow.core.errors import ValidationFailed
-from taskflow.core.operations import MUTATING, OPERATIONS
 from taskflow.core.runtime import Runtime
 from taskflow.mcp_server import toolsets
-from taskflow.mcp_server.coverage import ACTIONS, COVERAGE
-from taskflow.mcp_server.server import TOOL_ORDER, build_mcp
+from taskflow.mcp_server.server import build_mcp
 from tests.mcp.conftest import McpUser, Team, call, refusal
 
 MAX_TOOLS_LIST_BYTES = 32_000  # the issue's budget: under 32 KB (about 8k tokens)
-# Tools whose change has no stored version to compare: they create, claim, or manage keys.
-UNVERSIONED = {
-    "create_task",
-    "claim_next_task",
-    "register_agent",
-    "create_api_key",
-    "revoke_api_key",
-    "rotate_api_key",
-    "deactivate_agent",
-    "reactivate_agent",
-    "create_project",
-    "add_member",
-    "remove_member",
-    "change_role",
-}
-# Tools generated from the kernel's declarations, after the hand-written ones.
+# Every tool is generated from a declaration, in declaration order.
 DECLARED = {name: op.mcp for name, op in REGISTRY.items() if op.mcp is not None}
 BY_DEFAULT = [
     op.mcp for op in REGISTRY.values() if op.mcp is not None and op.toolset in toolsets.default()
@@ -64,8 +47,8 @@ def wire_bytes(tools: list[dict[str, Any]]) -> int:
 async def test_tools_list_is_the_lean_set_in_order(
     catalog: list[dict[str, Any]], default_catalog: list[dict[str, Any]]
 ) -> None:
-    assert [t["name"] for t in catalog] == [*TOOL_ORDER, *DECLARED.values()]
-    assert [t["name"] for t in default_catalog] == [*TOOL_ORDER, *BY_DEFAULT]
+    assert [t["name"] for t in catalog] == list(DECLARED.values())
+    assert [t["name"] for t in default_catalog] == BY_DEFAULT
     assert "create_project" not in BY_DEFAULT and "list_projects" in BY_DEFAULT
 
 
@@ -118,38 +101,26 @@ async def test_schemas_are_compacted(catalog: list[dict[str, Any]]) -> None:
 async def test_mutating_tools_take_idempotency_key_and_version(
     catalog: list[dict[str, Any]],
 ) -> None:
-    writers = [t for t in catalog if not t["annotations"]["readOnlyHint"]]
-    assert len(writers) == 26
-    for tool in writers:
+    by_name = {t["name"]: t for t in catalog}
+    for op in REGISTRY.values():
+        tool = by_name[op.mcp or ""]
         props = tool["inputSchema"]["properties"]
-        assert "idempotency_key" in props, tool["name"]
-        assert ("expected_version" in props) == (tool["name"] not in UNVERSIONED), tool["name"]
+        assert tool["annotations"]["readOnlyHint"] is op.read_only, op.name
+        assert ("idempotency_key" in props) is op.mutating, op.name
+        versioned = "expected_version" in op.command.model_fields
+        assert ("expected_version" in props) is versioned, op.name
 
 
 async def test_destructive_tools_are_marked(catalog: list[dict[str, Any]]) -> None:
     destructive = {t["name"] for t in catalog if t["annotations"]["destructiveHint"]}
-    assert destructive == {
-        "manage_task",
-        "delete_project",
-        "remove_member",
-        "revoke_api_key",
-        "rotate_api_key",
-        "deactivate_agent",
-    }
+    assert destructive == {op.mcp for op in REGISTRY.values() if op.destructive}
+    assert {"delete_task", "delete_project", "revoke_api_key"} <= destructive
 
 
 async def test_every_operation_is_reachable(catalog: list[dict[str, Any]]) -> None:
-    """Principle 2: an agent can do everything. Every core operation maps to a listed tool."""
-    assert not set(COVERAGE) & set(DECLARED), "a declared operation is listed by hand too"
-    assert set(COVERAGE) | set(DECLARED) == set(OPERATIONS)
-    by_name = {t["name"]: t for t in catalog}
-    for operation, tool in {**COVERAGE, **DECLARED}.items():
-        assert tool in by_name, f"{operation} -> {tool}: no such tool"
-        if operation in MUTATING:
-            assert not by_name[tool]["annotations"]["readOnlyHint"], operation
-    for operation, action in ACTIONS.items():
-        actions = by_name[COVERAGE[operation]]["inputSchema"]["properties"]["action"]["enum"]
-        assert action in actions, f"{operation}: {COVERAGE[operation]} has no action {action}"
+    """Principle 2: an agent can do everything. Every declared operation is a listed tool."""
+    assert all(op.mcp for op in REGISTRY.values()), "an operation without an MCP tool"
+    assert {t["name"] for t in catalog} == {op.mcp for op in REGISTRY.values()}
 
 
 async def test_server_identity_resources_and_capabilities(runtime: Runtime, team: Team) -> None:

@@ -70,13 +70,14 @@ async def test_get_task_has_subtree_and_rolled_up_progress(
     assert "task 999 not found" in message
 
 
-async def test_list_tasks_defaults_to_my_tasks(bot: McpUser, db: Database, team: Team) -> None:
+async def test_list_tasks_mine_lists_my_tasks(bot: McpUser, db: Database, team: Team) -> None:
     mine = await tasks.create_task(db, team.bot, CreateTask(title="Mine", assignee="@claude-code"))
     await tasks.create_task(db, team.sarah, CreateTask(title="Ann's", assignee="@ann"))
     await tasks.create_task(db, team.sarah, CreateTask(title="Nobody's", priority="critical"))
 
-    default = ok(await call(bot, "list_tasks"))
+    default = ok(await call(bot, "list_tasks", mine=True))
     assert [t["id"] for t in default["items"]] == [mine.task.id]
+    assert len(ok(await call(bot, "list_tasks"))["items"]) == 3  # no filter: every task
     everything = ok(await call(bot, "list_tasks", project="default"))
     assert len(everything["items"]) == 3
     assert "description" not in everything["items"][0]  # listings are summaries
@@ -182,63 +183,55 @@ async def test_update_task_refusals(bot: McpUser, db: Database, team: Team) -> N
     moved = await refused_unchanged(db, bot, "update_task", task_id=task_id, status="pending")
     # The core names its verbs; the agent reads the tools that perform them.
     assert "review (request_review)" in moved and "completed (complete_task)" in moved
+    assert "Next: call" in moved
     assert "blocked (block_task)" in moved
 
 
-async def test_manage_task_add_subtasks_and_due_dates(
-    bot: McpUser, db: Database, team: Team
-) -> None:
+async def test_add_subtasks_and_due_dates(bot: McpUser, db: Database, team: Team) -> None:
     task_id = (await tasks.create_task(db, team.bot, CreateTask(title="P"))).task.id
     added = ok(
         await call(
             bot,
-            "manage_task",
-            action="add_subtasks",
+            "add_subtasks",
             task_id=task_id,
             subtasks=[{"title": "x"}, {"title": "y"}],
             expected_version=1,
         )
     )
-    assert [t["title"] for t in added["subtasks"]] == ["x", "y"]
+    assert [t["title"] for t in added["items"]] == ["x", "y"]
     assert_audited((await audit_tail(db))[0], "subtask_added", "@claude-code")
 
-    due = ok(
-        await call(
-            bot, "manage_task", action="set_due_date", task_id=task_id, due_date="2027-01-31"
-        )
-    )
-    assert due["task"]["id"] == task_id
+    due = ok(await call(bot, "set_due_date", task_id=task_id, due_date="2027-01-31"))
+    assert due["id"] == task_id
     assert_audited((await audit_tail(db))[0], "due_date_set", "@claude-code")
-    ok(await call(bot, "manage_task", action="set_due_date", task_id=task_id, due_date=None))
+    ok(await call(bot, "set_due_date", task_id=task_id, due_date=None))
     assert_audited((await audit_tail(db))[0], "due_date_cleared", "@claude-code")
 
 
-async def test_manage_task_delete_removes_the_subtree(
-    bot: McpUser, db: Database, team: Team
-) -> None:
+async def test_delete_task_removes_the_subtree(bot: McpUser, db: Database, team: Team) -> None:
     made = await tasks.create_task(db, team.bot, CreateTask(title="P", subtasks=[{"title": "c"}]))
-    out = ok(await call(bot, "manage_task", action="delete", task_id=made.task.id))
-    assert sorted(out["deleted_ids"]) == sorted([made.task.id, made.subtree[0].id])
+    out = ok(await call(bot, "delete_task", task_id=made.task.id))
+    assert sorted(out["items"]) == sorted([made.task.id, made.subtree[0].id])
     entries = await audit_tail(db, 2)
     for entry in entries:
         assert_audited(entry, "deleted", "@claude-code")
     assert "not found" in await refused_unchanged(db, bot, "get_task", task_id=made.task.id)
 
 
-async def test_manage_task_refusals(bot: McpUser, db: Database, team: Team) -> None:
+async def test_split_task_tools_refuse_what_they_do_not_take(
+    bot: McpUser, db: Database, team: Team
+) -> None:
     task_id = (await tasks.create_task(db, team.bot, CreateTask(title="P"))).task.id
     stray = await refused_unchanged(
-        db, bot, "manage_task", action="delete", task_id=task_id, subtasks=[{"title": "x"}]
+        db, bot, "delete_task", task_id=task_id, subtasks=[{"title": "x"}]
     )
-    assert "action=delete does not take subtasks" in stray
-    assert "needs due_date" in await refused_unchanged(
-        db, bot, "manage_task", action="set_due_date", task_id=task_id
+    assert "unknown argument 'subtasks'" in stray
+    typo = await refused_unchanged(db, bot, "set_due_date", task_id=task_id, due_dat="2027-01-01")
+    assert "unknown argument 'due_dat': did you mean 'due_date'?" in typo
+    assert "due_date: Field required" in typo
+    assert "subtasks: Field required" in await refused_unchanged(
+        db, bot, "add_subtasks", task_id=task_id
     )
-    assert "needs subtasks" in await refused_unchanged(
-        db, bot, "manage_task", action="add_subtasks", task_id=task_id
-    )
-    stale = await refused_unchanged(
-        db, bot, "manage_task", action="delete", task_id=task_id, expected_version=7
-    )
+    stale = await refused_unchanged(db, bot, "delete_task", task_id=task_id, expected_version=7)
     assert "changed since you read it" in stale
     assert ok(await call(bot, "get_task", task_id=task_id))["task"]["status"] == "pending"

@@ -12,6 +12,7 @@ from tests.mcp.conftest import (
     McpUser,
     Team,
     assert_audited,
+    audit_count,
     audit_tail,
     call,
     ok,
@@ -59,8 +60,9 @@ async def test_progress_before_start_names_the_tool_to_call(
 ) -> None:
     task_id = await new_task(db, team)
     message = await refused_unchanged(db, bot, "update_progress", task_id=task_id, percent=10)
-    assert (
-        message == f"task {task_id} is pending: progress needs in_progress (call start_task first)"
+    assert message == (
+        f"task {task_id} is pending: progress needs in_progress (start it first) "
+        f"Next: call start_task(task_id={task_id})."
     )
     too_much = await refused_unchanged(db, bot, "update_progress", task_id=task_id, percent=101)
     assert too_much.startswith("invalid input: percent")
@@ -77,7 +79,7 @@ async def test_approve_needs_review_first(
 ) -> None:
     task_id = await new_task(db, team)
     message = await refused_unchanged(db, ann, "approve_task", task_id=task_id)
-    assert "not in review: call request_review first" in message
+    assert "not in review" in message and f"call request_review(task_id={task_id})" in message
 
 
 async def test_reject_sends_back_with_a_reason(
@@ -115,10 +117,10 @@ async def test_complete_and_review_required_projects(
     ).task.id
     await workflow.start(db, team.sarah, strict)
     message = await refused_unchanged(db, sarah, "complete_task", task_id=strict)
-    assert "requires review: call request_review" in message
+    assert "requires review" in message and f"call request_review(task_id={strict})" in message
 
 
-async def test_assign_and_unassign(bot: McpUser, db: Database, team: Team) -> None:
+async def test_assign_and_unassign(bot: McpUser, ann: McpUser, db: Database, team: Team) -> None:
     task_id = await new_task(db, team)
     assert (
         ok(await call(bot, "assign_task", task_id=task_id, assignee="@ann"))["assignee"] == "@ann"
@@ -126,7 +128,10 @@ async def test_assign_and_unassign(bot: McpUser, db: Database, team: Team) -> No
     [entry] = await audit_tail(db)
     assert_audited(entry, "assigned", "@claude-code")
     assert entry["details"]["assignee"] == "@ann"
-    assert ok(await call(bot, "assign_task", task_id=task_id, assignee=None))["assignee"] is None
+    # assign follows delegate's rule: @ann holds it now, so only she (or an admin) moves it.
+    theirs = await refused_unchanged(db, bot, "assign_task", task_id=task_id, assignee=None)
+    assert "only its assignee or a project admin" in theirs
+    assert ok(await call(ann, "assign_task", task_id=task_id, assignee=None))["assignee"] is None
     ghost = await refused_unchanged(db, bot, "assign_task", task_id=task_id, assignee="@ghost")
     assert "no worker @ghost" in ghost
     missing = await refused_unchanged(db, bot, "assign_task", task_id=task_id)
@@ -155,7 +160,9 @@ async def test_block_and_unblock(bot: McpUser, db: Database, team: Team) -> None
     [entry] = await audit_tail(db)
     assert_audited(entry, "blocked", "@claude-code")
     assert entry["details"]["reason"] == "waiting on API keys"
-    assert "blocked" in await refused_unchanged(db, bot, "block_task", task_id=task_id)
+    before = await audit_count(db)
+    again = ok(await call(bot, "block_task", task_id=task_id))  # a repeat: answered unchanged
+    assert again == blocked and await audit_count(db) == before
     assert ok(await call(bot, "unblock_task", task_id=task_id))["status"] == "in_progress"
     assert_audited((await audit_tail(db))[0], "unblocked", "@claude-code")
 
@@ -259,3 +266,59 @@ async def test_get_task_lists_direct_children_and_claim_stamps_the_start(
     assert all(n["parent_task_id"] == n["parent_id"] for n in detail["subtree"])
     claimed = ok(await call(bot, "claim_next_task"))
     assert claimed["started_at"] is not None and claimed["assignee_id"] == team.bot.worker_id
+
+
+# ---------------------------------------------------------------- rules live on transitions
+
+
+async def test_unknown_arguments_no_ops_and_repeats(bot: McpUser, db: Database, team: Team) -> None:
+    task_id = await new_task(db, team)
+    typo = await refused_unchanged(db, bot, "start_task", task_id=task_id, expected_verison=1)
+    assert "did you mean 'expected_version'?" in typo
+    started = ok(await call(bot, "start_task", task_id=task_id))
+    before = await audit_count(db)
+    assert ok(await call(bot, "start_task", task_id=task_id)) == started  # a repeat
+    same = ok(await call(bot, "assign_task", task_id=task_id, assignee="@claude-code"))
+    assert same == started and await audit_count(db) == before  # a no-op
+
+
+async def test_review_left_only_by_verdict_or_withdrawal(
+    bot: McpUser, ann: McpUser, db: Database, team: Team
+) -> None:
+    task_id = await new_task(db, team)
+    ok(await call(bot, "start_task", task_id=task_id))
+    ok(await call(bot, "request_review", task_id=task_id))
+    message = await refused_unchanged(db, ann, "update_task", task_id=task_id, status="completed")
+    assert "takes it out of review" in message
+    assert f"Next: call approve_task(task_id={task_id})" in message
+    assert ok(await call(bot, "start_task", task_id=task_id))["status"] == "in_progress"
+
+
+async def test_self_approval_through_an_edit_is_refused(
+    bot: McpUser, db: Database, team: Team
+) -> None:
+    strict = await projects.create_project(
+        db,
+        team.sarah,
+        CreateProject(slug="strict", name="Strict", approval_policy=ApprovalPolicy.REVIEW_REQUIRED),
+    )
+    await projects.add_member(db, team.sarah, strict.slug, AddMember(handle="@claude-code"))
+    task_id = await new_task(db, team, project="strict")
+    ok(await call(bot, "start_task", task_id=task_id))
+    edited = ok(await call(bot, "update_task", task_id=task_id, status="review", assignee=None))
+    assert (edited["status"], edited["assignee"]) == ("review", None)
+    assert_audited((await audit_tail(db))[0], "review_requested", "@claude-code")
+    assert "your own work" in await refused_unchanged(db, bot, "approve_task", task_id=task_id)
+
+
+async def test_reopen_task(bot: McpUser, ann: McpUser, db: Database, team: Team) -> None:
+    task_id = await new_task(db, team)
+    pending = await refused_unchanged(db, bot, "reopen_task", task_id=task_id)
+    assert f"Next: call start_task(task_id={task_id})" in pending
+    ok(await call(bot, "start_task", task_id=task_id))
+    ok(await call(bot, "complete_task", task_id=task_id))
+    reopened = ok(await call(ann, "reopen_task", task_id=task_id))
+    assert reopened["status"] == "review"
+    [entry] = await audit_tail(db)
+    assert_audited(entry, "review_requested", "@ann")
+    assert entry["details"]["reopened"] is True

@@ -12,6 +12,8 @@ from rich.markup import escape
 from taskflow.cli.output import answer
 from taskflow.cli.params import Json, TaskId, clears
 from taskflow.cli.session import Session, call
+from taskflow.core.dispatcher import run
+from taskflow.core.handlers import workflow as ops
 from taskflow.core.schemas import TaskOut
 from taskflow.core.services import workflow
 
@@ -143,6 +145,15 @@ def unblock(task_id: TaskId, json_: Json = False) -> None:
     )
 
 
+def reopen(task_id: TaskId, json_: Json = False) -> None:
+    """Reopen a completed task: it goes back to review."""
+    _apply(
+        lambda s: run(s.db, s.actor, ops.ReopenTask(task_id=task_id)),
+        json_,
+        lambda t: f"Reopened {_label(t)}: waiting for review",
+    )
+
+
 def claim(
     project: Annotated[str | None, typer.Option("--project", "-p", help="Only here.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="With any of these tags.")] = None,
@@ -168,6 +179,7 @@ def register(app: typer.Typer) -> None:
         assign,
         block,
         unblock,
+        reopen,
         claim,
     ):
         app.command()(command)

@@ -5,10 +5,9 @@ order. Operations on the kernel are routed from their declarations instead
 from __future__ import annotations
 
 from taskflow.http.endpoint import Endpoint
-from taskflow.http.routes import health, tasks, workflow
+from taskflow.http.routes import health, task_aliases
 
 ALL: tuple[Endpoint, ...] = (
     *health.endpoints,
-    *tasks.endpoints,
-    *workflow.endpoints,
+    *task_aliases.endpoints,
 )

@@ -1,0 +1,675 @@
+"""Task rows: locking, reading (a task with its subtree, filtered pages) and writing helpers.
+
+The task and workflow handlers (`taskflow.core.handlers.tasks`, `.workflow`) share these. Every
+helper works inside the caller's open transaction (a unit of work's `session`): none opens or
+commits one, so a handler's reads, writes and audit entries commit together.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from taskflow.core import audit
+from taskflow.core.actor import Actor
+from taskflow.core.domain import AuditAction, Priority, Role, TaskStatus, is_number
+from taskflow.core.errors import Conflict, NotFound, ValidationFailed
+from taskflow.core.handlers.projects import check_version
+from taskflow.core.models import Project, ProjectMember, Task, Worker
+from taskflow.core.schemas import (
+    CreateTask,
+    Page,
+    SubtaskSpec,
+    TaskDetail,
+    TaskFilter,
+    TaskNode,
+    TaskOut,
+)
+from taskflow.core.services.access import (
+    check_role,
+    project_clause,
+    project_not_found,
+    project_with_role,
+)
+
+_assignee = aliased(Worker, name="assignee_w")
+_creator = aliased(Worker, name="creator_w")
+
+TASK_COLUMNS = (
+    Task.id,
+    Task.project_id,
+    Task.parent_id,
+    Task.title,
+    Task.description,
+    Task.status,
+    Task.priority,
+    Task.progress_percent,
+    Task.tags,
+    Task.due_date,
+    Task.recurrence,
+    Task.assignee_id,
+    Task.created_by_id,
+    Task.started_at,
+    Task.completed_at,
+    Task.version,
+    Task.created_at,
+    Task.updated_at,
+    Project.slug.label("project"),
+    _assignee.handle.label("assignee"),
+    _creator.handle.label("created_by"),
+)
+
+
+# Read once: `TaskOut.model_fields` is a computed class property in pydantic >= 2.11, evaluated
+# on every access; per row it added a call and a dict per node of a 100,000-node subtree.
+# `parent_task_id` is not a column: it is `parent_id` under the seed's name (see `task_fields`).
+TASK_FIELDS: tuple[str, ...] = tuple(f for f in TaskOut.model_fields if f != "parent_task_id")
+
+
+# Built once: every task write reads its row back through it. A Select is generative (`.where`
+# and friends return a copy), so sharing one is safe.
+_TASK_SELECT = (
+    select(*TASK_COLUMNS)
+    .join(Project, Project.id == Task.project_id)
+    .outerjoin(_assignee, _assignee.id == Task.assignee_id)
+    .join(_creator, _creator.id == Task.created_by_id)
+)
+
+
+def task_select() -> Any:
+    """Tasks with the handles and slug a reader wants instead of bare ids."""
+    return _TASK_SELECT
+
+
+def task_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A task row (from any query or RETURNING that has the task columns and the handles) as
+    TaskOut's fields: the one place that names `parent_id` again as `parent_task_id`."""
+    fields = {k: row[k] for k in TASK_FIELDS}
+    fields["parent_task_id"] = fields["parent_id"]
+    return fields
+
+
+def task_out(row: Mapping[str, Any]) -> TaskOut:
+    return TaskOut.model_validate(task_fields(row))
+
+
+def not_found(task_id: int) -> NotFound:
+    return NotFound(
+        f"task {task_id} not found, or it is in a project you are not a member of: "
+        "list tasks to find ids",
+        entity="task",
+    )
+
+
+SUBTREE = text(
+    """
+    WITH RECURSIVE sub AS (
+        SELECT t.id, 0 AS depth, ARRAY[t.id] AS path
+        FROM tasks t
+        WHERE t.id = :task_id
+          AND EXISTS (SELECT 1 FROM project_members m
+                      WHERE m.project_id = t.project_id AND m.worker_id = :worker_id)
+        UNION ALL
+        SELECT c.id, s.depth + 1, s.path || c.id
+        FROM tasks c JOIN sub s ON c.parent_id = s.id
+    )
+    SELECT t.id, t.project_id, t.parent_id, t.title, t.description, t.status, t.priority,
+           t.progress_percent, t.tags, t.due_date, t.recurrence, t.assignee_id, t.created_by_id,
+           t.started_at, t.completed_at, t.version, t.created_at, t.updated_at,
+           p.slug AS project, a.handle AS assignee, cb.handle AS created_by, sub.depth
+    FROM sub
+    JOIN tasks t ON t.id = sub.id
+    JOIN projects p ON p.id = t.project_id
+    LEFT JOIN workers a ON a.id = t.assignee_id
+    JOIN workers cb ON cb.id = t.created_by_id
+    ORDER BY sub.path
+    """
+)
+
+
+def rolled_up(rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Each node's progress including its descendants, from a depth-first ordered subtree.
+
+    A completed task counts as 100; a leaf counts its own progress; a parent counts the mean of
+    its children's rolled-up values, so every branch weighs the same whatever its size.
+    """
+    index = {row["id"]: i for i, row in enumerate(rows)}
+    sums = [0.0] * len(rows)
+    counts = [0] * len(rows)
+    result = [0] * len(rows)
+    for i in range(len(rows) - 1, -1, -1):
+        row = rows[i]
+        if row["status"] == TaskStatus.COMPLETED:
+            value = 100
+        elif counts[i]:
+            value = round(sums[i] / counts[i])
+        else:
+            value = int(row["progress_percent"])
+        result[i] = value
+        parent = index.get(row["parent_id"])
+        if parent is not None and i != 0:
+            sums[parent] += value
+            counts[parent] += 1
+    return result
+
+
+def detail_from_rows(rows: Sequence[Mapping[str, Any]]) -> TaskDetail:
+    progress = rolled_up(rows)
+    nodes = [
+        TaskNode.model_validate(
+            {**task_fields(row), "depth": row["depth"], "rolled_up_progress": p}
+        )
+        for row, p in zip(rows, progress, strict=True)
+    ]
+    children = [node.id for node in nodes[1:] if node.depth == 1]
+    return TaskDetail(task=nodes[0], subtree=nodes[1:], subtasks=children)
+
+
+# ------------------------------------------------------------------ listing
+
+_FAR_FUTURE = text("'infinity'::timestamptz")
+
+
+def _sort_expr(sort: str) -> ColumnElement[Any]:
+    """The sort key; every sort is made total by the task id after it (see `list_tasks`).
+
+    Titles sort ignoring case, in code point order (`COLLATE "C"`), so the order and the keyset
+    comparison of a title cursor are the same on every server whatever its default collation.
+    """
+    if sort == "updated":
+        return Task.updated_at
+    if sort == "priority":
+        return Task.priority_rank
+    if sort == "due_date":
+        return func.coalesce(Task.due_date, _FAR_FUTURE)
+    if sort == "title":
+        return func.lower(Task.title).collate("C")
+    return Task.created_at
+
+
+def encode_cursor(sort: str, value: Any, last_id: int) -> str:
+    if isinstance(value, datetime):
+        value = value.isoformat() if value.year < 9999 else "infinity"
+    raw = json.dumps([sort, value, last_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+_PRIORITY_RANKS = range(len(Priority))  # 0 (critical) to 3 (low), as `priority_rank` has them
+_BIGINT_MAX = 2**63 - 1
+
+
+def _cursor_value(sort: str, value: Any) -> Any:
+    """A cursor's sort value, checked to have the type its sort compares (else ValueError).
+
+    A forged or mangled cursor must be refused here as invalid input: passed on, a string
+    compared with a smallint (or a number with a timestamp) fails inside PostgreSQL instead.
+    """
+    if sort == "title":
+        if not isinstance(value, str) or "\x00" in value:
+            raise ValueError(value)
+        value.encode()  # a lone surrogate from a forged JSON escape: UnicodeEncodeError
+        return value
+    if sort == "priority":
+        if type(value) is not int or value not in _PRIORITY_RANKS:
+            raise ValueError(value)
+        return value
+    if sort == "due_date" and value == "infinity":
+        return value
+    if not isinstance(value, str):
+        raise ValueError(value)
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:  # the server always writes an offset
+        raise ValueError(value)
+    return moment
+
+
+def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
+    """The sort value and id a page ended at; a cursor from another sort is refused."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        kind, value, last_id = json.loads(base64.urlsafe_b64decode(padded))
+        if kind != sort or type(last_id) is not int or not 0 < last_id <= _BIGINT_MAX:
+            raise ValueError(kind)
+        return _cursor_value(sort, value), last_id
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise ValidationFailed(
+            "invalid cursor: pass the next_cursor of the previous page unchanged, with the same "
+            "sort",
+            field="cursor",
+        ) from None
+
+
+def _filters(f: TaskFilter) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = []
+    if f.status:
+        conds.append(Task.status == f.status.value)
+    if f.priority:
+        conds.append(Task.priority == f.priority.value)
+    if f.assignee:
+        conds.append(_assignee.handle == f.assignee)
+    if f.no_assignee:
+        conds.append(Task.assignee_id.is_(None))
+    if f.created_by:
+        conds.append(_creator.handle == f.created_by)
+    if f.parent_id is not None:
+        conds.append(Task.parent_id == f.parent_id)
+    if f.top_level:
+        conds.append(Task.parent_id.is_(None))
+    if f.tags:
+        conds.append(Task.tags.contains(f.tags))
+    if f.due_before:
+        conds.append(Task.due_date < f.due_before)
+    if f.due_after:
+        conds.append(Task.due_date > f.due_after)
+    if f.has_due_date is not None:
+        conds.append(Task.due_date.is_not(None) if f.has_due_date else Task.due_date.is_(None))
+    if f.open_only:
+        conds.append(Task.status != TaskStatus.COMPLETED.value)
+    if f.search:
+        pattern = "%" + f.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conds.append(or_(Task.title.ilike(pattern), Task.description.ilike(pattern)))
+    return conds
+
+
+# ------------------------------------------------------------------ writing
+
+ENTITY = "task"
+DEFAULT_PROJECT = "default"
+REPARENT_LOCK = 7270413  # pg_advisory_xact_lock key serialising re-parenting
+
+
+@dataclass
+class Locked:
+    """A task row held with FOR UPDATE, with what permission checks need to know."""
+
+    row: Mapping[str, Any]
+    role: Role
+    approval_policy: str
+
+    @property
+    def id(self) -> int:
+        return int(self.row["id"])
+
+    @property
+    def status(self) -> TaskStatus:
+        return TaskStatus(self.row["status"])
+
+
+_LOCK = text(
+    """
+    SELECT t.*, m.role, p.approval_policy, p.slug AS project_slug
+    FROM tasks t
+    JOIN projects p ON p.id = t.project_id
+    LEFT JOIN project_members m ON m.project_id = t.project_id AND m.worker_id = :worker_id
+    WHERE t.id = :task_id
+    FOR UPDATE OF t
+    """
+)
+
+
+async def lock_task(
+    session: AsyncSession,
+    actor: Actor,
+    task_id: int,
+    needed: Role = Role.MEMBER,
+    expected_version: int | None = None,
+) -> Locked:
+    row = (
+        (await session.execute(_LOCK, {"task_id": task_id, "worker_id": actor.worker_id}))
+        .mappings()
+        .first()
+    )
+    if row is None or row["role"] is None:
+        raise not_found(task_id)
+    role = check_role(Role(row["role"]), needed, row["project_slug"], row["project_slug"])
+    check_version("task", task_id, row["version"], expected_version)
+    return Locked(row=row, role=role, approval_policy=row["approval_policy"])
+
+
+async def record_task(
+    session: AsyncSession,
+    actor: Actor,
+    task_id: int,
+    project_id: int,
+    action: str,
+    details: dict[str, Any],
+) -> None:
+    """Append a task entry: the task is both the entity and the `task_id` scope, so the entry
+    shows in the task's own history and in its project's log."""
+    await audit.record(
+        session,
+        actor,
+        entity_type=ENTITY,
+        entity_id=task_id,
+        project_id=project_id,
+        task_id=task_id,
+        action=action,
+        details=details,
+    )
+
+
+def work_times(locked: Locked, values: Mapping[str, Any]) -> dict[str, Any]:
+    """`started_at` and `completed_at` for a status change (none when the status stays).
+
+    Work starts once: the first move to in_progress stamps `started_at`, and review, rejection
+    or a second start keep it. `completed_at` is stamped on completion and cleared by any move
+    out of completed (completed -> review is Phase 1's reopen). The database's `now()` is the
+    transaction time, the same instant as the change's `updated_at`.
+    """
+    status = values.get("status")
+    if status is None or status == locked.row["status"]:
+        return {}
+    times: dict[str, Any] = {}
+    if status == TaskStatus.IN_PROGRESS.value and locked.row["started_at"] is None:
+        times["started_at"] = func.now()
+    if status == TaskStatus.COMPLETED.value:
+        times["completed_at"] = func.now()
+    elif locked.row["completed_at"] is not None:
+        times["completed_at"] = None
+    return times
+
+
+async def apply_change(
+    session: AsyncSession,
+    actor: Actor,
+    locked: Locked,
+    values: dict[str, Any],
+    action: str,
+    details: dict[str, Any],
+) -> TaskOut:
+    """Update the locked task, bump its version, audit the change, and return the new state.
+
+    A status change also moves the work timestamps (`work_times`); their old and new values
+    join the entry's `changes`, so the audit shows when work started and ended.
+    """
+    times = work_times(locked, values)
+    stamped = (
+        await session.execute(
+            update(Task)
+            .where(Task.id == locked.id)
+            .values(**values, **times, version=Task.version + 1, updated_at=func.now())
+            .returning(Task.started_at, Task.completed_at)
+        )
+    ).one()
+    if times and "changes" in details:
+        moved = {name: getattr(stamped, name) for name in times}
+        details = {**details, "changes": {**details["changes"], **changes_of(locked, moved)}}
+    await record_task(session, actor, locked.id, locked.row["project_id"], action, details)
+    return await read_task(session, locked.id)
+
+
+def changes_of(locked: Locked, new: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Old and new value of each field that really changes."""
+    return {k: {"old": locked.row[k], "new": v} for k, v in new.items() if locked.row[k] != v}
+
+
+async def handle_of(session: AsyncSession, worker_id: int | None) -> str | None:
+    """The handle of a worker id (audit details name people, not row ids)."""
+    if worker_id is None:
+        return None
+    return await session.scalar(select(Worker.handle).where(Worker.id == worker_id))
+
+
+async def worker_id_for(
+    session: AsyncSession, handle: str, project_id: int, *, must_work: bool = True
+) -> int:
+    """The id of a worker who may be given tasks in this project (active, member or above)."""
+    row = (
+        await session.execute(
+            select(Worker.id, Worker.deactivated_at, ProjectMember.role)
+            .outerjoin(
+                ProjectMember,
+                (ProjectMember.worker_id == Worker.id) & (ProjectMember.project_id == project_id),
+            )
+            .where(Worker.handle == handle)
+        )
+    ).first()
+    if row is None:
+        raise ValidationFailed(
+            f"no worker {handle}: list workers for valid handles", field="assignee"
+        )
+    if row.deactivated_at is not None:
+        raise ValidationFailed(
+            f"{handle} is deactivated and cannot be given tasks: choose another assignee "
+            "(or have whoever manages it reactivate it first)",
+            field="assignee",
+        )
+    if must_work and (row.role is None or row.role == Role.VIEWER.value):
+        raise ValidationFailed(
+            f"{handle} cannot be given tasks here: add them to the project as a member first",
+            field="assignee",
+        )
+    return int(row.id)
+
+
+WORKING_ROLES = (Role.MEMBER.value, Role.ADMIN.value, Role.OWNER.value)
+
+
+async def _insert_task(
+    session: AsyncSession,
+    actor: Actor,
+    project: ColumnElement[bool],
+    spec: SubtaskSpec,
+    parent_id: int | None,
+    recurrence: str | None = None,
+    *,
+    project_id: int | None = None,
+) -> Mapping[str, Any] | None:
+    """Insert one task, if the actor may work in the project `project` selects, with its
+    `created` entry. Returns the new row (plus `project_slug`), or None when not permitted.
+
+    The permission check rides inside the INSERT (INSERT ... SELECT from the caller's working
+    projects), saving the round trip of a separate membership query on the hot path.
+    """
+    assignee_id = None
+    if spec.assignee:
+        assert project_id is not None, "resolve the project before assigning"
+        assignee_id = await worker_id_for(session, spec.assignee, project_id)
+    allowed = (
+        select(Project.id, Project.slug)
+        .join(
+            ProjectMember,
+            (ProjectMember.project_id == Project.id)
+            & (ProjectMember.worker_id == actor.worker_id)
+            & ProjectMember.role.in_(WORKING_ROLES),
+        )
+        .where(project)
+        .limit(1)
+        .cte("allowed")
+    )
+    values = {
+        "parent_id": parent_id,
+        "title": spec.title,
+        "description": spec.description,
+        "priority": spec.priority.value,
+        "tags": spec.tags,
+        "due_date": spec.due_date,
+        "recurrence": recurrence,
+        "assignee_id": assignee_id,
+        "created_by_id": actor.worker_id,
+    }
+    table = Task.__table__
+    inserted = (
+        insert(table)
+        .from_select(
+            ["project_id", *values],
+            select(allowed.c.id, *(literal(v, table.c[k].type) for k, v in values.items())),
+        )
+        .returning(*table.c)
+        .cte("inserted")
+    )
+    stmt = select(inserted, allowed.c.slug.label("project_slug")).select_from(
+        inserted.join(allowed, true())
+    )
+    row = (await session.execute(stmt)).mappings().first()
+    if row is None:
+        return None
+    await record_task(
+        session,
+        actor,
+        row["id"],
+        row["project_id"],
+        AuditAction.CREATED,
+        {
+            "new": {
+                **spec.model_dump(mode="json"),
+                **({"recurrence": recurrence} if recurrence else {}),
+            },
+            "parent_id": parent_id,
+        },
+    )
+    return row
+
+
+async def insert_child(
+    session: AsyncSession,
+    actor: Actor,
+    parent: Locked,
+    spec: SubtaskSpec,
+    recurrence: str | None = None,
+) -> Mapping[str, Any]:
+    """A subtask in its parent's project (the parent's lock already proved the project)."""
+    project_id = parent.row["project_id"]
+    row = await _insert_task(
+        session,
+        actor,
+        Project.id == project_id,
+        spec,
+        parent.id,
+        recurrence,
+        project_id=project_id,
+    )
+    if row is None:  # member of the project, but not one who may work in it
+        await project_with_role(session, actor, project_id, Role.MEMBER)
+        raise not_found(parent.id)
+    return row
+
+
+async def insert_top_level(
+    session: AsyncSession, actor: Actor, cmd: CreateTask, spec: SubtaskSpec
+) -> Mapping[str, Any]:
+    """A task at the top of a project named by slug or id ('default' when none is given)."""
+    ref = cmd.project or DEFAULT_PROJECT
+    project_id = None
+    if spec.assignee or is_number(ref):
+        # The assignee must be checked against the project, and an all-digit reference may be a
+        # slug or an id: resolve the project first (one more round trip, off the hot path).
+        project, _ = await project_with_role(session, actor, ref, Role.MEMBER)
+        project_id = project.id
+    where = project_clause(ref) if project_id is None else Project.id == project_id
+    row = await _insert_task(
+        session, actor, where, spec, None, cmd.recurrence, project_id=project_id
+    )
+    if row is None:
+        await project_with_role(session, actor, ref, Role.MEMBER)  # says not found or forbidden
+        raise project_not_found(ref)
+    return row
+
+
+async def subtree(session: AsyncSession, actor: Actor, task_id: int) -> TaskDetail:
+    rows = (
+        (await session.execute(SUBTREE, {"task_id": task_id, "worker_id": actor.worker_id}))
+        .mappings()
+        .all()
+    )
+    return detail_from_rows(rows)
+
+
+async def add_children(
+    session: AsyncSession, actor: Actor, parent: Locked, specs: list[SubtaskSpec]
+) -> list[int]:
+    ids = [(await insert_child(session, actor, parent, spec))["id"] for spec in specs]
+    await record_task(
+        session,
+        actor,
+        parent.id,
+        parent.row["project_id"],
+        AuditAction.SUBTASK_ADDED,
+        {"subtask_ids": ids, "titles": [s.title for s in specs]},
+    )
+    return ids
+
+
+_ANCESTORS = text(
+    """
+    WITH RECURSIVE up AS (
+        SELECT id, parent_id, project_id FROM tasks WHERE id = :start
+        UNION ALL
+        SELECT t.id, t.parent_id, t.project_id FROM tasks t JOIN up ON t.id = up.parent_id
+    )
+    SELECT id, project_id FROM up
+    """
+)
+
+
+async def check_new_parent(session: AsyncSession, locked: Locked, parent_id: int) -> None:
+    """Re-parenting under itself or one of its own descendants would make a cycle."""
+    chain = (await session.execute(_ANCESTORS, {"start": parent_id})).all()
+    if not chain or chain[0].project_id != locked.row["project_id"]:
+        # One message for both: telling them apart would reveal task ids in projects the
+        # caller may not be a member of.
+        raise ValidationFailed(
+            f"parent task {parent_id} does not exist in project {locked.row['project_slug']}: "
+            "a parent must be a task of the same project",
+            field="parent_id",
+        )
+    if any(row.id == locked.id for row in chain):
+        raise Conflict(
+            f"moving task {locked.id} under task {parent_id} would create a cycle "
+            f"({parent_id} is {locked.id} or one of its descendants)",
+            field="parent_id",
+        )
+
+
+async def read_task(session: AsyncSession, task_id: int) -> TaskOut:
+    row = (await session.execute(task_select().where(Task.id == task_id))).mappings().one()
+    return task_out(row)
+
+
+async def list_page(session: AsyncSession, actor: Actor, f: TaskFilter) -> Page[TaskOut]:
+    """One page of tasks, keyset-paginated so pages stay fast and stable under inserts."""
+    key = _sort_expr(f.sort)
+    stmt = task_select().where(*_filters(f))
+    if f.project is not None:
+        project, _ = await project_with_role(session, actor, f.project)
+        stmt = stmt.where(Task.project_id == project.id)
+    else:
+        mine = select(ProjectMember.project_id).where(ProjectMember.worker_id == actor.worker_id)
+        stmt = stmt.where(Task.project_id.in_(mine))
+    if f.cursor:
+        value, last_id = decode_cursor(f.cursor, f.sort)
+        bound = _FAR_FUTURE if value == "infinity" else literal(value)
+        after = (
+            tuple_(key, Task.id) < tuple_(bound, last_id)
+            if f.reverse
+            else (tuple_(key, Task.id) > tuple_(bound, last_id))
+        )
+        stmt = stmt.where(after)
+    order = (key.desc(), Task.id.desc()) if f.reverse else (key.asc(), Task.id.asc())
+    stmt = stmt.add_columns(key.label("_sort")).order_by(*order).limit(f.limit + 1)
+    rows = (await session.execute(stmt)).mappings().all()
+    items = [task_out(r) for r in rows[: f.limit]]
+    next_cursor = None
+    if len(rows) > f.limit:
+        last = rows[f.limit - 1]
+        next_cursor = encode_cursor(f.sort, last["_sort"], last["id"])
+    return Page[TaskOut](items=items, next_cursor=next_cursor)

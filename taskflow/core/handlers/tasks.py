@@ -1,0 +1,296 @@
+"""Tasks: create, add subtasks, read, list, edit and delete; commands, handlers, declarations.
+
+Each command carries the task it acts on (`task_id`) or the project (`project`: slug or id) and
+refuses unknown fields. A status sent to `edit_task` runs the same transition rules as the
+workflow verbs (`taskflow.core.handlers.transitions`), and a new assignee the same assignment
+rule, so an edit is never a way round them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+from sqlalchemy import text
+
+from taskflow.core import schemas
+from taskflow.core.actor import Actor
+from taskflow.core.declarations import Route, declare
+from taskflow.core.domain import AuditAction, TaskStatus
+from taskflow.core.errors import ValidationFailed
+from taskflow.core.handlers import task_rows as rows
+from taskflow.core.handlers.task_rows import ENTITY, REPARENT_LOCK
+from taskflow.core.handlers.transitions import check_may_reassign, plan_move
+from taskflow.core.models import Task
+from taskflow.core.schemas import (
+    CreatedTasks,
+    CreateTask,
+    Model,
+    Page,
+    SubtaskSpec,
+    TaskDetail,
+    TaskOut,
+    TaskState,
+    TaskSummary,
+)
+from taskflow.core.uow import UnitOfWork
+
+READS = "core"  # everyday reads and task create/update
+ADMIN = "admin"  # deletes
+
+BIGINT_MAX = 2**63 - 1
+
+
+def _fits_bigint(value: int) -> int:
+    """Ids are bigints; checked here rather than as a schema `maximum`, which would repeat a
+    19-digit number in every tool's schema an agent reads."""
+    if value > BIGINT_MAX:
+        raise ValueError(f"no task has an id above {BIGINT_MAX}")
+    return value
+
+
+TaskId = Annotated[int, Field(ge=1), AfterValidator(_fits_bigint)]
+# The version a change is based on (tersely described: it is in almost every task tool).
+Version = Annotated[int | None, Field(default=None, ge=1, description="Last version you read")]
+
+
+class AddSubtasks(Model):
+    task_id: TaskId
+    subtasks: list[SubtaskSpec] = Field(min_length=1, max_length=200)
+    expected_version: Version = None
+
+
+class GetTask(Model):
+    task_id: TaskId
+
+
+class ListTasks(schemas.TaskFilter):
+    mine: bool = Field(default=False, description="Only tasks assigned to you")
+
+
+class EditTask(schemas.EditTask):
+    task_id: TaskId
+    expected_version: Version = None
+
+
+class DeleteTask(Model):
+    task_id: TaskId
+    expected_version: Version = None
+
+
+@declare(
+    CreateTask,
+    toolset=READS,
+    mcp="create_task",
+    rest=Route("POST", "/api/projects/{project}/tasks", 201),
+    cli="add",
+    mcp_output=CreatedTasks,
+)
+async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDetail:
+    """Create a task (project slug, default 'default'), optionally under parent_id, with
+    subtasks made in the same step: all or nothing."""
+    session = uow.session
+    if cmd.parent_id is not None:
+        parent = await rows.lock_task(session, actor, cmd.parent_id)
+        project_id = parent.row["project_id"]
+        if cmd.project is not None and cmd.project not in (
+            parent.row["project_slug"],
+            str(project_id),
+        ):
+            raise ValidationFailed(
+                f"parent task {cmd.parent_id} is in project {parent.row['project_slug']}: "
+                "a subtask lives in its parent's project",
+                field="project",
+            )
+    spec = SubtaskSpec.model_validate(cmd.model_dump(include=set(SubtaskSpec.model_fields)))
+    if cmd.parent_id is not None:
+        row = await rows.insert_child(session, actor, parent, spec, cmd.recurrence)
+        await rows.record_task(
+            session,
+            actor,
+            cmd.parent_id,
+            row["project_id"],
+            AuditAction.SUBTASK_ADDED,
+            {"subtask_ids": [row["id"]], "titles": [cmd.title]},
+        )
+    else:
+        row = await rows.insert_top_level(session, actor, cmd, spec)
+    task_id = row["id"]
+    if not cmd.subtasks:
+        # Everything the answer needs is known: skip reading the new row back.
+        names = {
+            "project": row["project_slug"],
+            "assignee": spec.assignee,
+            "created_by": actor.handle,
+        }
+        return rows.detail_from_rows([{**row, **names, "depth": 0}])
+    me = await rows.lock_task(session, actor, task_id)
+    await rows.add_children(session, actor, me, cmd.subtasks)
+    return await rows.subtree(session, actor, task_id)
+
+
+@declare(
+    AddSubtasks,
+    toolset=READS,
+    mcp="add_subtasks",
+    cli="subtask",
+    mcp_output=list[TaskState],
+)
+async def add_subtasks(cmd: AddSubtasks, uow: UnitOfWork, actor: Actor) -> list[TaskOut]:
+    """Add several subtasks under a task at once; if any is invalid, none is created."""
+    session = uow.session
+    parent = await rows.lock_task(
+        session, actor, cmd.task_id, expected_version=cmd.expected_version
+    )
+    ids = await rows.add_children(session, actor, parent, cmd.subtasks)
+    stmt = rows.task_select().where(Task.id.in_(ids)).order_by(Task.id)
+    return [rows.task_out(r) for r in (await session.execute(stmt)).mappings().all()]
+
+
+@declare(
+    GetTask,
+    toolset=READS,
+    read_only=True,
+    mcp="get_task",
+    rest=Route("GET", "/api/tasks/{task_id}"),
+    cli="show",
+)
+async def get_task(cmd: GetTask, uow: UnitOfWork, actor: Actor) -> TaskDetail:
+    """One task with its whole subtree, depth-first, with rolled_up_progress; read it for the
+    version before a change."""
+    found = (
+        (
+            await uow.session.execute(
+                rows.SUBTREE, {"task_id": cmd.task_id, "worker_id": actor.worker_id}
+            )
+        )
+        .mappings()
+        .all()
+    )
+    if not found:
+        raise rows.not_found(cmd.task_id)
+    return rows.detail_from_rows(found)
+
+
+@declare(
+    ListTasks,
+    toolset=READS,
+    read_only=True,
+    mcp="list_tasks",
+    rest=Route("GET", "/api/tasks"),
+    cli="list",
+    mcp_output=Page[TaskSummary],
+)
+async def list_tasks(cmd: ListTasks, uow: UnitOfWork, actor: Actor) -> Page[TaskOut]:
+    """Find tasks in your projects a page at a time (mine=true: only yours); pass
+    next_cursor back as cursor for more."""
+    f = schemas.TaskFilter.model_validate(cmd.model_dump(exclude={"mine"}))
+    if cmd.mine:
+        f = f.model_copy(update={"assignee": actor.handle})
+    return await rows.list_page(uow.session, actor, f)
+
+
+@declare(
+    EditTask,
+    toolset=READS,
+    idempotent=True,
+    mcp="update_task",
+    rest=Route("PUT", "/api/tasks/{task_id}"),
+    cli="edit",
+    mcp_output=TaskState,
+)
+async def edit_task(cmd: EditTask, uow: UnitOfWork, actor: Actor) -> TaskOut:
+    """Edit a task: only fields sent change; null clears assignee, due_date, parent_id. A
+    status follows the workflow's rules, as its verb would."""
+    sent = cmd.model_dump(exclude_unset=True, exclude={"expected_version", "task_id"})
+    if not sent:
+        raise ValidationFailed("nothing to change: send at least one field")
+    for required in ("title", "description", "tags"):
+        if required in sent and sent[required] is None:
+            raise ValidationFailed(
+                f"{required} cannot be null: send a value, or leave it out to keep it",
+                field=required,
+            )
+    session = uow.session
+    task_id = cmd.task_id
+    if sent.get("parent_id") is not None:
+        # The cycle check reads ancestors another transaction may be moving right now; taking
+        # this lock before any row lock runs re-parents one at a time (they are rare), so two
+        # moves that are each fine alone cannot together close a loop.
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": REPARENT_LOCK})
+    locked = await rows.lock_task(session, actor, task_id, expected_version=cmd.expected_version)
+    new: dict[str, Any] = {}
+    for name in ("title", "description", "tags", "due_date", "recurrence"):
+        if name in sent:
+            new[name] = sent[name]
+    if sent.get("priority") is not None:
+        new["priority"] = sent["priority"].value
+    if "parent_id" in sent and sent["parent_id"] != locked.row["parent_id"]:
+        if sent["parent_id"] is not None:
+            await rows.check_new_parent(session, locked, sent["parent_id"])
+        new["parent_id"] = sent["parent_id"]
+    if "assignee" in sent:
+        new["assignee_id"] = (
+            await rows.worker_id_for(session, sent["assignee"], locked.row["project_id"])
+            if sent["assignee"]
+            else None
+        )
+        if new["assignee_id"] != locked.row["assignee_id"]:
+            check_may_reassign(locked, actor, "reassign")
+    action = AuditAction.UPDATED
+    status: TaskStatus | None = sent.get("status")
+    move = None if status is None else await plan_move(session, actor, locked, status, "edit")
+    if move is not None:
+        # A status edit writes the entry its verb writes (started, review_requested, ...).
+        new = {**move.values, **new}
+        action = move.action
+    changes = rows.changes_of(locked, new)
+    if not changes:  # a change that changes nothing writes nothing and keeps the version
+        return await rows.read_task(session, task_id)
+    if "assignee_id" in changes:
+        old_handle = await rows.handle_of(session, locked.row["assignee_id"])
+        new_handle = await rows.handle_of(session, changes["assignee_id"]["new"])
+        changes["assignee"] = {"old": old_handle, "new": new_handle}
+    details: dict[str, Any] = {"changes": changes}
+    if action is not AuditAction.UPDATED:
+        details["by_edit"] = True
+    return await rows.apply_change(session, actor, locked, new, action, details)
+
+
+@declare(
+    DeleteTask,
+    toolset=ADMIN,
+    destructive=True,
+    mcp="delete_task",
+    rest=Route("DELETE", "/api/tasks/{task_id}", 204),
+    cli="delete",
+)
+async def delete_task(cmd: DeleteTask, uow: UnitOfWork, actor: Actor) -> list[int]:
+    """Delete a task and its whole subtree; each deleted task gets its own audit entry."""
+    session = uow.session
+    locked = await rows.lock_task(
+        session, actor, cmd.task_id, expected_version=cmd.expected_version
+    )
+    tree = await rows.subtree(session, actor, cmd.task_id)
+    nodes = [tree.task, *tree.subtree]
+    await uow.record_many(
+        actor,
+        (
+            {
+                "entity_type": ENTITY,
+                "entity_id": node.id,
+                "project_id": locked.row["project_id"],
+                "task_id": node.id,
+                "action": AuditAction.DELETED,
+                "details": {
+                    "old": node.model_dump(
+                        mode="json", include={"title", "status", "parent_id", "assignee"}
+                    ),
+                    "with_parent": cmd.task_id if node.id != cmd.task_id else None,
+                },
+            }
+            for node in reversed(nodes)
+        ),
+    )
+    await session.execute(text("DELETE FROM tasks WHERE id = :id"), {"id": cmd.task_id})
+    return [n.id for n in nodes]
