@@ -213,6 +213,8 @@ async def test_a_refusal_names_the_next_step_as_data(
     assert refused["next_step"] == {
         "operation": "reactivate_agent",
         "arguments": {"handle": "@helper"},
+        "method": "POST",
+        "path": "/api/workers/@helper/reactivate",
     }
     active = assert_problem(await as_bot.post("/api/workers/@bot/reactivate"), 409)
     assert active["next_step"]["operation"] == "create_api_key"
