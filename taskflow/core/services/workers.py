@@ -1,9 +1,9 @@
 """Workers and agents' API keys, called the pre-kernel way: `(db, actor, ...)`.
 
 The operations live in `taskflow.core.handlers.workers`, declared once and run by the dispatcher
-in one unit of work. These wrappers keep the tests', the demo's and `taskflow.core.operations`'
-calls working; each builds the command and dispatches it. `touch_key` and `key_use_is_stale`
-are authentication's bookkeeping of key use, not operations.
+in one unit of work. These wrappers keep the tests' and the demo's calls working; each builds
+the command and dispatches it. `touch_key` and `key_use_is_stale` are authentication's
+bookkeeping of key use, not operations.
 """
 
 from __future__ import annotations
