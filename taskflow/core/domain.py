@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-from taskflow.core.errors import InvalidTransition, ValidationFailed
+from taskflow.core.errors import ValidationFailed
 
 HANDLE_RE = re.compile(r"^@[a-z0-9_-]+$")
 SLUG_RE = re.compile(r"^[a-z0-9-]+$")
@@ -119,29 +119,6 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.COMPLETED: frozenset({TaskStatus.REVIEW}),
     TaskStatus.BLOCKED: frozenset({TaskStatus.PENDING, TaskStatus.IN_PROGRESS}),
 }
-
-# What to call to reach a status, so refusals can tell the caller the next step.
-_VERB_FOR = {
-    TaskStatus.IN_PROGRESS: "start",
-    TaskStatus.REVIEW: "request_review",
-    TaskStatus.COMPLETED: "complete",
-    TaskStatus.BLOCKED: "block",
-    TaskStatus.PENDING: "unblock",
-}
-
-
-def check_transition(task_id: int, current: TaskStatus, target: TaskStatus) -> None:
-    """Refuse a move the table does not allow, naming what the task can do instead."""
-    if target in TRANSITIONS[current]:
-        return
-    allowed = sorted(TRANSITIONS[current])
-    options = ", ".join(f"{s} ({_VERB_FOR[s]})" for s in allowed)
-    raise InvalidTransition(
-        f"task {task_id} is {current}: it cannot move to {target}. From {current} it can move to: "
-        f"{options}.",
-        current=str(current),
-        target=str(target),
-    )
 
 
 def check_handle(handle: str) -> str:

@@ -29,9 +29,9 @@ async def _read(s: Surface, ctx: Context, op: Callable[[Actor], Awaitable[BaseMo
         actor = await s.identity.resolve(ctx)
         return (await op(actor)).model_dump_json()
     except NotFound as exc:
-        raise ResourceNotFoundError(for_agents(exc.message)) from None
+        raise ResourceNotFoundError(for_agents(exc)) from None
     except TaskFlowError as exc:
-        raise ResourceError(for_agents(exc.message)) from None
+        raise ResourceError(for_agents(exc)) from None
     except ValidationError as exc:
         raise ResourceError(invalid_input(exc).message) from None
 

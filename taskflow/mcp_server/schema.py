@@ -1,4 +1,4 @@
-"""Tool signatures from the core's pydantic models, and JSON Schemas trimmed for a model's context.
+"""JSON Schemas of the core's pydantic models, trimmed for a model's context.
 
 An agent pays for every byte of `tools/list` in every conversation, so the schemas the SDK
 generates are compacted here: no auto-generated `title`s, `null` folded into `type`, no
@@ -8,29 +8,9 @@ single source of field names, limits and descriptions.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Iterable
-from typing import Annotated, Any
-
-from pydantic import BaseModel
+from typing import Any
 
 _REF = "#/$defs/"
-
-
-def model_params(model: type[BaseModel], *, exclude: Iterable[str] = ()) -> list[inspect.Parameter]:
-    """The model's fields as keyword-only parameters (a flat tool input, not `{"data": {...}}`).
-
-    Each parameter carries the field's own `FieldInfo` (default, limits, validators,
-    description), so the tool's input schema and validation are the core model's.
-    """
-    skip = set(exclude)
-    return [
-        inspect.Parameter(
-            name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[(field.annotation, field)]
-        )
-        for name, field in model.model_fields.items()
-        if name not in skip
-    ]
 
 
 # Keys that only annotate: kept for inputs (they guide the caller), dropped from output schemas,

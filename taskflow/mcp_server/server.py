@@ -102,7 +102,8 @@ class TaskflowMCP(MCPServer):
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> Any:
         if name not in self.generated:
-            return error_result(NotFound(f"no tool {name!r}: tools/list names them", entity="tool"))
+            unknown = NotFound(f"Unknown tool: {name} (tools/list names the tools)", entity="tool")
+            return error_result(unknown)
         assert context is not None, "tools run inside a request"
         try:
             chosen = self._toolsets_of(context.request_context.request)

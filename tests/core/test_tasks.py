@@ -275,7 +275,8 @@ async def test_edit_task_refusals(db, team):
         tasks.edit_task(db, team.member, t.id, EditTask(status=TaskStatus.COMPLETED)),
         InvalidTransition,
     )
-    assert "in_progress (start)" in err.message and "blocked (block)" in err.message
+    assert "can move to: in_progress, blocked" in err.message
+    assert err.extra["allowed"] == ["start", "block"] and err.next_step.operation == "start"
     await refused(
         db, tasks.edit_task(db, team.member, t.id, EditTask(assignee="@vic")), ValidationFailed
     )

@@ -53,7 +53,9 @@ async def test_status_patch_refusals(as_bot: httpx.AsyncClient, db: Database) ->
     before = await audit_count(db)
     illegal = await as_bot.patch(url, json={"status": "completed"})
     problem = assert_problem(illegal, 409, "invalid-transition")
-    assert "in_progress (start)" in problem["detail"]
+    assert "can move to: in_progress, blocked" in problem["detail"]
+    assert problem["allowed"] == ["start", "block"]
+    assert problem["next_step"]["path"] == f"/api/tasks/{task_id}/start"
     assert_problem(await as_bot.patch(url, json={"status": "done"}), 422)
     assert_problem(
         await as_bot.patch(url, json={"status": "in_progress"}, headers={"If-Match": '"2"'}), 412

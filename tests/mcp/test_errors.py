@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
-
 from taskflow.core.actor import Actor
 from taskflow.core.auth.identity import Authenticator
 from taskflow.core.db import Database
-from taskflow.core.domain import TaskStatus, Via, WorkerType, check_transition
-from taskflow.core.errors import InvalidTransition
+from taskflow.core.domain import Via, WorkerType
+from taskflow.core.errors import InvalidTransition, NextStep, NotFound
 from taskflow.core.runtime import Runtime
 from taskflow.mcp_server.errors import META_KEY, for_agents
 from taskflow.mcp_server.server import build_mcp
-from tests.mcp.conftest import McpUser, Team, call, refusal, settings_for
+from tests.mcp.conftest import McpUser, Team, call, ok, refusal, settings_for
 
 
 async def test_database_down_is_an_error_result(db_url: str) -> None:
@@ -39,7 +37,7 @@ async def test_errors_carry_a_machine_readable_code(bot: McpUser, team: Team) ->
 
 
 async def test_unknown_tools_and_bad_arguments_are_error_results(bot: McpUser, team: Team) -> None:
-    assert refusal(await call(bot, "no_such_tool")) == "Unknown tool: no_such_tool"
+    assert refusal(await call(bot, "no_such_tool")).startswith("Unknown tool: no_such_tool")
     bad = refusal(await call(bot, "get_task", task_id="forty-two"))
     assert bad.startswith("invalid input: task_id: Input should be a valid integer")
     nested = refusal(await call(bot, "create_task", title="x", subtasks=[{"title": ""}]))
@@ -47,55 +45,31 @@ async def test_unknown_tools_and_bad_arguments_are_error_results(bot: McpUser, t
     assert "forty-two" not in bad  # the value is not echoed back
 
 
-@pytest.mark.parametrize(
-    ("core", "agent"),
-    [
-        (
-            "task 4 is pending: progress needs in_progress (call start first)",
-            "task 4 is pending: progress needs in_progress (call start_task first)",
-        ),
-        (
-            "task 4 is review: progress needs in_progress (start it again)",
-            "task 4 is review: progress needs in_progress (call start_task again)",
-        ),
-        (
-            "task 4 is in_progress, not in review: request_review first",
-            "task 4 is in_progress, not in review: call request_review first",
-        ),
-        (
-            "list your projects (list_projects / `taskflow project list`) or ask",
-            "list your projects (list_projects) or ask",
-        ),
-        (
-            "create a new key with a new expiry instead (create_api_key)",
-            "create a new key with a new expiry instead (create_api_key)",
-        ),
-        (
-            "Ask for a new key (`taskflow agent rotate` or POST /api/x/{handle}/keys)",
-            "Ask for a new key (rotate_api_key)",
-        ),
-        (
-            "task 4 is completed: progress needs in_progress (reopen it with request_review, "
-            "then start it)",
-            "task 4 is completed: progress needs in_progress (reopen it with request_review, "
-            "then call start_task)",
-        ),
-        ("the start of something: started", "the start of something: started"),
-    ],
-)
-def test_core_verbs_become_tool_names(core: str, agent: str) -> None:
-    assert for_agents(core) == agent
+def test_the_next_step_is_rendered_as_the_tool_to_call() -> None:
+    refused = InvalidTransition(
+        "task 8 is pending: it cannot move to completed. From pending it can move to: "
+        "in_progress, blocked.",
+        next_step=NextStep("start", {"task_id": 8}),
+        allowed=["start", "block"],
+    )
+    assert for_agents(refused) == (
+        "task 8 is pending: it cannot move to completed. From pending it can move to: "
+        "in_progress, blocked. Next: call start_task(task_id=8). Allowed: start_task, block_task."
+    )
+    plain = NotFound("no worker @x: list the workers to find their handles")
+    assert for_agents(plain) == plain.message
 
 
-def test_every_transition_refusal_names_real_tools() -> None:
-    for current in TaskStatus:
-        for target in TaskStatus:
-            try:
-                check_transition(7, current, target)
-            except InvalidTransition as exc:
-                message = for_agents(exc.message)
-                for verb in ("(start)", "(complete)", "(block)", "(unblock)"):
-                    assert verb not in message, message
+async def test_a_refused_move_names_the_tools_that_are_allowed(
+    bot: McpUser, db: Database, team: Team
+) -> None:
+    created = ok(await call(bot, "create_task", title="Not started", project="default"))
+    task_id = created["task"]["id"] if "task" in created else created["id"]
+    message = refusal(await call(bot, "complete_task", task_id=task_id))
+    assert f"Next: call start_task(task_id={task_id})." in message
+    assert "Allowed: start_task, block_task." in message
+    for core_word in ("(start)", "(complete)", "(block)", "(unblock)"):
+        assert core_word not in message
 
 
 async def test_non_ascii_digits_are_refused_not_a_crash(bot: McpUser, team: Team) -> None:

@@ -35,7 +35,9 @@ async def test_list_projects_and_members(bot: McpUser, db: Database, team: Team)
     members = ok(await call(bot, "list_members", project="default"))["items"]
     assert {m["handle"] for m in members} == {"@sarah", "@ann", "@claude-code"}
     hidden = await refused_unchanged(db, bot, "get_project", project="web")
-    assert "not found, or you are not a member: list your projects (list_projects)" in hidden
+    assert (
+        "not found, or you are not a member" in hidden and "Next: call list_projects()." in hidden
+    )
 
 
 async def test_list_workers_and_get_worker(bot: McpUser, db: Database, team: Team) -> None:
@@ -49,8 +51,9 @@ async def test_list_workers_and_get_worker(bot: McpUser, db: Database, team: Tea
     one = ok(await call(bot, "get_worker", handle="@ann"))
     assert (one["name"], one["type"]) == ("Ann Lee", "human")
     assert "email" not in one and "sso_subject" not in one
-    assert "no worker @ghost: list workers (list_workers)" in await refused_unchanged(
-        db, bot, "get_worker", handle="@ghost"
+    assert (
+        "no worker @ghost: list the workers to find their handles Next: call list_workers()."
+        in await refused_unchanged(db, bot, "get_worker", handle="@ghost")
     )
     # `handle=` was list_workers' way to one worker; get_worker is that tool now
     assert "unknown argument 'handle': this operation accepts type" in await refused_unchanged(
@@ -169,7 +172,7 @@ async def test_agents_register_and_manage_agents(bot: McpUser, ann: McpUser, db:
         db, bot, "revoke_api_key", handle="@helper", key_id=keys[1]["id"]
     )
     missing = await call(bot, "revoke_api_key", handle="@helper", key_id=999)
-    assert 'next: call list_api_keys(handle="@helper")' in refusal(missing)
+    assert 'Next: call list_api_keys(handle="@helper")' in refusal(missing)
     assert "is taken" in await refused_unchanged(
         db, bot, "register_agent", handle="@ann", name="Not Ann"
     )
@@ -219,7 +222,7 @@ async def test_deactivate_and_reactivate_agent(
         db, bot, "deactivate_agent", handle="@ann"
     )
     active = await refused_unchanged(db, bot, "reactivate_agent", handle="@helper")
-    assert "is active" in active and 'next: call create_api_key(handle="@helper")' in active
+    assert "is active" in active and 'Next: call create_api_key(handle="@helper")' in active
 
     off = ok(await call(bot, "deactivate_agent", handle="@helper"))
     assert off["worker"]["active"] is False and off["changed"] is True
@@ -231,7 +234,7 @@ async def test_deactivate_and_reactivate_agent(
         db, bot, "assign_task", task_id=task_id, assignee="@helper"
     )
     no_key = await call(bot, "create_api_key", handle="@helper")
-    assert 'next: call reactivate_agent(handle="@helper")' in refusal(no_key)
+    assert 'Next: call reactivate_agent(handle="@helper")' in refusal(no_key)
     assert (no_key.meta or {})["taskflow/error"]["next_step"] == {
         "tool": "reactivate_agent",
         "arguments": {"handle": "@helper"},

@@ -46,7 +46,7 @@ async def test_create_task_is_all_or_nothing(bot: McpUser, db: Database, team: T
 
 async def test_create_task_refusals(bot: McpUser, db: Database, team: Team) -> None:
     hidden = await refused_unchanged(db, bot, "create_task", title="Secret", project="web")
-    assert "not found" in hidden and "(list_projects)" in hidden
+    assert "not found" in hidden and "Next: call list_projects()." in hidden
     empty = await refused_unchanged(db, bot, "create_task", title="   ")
     assert "title" in empty
     missing = await refused_unchanged(db, bot, "create_task")
@@ -181,10 +181,10 @@ async def test_update_task_refusals(bot: McpUser, db: Database, team: Team) -> N
     cycle = await refused_unchanged(db, bot, "update_task", task_id=task_id, parent_id=task_id)
     assert "cycle" in cycle
     moved = await refused_unchanged(db, bot, "update_task", task_id=task_id, status="pending")
-    # The core names its verbs; the agent reads the tools that perform them.
-    assert "review (request_review)" in moved and "completed (complete_task)" in moved
+    # The core names the allowed moves as data; the agent reads the tools that make them.
+    assert "Allowed: request_review, complete_task, block_task." in moved
     assert "Next: call" in moved
-    assert "blocked (block_task)" in moved
+    assert "Next: call request_review(" in moved
 
 
 async def test_add_subtasks_and_due_dates(bot: McpUser, db: Database, team: Team) -> None:

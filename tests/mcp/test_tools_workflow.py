@@ -71,7 +71,7 @@ async def test_progress_before_start_names_the_tool_to_call(
 async def test_review_needs_work_in_progress(bot: McpUser, db: Database, team: Team) -> None:
     task_id = await new_task(db, team)
     message = await refused_unchanged(db, bot, "request_review", task_id=task_id)
-    assert "it cannot move to review" in message and "in_progress (start_task)" in message
+    assert "it cannot move to review" in message and "Next: call start_task(" in message
 
 
 async def test_approve_needs_review_first(
@@ -101,7 +101,7 @@ async def test_complete_and_review_required_projects(
 ) -> None:
     task_id = await new_task(db, team)
     not_started = await refused_unchanged(db, bot, "complete_task", task_id=task_id)
-    assert "in_progress (start_task)" in not_started
+    assert "Next: call start_task(" in not_started
     await workflow.start(db, team.bot, task_id)
     done = ok(await call(bot, "complete_task", task_id=task_id))
     assert (done["status"], done["progress_percent"]) == ("completed", 100)

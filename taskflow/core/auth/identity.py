@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # the JWT stack (PyJWT, cryptography, httpx) loads only with 
 
 _BAD_KEY = (  # one message for every refusal, so a caller cannot tell which keys exist
     "invalid API key: it is unknown, revoked or expired. Ask whoever registered the agent for a "
-    "new key (`taskflow agent new-key` or POST /api/workers/{handle}/keys)"
+    "new key"
 )
 
 

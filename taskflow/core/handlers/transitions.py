@@ -95,7 +95,7 @@ def offered(locked: Locked) -> list[tuple[TaskStatus, str]]:
 
 def _refuse_move(locked: Locked, target: TaskStatus) -> InvalidTransition:
     moves = offered(locked)
-    options = ", ".join(f"{s} ({v})" for s, v in moves) or "nothing"
+    options = ", ".join(str(s) for s, _ in moves) or "nothing"
     return InvalidTransition(
         f"task {locked.id} is {locked.status}: it cannot move to {target}. From "
         f"{locked.status} it can move to: {options}.",

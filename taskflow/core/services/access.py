@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow.core.actor import Actor
 from taskflow.core.domain import Role, is_number, role_at_least
-from taskflow.core.errors import Forbidden, NotFound
+from taskflow.core.errors import Forbidden, NextStep, NotFound
 from taskflow.core.models import Project, ProjectMember, Worker
 
 _WHAT_ROLE_ALLOWS = {
@@ -24,9 +24,10 @@ _WHAT_ROLE_ALLOWS = {
 
 def project_not_found(ref: str | int) -> NotFound:
     return NotFound(
-        f"project {ref!r} not found, or you are not a member: list your projects "
-        "(list_projects / `taskflow project list`) or ask its owner to add you",
+        f"project {ref!r} not found, or you are not a member: list your projects, or ask its "
+        "owner to add you",
         entity="project",
+        next_step=NextStep("list_projects"),
     )
 
 
@@ -91,7 +92,8 @@ async def worker_by_handle(
     worker = await session.scalar(stmt.with_for_update() if for_update else stmt)
     if worker is None:
         raise NotFound(
-            f"no worker {handle}: list workers (list_workers / `taskflow worker list`) for handles",
+            f"no worker {handle}: list the workers to find their handles",
             entity="worker",
+            next_step=NextStep("list_workers"),
         )
     return worker
