@@ -8,7 +8,14 @@ import pytest
 from taskflow.core.actor import Actor
 from taskflow.core.auth.identity import Authenticator, local_actor
 from taskflow.core.domain import Role, Via, WorkerType
-from taskflow.core.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationFailed
+from taskflow.core.errors import (
+    Conflict,
+    Forbidden,
+    NextStep,
+    NotFound,
+    Unauthenticated,
+    ValidationFailed,
+)
 from taskflow.core.schemas import (
     AddMember,
     CreateHuman,
@@ -116,7 +123,7 @@ async def test_deactivation_refusals_change_nothing(db, owner):
     err = await refused(db, workers.deactivate_agent(db, owner, "@mike"), Conflict)
     assert "only agents can be deactivated" in err.message
     err = await refused(db, workers.deactivate_agent(db, owner, "@ghost"), NotFound)
-    assert "list_workers" in err.message
+    assert err.next_step == NextStep("list_workers")
     err = await refused(db, workers.reactivate_agent(db, owner, "@bot"), Conflict)
     assert "is active" in err.message
 

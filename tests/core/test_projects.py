@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from taskflow.core.domain import ApprovalPolicy, Role, Via
-from taskflow.core.errors import Conflict, Forbidden, NotFound, StaleVersion
+from taskflow.core.errors import Conflict, Forbidden, NextStep, NotFound, StaleVersion
 from taskflow.core.schemas import AddMember, CreateProject, CreateTask, UpdateProject
 from taskflow.core.services import projects, tasks
 from tests.conftest import make_human
@@ -146,7 +146,7 @@ async def test_add_member_and_its_refusals(db, team):
     err = await refused(
         db, projects.add_member(db, team.owner, "web", AddMember(handle="@ghost")), NotFound
     )
-    assert "list_workers" in err.message
+    assert err.next_step == NextStep("list_workers")
     err = await refused(
         db, projects.add_member(db, team.owner, "web", AddMember(handle="@mike")), Conflict
     )

@@ -20,7 +20,7 @@ async def test_whoami_list_and_get(db, owner):
     assert [w.handle for w in await workers.list_workers(db, owner)] == ["@mike", "@sarah"]
     assert (await workers.get_worker(db, owner, "@mike")).handle == "@mike"
     err = await refused(db, workers.get_worker(db, owner, "@ghost"), NotFound)
-    assert "list_workers" in err.message
+    assert err.next_step == NextStep("list_workers")
 
 
 async def test_create_human_is_audited_as_itself(db):
