@@ -10,7 +10,9 @@ agent's context is not spent on them; they stay one word away.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import cache
 
+import taskflow.core.handlers  # noqa: F401  (registers every operation before `known` reads them)
 from taskflow.core.declarations import REGISTRY
 from taskflow.core.errors import ValidationFailed
 
@@ -21,11 +23,14 @@ HEADER = "x-mcp-toolsets"
 ENV = "TASKFLOW_MCP_TOOLSETS"
 
 
+@cache
 def known() -> frozenset[str]:
-    """Every toolset some operation declares."""
+    """Every toolset some operation declares (read once: a request's toolsets are parsed on
+    every tools/call, and the declarations do not change while the process runs)."""
     return frozenset(op.toolset for op in REGISTRY.values() if op.mcp is not None)
 
 
+@cache
 def default() -> frozenset[str]:
     return known() - OPT_IN
 
