@@ -82,6 +82,17 @@ class Unblock(TaskVerb):
     pass
 
 
+VERB_FOR_STATUS: dict[TaskStatus, type[TaskVerb]] = {
+    TaskStatus.IN_PROGRESS: Start,
+    TaskStatus.REVIEW: RequestReview,
+    TaskStatus.COMPLETED: Complete,
+    TaskStatus.BLOCKED: Block,
+    TaskStatus.PENDING: Unblock,
+}
+"""The verb that moves a task into each status, for a surface that names the status rather than
+the verb (REST's `PATCH /api/tasks/{id}/status`): the verb does the work and writes its entry."""
+
+
 class SetDueDate(TaskVerb):
     due_date: Annotated[
         datetime | None,

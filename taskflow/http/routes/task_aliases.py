@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from taskflow.core.declarations import operation_for_command
 from taskflow.core.dispatcher import run
-from taskflow.core.domain import TaskStatus
 from taskflow.core.handlers import tasks as task_ops
 from taskflow.core.handlers import workflow as verbs
 from taskflow.core.schemas import Page, SubtaskSpec, TaskFilter, TaskOut
@@ -20,15 +19,6 @@ from taskflow.http.bodies import StatusChange
 from taskflow.http.endpoint import Call, Endpoints
 
 endpoints = Endpoints("tasks")
-
-# PATCH .../status names the status; the verb that reaches it does the work (and the audit).
-STATUS_VERBS: dict[TaskStatus, type[verbs.TaskVerb]] = {
-    TaskStatus.IN_PROGRESS: verbs.Start,
-    TaskStatus.REVIEW: verbs.RequestReview,
-    TaskStatus.COMPLETED: verbs.Complete,
-    TaskStatus.BLOCKED: verbs.Block,
-    TaskStatus.PENDING: verbs.Unblock,
-}
 
 
 @endpoints.get(
@@ -76,6 +66,6 @@ async def change_status(call: Call) -> TaskOut:
     block, pending runs unblock (which resumes an assigned task as in_progress). Moves the
     transition table does not allow get 409 naming the moves that are allowed.
     """
-    verb = STATUS_VERBS[call.body.status]
+    verb = verbs.VERB_FOR_STATUS[call.body.status]
     command = verb(task_id=call.path["task_id"], expected_version=call.version())
     return await run(call.db, call.actor, command)
