@@ -188,9 +188,28 @@ def refusal(exc: TaskFlowError) -> str:
     if step is None or declared is None or declared.cli is None:
         return str(exc)
     words = [f"taskflow {declared.cli}"]
+    flags = _options_of(declared.cli)
     for name, value in step.arguments.items():
-        words.append(str(value) if name == "task_id" else f"--{name.replace('_', '-')} {value}")
+        flag = flags.get(name)
+        words.append(f"{flag} {value}" if flag else str(value))
     return f"{exc} (next: {' '.join(words)})"
+
+
+def _options_of(path: str) -> dict[str, str]:
+    """A command's options by parameter name (`to` -> `--to`); its other parameters are
+    positional, typed as values, as `taskflow agent keys @bot` takes its handle."""
+    import typer
+
+    from taskflow.cli.app import app  # imported here: the app imports this module
+
+    command: Any = typer.main.get_command(app)
+    for word in path.split():
+        command = command.commands[word]
+    return {
+        param.name: param.opts[0]
+        for param in command.params
+        if param.param_type_name == "option" and param.name
+    }
 
 
 @contextmanager

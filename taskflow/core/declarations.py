@@ -30,13 +30,16 @@ class Route:
     """A REST route: method, Starlette path (fields of the command in braces) and success status.
 
     `name` is the OpenAPI operationId of an operation's further routes (the first is named after
-    the operation), since each route needs its own.
+    the operation), since each route needs its own. `body` names the one field a POST's whole
+    JSON body is the value of (`POST /api/tasks/7/subtasks [{...}]`), where the body is not an
+    object of fields.
     """
 
     method: Method
     path: str
     status: int = 200
     name: str | None = None
+    body: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The REST application: endpoints, /openapi.json, CORS, request ids and problem documents.
+"""The REST application: generated routes, health, /openapi.json, CORS, request ids, problems.
 
 `create_api` builds the Starlette app around a runtime someone else opened (the composition
 root in `taskflow.server`, or a test). It holds no globals: two apps on two databases can run
@@ -23,19 +23,17 @@ from starlette.types import Lifespan
 from taskflow.core.declarations import REGISTRY
 from taskflow.core.errors import TaskFlowError
 from taskflow.core.runtime import Runtime
-from taskflow.http import operations
+from taskflow.http import health, operations
 from taskflow.http.openapi import openapi_document
 from taskflow.http.problems import (
     ClientError,
     from_client_exception,
     from_http_exception,
     from_taskflow_error,
-    from_unhandled,
 )
 from taskflow.http.request_id import HEADER as REQUEST_ID_HEADER
 from taskflow.http.request_id import RequestIdMiddleware
-from taskflow.http.routes import ALL
-from taskflow.http.runner import routes_for
+from taskflow.http.unhandled import UnhandledErrors
 
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 CORS_REQUEST_HEADERS = [
@@ -56,8 +54,8 @@ CORS_RESPONSE_HEADERS = [
 
 
 def _openapi_route(local_mode: bool) -> Route:
-    generated = [ep for op in REGISTRY.values() for ep in operations.documented(op)]
-    body = to_json(openapi_document([*ALL, *generated], local_mode=local_mode))
+    document = openapi_document(REGISTRY.values(), health.DOCS, local_mode=local_mode)
+    body = to_json(document)
 
     async def openapi(request: Request) -> Response:
         """The OpenAPI 3.1 document for this API (public, so tools can fetch it)."""
@@ -79,7 +77,7 @@ def create_api(
     middleware and one lifespan.
     """
     routes: list[BaseRoute] = [
-        *routes_for(ALL, runtime, local_handle),
+        *health.routes(runtime),
         *operations.routes_for(REGISTRY.values(), runtime, local_handle),
         _openapi_route(local_handle is not None),
         *extra_routes,
@@ -94,6 +92,7 @@ def create_api(
             expose_headers=CORS_RESPONSE_HEADERS,
             max_age=600,
         ),
+        Middleware(UnhandledErrors),
     ]
     return Starlette(
         routes=routes,
@@ -102,7 +101,6 @@ def create_api(
             HTTPException: from_http_exception,
             TaskFlowError: from_taskflow_error,
             ClientError: from_client_exception,
-            Exception: from_unhandled,
         },
         lifespan=lifespan,
     )

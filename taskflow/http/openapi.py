@@ -1,23 +1,105 @@
-"""The OpenAPI 3.1 document, generated from the endpoint declarations and the core's models.
+"""The OpenAPI 3.1 document, generated from the operation declarations and the core's models.
 
-Every schema comes from pydantic (`TypeAdapter.json_schemas`, one batch, so shared models such as
-TaskOut appear once under components/schemas); every route comes from the same `Endpoint` list
-the router is built from. A frontend can generate a typed client from it (openapi-typescript).
+Every route comes from the same declarations the router is built from (`taskflow.core.
+declarations`), plus the few plain routes that are not operations (health); every schema comes
+from pydantic (`TypeAdapter.json_schemas`, one batch, so shared models such as TaskOut appear once
+under components/schemas). A frontend can generate a typed client from it (openapi-typescript).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
 
-from taskflow.http.endpoint import Endpoint
-from taskflow.http.inputs import PATH_PARAMS
+from taskflow.core.declarations import Operation
+from taskflow.core.declarations import Route as RestRoute
+from taskflow.core.schemas import Model, ProjectOut, TaskDetail, TaskOut
+from taskflow.http.operations import VERSION_FIELD, WITH_BODY, body_fields, path_names
 from taskflow.http.problems import PROBLEM_JSON, Problem
 
 REF = "#/components/schemas/{model}"
+VERSIONED = (ProjectOut, TaskOut, TaskDetail)
+
+
+@dataclass(frozen=True)
+class RouteDoc:
+    """What the document says about one route: enough to describe it, nothing to run it."""
+
+    method: str
+    path: str
+    tag: str
+    name: str
+    summary: str
+    description: str | None = None
+    operation: str | None = None
+    body: Any = None
+    query: type[BaseModel] | None = None
+    path_params: type[BaseModel] | None = None
+    response: Any = None
+    status: int = 200
+    public: bool = False
+    precondition: bool = False
+
+    @property
+    def idempotent_post(self) -> bool:
+        return self.method == "POST" and not self.public
+
+    @property
+    def versioned(self) -> bool:
+        """Does the answer carry a version (and so an ETag)?"""
+        return self.response in VERSIONED
+
+
+def _part(
+    operation: Operation, keep: Iterable[str], suffix: str, variant: int = 0
+) -> type[BaseModel] | None:
+    """The command's fields that travel in one part of the request, as a model for OpenAPI."""
+    fields = operation.command.model_fields
+    chosen = {name: (fields[name].annotation, fields[name]) for name in keep}
+    if not chosen:
+        return None
+    name = operation.command.__name__ + suffix + (str(variant + 1) if variant else "")
+    return create_model(name, __base__=Model, **chosen)  # type: ignore[call-overload,no-any-return]
+
+
+def documented(operation: Operation) -> list[RouteDoc]:
+    """Each route of the operation as the document describes it."""
+    return [_documented(operation, route, n) for n, route in enumerate(operation.routes)]
+
+
+def _documented(operation: Operation, route: RestRoute, variant: int) -> RouteDoc:
+    """One route: its path parameters, its body or query (the other fields), its answer."""
+    in_path = path_names(route)
+    fields = body_fields(operation, route)
+    takes_body = route.method in WITH_BODY
+    if route.body is not None:
+        body: Any = operation.command.model_fields[route.body].annotation
+    elif takes_body:
+        body = _part(operation, fields, "Body", variant)
+    else:
+        body = None
+    output = operation.output()
+    doc = (operation.handler.__doc__ or "").strip().split("\n\n", 1)
+    return RouteDoc(
+        method=route.method,
+        path=route.path,
+        tag=operation.handler.__module__.rsplit(".", 1)[-1],  # the aggregate: projects, tasks
+        name=route.name or operation.name,
+        summary=" ".join(doc[0].split()) or operation.name,
+        description=doc[1] if len(doc) > 1 else None,
+        operation=operation.name,
+        body=body,
+        query=None if takes_body else _part(operation, fields, "Query", variant),
+        path_params=_part(operation, in_path, "Path", variant),
+        response=None if route.status == 204 or output is type(None) else output,
+        status=route.status,
+        precondition=VERSION_FIELD in operation.command.model_fields,
+    )
+
 
 _ERRORS = {
     400: ("BadRequest", "Malformed request: bad JSON, unknown query parameter, bad header"),
@@ -75,7 +157,7 @@ def _body_required(adapter: TypeAdapter[Any]) -> bool:
 
 
 class _Builder:
-    def __init__(self, endpoints: Sequence[Endpoint], local_mode: bool) -> None:
+    def __init__(self, endpoints: Sequence[RouteDoc], local_mode: bool) -> None:
         self.endpoints = endpoints
         self.local_mode = local_mode
         self.schemas: dict[tuple[Any, str], dict[str, Any]] = {}
@@ -133,6 +215,8 @@ class _Builder:
                 inputs.append(((ep.name, "body"), "validation", TypeAdapter(ep.body)))
             if ep.query is not None:
                 inputs.append(((ep.name, "query"), "validation", TypeAdapter(ep.query)))
+            if ep.path_params is not None:
+                inputs.append(((ep.name, "path"), "validation", TypeAdapter(ep.path_params)))
             if ep.response is not None:
                 inputs.append(((ep.name, "response"), "serialization", TypeAdapter(ep.response)))
         by_key, defs = TypeAdapter.json_schemas(inputs, ref_template=REF)
@@ -145,17 +229,19 @@ class _Builder:
             return self.components[ref.rsplit("/", 1)[-1]]
         return schema
 
-    def _parameters(self, ep: Endpoint) -> list[dict[str, Any]]:
+    def _parameters(self, ep: RouteDoc) -> list[dict[str, Any]]:
         params: list[dict[str, Any]] = []
-        for name in PATH_PARAMS:
-            if "{" + name + "}" in ep.path:
-                schema = TypeAdapter(PATH_PARAMS[name]).json_schema()
+        if ep.path_params is not None:
+            model = self._resolve(self.schemas[(ep.name, "path")])
+            for name, prop in model["properties"].items():
+                schema = _strip_null(prop)
+                fallback = name.replace("_", " ").capitalize()  # task_id: "Task id"
                 params.append(
                     {
                         "name": name,
                         "in": "path",
                         "required": True,
-                        "description": schema.pop("description", None) or name,
+                        "description": schema.pop("description", None) or fallback,
                         "schema": schema,
                     }
                 )
@@ -163,8 +249,6 @@ class _Builder:
             model = self._resolve(self.schemas[(ep.name, "query")])
             required = set(model.get("required", []))
             for name, prop in model["properties"].items():
-                if name in ep.from_path:
-                    continue
                 schema = _strip_null(prop)
                 param: dict[str, Any] = {
                     "name": name,
@@ -200,7 +284,7 @@ class _Builder:
             )
         return params
 
-    def _success(self, ep: Endpoint) -> tuple[str, dict[str, Any]]:
+    def _success(self, ep: RouteDoc) -> tuple[str, dict[str, Any]]:
         headers: dict[str, Any] = {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}}
         if ep.response is None:
             return "204", {"description": "Done (no content)", "headers": headers}
@@ -213,9 +297,9 @@ class _Builder:
             "content": {"application/json": {"schema": schema}},
         }
 
-    def _error_codes(self, ep: Endpoint) -> list[int]:
+    def _error_codes(self, ep: RouteDoc) -> list[int]:
         if ep.public:
-            return [503] if ep.path == "/health/ready" else []
+            return [503] if ep.path.endswith("/ready") else []
         codes = [400, 401, 403, 404, 409, 422, 503]
         if ep.precondition:
             codes.append(412)
@@ -223,7 +307,7 @@ class _Builder:
             codes += [413, 415]
         return sorted(codes)
 
-    def _operation(self, ep: Endpoint) -> dict[str, Any]:
+    def _operation(self, ep: RouteDoc) -> dict[str, Any]:
         code, success = self._success(ep)
         responses: dict[str, Any] = {code: success}
         for status in self._error_codes(ep):
@@ -267,6 +351,12 @@ class _Builder:
         return responses
 
 
-def openapi_document(endpoints: Sequence[Endpoint], *, local_mode: bool = False) -> dict[str, Any]:
-    """The whole document; `local_mode` (serve --no-auth) makes the bearer token optional."""
-    return _Builder(endpoints, local_mode).build()
+def openapi_document(
+    operations: Iterable[Operation], plain: Sequence[RouteDoc] = (), *, local_mode: bool = False
+) -> dict[str, Any]:
+    """The whole document: the plain routes, then every declared operation's routes, in order.
+
+    `local_mode` (serve --no-auth) makes the bearer token optional.
+    """
+    routes = [*plain, *(doc for operation in operations for doc in documented(operation))]
+    return _Builder(routes, local_mode).build()

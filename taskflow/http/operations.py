@@ -13,7 +13,7 @@ import typing
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, create_model
+from pydantic import TypeAdapter
 from pydantic_core import from_json
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,23 +24,34 @@ from taskflow.core.declarations import Route as RestRoute
 from taskflow.core.dispatcher import dispatch
 from taskflow.core.errors import ValidationFailed
 from taskflow.core.runtime import Runtime
-from taskflow.core.schemas import Model
+from taskflow.core.schemas import ProjectOut, TaskDetail, TaskOut
 from taskflow.http import inputs
-from taskflow.http.endpoint import Endpoint
 from taskflow.http.identity import identify
 from taskflow.http.problems import SOURCES_KEY, ClientError
-from taskflow.http.runner import version_of
 
 JSON = "application/json"
 VERSION_FIELD = "expected_version"
-_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
-def path_names(operation: Operation, route: RestRoute | None = None) -> list[str]:
-    """The command fields a route's path carries (the operation's own route unless given)."""
-    route = route or operation.rest
-    assert route is not None
+def path_names(route: RestRoute) -> list[str]:
+    """The command fields a route's path carries: `/api/tasks/{task_id}` carries task_id."""
     return [part[1:-1].split(":")[0] for part in route.path.split("/") if "{" in part]
+
+
+def body_fields(operation: Operation, route: RestRoute) -> list[str]:
+    """The command fields a route takes from its body (or query): those its path does not carry."""
+    in_path = set(path_names(route))
+    return [name for name in operation.command.model_fields if name not in in_path]
+
+
+def version_of(payload: Any) -> int | None:
+    """The version an answer carries (a project, a task, or a task with its subtree): its ETag."""
+    if isinstance(payload, TaskDetail):
+        return payload.task.version
+    if isinstance(payload, ProjectOut | TaskOut):
+        return payload.version
+    return None
 
 
 def _is_list(annotation: Any) -> bool:
@@ -59,11 +70,11 @@ class OperationRoute:
         self.rest = rest
         self.runtime = runtime
         self.local_handle = local_handle
-        self.from_path = frozenset(path_names(operation, rest))
+        self.from_path = frozenset(path_names(rest))
         fields = operation.command.model_fields
         self.list_fields = frozenset(n for n, f in fields.items() if _is_list(f.annotation))
         self.versioned = VERSION_FIELD in fields
-        self.takes_body = self.rest.method in _WITH_BODY
+        self.takes_body = self.rest.method in WITH_BODY
         output = operation.output()
         self.empty = self.rest.status == 204 or output is type(None)
         self.out = None if self.empty else TypeAdapter(output)
@@ -108,6 +119,7 @@ class OperationRoute:
         return arguments, sources
 
     async def _body(self, request: Request) -> dict[str, Any]:
+        """The JSON body as arguments: its fields, or for a `body=` route, that one field."""
         raw = await inputs.body_bytes(request)
         if not raw.strip():
             return {}
@@ -115,6 +127,8 @@ class OperationRoute:
             parsed = from_json(raw)
         except ValueError as exc:
             raise ClientError(400, f"the body is not valid JSON ({exc})") from None
+        if self.rest.body is not None:
+            return {self.rest.body: parsed}
         if not isinstance(parsed, dict):
             raise ValidationFailed("the body must be a JSON object", field="body")
         return parsed
@@ -158,41 +172,3 @@ def _route(path: str, methods: dict[str, OperationRoute]) -> Route:
 
     name = "+".join(bound.operation.name for bound in methods.values())
     return Route(path, endpoint, methods=list(methods), name=name)
-
-
-def _part(
-    operation: Operation, keep: Iterable[str], suffix: str, variant: int = 0
-) -> type[BaseModel] | None:
-    """The command's fields that travel in one part of the request, as a model for OpenAPI."""
-    fields = operation.command.model_fields
-    chosen = {name: (fields[name].annotation, fields[name]) for name in keep}
-    if not chosen:
-        return None
-    name = operation.command.__name__ + suffix + (str(variant + 1) if variant else "")
-    return create_model(name, __base__=Model, **chosen)  # type: ignore[call-overload,no-any-return]
-
-
-def documented(operation: Operation) -> list[Endpoint]:
-    """Each route of the operation as the OpenAPI builder describes endpoints."""
-    return [_documented(operation, route, n) for n, route in enumerate(operation.routes)]
-
-
-def _documented(operation: Operation, route: RestRoute, variant: int) -> Endpoint:
-    """One route: its body or query (the fields its path does not carry), its answer."""
-    in_path = set(path_names(operation, route))
-    rest_fields = [n for n in operation.command.model_fields if n not in in_path]
-    takes_body = route.method in _WITH_BODY
-    output = operation.output()
-    return Endpoint(
-        method=route.method,
-        path=route.path,
-        handler=operation.handler,
-        tag=operation.handler.__module__.rsplit(".", 1)[-1],  # the aggregate: projects, tasks
-        operation=operation.name,
-        body=_part(operation, rest_fields, "Body", variant) if takes_body else None,
-        query=None if takes_body else _part(operation, rest_fields, "Query", variant),
-        response=None if route.status == 204 or output is type(None) else output,
-        status=route.status,
-        precondition=VERSION_FIELD in operation.command.model_fields,
-        operation_id=route.name,
-    )

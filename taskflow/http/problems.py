@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -84,15 +84,6 @@ class ClientError(Exception):
         self.status = status
         self.detail = detail
         self.headers = dict(headers or {})
-
-
-class InputInvalid(Exception):
-    """Pydantic refused part of the request; `location` says which part."""
-
-    def __init__(self, location: str, error: ValidationError) -> None:
-        super().__init__(str(error))
-        self.location = location
-        self.error = error
 
 
 def problem_response(
@@ -199,25 +190,6 @@ def challenge(request: Request, message: str) -> str:
     return f'{REALM}, error="invalid_token", error_description="{reason}"'
 
 
-def field_errors(location: str, error: ValidationError) -> list[FieldError]:
-    return [
-        FieldError(
-            location=location,
-            field=".".join(str(part) for part in err["loc"]) or location,
-            message=err["msg"],
-            type=err["type"],
-        )
-        for err in error.errors(include_url=False, include_input=False)[:_MAX_LISTED_ERRORS]
-    ]
-
-
-def from_validation(request: Request, exc: InputInvalid) -> Response:
-    errors = field_errors(exc.location, exc.error)
-    listed = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
-    detail = f"invalid {exc.location}: {listed}"
-    return problem_response(request, 422, detail, errors=errors)
-
-
 def from_client_error(request: Request, exc: ClientError) -> Response:
     return problem_response(request, exc.status, exc.detail, headers=exc.headers)
 
@@ -243,7 +215,3 @@ def internal_error(request: Request, exc: BaseException) -> Response:
         500,
         f"the server failed to handle this request; it has been logged as request {rid}",
     )
-
-
-async def from_unhandled(request: Request, exc: Exception) -> Response:
-    return internal_error(request, exc)

@@ -3,8 +3,9 @@
 Every declared operation names its toolset. A client sees the default toolsets unless it asks
 for others: `taskflow-mcp --toolsets core,admin` (or `TASKFLOW_MCP_TOOLSETS`) over stdio, and
 `?toolsets=core,admin` on the `/mcp` URL (or an `X-MCP-Toolsets` header) over HTTP; `all`
-means every toolset. Rarely needed tools (project administration) are left out by default so an
-agent's context is not spent on them; they stay one word away.
+means every toolset. Rarely needed tools (project administration; `board`'s move_task, which
+repeats the workflow verbs by status name) are left out by default so an agent's context is not
+spent on them; they stay one word away.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from taskflow.core.declarations import REGISTRY
 from taskflow.core.errors import ValidationFailed
 
 ALL = "all"
-OPT_IN = frozenset({"admin"})
+OPT_IN = frozenset({"admin", "board"})
 QUERY_PARAMETER = "toolsets"
 HEADER = "x-mcp-toolsets"
 ENV = "TASKFLOW_MCP_TOOLSETS"

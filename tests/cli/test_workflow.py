@@ -160,3 +160,24 @@ async def test_reopen_repeat_and_review_rules(sarah: Cli, db: Database) -> None:
     assert data["status"] == "review" and data["completed_at"] is None
     err = await sarah.refused("reopen", "1", "--jsn", code=2)
     assert "No such option: --jsn" in err and "--json" in err
+
+
+async def test_move_runs_the_verb_that_reaches_the_status(sarah: Cli, db: Database) -> None:
+    await sarah.ok("add", "Work")
+    mark = await last_audit_id(db)
+    assert "#1 Work is now in_progress" in (await sarah.ok("move", "1", "in_progress")).stdout
+    assert (await sarah.json("move", "1", "blocked"))["status"] == "blocked"
+    assert (await sarah.json("move", "1", "pending"))["status"] == "in_progress", "unblock"
+    rows = await audit_rows(db, mark)
+    assert [r["action"] for r in rows] == ["started", "blocked", "unblocked"]
+    before = await snapshot(db)
+    err = await sarah.refused("move", "1", "pending")
+    assert "not blocked" in err
+    await sarah.refused("move", "1", "done", code=2)  # not a status: Typer names the choices
+    assert await snapshot(db) == before
+
+
+async def test_next_steps_are_typed_as_the_command_takes_them(sarah: Cli, agent_key: str) -> None:
+    """A handle the command takes positionally is typed as a value, not as `--handle`."""
+    err = await sarah.refused("agent", "revoke", "@claude-code", "999")
+    assert "(next: taskflow agent keys @claude-code)" in " ".join(err.split())

@@ -12,18 +12,18 @@ import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import func, select
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from taskflow.core.actor import Actor
 from taskflow.core.auth.identity import Authenticator
 from taskflow.core.auth.jwt import JwtVerifier
 from taskflow.core.auth.keys import generate_api_key
 from taskflow.core.db import Database
-from taskflow.core.idempotency import request_hash
-from taskflow.core.models import IdempotencyRecord, Task
+from taskflow.core.models import Task
 from taskflow.core.runtime import Runtime
 from taskflow.http.app import create_api
-from taskflow.http.endpoint import Call, Endpoint
-from taskflow.http.runner import routes_for
 from tests.conftest import _admin_dsn, database_url_for
 from tests.http.conftest import (
     BASE_URL,
@@ -195,18 +195,22 @@ async def test_unknown_route_and_wrong_method(as_bot: httpx.AsyncClient) -> None
 async def test_a_bug_is_a_logged_500_problem_without_internals(
     runtime: Runtime, bot: Agent, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def broken(call: Call) -> None:
-        """A handler with a bug."""
+    async def broken(request: Request) -> Response:
+        """An endpoint with a bug."""
         raise KeyError("secret internal detail")
 
-    extra = routes_for([Endpoint("GET", "/api/broken", broken, "test")], runtime, None)
+    extra = [Route("/api/broken", broken, methods=["GET"])]
     transport = httpx.ASGITransport(app=create_api(runtime, extra_routes=extra))
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
         with caplog.at_level(logging.ERROR, logger="taskflow.http"):
-            response = await http.get("/api/broken", headers=bot.headers)
+            origin = runtime.settings.origins[0]
+            response = await http.get("/api/broken", headers={**bot.headers, "Origin": origin})
     problem = assert_problem(response, 500, "internal-error")
     assert "secret" not in response.text
     assert problem["request_id"] in caplog.text and "KeyError" in caplog.text
+    # A frontend can read the 500 (CORS) and quote its request id (the header, as on any answer).
+    assert response.headers["access-control-allow-origin"] == origin
+    assert response.headers["x-request-id"] == problem["request_id"]
 
 
 # ---------------------------------------------------------------- idempotency
@@ -265,28 +269,6 @@ async def test_a_failed_request_does_not_burn_its_key(as_bot: httpx.AsyncClient)
     )
     assert_problem(again, 422)
     assert "idempotency" not in again.json()["detail"]
-
-
-async def test_request_in_flight_with_the_same_key_is_409(
-    as_bot: httpx.AsyncClient, db: Database, bot: Agent
-) -> None:
-    """A hand-written endpoint (the subtask alias) still reserves its key while it runs; kernel
-    routes store the answer in the change's own transaction, so they have no in-flight state."""
-    parent = (await as_bot.post("/api/projects/web/tasks", json={"title": "P"})).json()
-    url = f"/api/tasks/{parent['task']['id']}/subtasks"
-    body = {"title": "Slow"}
-    async with db.transaction() as session:  # what run_once holds while the first one runs
-        session.add(
-            IdempotencyRecord(
-                worker_id=bot.actor.worker_id,
-                key="k-busy",
-                scope=f"POST {url}",
-                request_hash=request_hash(f"POST {url}", body),
-            )
-        )
-    response = await as_bot.post(url, json=body, headers={"Idempotency-Key": "k-busy"})
-    assert_problem(response, 409)
-    assert await _count_tasks(db) == 1
 
 
 async def test_concurrent_duplicates_create_once(as_bot: httpx.AsyncClient, db: Database) -> None:

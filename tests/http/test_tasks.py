@@ -206,8 +206,17 @@ async def test_list_refusals(as_bot: httpx.AsyncClient) -> None:
     assert_problem(await as_bot.get("/api/projects/web/tasks?status=done"), 422)
     assert_problem(await as_bot.get("/api/projects/web/tasks?cursor=garbage"), 422)
     typo = await as_bot.get("/api/projects/web/tasks?stauts=pending")
-    assert "stauts" in assert_problem(typo, 400)["detail"]
-    assert_problem(await as_bot.get("/api/projects/web/tasks?project=default"), 400)
+    refused = assert_problem(typo, 422, "validation-failed")
+    assert refused["errors"] == [
+        {
+            "location": "query",
+            "field": "stauts",
+            "message": "unknown argument 'stauts': did you mean 'status'?",
+            "type": "extra_forbidden",
+        }
+    ]
+    from_path = assert_problem(await as_bot.get("/api/projects/web/tasks?project=default"), 400)
+    assert "comes from the path" in from_path["detail"]
 
 
 async def test_cursor_pages_are_complete_and_stable_under_inserts(

@@ -322,3 +322,17 @@ async def test_reopen_task(bot: McpUser, ann: McpUser, db: Database, team: Team)
     [entry] = await audit_tail(db)
     assert_audited(entry, "review_requested", "@ann")
     assert entry["details"]["reopened"] is True
+
+
+async def test_move_task_runs_the_verb_for_the_status(
+    bot: McpUser, db: Database, team: Team
+) -> None:
+    """`move_task` (toolset `board`, which the test user is offered) names the status."""
+    task_id = await new_task(db, team)
+    moved = ok(await call(bot, "move_task", task_id=task_id, status="in_progress"))
+    assert (moved["status"], moved["assignee"]) == ("in_progress", "@claude-code")
+    assert_audited((await audit_tail(db))[0], "started", "@claude-code")
+    assert "not blocked" in await refused_unchanged(
+        db, bot, "move_task", task_id=task_id, status="pending"
+    )
+    assert "status" in await refused_unchanged(db, bot, "move_task", task_id=task_id, status="done")

@@ -1,5 +1,5 @@
 """The workflow verbs: start, progress, complete, review, approve, reject, delegate, assign,
-block, unblock, and claim (an agent's "give me the next task")."""
+block, unblock, reopen, move (to a named status), and claim (an agent's "give me the next task")."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from taskflow.cli.output import answer
 from taskflow.cli.params import Json, TaskId, clears
 from taskflow.cli.session import Session, call
 from taskflow.core.dispatcher import run
+from taskflow.core.domain import TaskStatus
 from taskflow.core.handlers import workflow as ops
 from taskflow.core.schemas import TaskOut
 from taskflow.core.services import workflow
@@ -154,6 +155,19 @@ def reopen(task_id: TaskId, json_: Json = False) -> None:
     )
 
 
+def move(
+    task_id: TaskId,
+    status: Annotated[TaskStatus, typer.Argument(help="Where the task goes.")],
+    json_: Json = False,
+) -> None:
+    """Move a task to a status by running the verb that reaches it."""
+    _apply(
+        lambda s: run(s.db, s.actor, ops.MoveTask(task_id=task_id, status=status)),
+        json_,
+        lambda t: f"{_label(t)} is now {t.status}",
+    )
+
+
 def claim(
     project: Annotated[str | None, typer.Option("--project", "-p", help="Only here.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="With any of these tags.")] = None,
@@ -180,6 +194,7 @@ def register(app: typer.Typer) -> None:
         block,
         unblock,
         reopen,
+        move,
         claim,
     ):
         app.command()(command)

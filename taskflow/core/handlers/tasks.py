@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 from sqlalchemy import text
 
 from taskflow.core import schemas
@@ -54,9 +54,16 @@ TaskId = Annotated[int, Field(ge=1), AfterValidator(_fits_bigint)]
 Version = Annotated[int | None, Field(default=None, ge=1, description="Last version you read")]
 
 
+def _one_or_many(value: Any) -> Any:
+    """One subtask may be sent as itself rather than as a list of one."""
+    return [value] if isinstance(value, dict) else value
+
+
 class AddSubtasks(Model):
     task_id: TaskId
-    subtasks: list[SubtaskSpec] = Field(min_length=1, max_length=200)
+    subtasks: Annotated[
+        list[SubtaskSpec], BeforeValidator(_one_or_many), Field(min_length=1, max_length=200)
+    ]
     expected_version: Version = None
 
 
@@ -133,6 +140,7 @@ async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDet
     AddSubtasks,
     toolset=READS,
     mcp="add_subtasks",
+    rest=Route("POST", "/api/tasks/{task_id}/subtasks", 201, body="subtasks"),
     cli="subtask",
     mcp_output=list[TaskState],
 )
@@ -177,7 +185,10 @@ async def get_task(cmd: GetTask, uow: UnitOfWork, actor: Actor) -> TaskDetail:
     toolset=READS,
     read_only=True,
     mcp="list_tasks",
-    rest=Route("GET", "/api/tasks"),
+    rest=(
+        Route("GET", "/api/tasks"),
+        Route("GET", "/api/projects/{project}/tasks", name="list_project_tasks"),
+    ),
     cli="list",
     mcp_output=Page[TaskSummary],
 )

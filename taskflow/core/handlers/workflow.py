@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow.core import schemas
 from taskflow.core.actor import Actor
-from taskflow.core.declarations import Route, declare
+from taskflow.core.declarations import Route, declare, operation_for
 from taskflow.core.domain import AuditAction, TaskStatus
 from taskflow.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from taskflow.core.handlers import task_rows as rows
@@ -30,6 +30,7 @@ from taskflow.core.schemas import Handle, Model, ProjectRef, TaskOut, TaskState
 from taskflow.core.uow import UnitOfWork
 
 WORKFLOW = "workflow"
+BOARD = "board"  # moving a task to a named status, as a kanban board's columns do (opt-in on MCP)
 Note = Annotated[str | None, Field(default=None, max_length=2000)]
 
 
@@ -89,8 +90,12 @@ VERB_FOR_STATUS: dict[TaskStatus, type[TaskVerb]] = {
     TaskStatus.BLOCKED: Block,
     TaskStatus.PENDING: Unblock,
 }
-"""The verb that moves a task into each status, for a surface that names the status rather than
-the verb (REST's `PATCH /api/tasks/{id}/status`): the verb does the work and writes its entry."""
+"""The verb that moves a task into each status, for `move_task`, which names the status rather
+than the verb: the verb does the work and writes its entry."""
+
+
+class MoveTask(TaskVerb):
+    status: TaskStatus
 
 
 class SetDueDate(TaskVerb):
@@ -401,6 +406,21 @@ async def set_due_date(cmd: SetDueDate, uow: UnitOfWork, actor: Actor) -> TaskOu
 async def reopen_task(cmd: ReopenTask, uow: UnitOfWork, actor: Actor) -> TaskOut:
     """Reopen a completed task: back to review (completed_at cleared), asked for by you."""
     return await _move(uow, actor, cmd, TaskStatus.REVIEW, "reopen_task", {"reopened": True})
+
+
+@declare(
+    MoveTask,
+    toolset=BOARD,
+    mcp="move_task",
+    rest=Route("PATCH", "/api/tasks/{task_id}/status"),
+    cli="move",
+    mcp_output=_TASK,
+)
+async def move_task(cmd: MoveTask, uow: UnitOfWork, actor: Actor) -> TaskOut:
+    """Move a task to a status by running the verb that reaches it (pending runs unblock)."""
+    verb = VERB_FOR_STATUS[cmd.status](task_id=cmd.task_id, expected_version=cmd.expected_version)
+    answer: TaskOut = await operation_for(verb).handler(verb, uow, actor)
+    return answer
 
 
 _CLAIM = text(
