@@ -16,8 +16,8 @@ import pytest
 
 from taskflow.core.declarations import REGISTRY
 from taskflow.core.dispatcher import run
-from taskflow.core.domain import Role
-from taskflow.core.handlers.workflow import ReopenTask
+from taskflow.core.domain import Role, TaskStatus
+from taskflow.core.handlers.workflow import MoveTask, ReopenTask
 from taskflow.core.schemas import (
     AddMember,
     CreateProject,
@@ -244,6 +244,12 @@ SCENARIOS: dict[str, Scenario] = {
         "review_requested",
         "task",
         _task_in("completed"),
+    ),
+    "move_task": Scenario(
+        lambda db, o, c: run(db, o, MoveTask(task_id=c["task"], status=TaskStatus.BLOCKED)),
+        "blocked",
+        "task",
+        _task_in("pending"),
     ),
     "claim_next": Scenario(
         lambda db, o, c: workflow.claim_next(db, o), "claimed", "task", _task_in("pending")
