@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 from sqlalchemy import text
 
 from taskflow.core import schemas
@@ -54,17 +54,18 @@ TaskId = Annotated[int, Field(ge=1), AfterValidator(_fits_bigint)]
 Version = Annotated[int | None, Field(default=None, ge=1, description="Last version you read")]
 
 
-def _one_or_many(value: Any) -> Any:
-    """One subtask may be sent as itself rather than as a list of one."""
-    return [value] if isinstance(value, dict) else value
-
-
 class AddSubtasks(Model):
     task_id: TaskId
-    subtasks: Annotated[
-        list[SubtaskSpec], BeforeValidator(_one_or_many), Field(min_length=1, max_length=200)
-    ]
+    subtasks: list[SubtaskSpec] = Field(min_length=1, max_length=200)
     expected_version: Version = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_or_many(cls, data: Any) -> Any:
+        """One subtask may be sent as itself rather than as a list of one."""
+        if isinstance(data, dict) and isinstance(data.get("subtasks"), dict):
+            return {**data, "subtasks": [data["subtasks"]]}
+        return data
 
 
 class GetTask(Model):
