@@ -12,9 +12,6 @@ from enum import StrEnum
 from taskflow.core.errors import ValidationFailed
 
 HANDLE_RE = re.compile(r"^@[a-z0-9_-]+$")
-SLUG_RE = re.compile(r"^[a-z0-9-]+$")
-TITLE_MAX = 500
-NAME_MAX = 200
 
 
 def is_number(text: str) -> bool:
@@ -36,9 +33,6 @@ class Priority(StrEnum):
     MEDIUM = "medium"
     HIGH = "high"
     CRITICAL = "critical"
-
-
-PRIORITY_RANK = {Priority.LOW: 0, Priority.MEDIUM: 1, Priority.HIGH: 2, Priority.CRITICAL: 3}
 
 
 class WorkerType(StrEnum):
@@ -130,23 +124,6 @@ def check_handle(handle: str) -> str:
             field="handle",
         )
     return handle
-
-
-def check_slug(slug: str) -> str:
-    if not SLUG_RE.match(slug):
-        raise ValidationFailed(
-            f"invalid project slug {slug!r}: use lowercase letters, digits and '-' (e.g. web-app)",
-            field="slug",
-        )
-    return slug
-
-
-def check_progress(percent: int) -> int:
-    if not 0 <= percent <= 100:
-        raise ValidationFailed(
-            f"progress must be between 0 and 100, got {percent}", field="progress_percent"
-        )
-    return percent
 
 
 def role_at_least(role: Role, needed: Role) -> bool:
