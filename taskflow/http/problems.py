@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from taskflow.core.auth.identity import bearer_challenge
 from taskflow.core.declarations import REGISTRY
 from taskflow.core.errors import InvalidInput, NextStep, TaskFlowError, Unauthenticated
 from taskflow.http.request_id import SCOPE_KEY
@@ -25,7 +26,6 @@ log = logging.getLogger("taskflow.http")
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:taskflow:problem:"
-REALM = 'Bearer realm="taskflow"'
 _MAX_LISTED_ERRORS = 20
 # Extension members a core error may carry that are not for the caller's eyes.
 _PRIVATE_EXTRAS = frozenset({"cause"})
@@ -183,11 +183,7 @@ async def from_client_exception(request: Request, exc: Exception) -> Response:
 
 def challenge(request: Request, message: str) -> str:
     """The WWW-Authenticate value: plain when no token was sent, `invalid_token` otherwise."""
-    if "authorization" not in request.headers:
-        return REALM
-    # A header value: printable ASCII only (no CR/LF injection), no quotes or backslashes.
-    reason = "".join(c for c in message if " " <= c <= "~" and c not in '"\\')[:300]
-    return f'{REALM}, error="invalid_token", error_description="{reason}"'
+    return bearer_challenge(message if "authorization" in request.headers else None)
 
 
 def from_client_error(request: Request, exc: ClientError) -> Response:

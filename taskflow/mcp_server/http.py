@@ -2,9 +2,11 @@
 
 Stateless with JSON responses, so any replica can answer any request and nothing is kept
 between requests. Bearer auth (configured in `build_mcp`) answers 401 with a `WWW-Authenticate`
-header pointing at the RFC 9728 metadata; Host and Origin are checked against the settings
-(DNS-rebinding protection). Mount the app at "/" *last* in the parent: it serves `/mcp` and
-`/.well-known/oauth-protected-resource/mcp`.
+header pointing at the RFC 9728 metadata; in local mode, where a request may come without a
+token, a token that is sent is still checked here and a bad one answers the same 401. Host and
+Origin are checked against the settings (DNS-rebinding protection). `GET /mcp` answers 405: the
+server sends nothing unasked, so it offers no stream to open. Mount the app at "/" *last* in the
+parent: it serves `/mcp` and `/.well-known/oauth-protected-resource/mcp`.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
-from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskflow.core.auth.identity import bearer_challenge, bearer_token, resolve_actor
 from taskflow.core.config import Settings
-from taskflow.core.errors import Unavailable
+from taskflow.core.domain import Via
+from taskflow.core.errors import Unauthenticated, Unavailable
 from taskflow.core.runtime import Runtime
-from taskflow.mcp_server.identity import AUTH_OUTAGE
+from taskflow.mcp_server.identity import AUTH_OUTAGE, VERIFIED_ACTOR
+from taskflow.mcp_server.server import TaskflowMCP
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +101,70 @@ class UnavailableGuard:
         await send({"type": "http.response.body", "body": body.encode()})
 
 
+async def _send_json(
+    send: Send, status: int, body: dict[str, str], headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+
+class NoStream:
+    """`GET /mcp` answers 405 (the spec's answer for a server without server-initiated
+    messages) instead of opening an event stream that would never carry anything."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == MCP_PATH:
+            body = {"error": "method_not_allowed", "error_description": NO_STREAM}
+            await _send_json(send, 405, body, [(b"allow", b"POST, DELETE")])
+            return
+        await self.app(scope, receive, send)
+
+
+NO_STREAM = "this server sends no unrequested messages: POST JSON-RPC requests to /mcp"
+
+
+class LocalBearer:
+    """Local mode: a request may come without a token (it acts as the local user), but a token
+    that is sent must be good. A bad one answers 401 with `WWW-Authenticate`, as with SDK auth,
+    rather than running the call as nobody; a good one is resolved once, for `Identity`."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sent = Headers(scope=scope).get("authorization") if scope["type"] == "http" else None
+        if sent is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            actor = await resolve_actor(self.runtime.auth, Via.MCP, token=bearer_token(sent))
+        except Unauthenticated as exc:
+            body = {"error": "invalid_token", "error_description": str(exc)}
+            challenge = bearer_challenge(str(exc)).encode()
+            await _send_json(send, 401, body, [(b"www-authenticate", challenge)])
+            return
+        except Unavailable as exc:
+            await UnavailableGuard._unavailable(send, exc)
+            return
+        reset = VERIFIED_ACTOR.set(actor)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            VERIFIED_ACTOR.reset(reset)
+
+
 def mcp_asgi(
-    runtime: Runtime, mcp: MCPServer
+    runtime: Runtime, mcp: TaskflowMCP
 ) -> tuple[ASGIApp, Callable[[], AbstractAsyncContextManager[None]]]:
     """The MCP ASGI app and a factory for the context manager the parent's lifespan must enter.
 
@@ -110,4 +177,5 @@ def mcp_asgi(
         json_response=True,
         transport_security=transport_security(runtime.settings),
     )
-    return UnavailableGuard(app), mcp.session_manager.run
+    guarded: ASGIApp = LocalBearer(app, runtime) if mcp.local_mode else UnavailableGuard(app)
+    return NoStream(guarded), mcp.session_manager.run

@@ -9,6 +9,8 @@ actor is resolved at startup. Headers other than `Authorization` are never ident
 from __future__ import annotations
 
 import logging
+import math
+import time
 from contextvars import ContextVar
 from typing import Any
 
@@ -72,6 +74,9 @@ def actor_from_token(access: AccessToken) -> Actor:
     )
 
 
+# Set per HTTP request by `http.LocalBearer` in local mode: the actor of the token it checked.
+VERIFIED_ACTOR: ContextVar[Actor | None] = ContextVar("taskflow_verified_actor", default=None)
+
 # Set per HTTP request by `http.UnavailableGuard`: where the verifier leaves an `Unavailable` it
 # could not raise (the SDK's middleware would turn any exception into a 500).
 AUTH_OUTAGE: ContextVar[list[Unavailable] | None] = ContextVar("taskflow_auth_outage", default=None)
@@ -103,27 +108,42 @@ class ActorTokenVerifier:
         return access_token_for(actor, token)
 
 
+KEY_RECHECK_SECONDS = 1.0
+"""How long a stdio server trusts its last check of its API key: a revoked key, or a
+deactivated agent, stops working within this long."""
+
+
 class Identity:
     """Resolves the actor of one tool call.
 
-    In order: the HTTP bearer token the SDK verified; an `Authorization` header on a server
-    without SDK auth (local mode); the actor fixed at startup (stdio); the local user.
+    In order: the HTTP bearer token the SDK (or `http.LocalBearer`) verified; an `Authorization`
+    header on a server without SDK auth; the stdio server's API key, checked again when the last
+    check is older than `KEY_RECHECK_SECONDS`; the actor fixed at startup; the local user.
     """
 
     def __init__(
-        self, runtime: Runtime, *, actor: Actor | None = None, local_handle: str | None = None
+        self,
+        runtime: Runtime,
+        *,
+        actor: Actor | None = None,
+        local_handle: str | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.runtime = runtime
         self.actor = actor
         self.local_handle = local_handle
+        self.api_key = api_key
         self._local: Actor | None = None
+        self._checked_at = time.monotonic() if actor is not None else -math.inf
 
     async def resolve(self, ctx: Context) -> Actor:
         access = get_access_token()
-        verified = None
+        verified = VERIFIED_ACTOR.get()  # by `http.LocalBearer`, just now (local mode)
         if access is not None and access.claims and "worker_id" in access.claims:
             verified = actor_from_token(access)  # by the SDK's bearer middleware, just now
         token = None if verified else bearer_token((ctx.headers or {}).get("authorization"))
+        if token is None and verified is None and self.api_key is not None:
+            verified = await self._own_key()
         fixed = verified or self.actor
         if token is None and fixed is None and self.local_handle is not None:
             fixed = await self._local_user()
@@ -135,6 +155,16 @@ class Identity:
             fixed=fixed,
             missing=_NO_IDENTITY,
         )
+
+    async def _own_key(self) -> Actor:
+        """The stdio server's key, checked again once the last check is stale (revocation
+        must reach a session that stays open for days)."""
+        assert self.api_key is not None
+        now = time.monotonic()
+        if self.actor is None or now - self._checked_at >= KEY_RECHECK_SECONDS:
+            self.actor = await self.runtime.auth.authenticate(self.api_key, Via.MCP)
+            self._checked_at = now
+        return self.actor
 
     async def _local_user(self) -> Actor:
         """The local user, looked up once per server: its handle and id never change."""

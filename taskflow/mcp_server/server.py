@@ -75,10 +75,17 @@ class TaskflowMCP(MCPServer):
     keeps transports, auth, resources and sessions; the tool list and calls are ours."""
 
     def __init__(
-        self, *args: Any, generated: OperationTools, toolsets: frozenset[str], **kwargs: Any
+        self,
+        *args: Any,
+        generated: OperationTools,
+        toolsets: frozenset[str],
+        local_mode: bool = False,
+        **kwargs: Any,
     ) -> None:
         self.generated = generated
         self.toolsets = toolsets
+        self.local_mode = local_mode
+        """Requests may come without a token (local user); HTTP checks the tokens sent."""
         super().__init__(*args, **kwargs)
 
     def _toolsets_of(self, request: Any) -> frozenset[str]:
@@ -123,11 +130,17 @@ def build_mcp(
     actor: Actor | None = None,
     log_level: LogLevel = "INFO",
     toolset_names: str | None = None,
-) -> MCPServer:
-    """An MCP server over `runtime`; see the module docstring for the identity modes."""
-    surface = Surface(runtime, Identity(runtime, actor=actor, local_handle=local_handle))
+    api_key: str | None = None,
+) -> TaskflowMCP:
+    """An MCP server over `runtime`; see the module docstring for the identity modes.
+
+    `api_key` (stdio) is the key `actor` was resolved from: it is checked again on later calls,
+    so revoking it ends the session.
+    """
+    identity = Identity(runtime, actor=actor, local_handle=local_handle, api_key=api_key)
+    surface = Surface(runtime, identity)
     auth: dict[str, Any] = {}
-    if actor is None and local_handle is None:
+    if actor is None and local_handle is None and api_key is None:
         auth = {
             "token_verifier": ActorTokenVerifier(runtime),
             "auth": auth_settings(runtime.settings),
@@ -136,6 +149,7 @@ def build_mcp(
         "taskflow",
         generated=OperationTools(list(REGISTRY.values()), surface),
         toolsets=toolsets.parse(toolset_names),
+        local_mode=local_handle is not None,
         title="TaskFlow",
         version=_version(),
         instructions=INSTRUCTIONS,

@@ -1,7 +1,8 @@
 """`taskflow-mcp`: the MCP server over stdio, for Claude Desktop, Claude Code and other local hosts.
 
-The caller is fixed at startup: the agent whose API key is in TASKFLOW_API_KEY, or, in local
-mode (no AUTH_SERVER_URL), the local user named by `--as @handle`. The database comes from the
+The caller is decided at startup: the agent whose API key is in TASKFLOW_API_KEY (checked again
+on later calls, so a revoked key ends the session within a second), or, in local mode (no
+AUTH_SERVER_URL), the local user named by `--as @handle`. The database comes from the
 settings: DATABASE_URL, or the embedded PostgreSQL by default. stdout is the JSON-RPC channel,
 so nothing else may write to it: startup output (the embedded server, migrations) goes to stderr.
 """
@@ -71,8 +72,15 @@ async def serve(settings: Settings, handle: str | None, toolset_names: str | Non
     with stdout_to_stderr():
         runtime = await open_runtime(settings)
     try:
-        actor = await startup_actor(runtime, settings.taskflow_api_key, handle)
-        mcp = build_mcp(runtime, actor=actor, log_level="WARNING", toolset_names=toolset_names)
+        api_key = settings.taskflow_api_key.strip() if settings.taskflow_api_key else None
+        actor = await startup_actor(runtime, api_key, handle)
+        mcp = build_mcp(
+            runtime,
+            actor=actor,
+            api_key=api_key if actor.auth == "api_key" else None,
+            log_level="WARNING",
+            toolset_names=toolset_names,
+        )
         await mcp.run_stdio_async()
     finally:
         await runtime.close()

@@ -169,10 +169,35 @@ async def test_local_mode_acts_as_the_local_user_unless_a_token_is_sent(
     async with serving(build) as base:
         anonymous = await whoami(base, None)
         keyed = await whoami(base, team.bot_key)
-        bad = await whoami(base, "tf_wrong")
+        async with httpx.AsyncClient(base_url=base, headers=ACCEPT) as http:
+            bad = await http.post(
+                "/mcp", json=JSONRPC_LIST, headers={"Authorization": "Bearer tf_wrong"}
+            )
+            malformed = await http.post(
+                "/mcp", json=JSONRPC_LIST, headers={"Authorization": "Basic abc"}
+            )
     assert anonymous == (False, "@sarah")
     assert keyed == (False, "@claude-code")
-    assert bad[0] and bad[1].startswith("invalid API key")
+    # A token that is sent is checked even where none is needed: a bad one is a 401, not a call
+    # run as nobody (or as the local user).
+    for refused in (bad, malformed):
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith('Bearer realm="taskflow", error=')
+    assert "invalid API key" in bad.json()["error_description"]
+
+
+async def test_get_mcp_is_405_while_the_server_sends_nothing_unasked(
+    db: Database, db_url: str, team: Team
+) -> None:
+    keyed = {"Authorization": f"Bearer {team.bot_key}", "Accept": "text/event-stream"}
+    async with (
+        serving(app_factory(db, db_url)) as base,
+        httpx.AsyncClient(base_url=base, timeout=5) as http,
+    ):
+        response = await http.get("/mcp", headers=keyed)
+    assert response.status_code == 405
+    assert "POST" in response.headers["allow"]
+    assert "POST JSON-RPC requests" in response.json()["error_description"]
 
 
 async def test_the_composition_root_serves_mcp_next_to_rest(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -13,7 +14,10 @@ from mcp import Client, StdioServerParameters
 
 from taskflow.core.db import Database
 from taskflow.core.errors import Unauthenticated
+from taskflow.core.services import workers
+from taskflow.mcp_server.identity import KEY_RECHECK_SECONDS
 from taskflow.mcp_server.stdio import startup_actor
+from tests.core.conftest import scalar
 from tests.mcp.conftest import Team, assert_audited, audit_tail, settings_for
 from tests.mcp.live import runtime_for
 
@@ -48,6 +52,26 @@ async def test_agent_over_stdio_with_api_key(
     assert refused.is_error and "not found" in refused.content[0].text
     [entry] = await audit_tail(db)
     assert_audited(entry, "created", "@claude-code")
+
+
+async def test_a_revoked_key_ends_the_stdio_session(
+    db: Database, db_url: str, team: Team, tmp_path: Path
+) -> None:
+    """The identity is not fixed for the life of the process: the key is checked again."""
+    server = StdioServerParameters(
+        command=str(SCRIPT),
+        env=stdio_env(db_url, tmp_path, TASKFLOW_API_KEY=team.bot_key),
+        cwd=str(tmp_path),
+    )
+    [key] = await workers.list_api_keys(db, team.sarah, "@claude-code")
+    async with Client(server) as client:
+        before = await client.call_tool("whoami", {})
+        await workers.revoke_api_key(db, team.sarah, "@claude-code", key.id)
+        await asyncio.sleep(KEY_RECHECK_SECONDS + 0.2)
+        after = await client.call_tool("create_task", {"title": "after revocation"})
+    assert before.structured_content["handle"] == "@claude-code"
+    assert after.is_error and "invalid API key" in after.content[0].text
+    assert await scalar(db, "SELECT count(*) FROM tasks WHERE title = 'after revocation'") == 0
 
 
 async def test_local_user_over_stdio(db: Database, db_url: str, team: Team, tmp_path: Path) -> None:

@@ -63,6 +63,19 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
+REALM = 'Bearer realm="taskflow"'
+
+
+def bearer_challenge(refusal: str | None) -> str:
+    """The `WWW-Authenticate` value: plain when no token was sent (`refusal` None), else
+    `invalid_token` with the reason, as a safe header value (printable ASCII, no quotes or
+    backslashes, so no header injection)."""
+    if refusal is None:
+        return REALM
+    reason = "".join(c for c in refusal if " " <= c <= "~" and c not in '"\\')[:300]
+    return f'{REALM}, error="invalid_token", error_description="{reason}"'
+
+
 _MAX_CACHED_HUMANS = 10_000
 
 
