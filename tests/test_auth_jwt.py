@@ -181,7 +181,9 @@ async def test_key_rotation_is_picked_up_without_restart(
     server = better_auth_factory("EdDSA", rotation_interval=1)
     session = server.sign_up("rotate@example.com", "correct horse battery", "Rot")
     old = server.get_jwt(session)
-    verifier = make_verifier(server, counting.client, refetch_cooldown=0.5)
+    verifier = make_verifier(
+        server, counting.client, refetch_cooldown=0.5, min_refetch_interval=0.5
+    )
     await verifier.verify(old)
 
     await asyncio.sleep(1.2)  # the signing key is now past its rotation interval
@@ -388,6 +390,35 @@ async def test_flood_of_unknown_kids_fetches_the_jwks_at_most_once_per_cooldown(
     clock.advance(30)
     assert isinstance(await attempt(forged[0]), Unauthenticated)
     assert counting.fetches == 3, "after the cooldown, one refetch again"
+
+
+async def test_an_attackers_refetch_does_not_hold_back_a_rotated_key(
+    better_auth_factory: Callable[..., BetterAuthServer], counting: CountingClient
+) -> None:
+    """Before: a made-up kid's refetch started a 30 s cooldown in which a freshly rotated,
+    genuine key was refused as unknown (401). Now the genuine one waits at most the short
+    minimum between fetches, and is told to retry (503), not that it is signed out."""
+    server = better_auth_factory("EdDSA", rotation_interval=1)
+    session = server.sign_up("rot2@example.com", "correct horse battery", "Rot")
+    old = server.get_jwt(session)
+    clock = FakeClock()
+    verifier = make_verifier(
+        server, counting.client, refetch_cooldown=30, min_refetch_interval=2, clock=clock
+    )
+    await verifier.verify(old)  # fetch 1
+    clock.advance(5)
+    with pytest.raises(Unauthenticated):  # the attacker's kid: fetch 2, then refused
+        await verifier.verify(attacker_token(parts(old)[1], "made-up"))
+    await asyncio.sleep(1.2)  # the auth server's key is now past its rotation interval
+    new = server.get_jwt(session)
+    assert parts(new)[0]["kid"] != parts(old)[0]["kid"], "Better Auth did not rotate its key"
+    clock.advance(1)  # within the minimum gap since the attacker's fetch
+    with pytest.raises(Unavailable, match="retry"):
+        await verifier.verify(new)
+    assert counting.fetches == 2
+    clock.advance(1.5)  # past the minimum gap, far inside the old 30 s cooldown
+    assert (await verifier.verify(new)).email == "rot2@example.com"
+    assert counting.fetches == 3
 
 
 async def test_concurrent_cold_start_fetches_once(

@@ -34,7 +34,12 @@ class Settings(BaseSettings):
     auth_issuer: str | None = Field(default=None, description="Expected `iss`.")
     auth_audience: str | None = Field(default=None, description="Expected `aud`.")
     auth_jwks_ttl_seconds: float = 300.0
-    auth_jwks_refetch_cooldown_seconds: float = 30.0
+    auth_jwks_refetch_cooldown_seconds: float = Field(
+        default=30.0, description="An unknown token key id is looked for once per this long."
+    )
+    auth_jwks_min_refetch_seconds: float = Field(
+        default=2.0, description="The key set is fetched at most once per this long."
+    )
     auth_leeway_seconds: float = 30.0
     allowed_origins: str = Field(default="", description="Comma-separated CORS origins.")
     allowed_hosts: str = Field(

@@ -4,8 +4,13 @@ Why a cache with these particular rules:
 - Fetching the key set on every request would make the auth server a hard dependency of
   every call and add a round trip; keys change rarely, so they are kept for `ttl` seconds.
 - A token signed with a key we have not seen (`kid` unknown) usually means the server rotated
-  its keys, so the set is fetched again, but at most once per `refetch_cooldown`: otherwise a
-  flood of tokens with made-up key ids would turn into a flood of requests to the auth server.
+  its keys, so the set is fetched again at once, unless the last fetch began less than
+  `min_refetch_interval` ago (then the answer is "retry shortly", 503: the token may be fine) or
+  this same `kid` was already looked for within `refetch_cooldown` (then it is unknown, 401).
+  So a flood of made-up key ids costs the auth server one request per `min_refetch_interval`,
+  and an attacker's fetch never holds a legitimately rotated key back for longer than that.
+- A token whose `kid` is missing from a set fetched after the token arrived is refused (401):
+  that set is the server's answer about it.
 - When the auth server is down, the last good set keeps working (past `ttl`, up to `max_stale`)
   so a short outage does not log everybody out; failed fetches are retried at most once per
   `failure_backoff`, so requests do not pile up waiting on a dead server.
@@ -33,6 +38,7 @@ from taskflow.core.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
+_MAX_REMEMBERED_KIDS = 4096
 DEFAULT_MAX_STALE_SECONDS = 24 * 3600.0
 """How long an outage of the auth server can be ridden out on the last good key set."""
 
@@ -66,6 +72,7 @@ class JwksCache:
         client: httpx.AsyncClient | None = None,
         ttl: float = 300.0,
         refetch_cooldown: float = 30.0,
+        min_refetch_interval: float = 2.0,
         failure_backoff: float = 5.0,
         max_stale: float = DEFAULT_MAX_STALE_SECONDS,
         timeout: float = 5.0,
@@ -76,6 +83,7 @@ class JwksCache:
         self._owns_client = client is None
         self._ttl = ttl
         self._cooldown = refetch_cooldown
+        self._min_interval = min_refetch_interval
         self._failure_backoff = failure_backoff
         self._max_stale = max_stale
         self._timeout = timeout
@@ -83,7 +91,9 @@ class JwksCache:
         self._lock = asyncio.Lock()
         self._keys: dict[str, PublicKey] = {}
         self._fetched_at: float | None = None  # clock() of the last successful fetch
-        self._next_attempt_at = float("-inf")  # no fetch before this clock() value
+        self._started_at = float("-inf")  # clock() when the last fetch attempt began
+        self._failed_until = float("-inf")  # after a failure, no fetch before this
+        self._looked_for: dict[str, float] = {}  # unknown kid -> clock() of the fetch for it
         self._last_error: str | None = None
 
     async def get_key(self, kid: str) -> PublicKey:
@@ -93,7 +103,8 @@ class JwksCache:
         when no usable key set can be had (never fetched, or the last one too old) or when
         the key is unknown and the server cannot be asked about it.
         """
-        if self._wants_fetch(kid):
+        arrived = self._clock()
+        if self._wants_fetch(kid) or self._lock.locked():  # a fetch under way answers us too
             async with self._lock:  # one fetch at a time; the others wait for its result
                 if self._wants_fetch(kid):  # still needed after waiting?
                     await self._refresh()
@@ -104,16 +115,22 @@ class JwksCache:
                 "Retry shortly; if it persists, check that the auth server is running.",
             )
         key = self._keys.get(kid)
-        if key is None and self._last_error is not None:
+        if key is not None:
+            return key
+        if self._last_error is not None:
             # Perhaps a key the server rotated in during the outage: we cannot tell a new
             # key from a forged one, so say "try again" rather than "you are not signed in".
             raise Unavailable(
                 f"auth server unavailable: token key {kid!r} is not in the cached key set and "
                 f"{self.url} cannot be reached to refresh it ({self._last_error}). Retry shortly.",
             )
-        if key is None:
+        if self._started_at >= arrived or self._recently_looked_for(kid):
+            self._remember_looked_for(kid)
             raise UnknownKeyId(kid)
-        return key
+        raise Unavailable(  # the set predates the token and was fetched a moment ago
+            f"token key {kid!r} is not in the key set fetched a moment ago: retry in a few "
+            "seconds (the auth server may have just rotated its keys)"
+        )
 
     def _usable(self) -> bool:
         """Is there a key set young enough to trust (fresh, or stale within `max_stale`)?"""
@@ -122,25 +139,38 @@ class JwksCache:
         return self._clock() - self._fetched_at < self._max_stale
 
     def _wants_fetch(self, kid: str) -> bool:
-        """Fetch if the set is old or lacks `kid`, unless a fetch happened too recently."""
+        """Fetch if the set is old, or lacks a `kid` not looked for lately, unless a fetch began
+        too recently (or failed too recently)."""
         now = self._clock()
-        if now < self._next_attempt_at:
+        if now < self._failed_until or now - self._started_at < self._min_interval:
             return False
         fresh = self._fetched_at is not None and now - self._fetched_at < self._ttl
-        return not fresh or kid not in self._keys
+        if not fresh:
+            return True
+        return kid not in self._keys and not self._recently_looked_for(kid)
+
+    def _recently_looked_for(self, kid: str) -> bool:
+        looked = self._looked_for.get(kid)
+        return looked is not None and self._clock() - looked < self._cooldown
+
+    def _remember_looked_for(self, kid: str) -> None:
+        """Remember an unknown kid (bounded: a flood of made-up ids cannot grow memory)."""
+        self._looked_for.pop(kid, None)
+        self._looked_for[kid] = self._started_at
+        while len(self._looked_for) > _MAX_REMEMBERED_KIDS:
+            self._looked_for.pop(next(iter(self._looked_for)))
 
     async def _refresh(self) -> None:
         """Fetch the set; on failure keep the old one and back off (call with the lock held)."""
+        self._started_at = self._clock()
         try:
             keys = await self._fetch()
         except Exception as exc:  # any failure: keep the old set and back off
             self._last_error = f"{type(exc).__name__}: {exc}" if str(exc) else repr(exc)
-            self._next_attempt_at = self._clock() + self._failure_backoff
+            self._failed_until = self._clock() + self._failure_backoff
             log.warning("JWKS fetch from %s failed: %s", self.url, self._last_error)
             return
-        now = self._clock()
-        self._keys, self._fetched_at, self._last_error = keys, now, None
-        self._next_attempt_at = now + self._cooldown
+        self._keys, self._fetched_at, self._last_error = keys, self._clock(), None
 
     async def _fetch(self) -> dict[str, PublicKey]:
         """GET the JWKS and parse its signing keys; a set with none usable is a failure."""

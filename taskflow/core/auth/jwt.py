@@ -127,6 +127,7 @@ class JwtVerifier:
             client=client,
             ttl=settings.auth_jwks_ttl_seconds,
             refetch_cooldown=settings.auth_jwks_refetch_cooldown_seconds,
+            min_refetch_interval=settings.auth_jwks_min_refetch_seconds,
         )
         return cls(
             jwks,
