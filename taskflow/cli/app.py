@@ -4,11 +4,12 @@ Each command parses its options, makes one core service call through `session.ca
 renders the result. `main` is the console script: it turns usage mistakes into one red line
 (exit 2) and keeps tracebacks for real bugs (shown in full with TASKFLOW_DEBUG=1).
 
-A command line loads only the area module that registers its command (`AREAS`): `taskflow
-list` never imports the server, import or account commands, and Typer builds the options of
-ten commands instead of sixty. Anything else (`--help`, `--version`, a misspelt command) gets
-the whole app, so help and "no such command" read exactly as before. `app` (the whole app, as
-tests and the interactive session use it) is built on first use.
+A command line loads only the module that registers its command (`AREAS`), and Typer builds
+only that command: `taskflow list` never imports the server, import or account commands, nor
+parses the options of sixty others (issue 12: start-up is most of a command's time). Anything
+else (`--help`, `--version`, a misspelt command) gets the whole app, so help and "no such
+command" read exactly as before. `app` (the whole app, as tests and the interactive session use
+it) is built on first use.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -75,6 +76,9 @@ AREAS: dict[str, tuple[str, ...]] = {
 (`tests/cli/test_coverage.py` checks the names against what the modules really register)."""
 
 AREA_OF = {name: area for area, names in AREAS.items() for name in names}
+
+if TYPE_CHECKING:
+    app: typer.Typer  # built on first use, by the module's `__getattr__`
 
 
 def package_version() -> str:
