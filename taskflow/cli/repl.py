@@ -193,5 +193,10 @@ def _plain_reader(text: str) -> str:
     return line
 
 
+def register(app: typer.Typer) -> None:
+    app.command()(interactive)
+    app.command("i", hidden=True)(interactive)
+
+
 def _red(message: str) -> None:
     err().print(f"[bold red]Error:[/] {escape(message)}")

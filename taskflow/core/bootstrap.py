@@ -79,10 +79,24 @@ async def open_runtime(
     """Connect (starting the embedded server if needed), migrate, and set up token checks.
 
     With `db` given, that database is used as it is. A database that cannot be opened is
-    `Unavailable` ("cannot open the embedded database: ..."), closed again before raising.
+    `Unavailable` ("cannot open the embedded database: ..."), closed again before raising. An
+    embedded database that fails after the cheap join of a running server (its database dropped
+    by hand, say) is opened once more the full way, which makes the database again.
     """
     if db is not None:
         return runtime_for(settings, db)
+    opening = _open(settings, migrate, pool_size, keep_running, notice)
+    try:
+        return await opening
+    except TaskFlowError:
+        if settings.database_url or not embedded.forget_database(settings.data_dir):
+            raise
+    return await _open(settings, migrate, pool_size, keep_running, notice)
+
+
+async def _open(
+    settings: Settings, migrate: bool, pool_size: int, keep_running: bool, notice: Notice | None
+) -> Runtime:
     runtime: Runtime | None = None
     try:
         url = await asyncio.to_thread(

@@ -77,7 +77,7 @@ Tags = Annotated[
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+    model_config = ConfigDict(extra="forbid", use_enum_values=False, defer_build=True)
 
 
 # ---------------------------------------------------------------- outputs

@@ -219,6 +219,58 @@ def test_a_command_after_a_kill_recovers_the_database_and_says_so_in_one_line(
     assert "After the crash" in quiet.stdout
 
 
+def test_a_command_on_the_running_server_counts_as_its_user_until_it_exits(
+    data_dir: Path,
+) -> None:
+    """A command that finds the server up joins it the cheap way (no pgserver set-up, no psql):
+    it is still in the handle list while it runs, so `db stop` leaves the server alone, and it
+    is out of the list once it exits, so the next `db stop` stops it."""
+    assert run(data_dir, "list").returncode == 0  # starts the server and leaves it running
+    session = subprocess.Popen(
+        [str(TASKFLOW), "interactive"],
+        env=env_for(data_dir),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: session.pid in embedded.handles(data_dir), 60, "the session's handle")
+        refused = run(data_dir, "db", "stop")
+        assert f"process {session.pid}" in refused.stderr, refused
+        out, err = session.communicate("add Warm\nlist\n", timeout=60)
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait(20)
+    assert session.returncode == 0 and "Warm" in out, err
+    assert embedded.handles(data_dir) == []
+    assert embedded.state(data_dir) is embedded.State.RUNNING
+    stop = run(data_dir, "db", "stop")
+    assert "Stopped the embedded PostgreSQL" in stop.stdout, stop
+
+
+def test_a_database_dropped_by_hand_is_made_again(data_dir: Path) -> None:
+    """The cheap join trusts a marker that the database was made; when it is gone anyway, the
+    command opens the database the full way, which makes (and migrates) it again."""
+    assert run(data_dir, "add", "Dropped with the database").returncode == 0
+    import pgserver
+
+    info = pgserver.utils.PostmasterInfo.read_from_pgdata(embedded.pgdata(data_dir))
+    psql = pgserver._commands.POSTGRES_BIN_PATH / "psql"
+    drop = [str(psql), info.get_uri(), "-c", f"DROP DATABASE {embedded.DB_NAME} WITH (FORCE)"]
+    subprocess.run(drop, check=True, capture_output=True)
+    again = run(data_dir, "list")
+    # Opened, made and migrated: the local user went with the old database, and it says so.
+    assert again.returncode == 1, again
+    assert again.stderr.strip().splitlines() == [
+        "Error: local user @me does not exist: run `taskflow init --user @me` first"
+    ]
+    assert run(data_dir, "init", "--user", "@me").returncode == 0
+    listed = run(data_dir, "list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stopped_server_releases_its_handle(data_dir: Path, sig: signal.Signals) -> None:
     with serving(data_dir) as server:
