@@ -65,6 +65,7 @@ AREAS: dict[str, tuple[str, ...]] = {
         "block",
         "unblock",
         "reopen",
+        "move",
         "claim",
     ),
     "taskflow.cli.commands.audit": ("audit",),
