@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     allowed_origins: str = Field(default="", description="Comma-separated CORS origins.")
     allowed_hosts: str = Field(
         default="127.0.0.1:*,localhost:*,[::1]:*",
-        description="Comma-separated Host values MCP over HTTP accepts (DNS-rebinding protection).",
+        description="Comma-separated Host values REST and MCP accept (DNS-rebinding protection).",
     )
     taskflow_public_url: str = Field(
         default="http://127.0.0.1:8000",
@@ -78,7 +78,21 @@ class Settings(BaseSettings):
 
     @property
     def origins(self) -> list[str]:
+        """`ALLOWED_ORIGINS`: the browser origins (the frontend) CORS lets read answers."""
         return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]
+
+    @property
+    def hosts(self) -> list[str]:
+        """`ALLOWED_HOSTS`: the Host values REST and MCP answer (`name:*` = any port)."""
+        return [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
+
+    @property
+    def trusted_origins(self) -> list[str]:
+        """Origins whose pages may send requests: `ALLOWED_ORIGINS`, and pages served by an
+        allowed host itself (same site). Any other page's request is refused (CSRF, DNS
+        rebinding)."""
+        served = [f"{scheme}://{host}" for host in self.hosts for scheme in ("http", "https")]
+        return list(dict.fromkeys([*self.origins, *served]))
 
 
 @lru_cache

@@ -33,6 +33,7 @@ from taskflow.http.problems import (
 )
 from taskflow.http.request_id import HEADER as REQUEST_ID_HEADER
 from taskflow.http.request_id import RequestIdMiddleware
+from taskflow.http.same_site import SameSite
 from taskflow.http.unhandled import UnhandledErrors
 
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -84,6 +85,7 @@ def create_api(
     ]
     middleware = [
         Middleware(RequestIdMiddleware),
+        Middleware(SameSite, settings=runtime.settings),
         Middleware(
             CORSMiddleware,
             allow_origins=runtime.settings.origins,

@@ -27,7 +27,8 @@ def _is_json(content_type: str) -> bool:
 
 
 async def body_bytes(request: Request) -> bytes:
-    """The raw body, refusing non-JSON media types and anything over MAX_BODY_BYTES."""
+    """The raw body, refusing anything over MAX_BODY_BYTES and any media type but JSON, even
+    with an empty body (a body-less request may simply send no Content-Type)."""
     declared = request.headers.get("content-length")
     if declared is not None and is_number(declared) and int(declared) > MAX_BODY_BYTES:
         raise ClientError(413, f"request body over {MAX_BODY_BYTES} bytes")
@@ -39,7 +40,9 @@ async def body_bytes(request: Request) -> bytes:
             raise ClientError(413, f"request body over {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
     raw = b"".join(chunks)
-    if raw.strip() and not _is_json(request.headers.get("content-type", "")):
+    content_type = request.headers.get("content-type")
+    # A form or text body, even an empty one, is what a cross-site page can send unasked.
+    if (content_type is not None or raw.strip()) and not _is_json(content_type or ""):
         raise ClientError(
             415,
             "send the body as JSON with 'Content-Type: application/json'",

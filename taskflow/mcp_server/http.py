@@ -40,15 +40,10 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     A page served by an allowed host is same-site; any other page's requests (a rebinding
     attack's `Origin: http://evil.example`) are refused with 403, an unknown Host with 421.
     """
-    hosts = [h.strip() for h in settings.allowed_hosts.split(",") if h.strip()]
-    origins = [*settings.origins]
-    for host in hosts:
-        for scheme in ("http", "https"):
-            origins.append(f"{scheme}://{host}")
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=hosts,
-        allowed_origins=list(dict.fromkeys(origins)),
+        allowed_hosts=settings.hosts,
+        allowed_origins=settings.trusted_origins,
     )
 
 

@@ -340,3 +340,32 @@ async def test_non_ascii_digits_are_refused_not_a_500(as_bot: httpx.AsyncClient)
         assert response.headers["content-type"].startswith("application/problem+json")
     created = await as_bot.post("/api/projects/²/tasks", json={"title": "x"})
     assert created.status_code in (404, 422) and created.json()["detail"], created.text
+
+
+# ---------------------------------------------------------------- same site
+
+
+async def test_local_mode_refuses_cross_site_requests(
+    runtime: Runtime, owner: Actor, db: Database
+) -> None:
+    """`serve --no-auth` acts as the local user for any loopback request, so a page on another
+    site must not be able to send one: a form post, a foreign Origin, a rebinding Host."""
+    app = create_api(runtime, local_handle="@sarah")
+    local = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+    async with httpx.AsyncClient(transport=local, base_url=BASE_URL) as http:
+        made = await http.post("/api/projects/web/tasks", json={"title": "Mine"})
+        task_id = made.json()["task"]["id"]
+        before = await _count_tasks(db), await audit_count(db)
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        evil = {"Origin": "http://evil.example"}
+        foreign = await http.post(f"/api/tasks/{task_id}/block", headers={**evil, **form})
+        assert "evil.example" in assert_problem(foreign, 403)["detail"]
+        same_page_form = await http.post(f"/api/tasks/{task_id}/block", headers=form)
+        assert "JSON" in assert_problem(same_page_form, 415)["detail"]
+        rebound = await http.get("/api/me", headers={"Host": "evil.example"})
+        assert "ALLOWED_HOSTS" in assert_problem(rebound, 421)["detail"]
+        assert (await _count_tasks(db), await audit_count(db)) == before
+        own_page = {"Origin": "http://127.0.0.1:8000"}  # a page the server itself serves
+        assert (await http.get("/api/me", headers=own_page)).status_code == 200
+        blocked = await http.post(f"/api/tasks/{task_id}/block", headers=own_page)
+        assert blocked.json()["status"] == "blocked", "the same request, sent from this site"
