@@ -334,8 +334,10 @@ async def test_sql_built_payload_matches_payload(db, owner, history):
     for b in built:
         r = rows[b["id"]]
         expected = audit.payload_of(r)
-        got = (b["head"] + audit.canonical_details(_json.loads(b["details"])) + b["tail"]).encode()
-        assert got == expected
+        prefix = f"{b['entity_type']}{audit.SEP}{b['entity_id']}{audit.SEP}"
+        details = audit.canonical_details(_json.loads(b["details"]))
+        assert (prefix + b["head"] + details + b["tail"]).encode() == expected
+        assert audit._fast_canonical(b["details"]) == details.encode()
 
 
 async def test_verify_streams_a_long_log_and_stops_early_cleanly(db_url, db, owner):
