@@ -397,10 +397,16 @@ def _end_chain(
     last_hash: bytes,
     last_id: int,
 ) -> None:
-    """Compare a chain's last entry with its recorded head as soon as the chain is walked."""
+    """Compare a chain's last entry with its recorded head as soon as the chain is walked
+    (`_walk_batch` spells the same test inline, once per chain)."""
     head = heads.pop(key, None)
     if head is None or head[0] != seq or head[1] != last_hash:
         ends.append((key, head, (seq, last_hash, last_id)))
+
+
+def _position(rows: list[Any], row: Any) -> int:
+    """Where `row` (the very object) sits in `rows`: only needed when a walk stops early."""
+    return next(n for n, r in enumerate(rows) if r is row)
 
 
 def _walk_batch(rows: list[Any], walk: _Walk) -> bool:
@@ -416,15 +422,18 @@ def _walk_batch(rows: list[Any], walk: _Walk) -> bool:
     spellings = walk.spellings
     sha256, spelled, genesis, sep = hashlib.sha256, spellings.get, GENESIS, SEP
     full = False
-    for etype, eid, found, entry_id, prev_hash, head, details, tail, stored in rows:
+    entries += len(rows)
+    for row in rows:
+        etype, eid, found, entry_id, prev_hash, head, details, tail, stored = row
         if eid != eid_now or etype != etype_now:
             if etype_now is not None:
-                _end_chain(heads, ends, (etype_now, eid_now), seq, prev, last_id)
+                end = heads.pop((etype_now, eid_now), None)
+                if end is None or end[0] != seq or end[1] != prev:
+                    ends.append(((etype_now, eid_now), end, (seq, prev, last_id)))
             etype_now, eid_now, prev, seq = etype, eid, genesis, 0
             prefix = f"{etype}{sep}{eid}{sep}"
             chains += 1
         seq += 1
-        entries += 1
         text = spelled(details)
         if text is None:
             text = _spell(spellings, details)
@@ -446,6 +455,7 @@ def _walk_batch(rows: list[Any], walk: _Walk) -> bool:
                 }
             )
             if len(problems) >= walk.max_problems:
+                entries -= len(rows) - 1 - _position(rows, row)  # the rest was not walked
                 full = True
                 break
         prev, seq, last_id = stored, found, entry_id
