@@ -33,8 +33,8 @@ _TASKS = """
     FROM generate_series($4::bigint, $5::bigint) AS g
 """
 
-# The payload `audit.payload()` hashes, spelt in SQL exactly as `audit._VERIFY_SQL` rebuilds it
-# (head, canonical details, tail).
+# The payload `audit.payload()` hashes, spelt in SQL (`audit.verify` rebuilds it from the chain's
+# entity, `audit._VERIFY_SQL`'s head and tail, and the canonical details).
 _PAYLOAD = """
     concat_ws(chr(31), 'task', e.id::text, e.project_id::text, e.id::text, e.action,
               e.actor_id::text, e.actor_handle, 'human', '')

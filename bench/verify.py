@@ -98,10 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         "verify",
         args,
         {
+            "entries": result["entries"],
             "entries_per_second": round(rates["audit verify"]),
             "target": TARGET,
             "ratio_to_fetch": ratio,
-            **result,
+            "rounds": result["entries_per_second"],
         },
     )
     return 0

@@ -9,17 +9,19 @@ edit, deletion, reordering or hand-made insert shows up as the first entry whose
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import math
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import orjson
 from pydantic_core import to_jsonable_python
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -65,20 +67,6 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 def canonical_details(details: Any) -> str:
     """One spelling of a JSON value, so the hash survives a round trip through JSONB."""
     return _CANONICAL.encode(details)
-
-
-def _canonical_from_jsonb() -> Callable[[str], str]:
-    """`canonical_details(json.loads(text))` for verify's hot loop, at about half the cost: the
-    C scanner without `loads`' wrapping (JSONB text has no surrounding whitespace) and one C
-    encoder built once instead of per call. Same output; the pure-Python fallback is the plain
-    spelling."""
-    scan = json.JSONDecoder().scan_once
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # an interpreter without the C accelerator
-        return lambda text: _CANONICAL.encode(json.loads(text))
-    encode = make(None, None, json.encoder.encode_basestring, None, ":", ",", True, False, True)
-    join = "".join
-    return lambda text: join(encode(scan(text, 0)[0], 0))
 
 
 def as_jsonb(value: Any) -> Any:
@@ -257,22 +245,67 @@ class VerifyResult:
 
 _HEADS_SQL = "SELECT entity_type, entity_id, seq, head_hash FROM audit_heads"
 
-# The payload of each entry is assembled by PostgreSQL around the details (which Python must
-# re-serialise canonically): the server formats while Python hashes, which keeps verification
-# well above 100,000 entries/s. `payload()` stays the one definition, and the test
-# `test_sql_built_payload_matches_payload` holds the two spellings together.
+# What verify reads of each entry, in chain order. PostgreSQL formats every field of the payload
+# but the first two and the details: the server formats while Python hashes. Python adds the
+# chain's `entity_type SEP entity_id SEP` once per chain, re-serialises the details canonically
+# (PostgreSQL cannot: JSONB orders keys by length first) and hashes. `payload()` stays the one
+# definition; `test_sql_built_payload_matches_payload` holds the two spellings together. The order
+# needs no `id`: (entity_type, entity_id, seq) is unique, so its index gives it without a sort.
 _VERIFY_SQL = """
-    SELECT id, entity_type, entity_id, seq, action,
-           concat_ws(chr(31), entity_type, entity_id::text, coalesce(project_id::text, ''),
-                     coalesce(task_id::text, ''), action, coalesce(actor_id::text, ''),
-                     actor_handle, actor_type, '') AS head,
+    SELECT entity_type, entity_id, seq, id, prev_hash,
+           concat_ws(chr(31), coalesce(project_id::text, ''), coalesce(task_id::text, ''), action,
+                     coalesce(actor_id::text, ''), actor_handle, actor_type, '') AS head,
            details::text AS details,
            concat_ws(chr(31), '', coalesce(request_id, ''), via,
-                     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')
-                     || '+00:00') AS tail,
-           prev_hash, hash
-    FROM audit_log ORDER BY entity_type, entity_id, seq, id
+                     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))
+               AS tail,
+           hash
+    FROM audit_log ORDER BY entity_type, entity_id, seq
 """
+
+_ACTIONS_SQL = "SELECT id, action FROM audit_log WHERE id = ANY($1::bigint[])"
+
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+def _fast_canonical(text: str) -> bytes:
+    """`canonical_details(json.loads(text)).encode()` for nearly every entry, four times faster:
+    orjson sorts keys by code point and writes compact UTF-8 as the standard encoder does."""
+    return orjson.dumps(orjson.loads(text), option=_SORTED)
+
+
+_SPELLINGS = 4_096  # distinct details texts remembered at once (a few hundred KB at most)
+
+
+def _spell(spellings: dict[str, bytes], details: str) -> bytes:
+    """The canonical spelling of a details text, remembered: details repeat (status and progress
+    changes, empty objects), and a lookup costs a quarter of a re-serialisation.
+
+    orjson's spelling is used only where it reads the text exactly as `json.loads` does, so that
+    verification stays exactly as strict as with the standard spelling: orjson reads integers
+    beyond 64 bits as floats and writes small floats its own way, and in both cases its spelling
+    holds a number with an exponent. Any exponent (or a text orjson refuses) sends the details
+    to the standard spelling; a mismatch left after that is settled by `_exact_match`.
+    """
+    try:
+        text = _fast_canonical(details)
+        exact = b"e+" in text or b"e-" in text
+    except (orjson.JSONDecodeError, TypeError):
+        exact = True
+    if exact:
+        text = canonical_details(json.loads(details)).encode()
+    if len(spellings) >= _SPELLINGS:
+        spellings.clear()
+    spellings[details] = text
+    return text
+
+
+def _exact_match(
+    prev: bytes, prefix: str, head: str, details: str, tail: str, stored: bytes
+) -> bool:
+    """The entry's hash over `payload()`'s own spelling of the details (the slow, exact path)."""
+    body = (prefix + head + canonical_details(json.loads(details)) + tail).encode()
+    return hashlib.sha256(prev + body).digest() == stored
 
 
 def _why(found_seq: int, expected_seq: int, prev_ok: bool) -> str:
@@ -319,63 +352,115 @@ async def _batches_ahead(raw: Any, query: str, batch: int = 1_000) -> AsyncItera
         await producer
 
 
+# A chain whose end disagrees with its recorded head: (entity, head (seq, hash) or None,
+# last entry found (seq, hash, id) or None).
+_End = tuple[tuple[str, int], tuple[int, bytes] | None, tuple[int, bytes, int] | None]
+
+
 @dataclass(slots=True)
 class _Walk:
-    """How far the walk through the chains got: the current chain and its last entry."""
+    """How far the walk through the chains got, and the recorded heads not yet matched."""
 
+    heads: dict[tuple[str, int], tuple[int, bytes]]
+    problems: list[dict[str, Any]]
+    max_problems: int
+    ends: list[_End] = field(default_factory=list)
+    spellings: dict[str, bytes] = field(default_factory=dict)
     etype: str | None = None
-    eid: int | None = None
+    eid: int = 0
+    prefix: str = ""
     prev: bytes = GENESIS
     seq: int = 0
     last_id: int = 0
     entries: int = 0
     chains: int = 0
 
-    def close_chain(self, seen: dict[tuple[str, int], tuple[int, bytes, int]]) -> None:
-        if self.etype is not None and self.eid is not None:
-            seen[(self.etype, self.eid)] = (self.seq, self.prev, self.last_id)
+    @property
+    def full(self) -> bool:
+        return len(self.problems) >= self.max_problems
+
+    def finish(self) -> None:
+        """Match the last chain with its head; heads left over have lost every entry."""
+        if self.etype is not None:
+            _end_chain(
+                self.heads, self.ends, (self.etype, self.eid), self.seq, self.prev, self.last_id
+            )
+        self.ends.extend((key, head, None) for key, head in self.heads.items())
+        self.heads.clear()
 
 
-def _walk_batch(
-    rows: list[Any],
-    walk: _Walk,
-    seen: dict[tuple[str, int], tuple[int, bytes, int]],
-    problems: list[dict[str, Any]],
-    max_problems: int,
-) -> bool:
+def _end_chain(
+    heads: dict[tuple[str, int], tuple[int, bytes]],
+    ends: list[_End],
+    key: tuple[str, int],
+    seq: int,
+    last_hash: bytes,
+    last_id: int,
+) -> None:
+    """Compare a chain's last entry with its recorded head as soon as the chain is walked
+    (`_walk_batch` spells the same test inline, once per chain)."""
+    head = heads.pop(key, None)
+    if head is None or head[0] != seq or head[1] != last_hash:
+        ends.append((key, head, (seq, last_hash, last_id)))
+
+
+def _position(rows: list[Any], row: Any) -> int:
+    """Where `row` (the very object) sits in `rows`: only needed when a walk stops early."""
+    return next(n for n, r in enumerate(rows) if r is row)
+
+
+def _walk_batch(rows: list[Any], walk: _Walk) -> bool:
     """Check a batch of entries in chain order; True once `max_problems` were found.
 
-    The hot loop of `verify`: state lives in locals and goes back into `walk` at the end.
+    The hot loop of `verify`: state lives in locals and goes back into `walk` at the end. Per
+    entry it checks the sequence, the link to the entry before (`prev_hash`) and recomputes the
+    hash over the payload; a chain's end is compared with its recorded head when the next begins.
     """
-    etype_now, eid_now, prev, seq, last_id = walk.etype, walk.eid, walk.prev, walk.seq, walk.last_id
-    entries, chains = walk.entries, walk.chains
-    canonical, sha256 = _canonical_from_jsonb(), hashlib.sha256
+    etype_now, eid_now, prefix, prev = walk.etype, walk.eid, walk.prefix, walk.prev
+    seq, last_id, entries, chains = walk.seq, walk.last_id, walk.entries, walk.chains
+    heads, ends, problems = walk.heads, walk.ends, walk.problems
+    spellings = walk.spellings
+    sha256, spelled, genesis, sep = hashlib.sha256, spellings.get, GENESIS, SEP
     full = False
-    for entry_id, etype, eid, found, action, head, details, tail, prev_hash, stored in rows:
+    entries += len(rows)
+    for row in rows:
+        etype, eid, found, entry_id, prev_hash, head, details, tail, stored = row
         if eid != eid_now or etype != etype_now:
             if etype_now is not None:
-                seen[(etype_now, eid_now)] = (seq, prev, last_id)
-            etype_now, eid_now, prev, seq = etype, eid, GENESIS, 0
+                end = heads.pop((etype_now, eid_now), None)
+                if end is None or end[0] != seq or end[1] != prev:
+                    ends.append(((etype_now, eid_now), end, (seq, prev, last_id)))
+            etype_now, eid_now, prev, seq = etype, eid, genesis, 0
+            prefix = f"{etype}{sep}{eid}{sep}"
             chains += 1
         seq += 1
-        entries += 1
-        body = (head + canonical(details) + tail).encode()
-        if found != seq or prev_hash != prev or sha256(prev + body).digest() != stored:
+        text = spelled(details)
+        if text is None:
+            text = _spell(spellings, details)
+        if (
+            found != seq
+            or prev_hash != prev
+            or (
+                sha256(prev + (prefix + head).encode() + text + tail.encode()).digest() != stored
+                and not _exact_match(prev, prefix, head, details, tail, stored)
+            )
+        ):
             problems.append(
                 {
                     "entry_id": entry_id,
                     "entity": f"{etype}:{eid}",
                     "seq": found,
-                    "action": action,
+                    "action": None,  # named after the walk (`_name_actions`)
                     "reason": _why(found, seq, prev_hash == prev),
                 }
             )
-            if len(problems) >= max_problems:
+            if len(problems) >= walk.max_problems:
+                entries -= len(rows) - 1 - _position(rows, row)  # the rest was not walked
                 full = True
                 break
         prev, seq, last_id = stored, found, entry_id
-    walk.etype, walk.eid, walk.prev, walk.seq, walk.last_id = etype_now, eid_now, prev, seq, last_id
-    walk.entries, walk.chains = entries, chains
+    walk.etype, walk.eid, walk.prefix, walk.prev = etype_now, eid_now, prefix, prev
+    walk.seq, walk.last_id, walk.entries, walk.chains = seq, last_id, entries, chains
     return full
 
 
@@ -389,48 +474,70 @@ async def verify(db: Database, *, max_problems: int = 10) -> VerifyResult:
 
 
 async def verify_in(raw: Any, *, max_problems: int = 10) -> VerifyResult:
-    """Recompute every chain and compare with the stored heads; streams, so memory stays flat.
+    """Recompute every chain and compare with the stored heads; streams, so memory stays flat
+    (two batches of entries, plus one head per chain).
 
     `raw` is an asyncpg connection inside a REPEATABLE READ transaction, so the heads and the
     entries are read from the same moment.
     """
-    result = VerifyResult(ok=True, entries_checked=0, chains_checked=0)
-    seen: dict[tuple[str, int], tuple[int, bytes, int]] = {}
-    walk = _Walk()
-    heads = {
-        (r["entity_type"], r["entity_id"]): (r["seq"], bytes(r["head_hash"]))
-        for r in await raw.fetch(_HEADS_SQL)
-    }
-    async with aclosing(_batches_ahead(raw, _VERIFY_SQL)) as batches:
-        async for rows in batches:
-            if _walk_batch(rows, walk, seen, result.problems, max_problems):
-                break
-    walk.close_chain(seen)
-    result.entries_checked, result.chains_checked = walk.entries, walk.chains
-    _compare_heads(result, heads, seen, max_problems)
-    result.ok = not result.problems
-    return result
+    with _cyclic_gc_paused():
+        heads = {(r[0], r[1]): (r[2], r[3]) for r in await raw.fetch(_HEADS_SQL)}
+        walk = _Walk(heads=heads, problems=[], max_problems=max_problems)
+        async with aclosing(_batches_ahead(raw, _VERIFY_SQL)) as batches:
+            async for rows in batches:
+                if _walk_batch(rows, walk):
+                    break
+    if not walk.full:
+        walk.finish()
+        _compare_heads(walk.problems, walk.ends, max_problems)
+    await _name_actions(raw, walk.problems)
+    return VerifyResult(
+        ok=not walk.problems,
+        entries_checked=walk.entries,
+        chains_checked=walk.chains,
+        problems=walk.problems,
+    )
 
 
-def _compare_heads(
-    result: VerifyResult,
-    heads: dict[tuple[str, int], tuple[int, bytes]],
-    seen: dict[tuple[str, int], tuple[int, bytes, int]],
-    max_problems: int,
-) -> None:
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while verify streams: it allocates millions of short-lived
+    rows and one head per chain, none in a cycle, and the collector's passes over them (and over
+    the growing heads) cost a tenth of the run. Reference counting still frees every row; the
+    collector's earlier state comes back at the end (a concurrent verify may re-enable it first,
+    which costs only speed)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+async def _name_actions(raw: Any, problems: list[dict[str, Any]]) -> None:
+    """Fill in the action of each entry found broken (read only for the few that are)."""
+    ids = [p["entry_id"] for p in problems if "action" in p]
+    if ids:
+        actions = {r["id"]: r["action"] for r in await raw.fetch(_ACTIONS_SQL, ids)}
+        for p in problems:
+            if "action" in p:
+                p["action"] = actions.get(p["entry_id"])
+
+
+def _compare_heads(problems: list[dict[str, Any]], ends: list[_End], max_problems: int) -> None:
     """A chain whose last entry is not its recorded head lost its tail or gained one by hand.
 
-    `seen` maps each chain to (last seq, last hash, last entry id) as found in the log.
+    `ends` holds each chain whose recorded head (seq, hash) and last entry found (seq, hash, id)
+    disagree, or where one of the two is missing; reported in entity order.
     """
-    if len(result.problems) >= max_problems:
-        return
-    for key in sorted(set(heads) | set(seen)):
-        head, last = heads.get(key), seen.get(key)
-        if head is not None and last is not None and head == last[:2]:
-            continue
+    for key, head, last in sorted(ends, key=lambda end: end[0]):
+        if len(problems) >= max_problems:
+            return
         entity = f"{key[0]}:{key[1]}"
         entry_id = None
         if last is None:
+            assert head is not None
             why = f"the chain's head says {head[0]} entries but none remain (all removed)"
         elif head is None:
             why = "entries exist for an entity no append ever registered (inserted by hand)"
@@ -440,7 +547,7 @@ def _compare_heads(
         else:
             why = "the chain ends in an entry its recorded head does not know (inserted or changed)"
             entry_id = last[2]
-        result.problems.append(
+        problems.append(
             {
                 "entry_id": entry_id,
                 "entity": entity,
@@ -448,8 +555,6 @@ def _compare_heads(
                 "reason": why,
             }
         )
-        if len(result.problems) >= max_problems:
-            return
 
 
 _DIGEST_SQL = """

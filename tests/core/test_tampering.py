@@ -4,6 +4,8 @@ forged; the digest catches even a consistent rewrite."""
 
 from __future__ import annotations
 
+import json
+
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
@@ -59,6 +61,14 @@ async def _entry_id(db_url, task_id, seq):
         await conn.close()
 
 
+async def _column(db_url, entry_id, column):
+    conn = await asyncpg.connect(_dsn(db_url))
+    try:
+        return await conn.fetchval(f"SELECT {column} FROM audit_log WHERE id = $1", entry_id)
+    finally:
+        await conn.close()
+
+
 async def test_untouched_log_verifies(db, owner, history):
     result = await audit.verify(db)
     assert result.ok and result.problems == []
@@ -97,7 +107,82 @@ async def test_edited_detail_is_named(db_url, db, history):
     assert result.first_problem["entry_id"] == target
     assert result.first_problem["entity"] == f"task:{history[0]}"
     assert "content does not match" in result.first_problem["reason"]
+    assert result.first_problem["action"] == await _column(db_url, target, "action")
     assert len(result.problems) == 1
+
+
+async def test_rewired_link_is_named(db_url, db, history):
+    """An entry whose previous-hash no longer points at the entry before it: the chain is broken
+    there even though the entry's own content is untouched."""
+    target = await _entry_id(db_url, history[0], 4)
+    await _superuser(
+        db_url, f"UPDATE audit_log SET prev_hash = sha256('elsewhere') WHERE id = {target}"
+    )
+    result = await audit.verify(db)
+    assert [p["entry_id"] for p in result.problems] == [target]
+    assert "previous-hash does not match" in result.first_problem["reason"]
+
+
+async def test_reordered_entries_are_named(db_url, db, history):
+    """Two entries of a chain trade places (their sequence numbers): both are named, the first
+    at the place where the order breaks."""
+    a = await _entry_id(db_url, history[1], 2)
+    b = await _entry_id(db_url, history[1], 3)
+    await _superuser(
+        db_url,
+        "ALTER TABLE audit_log DROP CONSTRAINT uq_audit_log_entity_seq",
+        f"UPDATE audit_log SET seq = CASE id WHEN {a} THEN 3 ELSE 2 END WHERE id IN ({a}, {b})",
+        "ALTER TABLE audit_log ADD CONSTRAINT uq_audit_log_entity_seq "
+        "UNIQUE (entity_type, entity_id, seq)",
+    )
+    result = await audit.verify(db)
+    assert not result.ok
+    assert result.first_problem["entry_id"] == b
+    assert result.first_problem["entity"] == f"task:{history[1]}"
+    assert {p["entry_id"] for p in result.problems} >= {a, b}
+
+
+async def test_change_to_details_beyond_the_fast_spelling_is_named(db_url, db, owner):
+    """Details that the fast re-serialisation cannot spell (an integer beyond 64 bits) go the
+    exact way: untouched they verify, changed they are named."""
+    async with db.transaction() as session:
+        entry = await audit.record(
+            session,
+            owner,
+            entity_type="test",
+            entity_id=1,
+            action="noted",
+            details={"big": 2**70, "tiny": 1e-7},
+        )
+    assert (await audit.verify(db)).ok
+    await _superuser(
+        db_url,
+        f'UPDATE audit_log SET details = \'{{"big": {2**70 + 1}, "tiny": 1e-7}}\' '
+        f"WHERE id = {entry}",
+    )
+    result = await audit.verify(db)
+    assert [p["entry_id"] for p in result.problems] == [entry]
+    assert "content does not match" in result.first_problem["reason"]
+
+
+async def test_repeated_details_do_not_hide_a_change_elsewhere(db_url, db, owner):
+    """Entries with the same details share their re-serialised spelling; a change to any other
+    field of one of them is still named."""
+    async with db.transaction() as session:
+        ids = [
+            await audit.record(
+                session,
+                owner,
+                entity_type="test",
+                entity_id=i,
+                action="noted",
+                details={"same": True},
+            )
+            for i in range(3)
+        ]
+    await _superuser(db_url, f"UPDATE audit_log SET actor_handle = '@mallory' WHERE id = {ids[1]}")
+    result = await audit.verify(db)
+    assert [p["entry_id"] for p in result.problems] == [ids[1]]
 
 
 @pytest.mark.parametrize("column", ["actor_handle", "action", "created_at", "via", "task_id"])
@@ -319,6 +404,13 @@ async def test_any_json_details_survive_the_jsonb_round_trip(db, owner, details)
         )
     result = await audit.verify(db)
     assert result.ok, result.problems
+    async with db.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        stored = await raw.fetchval(
+            "SELECT details::text FROM audit_log WHERE entity_type = 'test' ORDER BY id DESC"
+        )
+    expected = audit.canonical_details(json.loads(stored)).encode()
+    assert audit._spell({}, stored) == expected, "the remembered spelling is the exact one"
 
 
 async def test_sql_built_payload_matches_payload(db, owner, history):
@@ -334,8 +426,10 @@ async def test_sql_built_payload_matches_payload(db, owner, history):
     for b in built:
         r = rows[b["id"]]
         expected = audit.payload_of(r)
-        got = (b["head"] + audit.canonical_details(_json.loads(b["details"])) + b["tail"]).encode()
-        assert got == expected
+        prefix = f"{b['entity_type']}{audit.SEP}{b['entity_id']}{audit.SEP}"
+        details = audit.canonical_details(_json.loads(b["details"]))
+        assert (prefix + b["head"] + details + b["tail"]).encode() == expected
+        assert audit._spell({}, b["details"]) == details.encode()
 
 
 async def test_verify_streams_a_long_log_and_stops_early_cleanly(db_url, db, owner):
