@@ -69,6 +69,14 @@ async def _column(db_url, entry_id, column):
         await conn.close()
 
 
+async def _count(db_url, sql, *args):
+    conn = await asyncpg.connect(_dsn(db_url))
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+
+
 async def test_untouched_log_verifies(db, owner, history):
     result = await audit.verify(db)
     assert result.ok and result.problems == []
@@ -452,6 +460,15 @@ async def test_verify_streams_a_long_log_and_stops_early_cleanly(db_url, db, own
     )
     early = await audit.verify(db, max_problems=2)
     assert len(early.problems) == 2 and not early.ok
+    etype, eid = early.problems[1]["entity"].split(":")
+    walked = await _count(
+        db_url,
+        "SELECT count(*) FROM audit_log WHERE (entity_type, entity_id, seq) <= ($1, $2, $3)",
+        etype,
+        int(eid),
+        early.problems[1]["seq"],
+    )
+    assert early.entries_checked == walked, "counted up to the entry that filled the list"
     full = await audit.verify(db, max_problems=1_000)
     assert len(full.problems) == 70
     assert early.problems == full.problems[:2]
