@@ -145,17 +145,18 @@ async def test_the_recursive_steps_use_the_index_even_on_stale_statistics(db, ow
             async with db.engine.begin() as conn:
                 await conn.execute(text("ANALYZE tasks"))
         for statement, params in (
-            (subtree._PAGE, {"path": [root], "lim": 101, "max_depth": 2**31 - 1}),
-            (subtree._ROLLUP, {"seeds": [root], "wanted": [root]}),
-            (subtree._PATH, {"after": root + 500, "task_id": root}),
+            (subtree._PAGE, ([root], 101, 2**31 - 1)),
+            (subtree._ROLLUP, ([root], [root])),
+            (subtree._PATH, (root + 500, root)),
         ):
             scans = await _scans_of_tasks(db, statement, params)
             assert scans and "Seq Scan" not in scans, (stale, scans)
 
 
-async def _scans_of_tasks(db, statement, params) -> list[str]:
+async def _scans_of_tasks(db, statement: str, params: tuple[Any, ...]) -> list[str]:
     async with db.engine.connect() as conn:
-        plan = await conn.scalar(text(f"EXPLAIN (FORMAT JSON) {statement.text}"), params)
+        raw = (await conn.get_raw_connection()).driver_connection
+        plan = await raw.fetchval(f"EXPLAIN (FORMAT JSON) {statement}", *params)
     plan = json.loads(plan) if isinstance(plan, str) else plan
     found: list[str] = []
 

@@ -162,8 +162,8 @@ async def add_subtasks(cmd: AddSubtasks, uow: UnitOfWork, actor: Actor) -> list[
     cli="show",
 )
 async def get_task(cmd: GetTask, uow: UnitOfWork, actor: Actor) -> TaskDetail:
-    """A task with a page of its subtree (depth-first, rolled_up_progress); next_cursor back as
-    cursor for more. Read it for the version before a change."""
+    """A task with a page of its subtree, depth-first, with rolled_up_progress;
+    pass next_cursor back as cursor for more. Read it for the version before a change."""
     return await subtree.read_page(
         uow.session, actor, cmd.task_id, limit=cmd.limit, cursor=cmd.cursor, depth=cmd.depth
     )
