@@ -16,7 +16,7 @@ with an agent's API key.
   `DELETE /api/tasks/{root}` (the whole chain, one audit entry per task), once. Targets: first
   page < 1 s, delete < 3 s, in a database that holds the tree's tasks as well.
 - **Memory:** the server's RSS (`/proc/<pid>/status`) before, at its peak during, and after 8
-  clients at once each read the wide tree to its end (default page size).
+  clients at once each read the wide tree to its end, at the default page size and at L.
 
     uv run python bench/subtree.py                   # N 100,000, D 10,000, W 5,000, 5 rounds
     uv run python bench/subtree.py --quick           # 1,000 / 200 / 50 (CI)
@@ -235,8 +235,13 @@ def main(argv: list[str] | None = None) -> int:
             chain_pages = [first_page(http, api + str(chain_root)) for _ in range(3)]
             for run in chain_pages:
                 print(f"  chain first page: {run['seconds']:.3f} s ({run['status']})", flush=True)
-            memory = concurrent_reads(tf.process.pid, api + str(wide_root), s.api_key, 0)
-            print(f"  {READERS} concurrent reads: {memory}", flush=True)
+            memory = [
+                {"limit": limit or "default"}
+                | concurrent_reads(tf.process.pid, api + str(wide_root), s.api_key, limit)
+                for limit in sorted({0, args.limit})
+            ]
+            for run in memory:
+                print(f"  {READERS} concurrent reads: {run}", flush=True)
             start = time.perf_counter()
             deleted = http.delete(api + str(chain_root))
             delete_s = time.perf_counter() - start
@@ -285,14 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  after the delete: {left} tasks of the chain left, {audited} `deleted` entries")
     print_table(
         f"server RSS, {READERS} clients each reading a {args.wide:,}-child subtree to its end",
-        ["before MB", "peak MB", "after MB", "seconds"],
+        ["page size", "before MB", "peak MB", "after MB", "seconds"],
         [
-            [
-                memory["rss_before_mb"],
-                memory["rss_peak_mb"],
-                memory["rss_after_mb"],
-                memory["seconds"],
-            ]
+            [r["limit"], r["rss_before_mb"], r["rss_peak_mb"], r["rss_after_mb"], r["seconds"]]
+            for r in memory
         ],
     )
     ratio = round(tf_s / psql_s, 3)
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                 "tasks_left": left,
                 "deleted_entries": audited,
             },
-            "memory": {"readers": READERS, "children": args.wide, **memory},
+            "memory": {"readers": READERS, "children": args.wide, "runs": memory},
         },
     )
     return 0
