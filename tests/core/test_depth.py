@@ -4,17 +4,19 @@ depth-first, with rolled-up progress computed on read, and every page's work sta
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from taskflow.core.errors import Conflict, InvalidInput, ValidationFailed
 from taskflow.core.handlers import subtree
 from taskflow.core.handlers.task_rows import encode_cursor
 from taskflow.core.schemas import CreateTask, EditTask, SubtaskSpec
 from taskflow.core.services import projects, task_queries, tasks, workflow
-from tests.core.conftest import count_queries, refused
+from tests.core.conftest import refused
 from tests.core.trees import expected_reading, insert_tree, subtree_rows
 
 STATEMENTS_PER_PAGE = 4  # the task, the cursor's path, the page, the rolled-up progress
@@ -84,15 +86,39 @@ async def test_middle_of_a_chain_reads_only_its_subtree(db, owner):
     assert _reading([pages[0].task, *nodes]) == expected
 
 
+@asynccontextmanager
+async def _every_statement(db) -> AsyncIterator[list[str]]:
+    """Every statement the server is sent inside the block, on any connection, whether through
+    SQLAlchemy or straight through asyncpg (connections made before are closed first)."""
+    seen: list[str] = []
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.driver_connection.add_query_logger(lambda q: seen.append(q.query))
+
+    await db.engine.dispose()
+    event.listen(db.engine.sync_engine, "connect", on_connect)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine.sync_engine, "connect", on_connect)
+        await db.engine.dispose()
+
+
 @pytest.mark.parametrize("shape", [(10_000, 1), (10_000, 10)], ids=["chain-10k", "tree-10k"])
-async def test_a_page_costs_a_few_statements_whatever_the_size(db, owner, shape):
+async def test_a_page_is_a_few_statements_in_one_snapshot_whatever_the_size(db, owner, shape):
     root = await _tree(db, owner, *shape)
-    first = await task_queries.get_task(db, owner, root)  # warm the pool
+    first = await task_queries.get_task(db, owner, root)
     assert len(first.subtree) == subtree.DEFAULT_LIMIT
     for cursor in (None, first.next_cursor):
-        with count_queries(db) as statements:
+        async with _every_statement(db) as statements:
+            await task_queries.get_task(db, owner, root, cursor=cursor)  # connect, learn types
+            statements.clear()
             page = await task_queries.get_task(db, owner, root, cursor=cursor)
-        assert len(statements) <= STATEMENTS_PER_PAGE, statements
+        begin = max(i for i, q in enumerate(statements) if q.startswith("BEGIN"))
+        assert "REPEATABLE READ" in statements[begin], statements
+        assert statements[-1] == "COMMIT;", statements
+        work = statements[begin + 1 : -1]
+        assert len(work) <= STATEMENTS_PER_PAGE, work
         assert len(page.subtree) == subtree.DEFAULT_LIMIT
 
 
