@@ -229,9 +229,9 @@ async def test_show_pages_through_a_subtree(sarah: Cli, db: Database) -> None:
     assert [n["id"] for n in shallow["subtree"]] == [2, 3, 4]
     tree = (await sarah.ok("show", "1", "--tree", "--limit", "2")).stdout
     hint = tree.splitlines()[-1]
-    assert hint.startswith("2 nodes shown; the rest: taskflow show 1 --tree --cursor ")
-    rest = (await sarah.ok(*hint.split("the rest: taskflow ")[1].split()[:5])).stdout
-    assert "#6 A1a" in rest and "(under #5)" in rest and "#3 B" in rest
+    assert hint.startswith("2 nodes shown; the rest: taskflow show 1 --tree --limit 2 --cursor ")
+    rest = (await sarah.ok(*hint.split("the rest: taskflow ")[1].split()[:7])).stdout
+    assert "#6 A1a" in rest and "(under #5)" in rest and "#3 B" in rest and "#4 C" not in rest
     everything = (await sarah.ok("show", "1", "--tree", "--all", "--limit", "2")).stdout
     assert "nodes shown" not in everything and "#4 C" in everything
 

@@ -243,9 +243,10 @@ def show(
     elif tree:
         out().print(task_tree(detail))
         if detail.next_cursor is not None:
+            same = "".join(f" --{k} {v}" for k, v in (("limit", limit), ("depth", depth)) if v)
             out().print(
                 f"[dim]{len(detail.subtree)} nodes shown; the rest: taskflow show {task_id} "
-                f"--tree --cursor {detail.next_cursor} (or --all)[/]",
+                f"--tree{same} --cursor {detail.next_cursor} (or --all)[/]",
                 soft_wrap=True,  # a cursor broken over two lines could not be pasted back
             )
     else:
