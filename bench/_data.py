@@ -1,8 +1,9 @@
 """Bulk data for the subtree and verify benches, straight into the schema.
 
 INSERT ... SELECT generate_series (never through the services, which would take hours for a
-million rows): a ten-way task tree in project `bench`, and hash-chained audit entries whose
-hashes PostgreSQL computes over the very payload `audit.verify` rebuilds, so the log verifies.
+million rows): a ten-way task tree in project `bench`, a deep chain, a wide tree of tasks with
+long descriptions, and hash-chained audit entries whose hashes PostgreSQL computes over the very
+payload `audit.verify` rebuilds, so the log verifies.
 """
 
 from __future__ import annotations
@@ -107,6 +108,55 @@ async def load_tree(dsn: str, *, project_id: int, actor_id: int, tasks: int) -> 
     finally:
         await conn.close()
     print(file=sys.stderr)
+
+
+# Task g (first..last) hangs under g - 1; the first under nothing: one chain `last - first` deep.
+# No task of it is completed, so a rolled-up read must visit every level.
+_CHAIN = """
+    INSERT INTO tasks (id, project_id, parent_id, title, status, priority, progress_percent,
+                       created_by_id, created_at, updated_at)
+    SELECT g, $1::bigint, CASE WHEN g = $3::bigint THEN NULL ELSE g - 1 END, 'link ' || g,
+           (ARRAY['pending', 'in_progress'])[g % 2 + 1], 'medium', g % 100, $2::bigint,
+           now(), now()
+    FROM generate_series($3::bigint, $4::bigint) AS g
+"""
+
+# A root (first) and `last - first` children, each with a description of `$5` characters.
+_WIDE = """
+    INSERT INTO tasks (id, project_id, parent_id, title, description, status, priority,
+                       progress_percent, created_by_id, created_at, updated_at)
+    SELECT g, $1::bigint, CASE WHEN g = $3::bigint THEN NULL ELSE $3::bigint END, 'wide ' || g,
+           CASE WHEN g = $3::bigint THEN '' ELSE repeat(md5(g::text), $5::int / 32 + 1) END,
+           'in_progress', 'medium', g % 100, $2::bigint, now(), now()
+    FROM generate_series($3::bigint, $4::bigint) AS g
+"""
+
+
+async def load_chain(dsn: str, *, project_id: int, actor_id: int, first: int, depth: int) -> int:
+    """Tasks first..first+depth as one chain (the root, then `depth` levels); returns the root."""
+    await _insert(dsn, _CHAIN, project_id, actor_id, first, first + depth)
+    return first
+
+
+async def load_wide(
+    dsn: str, *, project_id: int, actor_id: int, first: int, children: int, description: int
+) -> int:
+    """A root at `first` with `children` children of `description`-character descriptions."""
+    await _insert(dsn, _WIDE, project_id, actor_id, first, first + children, description)
+    return first
+
+
+async def _insert(dsn: str, sql: str, *args: object) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET synchronous_commit = off")
+        await conn.execute(sql, *args)
+        await conn.execute(
+            "SELECT setval(pg_get_serial_sequence('tasks', 'id'), (SELECT max(id) FROM tasks))"
+        )
+        await conn.execute("VACUUM ANALYZE tasks")
+    finally:
+        await conn.close()
 
 
 async def load_audit(dsn: str, *, actor_id: int, tasks: int, entries: int) -> None:

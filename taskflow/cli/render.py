@@ -127,7 +127,7 @@ def task_panel(task: TaskOut, subtasks: int = 0) -> Panel:
     ]
     if isinstance(task, TaskNode) and subtasks:
         rows.insert(3, ("Rolled up", bar(task.rolled_up_progress)))
-        rows.append(("Subtasks", Text(f"{subtasks} (show --tree to see them)")))
+        rows.append(("Subtasks", Text(f"{subtasks} direct (show --tree to see the subtree)")))
     if task.recurrence:
         rows.append(("Recurrence", Text(task.recurrence)))
     for label, value in rows:
@@ -154,12 +154,17 @@ def _node_label(node: TaskNode) -> Text:
 
 
 def task_tree(detail: TaskDetail) -> Tree:
-    """The subtree with each node's rolled-up progress (a flat depth-first list, rebuilt)."""
+    """A page of the subtree with each node's rolled-up progress (the flat depth-first list,
+    rebuilt as a tree)."""
     root = Tree(_node_label(detail.task), guide_style="dim")
     branches: dict[int, Tree] = {detail.task.id: root}
     for node in detail.subtree:
-        parent = branches.get(node.parent_id or -1, root)
-        branches[node.id] = parent.add(_node_label(node))
+        parent = branches.get(node.parent_id or -1)
+        label = _node_label(node)
+        if parent is None:  # a later page: its parent was on an earlier one
+            parent = root
+            label.append(f"  (under #{node.parent_id})", style="dim")
+        branches[node.id] = parent.add(label)
     return root
 
 

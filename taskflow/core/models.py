@@ -143,6 +143,7 @@ class Task(Base):
         Index("ix_tasks_project_created", "project_id", "created_at", "id"),
         Index("ix_tasks_project_updated", "project_id", "updated_at", "id"),
         Index("ix_tasks_created_by", "created_by_id", "id"),
+        Index("ix_tasks_parent_id_id", "parent_id", "id"),
         Index("ix_tasks_tags", "tags", postgresql_using="gin"),
         Index(
             "ix_tasks_claimable",
@@ -157,8 +158,9 @@ class Task(Base):
     project_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("projects.id", ondelete="CASCADE")
     )
+    # Indexed with id (`ix_tasks_parent_id_id`): a task's children in id order, one range scan.
     parent_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("tasks.id", ondelete="CASCADE"), index=True
+        BigInteger, ForeignKey("tasks.id", ondelete="CASCADE")
     )
     title: Mapped[str] = mapped_column(String(500))
     description: Mapped[str] = mapped_column(Text, server_default="", default="")

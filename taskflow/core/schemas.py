@@ -165,11 +165,15 @@ class TaskNode(TaskOut):
 
 
 class TaskDetail(Model):
-    """A task with its whole subtree, flattened depth-first (rebuild the tree from parent_id)."""
+    """A task with a page of its subtree, flattened depth-first (rebuild the tree from
+    parent_id); `next_cursor` reads the next page."""
 
     task: TaskNode
     subtree: list[TaskNode] = Field(default_factory=list, description="Descendants, depth-first")
     subtasks: list[int] = Field(default_factory=list, description="Ids of the direct children")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page of subtree; null if none"
+    )
 
 
 class AuditEntryOut(Model):

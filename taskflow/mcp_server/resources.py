@@ -1,4 +1,4 @@
-"""Readable resources: a task with its subtree, and a project's audit trail.
+"""Readable resources: a task with a page of its subtree, and a project's audit trail.
 
 Resources fail with protocol errors (the SDK's convention): an unknown or hidden task is
 "resource not found" (-32602), any other refusal carries the core's message.
@@ -40,15 +40,25 @@ def register(mcp: MCPServer, s: Surface) -> None:
     """Add the resource templates to `mcp`."""
 
     @mcp.resource(
-        "taskflow://tasks/{id}",
+        "taskflow://tasks/{id}{?limit,cursor,depth}",
         name="task",
-        description="A task with its whole subtree and rolled-up progress (JSON)",
+        description=(
+            "A task with a page of its subtree and rolled-up progress (JSON); "
+            "?cursor=<next_cursor> reads the next page, ?limit= and ?depth= as get_task"
+        ),
         mime_type="application/json",
     )
-    async def task_resource(id: str, ctx: Context) -> str:
+    async def task_resource(
+        id: str,
+        ctx: Context,
+        limit: str | None = None,
+        cursor: str | None = None,
+        depth: str | None = None,
+    ) -> str:
         if not is_number(id) or int(id) < 1:
             raise ResourceNotFoundError(f"no task {id!r}: task ids are positive integers")
-        return await _read(s, ctx, lambda a: task_queries.get_task(s.db, a, int(id)))
+        page = {"limit": limit, "cursor": cursor, "depth": depth}
+        return await _read(s, ctx, lambda a: task_queries.get_task(s.db, a, int(id), **page))
 
     @mcp.resource(
         "taskflow://projects/{slug}/audit",

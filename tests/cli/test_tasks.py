@@ -193,7 +193,8 @@ async def test_show_and_tree_with_rolled_up_progress(sarah: Cli) -> None:
     await sarah.ok("start", "3")
     await sarah.ok("complete", "3")
     data = await sarah.json("show", "1", "--tree")
-    assert set(data) == {"task", "subtree", "subtasks"}
+    assert set(data) == {"task", "subtree", "subtasks", "next_cursor"}
+    assert data["next_cursor"] is None  # one page holds it all
     assert data["subtasks"] == [2, 3]  # direct children only
     assert data["task"]["rolled_up_progress"] == 75  # mean of A (50) and B (100)
     assert [(n["id"], n["depth"]) for n in data["subtree"]] == [(2, 1), (4, 2), (3, 1)]
@@ -203,9 +204,55 @@ async def test_show_and_tree_with_rolled_up_progress(sarah: Cli) -> None:
     assert any("#4 A1" in line and "in_progress" in line for line in lines)
     assert any(line.lstrip("│ ").startswith(("├── #2", "└── #2")) for line in lines)
     panel = (await sarah.ok("show", "1")).stdout
-    assert "Rolled up" in panel and "3 (show --tree" in panel
+    assert "Rolled up" in panel and "2 direct (show --tree" in panel
     err = await sarah.refused("show", "42")
     assert "task 42 not found" in err
+
+
+async def test_show_pages_through_a_subtree(sarah: Cli, db: Database) -> None:
+    await sarah.ok("add", "Root")
+    for title in ("A", "B", "C"):
+        await sarah.ok("subtask", "1", title)
+    await sarah.ok("subtask", "2", "A1")
+    await sarah.ok("subtask", "5", "A1a")  # 1 > 2 (A) > 5 (A1) > 6 (A1a); 3 (B); 4 (C)
+    order = [(2, 1), (5, 2), (6, 3), (3, 1), (4, 1)]
+    first = await sarah.json("show", "1", "--limit", "2")
+    assert [(n["id"], n["depth"]) for n in first["subtree"]] == order[:2]
+    assert first["subtasks"] == [2, 3, 4] and first["next_cursor"]
+    second = await sarah.json("show", "1", "--limit", "2", "--cursor", first["next_cursor"])
+    assert [(n["id"], n["depth"]) for n in second["subtree"]] == order[2:4]
+    assert second["task"]["rolled_up_progress"] == first["task"]["rolled_up_progress"]
+    whole = await sarah.json("show", "1", "--all", "--limit", "2")
+    assert [(n["id"], n["depth"]) for n in whole["subtree"]] == order
+    assert whole["next_cursor"] is None
+    shallow = await sarah.json("show", "1", "--all", "--depth", "1")
+    assert [n["id"] for n in shallow["subtree"]] == [2, 3, 4]
+    tree = (await sarah.ok("show", "1", "--tree", "--limit", "2")).stdout
+    hint = tree.splitlines()[-1]
+    assert hint.startswith("2 nodes shown; the rest: taskflow show 1 --tree --limit 2 --cursor ")
+    rest = (await sarah.ok(*hint.split("the rest: taskflow ")[1].split()[:7])).stdout
+    assert "#6 A1a" in rest and "(under #5)" in rest and "#3 B" in rest and "#4 C" not in rest
+    everything = (await sarah.ok("show", "1", "--tree", "--all", "--limit", "2")).stdout
+    assert "nodes shown" not in everything and "#4 C" in everything
+
+
+async def test_show_refuses_bad_pages_and_changes_nothing(sarah: Cli, db: Database) -> None:
+    await sarah.ok("add", "Root")
+    await sarah.ok("subtask", "1", "A")
+    await sarah.ok("subtask", "1", "B")
+    await sarah.ok("add", "Other")
+    other = (await sarah.json("show", "1", "--limit", "1"))["next_cursor"]
+    before = await snapshot(db)
+    for args, says in (
+        (("--limit", "0"), "limit: Input should be greater than or equal to 1"),
+        (("--limit", "1001"), "limit: Input should be less than or equal to 1000"),
+        (("--depth", "-1"), "depth: Input should be greater than or equal to 0"),
+        (("--cursor", "nonsense"), "invalid cursor: pass the next_cursor"),
+    ):
+        assert says in await sarah.refused("show", "1", *args)
+    err = await sarah.refused("show", "4", "--cursor", other)
+    assert "pages the subtree of task 1, not of task 4" in err
+    assert await snapshot(db) == before
 
 
 async def test_edit(sarah: Cli, db: Database, agent_key: str) -> None:
@@ -265,6 +312,7 @@ async def test_delete(sarah: Cli, db: Database) -> None:
     mark = await last_audit_id(db)
     result = await sarah.ok("delete", "1", input="y\n")
     assert "Deleted task #1 and 1 subtask(s)" in result.stdout
+    assert "'Doomed' and everything under it?" in result.stdout
     rows = await audit_rows(db, mark)
     assert sorted((r["action"], r["entity_id"], r["via"]) for r in rows) == [
         ("deleted", 1, "cli"),

@@ -84,6 +84,13 @@ async def test_upgrade_from_empty_downgrade_to_empty_and_upgrade_again(pg_server
         assert {"audit_log_no_update_delete", "audit_log_no_truncate"} <= up["triggers"]
         assert "audit_log_refuse_change" in up["functions"]
         assert {"ix_tasks_project_status", "ix_tasks_tags", "ix_tasks_claimable"} <= up["indexes"]
+        assert "ix_tasks_parent_id_id" in up["indexes"]  # replaced the parent_id-only index
+        assert "ix_tasks_parent_id" not in up["indexes"]
+        async with db.engine.connect() as conn:  # planned on statistics from the start
+            analyzed = await conn.scalar(
+                text("SELECT count(*) FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL")
+            )
+        assert analyzed >= 6
 
         await downgrade(db)
         down = await _objects(db)

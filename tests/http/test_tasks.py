@@ -112,6 +112,68 @@ async def test_get_task_returns_subtree_with_rollup(as_bot: httpx.AsyncClient) -
     assert_problem(await as_bot.get("/api/tasks/abc"), 422)
 
 
+async def _tree(http: httpx.AsyncClient) -> tuple[int, list[tuple[int, int]]]:
+    """Root > A > (A.1 > A.1.a), B, C: the root's id and (id, depth) depth-first."""
+    root = await _task(http, "Root", subtasks=[{"title": t} for t in ("A", "B", "C")])
+    a, b, c = (await http.get(f"/api/tasks/{root['id']}")).json()["subtree"]
+    a1 = (await http.post(f"/api/tasks/{a['id']}/subtasks", json={"title": "A.1"})).json()[0]
+    a1a = (await http.post(f"/api/tasks/{a1['id']}/subtasks", json={"title": "A.1.a"})).json()[0]
+    order = [(a["id"], 1), (a1["id"], 2), (a1a["id"], 3), (b["id"], 1), (c["id"], 1)]
+    return root["id"], order
+
+
+async def _pages(http: httpx.AsyncClient, url: str, **params: object) -> list[dict]:
+    pages = [(await http.get(url, params=params)).json()]
+    while pages[-1]["next_cursor"]:
+        response = await http.get(url, params={**params, "cursor": pages[-1]["next_cursor"]})
+        assert response.status_code == 200, response.text
+        pages.append(response.json())
+    return pages
+
+
+async def test_get_task_pages_the_subtree_depth_first(as_bot: httpx.AsyncClient) -> None:
+    root, order = await _tree(as_bot)
+    for limit in (1, 2, 4, 5, 1000):
+        pages = await _pages(as_bot, f"/api/tasks/{root}", limit=limit)
+        assert [(n["id"], n["depth"]) for p in pages for n in p["subtree"]] == order
+        assert len(pages) == -(-len(order) // limit)
+        assert all(len(p["subtree"]) <= limit for p in pages)
+        assert {p["task"]["id"] for p in pages} == {root}
+        assert all(p["subtasks"] == [order[0][0], order[3][0], order[4][0]] for p in pages)
+    shallow = await _pages(as_bot, f"/api/tasks/{root}", depth=1, limit=2)
+    assert [(n["id"], n["depth"]) for p in shallow for n in p["subtree"]] == [
+        (i, d) for i, d in order if d == 1
+    ]
+    none = (await as_bot.get(f"/api/tasks/{root}?depth=0")).json()
+    assert none["subtree"] == [] and none["next_cursor"] is None and len(none["subtasks"]) == 3
+
+
+async def test_refused_subtree_pages_are_problems_and_change_nothing(
+    as_bot: httpx.AsyncClient, db: Database
+) -> None:
+    root, order = await _tree(as_bot)
+    other = (await _task(as_bot, "Other", subtasks=[{"title": "x"}]))["id"]
+    cursor = (await as_bot.get(f"/api/tasks/{root}?limit=2")).json()["next_cursor"]
+    before = await audit_count(db)
+    for query, field in (
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=ten", "limit"),
+        ("depth=-1", "depth"),
+        ("cursor=nonsense", "cursor"),
+    ):
+        body = assert_problem(await as_bot.get(f"/api/tasks/{root}?{query}"), 422)
+        assert field in body["detail"], body
+    foreign = assert_problem(await as_bot.get(f"/api/tasks/{other}?cursor={cursor}"), 422)
+    assert f"pages the subtree of task {root}, not of task {other}" in foreign["detail"]
+    moved = order[1][0]  # A.1, where that page ended
+    response = await as_bot.put(f"/api/tasks/{moved}", json={"parent_id": other})
+    assert response.status_code == 200, response.text
+    gone = assert_problem(await as_bot.get(f"/api/tasks/{root}?cursor={cursor}"), 409)
+    assert "read again without a cursor" in gone["detail"]
+    assert await audit_count(db) == before + 1  # the move; the reads wrote nothing
+
+
 async def test_task_in_a_project_i_am_not_in_is_not_found(
     as_bot: httpx.AsyncClient, db: Database, owner: Actor
 ) -> None:

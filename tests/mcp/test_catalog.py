@@ -129,7 +129,7 @@ async def test_server_identity_resources_and_capabilities(runtime: Runtime, team
         capabilities = client.server_capabilities
         server_info, instructions = client.server_info, client.instructions
     assert {t.uri_template for t in templates.resource_templates} == {
-        "taskflow://tasks/{id}",
+        "taskflow://tasks/{id}{?limit,cursor,depth}",
         "taskflow://projects/{slug}/audit",
     }
     assert capabilities.tools is not None and capabilities.resources is not None

@@ -20,6 +20,26 @@ async def test_task_resource_has_the_subtree(bot: McpUser, db: Database, team: T
     assert [n["title"] for n in body["subtree"]] == ["c"]
 
 
+async def test_task_resource_pages_the_subtree(bot: McpUser, db: Database, team: Team) -> None:
+    made = await tasks.create_task(
+        db, team.bot, CreateTask(title="P", subtasks=[{"title": t} for t in "abc"])
+    )
+    uri = f"taskflow://tasks/{made.task.id}"
+    first = json.loads(await bot.read(f"{uri}?limit=2"))
+    assert [n["title"] for n in first["subtree"]] == ["a", "b"] and first["next_cursor"]
+    rest = json.loads(await bot.read(f"{uri}?limit=2&cursor={first['next_cursor']}"))
+    assert [n["title"] for n in rest["subtree"]] == ["c"] and rest["next_cursor"] is None
+    assert json.loads(await bot.read(f"{uri}?depth=0"))["subtree"] == []
+    for query, says in (
+        ("limit=0", "limit: Input should be greater than or equal to 1"),
+        ("depth=-2", "depth: Input should be greater than or equal to 0"),
+        ("cursor=garbage", "invalid cursor"),
+    ):
+        with pytest.raises(MCPError) as info:
+            await bot.read(f"{uri}?{query}")
+        assert says in info.value.error.message, info.value.error.message
+
+
 @pytest.mark.parametrize("ref", ["999", "abc", "0", "²"])
 async def test_unknown_task_is_resource_not_found(bot: McpUser, team: Team, ref: str) -> None:
     with pytest.raises(MCPError) as info:

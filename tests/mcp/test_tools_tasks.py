@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from taskflow.core.db import Database
-from taskflow.core.schemas import CreateTask
+from taskflow.core.schemas import CreateTask, SubtaskSpec
 from taskflow.core.services import tasks, workflow
 from tests.mcp.conftest import (
     McpUser,
@@ -68,6 +68,38 @@ async def test_get_task_has_subtree_and_rolled_up_progress(
     assert out["subtree"][0]["status"] == "completed"
     message = await refused_unchanged(db, bot, "get_task", task_id=999)
     assert "task 999 not found" in message
+
+
+async def test_get_task_pages_the_subtree(bot: McpUser, db: Database, team: Team) -> None:
+    made = await tasks.create_task(
+        db, team.bot, CreateTask(title="Root", subtasks=[{"title": t} for t in "abcde"])
+    )
+    deeper = await tasks.add_subtasks(db, team.bot, made.subtree[0].id, [SubtaskSpec(title="a1")])
+    order = [made.subtree[0].id, deeper[0].id, *(n.id for n in made.subtree[1:])]
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = ok(await call(bot, "get_task", task_id=made.task.id, limit=2, cursor=cursor))
+        pages += 1
+        assert len(page["subtree"]) <= 2 and page["subtasks"] == [n.id for n in made.subtree]
+        seen += [n["id"] for n in page["subtree"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert (seen, pages) == (order, 3)
+    top = ok(await call(bot, "get_task", task_id=made.task.id, depth=1))
+    assert [n["id"] for n in top["subtree"]] == [n.id for n in made.subtree]
+    first = ok(await call(bot, "get_task", task_id=made.task.id, limit=1))["next_cursor"]
+    other = await tasks.create_task(db, team.bot, CreateTask(title="Other"))
+    for arguments, says in (
+        ({"limit": 0}, "limit: Input should be greater than or equal to 1"),
+        ({"limit": 1001}, "limit: Input should be less than or equal to 1000"),
+        ({"depth": -1}, "depth: Input should be greater than or equal to 0"),
+        ({"cursor": "garbage"}, "invalid cursor"),
+    ):
+        message = await refused_unchanged(db, bot, "get_task", task_id=made.task.id, **arguments)
+        assert says in message, message
+    message = await refused_unchanged(db, bot, "get_task", task_id=other.task.id, cursor=first)
+    assert f"pages the subtree of task {made.task.id}, not of task {other.task.id}" in message
 
 
 async def test_list_tasks_mine_lists_my_tasks(bot: McpUser, db: Database, team: Team) -> None:

@@ -23,7 +23,14 @@ from taskflow.cli.render import task_panel, task_table, task_tree
 from taskflow.cli.session import Session, call
 from taskflow.core.domain import Priority, TaskStatus
 from taskflow.core.errors import Forbidden
-from taskflow.core.schemas import CreateTask, EditTask, SubtaskSpec, TaskFilter, TaskOut
+from taskflow.core.schemas import (
+    CreateTask,
+    EditTask,
+    SubtaskSpec,
+    TaskDetail,
+    TaskFilter,
+    TaskOut,
+)
 from taskflow.core.services import task_queries, tasks, workflow
 
 Description = Annotated[str | None, typer.Option("--description", "-d", help="Longer text.")]
@@ -200,19 +207,50 @@ def search(
     _show_list(f, None, json_, f"Tasks matching {keyword!r}")
 
 
+async def fetch_subtree(s: Session, task_id: int, *, everything: bool, **page: Any) -> TaskDetail:
+    """One page of a task's subtree, or with `everything` every page after it, joined."""
+    detail = await task_queries.get_task(s.db, s.actor, task_id, **page)
+    while everything and detail.next_cursor is not None:
+        more = await task_queries.get_task(
+            s.db, s.actor, task_id, **{**page, "cursor": detail.next_cursor}
+        )
+        detail = more.model_copy(update={"subtree": [*detail.subtree, *more.subtree]})
+    return detail
+
+
 def show(
     task_id: TaskId,
-    tree: Annotated[bool, typer.Option("--tree", help="The whole subtree, rolled up.")] = False,
+    tree: Annotated[bool, typer.Option("--tree", help="The subtree, rolled up.")] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Subtree nodes per page (default 100).")
+    ] = None,
+    depth: Annotated[
+        int | None, typer.Option("--depth", help="Levels below the task (default all).")
+    ] = None,
+    cursor: Annotated[
+        str | None, typer.Option("--cursor", help="Continue after a page (its next_cursor).")
+    ] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Read every page of the subtree, not just one.")
+    ] = False,
     json_: Json = False,
 ) -> None:
-    """Show a task (with --tree: its subtree and rolled-up progress)."""
-    detail = call(lambda s: task_queries.get_task(s.db, s.actor, task_id))
+    """Show a task (with --tree: a page of its subtree, rolled-up progress; --all: all of it)."""
+    page = {"limit": limit, "depth": depth, "cursor": cursor}
+    detail = call(lambda s: fetch_subtree(s, task_id, everything=everything, **page))
     if json_:
         emit_json(detail)
     elif tree:
         out().print(task_tree(detail))
+        if detail.next_cursor is not None:
+            same = "".join(f" --{k} {v}" for k, v in (("limit", limit), ("depth", depth)) if v)
+            out().print(
+                f"[dim]{len(detail.subtree)} nodes shown; the rest: taskflow show {task_id} "
+                f"--tree{same} --cursor {detail.next_cursor} (or --all)[/]",
+                soft_wrap=True,  # a cursor broken over two lines could not be pasted back
+            )
     else:
-        out().print(task_panel(detail.task, len(detail.subtree)))
+        out().print(task_panel(detail.task, len(detail.subtasks)))
 
 
 def edit(
@@ -267,8 +305,8 @@ def delete(
         # One session for the question and the deletion: opening the runtime twice (server,
         # migration check, sign-in) doubled the command's start-up cost.
         if not force:
-            detail = await task_queries.get_task(s.db, s.actor, task_id)
-            more = f" and its {len(detail.subtree)} subtask(s)" if detail.subtree else ""
+            detail = await task_queries.get_task(s.db, s.actor, task_id, limit=1)
+            more = " and everything under it" if detail.subtasks else ""
             if not typer.confirm(f"Delete task #{task_id} {detail.task.title!r}{more}?"):
                 fail("not deleted")
         return await tasks.delete_task(s.db, s.actor, task_id)

@@ -7,9 +7,7 @@ commits one, so a handler's reads, writes and audit entries commit together.
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,15 +31,14 @@ from taskflow.core import audit
 from taskflow.core.actor import Actor
 from taskflow.core.domain import AuditAction, Priority, Role, TaskStatus, is_number
 from taskflow.core.errors import Conflict, NotFound, ValidationFailed
+from taskflow.core.handlers import cursors
 from taskflow.core.handlers.projects import check_version
 from taskflow.core.models import Project, ProjectMember, Task, Worker
 from taskflow.core.schemas import (
     CreateTask,
     Page,
     SubtaskSpec,
-    TaskDetail,
     TaskFilter,
-    TaskNode,
     TaskOut,
 )
 from taskflow.core.services.access import (
@@ -120,70 +117,6 @@ def not_found(task_id: int) -> NotFound:
     )
 
 
-SUBTREE = text(
-    """
-    WITH RECURSIVE sub AS (
-        SELECT t.id, 0 AS depth, ARRAY[t.id] AS path
-        FROM tasks t
-        WHERE t.id = :task_id
-          AND EXISTS (SELECT 1 FROM project_members m
-                      WHERE m.project_id = t.project_id AND m.worker_id = :worker_id)
-        UNION ALL
-        SELECT c.id, s.depth + 1, s.path || c.id
-        FROM tasks c JOIN sub s ON c.parent_id = s.id
-    )
-    SELECT t.id, t.project_id, t.parent_id, t.title, t.description, t.status, t.priority,
-           t.progress_percent, t.tags, t.due_date, t.recurrence, t.assignee_id, t.created_by_id,
-           t.started_at, t.completed_at, t.version, t.created_at, t.updated_at,
-           p.slug AS project, a.handle AS assignee, cb.handle AS created_by, sub.depth
-    FROM sub
-    JOIN tasks t ON t.id = sub.id
-    JOIN projects p ON p.id = t.project_id
-    LEFT JOIN workers a ON a.id = t.assignee_id
-    JOIN workers cb ON cb.id = t.created_by_id
-    ORDER BY sub.path
-    """
-)
-
-
-def rolled_up(rows: Sequence[Mapping[str, Any]]) -> list[int]:
-    """Each node's progress including its descendants, from a depth-first ordered subtree.
-
-    A completed task counts as 100; a leaf counts its own progress; a parent counts the mean of
-    its children's rolled-up values, so every branch weighs the same whatever its size.
-    """
-    index = {row["id"]: i for i, row in enumerate(rows)}
-    sums = [0.0] * len(rows)
-    counts = [0] * len(rows)
-    result = [0] * len(rows)
-    for i in range(len(rows) - 1, -1, -1):
-        row = rows[i]
-        if row["status"] == TaskStatus.COMPLETED:
-            value = 100
-        elif counts[i]:
-            value = round(sums[i] / counts[i])
-        else:
-            value = int(row["progress_percent"])
-        result[i] = value
-        parent = index.get(row["parent_id"])
-        if parent is not None and i != 0:
-            sums[parent] += value
-            counts[parent] += 1
-    return result
-
-
-def detail_from_rows(rows: Sequence[Mapping[str, Any]]) -> TaskDetail:
-    progress = rolled_up(rows)
-    nodes = [
-        TaskNode.model_validate(
-            {**task_fields(row), "depth": row["depth"], "rolled_up_progress": p}
-        )
-        for row, p in zip(rows, progress, strict=True)
-    ]
-    children = [node.id for node in nodes[1:] if node.depth == 1]
-    return TaskDetail(task=nodes[0], subtree=nodes[1:], subtasks=children)
-
-
 # ------------------------------------------------------------------ listing
 
 _FAR_FUTURE = text("'infinity'::timestamptz")
@@ -209,12 +142,10 @@ def _sort_expr(sort: str) -> ColumnElement[Any]:
 def encode_cursor(sort: str, value: Any, last_id: int) -> str:
     if isinstance(value, datetime):
         value = value.isoformat() if value.year < 9999 else "infinity"
-    raw = json.dumps([sort, value, last_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return cursors.pack(sort, value, last_id)
 
 
 _PRIORITY_RANKS = range(len(Priority))  # 0 (critical) to 3 (low), as `priority_rank` has them
-_BIGINT_MAX = 2**63 - 1
 
 
 def _cursor_value(sort: str, value: Any) -> Any:
@@ -245,12 +176,11 @@ def _cursor_value(sort: str, value: Any) -> Any:
 def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
     """The sort value and id a page ended at; a cursor from another sort is refused."""
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        kind, value, last_id = json.loads(base64.urlsafe_b64decode(padded))
-        if kind != sort or type(last_id) is not int or not 0 < last_id <= _BIGINT_MAX:
+        kind, value, last_id = cursors.unpack(cursor)
+        if kind != sort or not cursors.is_id(last_id):
             raise ValueError(kind)
         return _cursor_value(sort, value), last_id
-    except (ValueError, TypeError, json.JSONDecodeError):
+    except (ValueError, TypeError):
         raise ValidationFailed(
             "invalid cursor: pass the next_cursor of the previous page unchanged, with the same "
             "sort",
@@ -583,15 +513,6 @@ async def insert_top_level(
         await project_with_role(session, actor, ref, Role.MEMBER)  # says not found or forbidden
         raise project_not_found(ref)
     return row
-
-
-async def subtree(session: AsyncSession, actor: Actor, task_id: int) -> TaskDetail:
-    rows = (
-        (await session.execute(SUBTREE, {"task_id": task_id, "worker_id": actor.worker_id}))
-        .mappings()
-        .all()
-    )
-    return detail_from_rows(rows)
 
 
 async def add_children(

@@ -18,6 +18,7 @@ from taskflow.core.actor import Actor
 from taskflow.core.declarations import Route, declare
 from taskflow.core.domain import AuditAction, TaskStatus
 from taskflow.core.errors import ValidationFailed
+from taskflow.core.handlers import subtree
 from taskflow.core.handlers import task_rows as rows
 from taskflow.core.handlers.task_rows import ENTITY, REPARENT_LOCK
 from taskflow.core.handlers.transitions import check_may_reassign, plan_move
@@ -70,6 +71,9 @@ class AddSubtasks(Model):
 
 class GetTask(Model):
     task_id: TaskId
+    limit: int = Field(default=subtree.DEFAULT_LIMIT, ge=1, le=subtree.MAX_LIMIT)
+    cursor: str | None = Field(default=None, max_length=200)
+    depth: int | None = Field(default=None, ge=0, description="Levels below the task; default all")
 
 
 class ListTasks(schemas.TaskFilter):
@@ -131,10 +135,11 @@ async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDet
             "assignee": spec.assignee,
             "created_by": actor.handle,
         }
-        return rows.detail_from_rows([{**row, **names, "depth": 0}])
+        return subtree.alone({**row, **names})
     me = await rows.lock_task(session, actor, task_id)
     await rows.add_children(session, actor, me, cmd.subtasks)
-    return await rows.subtree(session, actor, task_id)
+    # At most 200 subtasks, one level deep: one page holds them all.
+    return await subtree.read_page(session, actor, task_id, limit=subtree.MAX_LIMIT)
 
 
 @declare(
@@ -160,25 +165,17 @@ async def add_subtasks(cmd: AddSubtasks, uow: UnitOfWork, actor: Actor) -> list[
     GetTask,
     toolset=READS,
     read_only=True,
+    snapshot=True,
     mcp="get_task",
     rest=Route("GET", "/api/tasks/{task_id}"),
     cli="show",
 )
 async def get_task(cmd: GetTask, uow: UnitOfWork, actor: Actor) -> TaskDetail:
-    """One task with its whole subtree, depth-first, with rolled_up_progress; read it for the
-    version before a change."""
-    found = (
-        (
-            await uow.session.execute(
-                rows.SUBTREE, {"task_id": cmd.task_id, "worker_id": actor.worker_id}
-            )
-        )
-        .mappings()
-        .all()
+    """A task with a page of its subtree, depth-first, with rolled_up_progress;
+    pass next_cursor back as cursor for more. Read it for the version before a change."""
+    return await subtree.read_page(
+        uow.session, actor, cmd.task_id, limit=cmd.limit, cursor=cmd.cursor, depth=cmd.depth
     )
-    if not found:
-        raise rows.not_found(cmd.task_id)
-    return rows.detail_from_rows(found)
 
 
 @declare(
@@ -283,26 +280,23 @@ async def delete_task(cmd: DeleteTask, uow: UnitOfWork, actor: Actor) -> list[in
     locked = await rows.lock_task(
         session, actor, cmd.task_id, expected_version=cmd.expected_version
     )
-    tree = await rows.subtree(session, actor, cmd.task_id)
-    nodes = [tree.task, *tree.subtree]
+    nodes = await subtree.whole(session, cmd.task_id)
     await uow.record_many(
         actor,
         (
             {
                 "entity_type": ENTITY,
-                "entity_id": node.id,
+                "entity_id": node["id"],
                 "project_id": locked.row["project_id"],
-                "task_id": node.id,
+                "task_id": node["id"],
                 "action": AuditAction.DELETED,
                 "details": {
-                    "old": node.model_dump(
-                        mode="json", include={"title", "status", "parent_id", "assignee"}
-                    ),
-                    "with_parent": cmd.task_id if node.id != cmd.task_id else None,
+                    "old": {k: node[k] for k in ("title", "status", "parent_id", "assignee")},
+                    "with_parent": cmd.task_id if node["id"] != cmd.task_id else None,
                 },
             }
             for node in reversed(nodes)
         ),
     )
     await session.execute(text("DELETE FROM tasks WHERE id = :id"), {"id": cmd.task_id})
-    return [n.id for n in nodes]
+    return [n["id"] for n in nodes]

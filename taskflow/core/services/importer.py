@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow.core import audit
 from taskflow.core.actor import Actor
-from taskflow.core.db import Database
+from taskflow.core.db import Database, analyze
 from taskflow.core.domain import AuditAction, Role, TaskStatus, Via, WorkerType, check_handle
 from taskflow.core.errors import Conflict, NotFound, ValidationFailed
 from taskflow.core.models import ImportRecord, Project, ProjectMember, Task, Worker
@@ -545,7 +545,9 @@ async def import_phase1(
     importer_actor = actor.through(Via.IMPORT, actor.request_id or _request_id())
     async with db.transaction() as session:
         await session.execute(_LOCK_IMPORTS)
-        return await _run(session, importer_actor, source, progress)
+        report = await _run(session, importer_actor, source, progress)
+    await analyze(db)  # the import may have multiplied the rows plans were made for
+    return report
 
 
 async def import_as_local_user(
@@ -594,7 +596,8 @@ async def import_as_local_user(
         )
         report = await _run(session, actor, source, progress)
         report.local_user = setup
-        return report
+    await analyze(db)
+    return report
 
 
 def local_user_of(source: Phase1Source) -> str:
