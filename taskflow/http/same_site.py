@@ -25,6 +25,17 @@ def matches(value: str, allowed: list[str]) -> bool:
     )
 
 
+def refusal(
+    host: str, origin: str | None, hosts: list[str], origins: list[str]
+) -> tuple[int, str] | None:
+    """(status, detail) when the request is not from this site, else None."""
+    if not matches(host, hosts):
+        return 421, f"this server does not answer to Host {host!r}: set ALLOWED_HOSTS"
+    if origin is not None and not matches(origin, origins):
+        return 403, f"requests from pages on {origin} are refused: set ALLOWED_ORIGINS"
+    return None
+
+
 class SameSite:
     """Pure ASGI: 421 for a Host the server does not answer to, 403 for a foreign Origin."""
 
@@ -38,12 +49,8 @@ class SameSite:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        host, origin = headers.get("host", ""), headers.get("origin")
-        if not matches(host, self.hosts):
-            detail = f"this server does not answer to Host {host!r}: set ALLOWED_HOSTS"
-            await problem_response(Request(scope), 421, detail)(scope, receive, send)
-        elif origin is not None and not matches(origin, self.origins):
-            detail = f"requests from pages on {origin} are refused: set ALLOWED_ORIGINS"
-            await problem_response(Request(scope), 403, detail)(scope, receive, send)
-        else:
+        refused = refusal(headers.get("host", ""), headers.get("origin"), self.hosts, self.origins)
+        if refused is None:
             await self.app(scope, receive, send)
+        else:
+            await problem_response(Request(scope), *refused)(scope, receive, send)
