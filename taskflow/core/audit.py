@@ -241,6 +241,61 @@ async def record_many(
         await session.execute(_APPEND, params)
 
 
+@dataclass(frozen=True, slots=True)
+class InsertedEntry:
+    """An entry about a row the same statement inserts, whose id only the database knows yet.
+
+    The hashed bytes are `before || "<entity_id>\\x1f<project_id>\\x1f<task_id>" || after`, the
+    ids rendered by the statement (`id::text`, "" for NULL) exactly as `payload` renders them, so
+    the entry hashes and verifies like any other; the other columns are bound as given here.
+    """
+
+    before: bytes
+    after: bytes
+    actor_id: int | None
+    actor_handle: str
+    actor_type: str
+    details: str
+    request_id: str | None
+    via: str
+    created_at: datetime
+
+
+def inserted_entry(
+    actor: Actor,
+    *,
+    entity_type: str,
+    action: str,
+    details: dict[str, Any] | None = None,
+    created_at: datetime | None = None,
+) -> InsertedEntry:
+    """`_append_params` for an entity the same statement inserts (see `InsertedEntry`)."""
+    when = (created_at or datetime.now(UTC)).astimezone(UTC)
+    body = canonical_details(as_jsonb(to_jsonable_python(details or {})))
+    actor_type, via = str(actor.type), str(actor.via)
+    after = (
+        action,
+        "" if actor.worker_id is None else str(actor.worker_id),
+        actor.handle,
+        actor_type,
+        body,
+        actor.request_id or "",
+        via,
+        when.isoformat(timespec="microseconds"),
+    )
+    return InsertedEntry(
+        before=(entity_type + SEP).encode(),
+        after=(SEP + SEP.join(after)).encode(),
+        actor_id=actor.worker_id,
+        actor_handle=actor.handle,
+        actor_type=actor_type,
+        details=body,
+        request_id=actor.request_id,
+        via=via,
+        created_at=when,
+    )
+
+
 @dataclass
 class VerifyResult:
     """What `verify` found: ok, or the first entry that breaks its chain and why."""

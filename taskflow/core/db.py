@@ -234,6 +234,12 @@ def refusal_for(exc: DBAPIError) -> TaskFlowError | None:
     crash: answer it as a domain error (422 or 409) instead of letting it surface as a 500."""
     state = str(getattr(exc.orig, "sqlstate", None) or "")
     detail = str(getattr(exc.orig, "__cause__", None) or exc.orig).splitlines()[0]
+    return refusal_for_state(state, detail)
+
+
+def refusal_for_state(state: str, detail: str) -> TaskFlowError | None:
+    """`refusal_for` by SQLSTATE and message: also for errors straight from asyncpg
+    (`taskflow.core.driver`), which SQLAlchemy never wrapped."""
     if state in ("23505", "23503", "23P01"):
         return Conflict(
             f"the change collides with another one ({detail}): read the current state and retry",

@@ -1,11 +1,12 @@
 """The dispatcher: the one place that opens a unit of work and runs an operation in it.
 
-`dispatch(db, actor, command)` finds the command's declaration, opens the transaction, lets the
-handler work (its audit entries go into the same transaction), stores the answer under the
-caller's idempotency key in that same transaction, and commits. A retry after a crash therefore
-finds either the committed answer or nothing at all: there is no reservation that can outlive
-its request, so no lease and no search of the audit log. Database failures come out as domain
-errors (`Database.transaction` translates them).
+`dispatch(db, actor, command)` finds the command's declaration, opens the unit of work (its
+transaction begins with the first statement; a change made in one statement may run alone, see
+`taskflow.core.uow`), lets the handler work (its audit entries go into the same transaction),
+stores the answer under the caller's idempotency key in that same transaction, and commits. A
+retry after a crash therefore finds either the committed answer or nothing at all: there is no
+reservation that can outlive its request, so no lease and no search of the audit log. Database
+failures come out as domain errors (`Database.guarded` translates them).
 """
 
 from __future__ import annotations
@@ -46,19 +47,25 @@ async def dispatch(
     """Run `command` as `actor` in one transaction; replay the first answer for a repeated key."""
     operation = operation_for(command)
     key = idempotency_key if operation.mutating else None
-    async with db.transaction() as session:
-        if operation.snapshot:  # before any statement: the whole call sees one moment
-            await session.connection(execution_options={"isolation_level": SNAPSHOT})
-        if key:
-            stored = await idempotency.replay_or_reserve(
-                session, actor, key, operation.name, command.model_dump(mode="json")
-            )
-            if stored is not None:
-                return Outcome(_output_adapter(operation).validate_python(stored), replayed=True)
-        value = await operation.handler(command, UnitOfWork(session), actor)
-        if key:
-            status = operation.rest.status if operation.rest else 200
-            await idempotency.remember(session, actor, key, status, value)
+    uow = UnitOfWork.lazy(db)  # nothing is opened until the handler (or the key) needs it
+    async with db.guarded():
+        try:
+            if operation.snapshot:  # before any statement: the whole call sees one moment
+                await uow.session.connection(execution_options={"isolation_level": SNAPSHOT})
+            if key:
+                stored = await idempotency.replay_or_reserve(
+                    uow.session, actor, key, operation.name, command.model_dump(mode="json")
+                )
+                if stored is not None:
+                    await uow.commit()
+                    return Outcome(_output_adapter(operation).validate_python(stored), True)
+            value = await operation.handler(command, uow, actor)
+            if key:
+                status = operation.rest.status if operation.rest else 200
+                await idempotency.remember(uow.session, actor, key, status, value)
+            await uow.commit()
+        finally:
+            await uow.close()  # rolls back whatever did not commit
     return Outcome(value)
 
 

@@ -122,7 +122,7 @@ async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDet
             {"subtask_ids": [row["id"]], "titles": [cmd.title]},
         )
     else:
-        row = await rows.insert_top_level(session, actor, cmd, spec)
+        row = await rows.insert_top_level(uow, actor, cmd, spec)
     task_id = row["id"]
     if not cmd.subtasks:
         # Everything the answer needs is known: skip reading the new row back.
