@@ -68,10 +68,13 @@ def build_engine(url: str, *, pooled: bool | None = None, pool_size: int = 10) -
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_cache_size"] = 0
         connect_args["prepared_statement_name_func"] = lambda: f"__tf_{uuid.uuid4().hex}__"
+    # Up to 2 x pool_size connections, each kept once opened: an overflow connection would be
+    # closed at every check-in, so a burst above pool_size reconnected (a server process forked)
+    # for almost every request.
     engine = create_async_engine(
         async_url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
+        pool_size=2 * pool_size,
+        max_overflow=0,
         pool_timeout=10,
         connect_args=connect_args,
     )

@@ -32,15 +32,13 @@ class UnitOfWork:
     (the dispatcher's) opens its session on first use and is finished by `commit`/`close`.
     """
 
-    __slots__ = ("_db", "_session", "wrote_alone")
+    __slots__ = ("_db", "_session")
 
     def __init__(self, session: AsyncSession | None = None, *, db: Database | None = None) -> None:
         if session is None and db is None:
             raise ValueError("a unit of work needs a session or a database")
         self._session = session
         self._db = db
-        self.wrote_alone = False
-        """True once `write_alone` committed its statement by itself."""
 
     @classmethod
     def lazy(cls, db: Database) -> UnitOfWork:
@@ -48,8 +46,8 @@ class UnitOfWork:
 
     @property
     def begun(self) -> bool:
-        """Whether the unit's session exists (so a statement now runs inside its transaction)."""
-        return self._session is not None
+        """Whether the unit's transaction has begun (so a statement now runs inside it)."""
+        return self._session is not None and self._session.in_transaction()
 
     @property
     def session(self) -> AsyncSession:
@@ -66,12 +64,9 @@ class UnitOfWork:
         later statements of the unit would not be atomic with it, so a handler may only read
         afterwards (to explain a refusal). In a begun unit it runs in the transaction.
         """
-        if self._session is not None:
-            return await driver.fetchrow_in(await self._session.connection(), sql, *args)
-        assert self._db is not None
-        row = await driver.fetchrow(self._db, sql, *args)
-        self.wrote_alone = True
-        return row
+        if self.begun or self._db is None:
+            return await self.fetchrow(sql, *args)
+        return await driver.fetchrow(self._db, sql, *args)
 
     async def fetchrow(self, sql: str, *args: Any) -> Mapping[str, Any] | None:
         """Run `sql` (static text, `$n` parameters) in the unit's transaction; its first row."""
