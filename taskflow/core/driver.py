@@ -20,8 +20,7 @@ connection is `Unavailable` (and the connection is dropped from the pool), a ref
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -39,38 +38,71 @@ from taskflow.core.db import (
 from taskflow.core.errors import Unavailable
 
 
-@asynccontextmanager
-async def connection(db: Database) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled asyncpg connection outside any transaction, given back at exit (or dropped from
-    the pool if it broke). Errors come out translated; healing is the caller's (`db.guarded`)."""
-    async with translate_errors():  # checkout: pool timeout, connect failures
-        fairy = await db.engine.raw_connection()
-    broken: BaseException | None = None
+async def fetchrow(db: Database, sql: str, *args: Any) -> Mapping[str, Any] | None:
+    """Run one statement as its own transaction and return its first row (or None).
+
+    Not guarded: run it inside `db.guarded()` (the dispatcher's unit of work is), so an outage
+    heals the embedded database once per call. Plain awaits rather than context managers: this
+    runs twice per request on the hottest paths.
+    """
+    fairy = await _checkout(db)
+    conn = fairy.driver_connection
     try:
-        yield fairy.driver_connection
-    except asyncpg.PostgresError as exc:  # the server refused the statement (or is going away)
-        if _state(exc).startswith(_OUTAGE_STATES):
-            broken = exc
-        raise _translated(exc) from exc
-    except BaseException as exc:
-        if isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError):
-            raise  # a parameter asyncpg could not encode (its client-side DataError): a bug
-        broken = exc  # a lost link, a timeout, a cancellation: the link's state is unknown
-        if isinstance(exc, asyncpg.InterfaceError | OSError | TimeoutError):
-            raise Unavailable("the database connection was lost; retry", cause=str(exc)) from exc
-        raise
-    finally:
-        if broken is None:
-            await greenlet_spawn(fairy.close)
+        if db.pooled:
+            async with conn.transaction():
+                row = await conn.fetchrow(sql, *args)
         else:
-            await greenlet_spawn(fairy.invalidate, broken)
+            row = await conn.fetchrow(sql, *args)
+    except BaseException as exc:
+        await _give_back(fairy, exc)
+        translated = _translated(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
+    await _give_back(fairy, None)
+    return row  # type: ignore[no-any-return]
+
+
+async def _checkout(db: Database) -> Any:
+    """A pooled connection (SQLAlchemy's proxy; `.driver_connection` is asyncpg's)."""
+    try:
+        return await db.engine.raw_connection()
+    except Exception as exc:  # pool timeout, connect failures: as for a session
+        async with translate_errors():
+            raise exc from None
+
+
+async def _give_back(fairy: Any, failure: BaseException | None) -> None:
+    """Back to the pool, or dropped from it when the failure leaves the link in doubt.
+
+    In a greenlet: checking in may close the connection, which SQLAlchemy's adapter awaits."""
+    if failure is not None and not _link_is_fine(failure):
+        await greenlet_spawn(fairy.invalidate, failure)
+    else:
+        await greenlet_spawn(fairy.close)
+
+
+def _link_is_fine(exc: BaseException) -> bool:
+    """The server refused the statement (and is not going away), or asyncpg could not encode a
+    parameter before sending it: the connection is as good as before."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return not _state(exc).startswith(_OUTAGE_STATES)
+    return isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError)
 
 
 def _state(exc: asyncpg.PostgresError) -> str:
     return str(getattr(exc, "sqlstate", None) or "")
 
 
-def _translated(exc: asyncpg.PostgresError) -> Exception:
+def _translated(exc: BaseException) -> BaseException:
+    """The error a caller sees: a domain error for the database's refusals and outages, the
+    original for anything else (a cancellation, a bug)."""
+    if not isinstance(exc, asyncpg.PostgresError):
+        if isinstance(exc, asyncpg.InterfaceError | OSError | TimeoutError) and not isinstance(
+            exc, ValueError
+        ):
+            return Unavailable("the database connection was lost; retry", cause=str(exc))
+        return exc
     state = _state(exc)
     if state.startswith(_OUTAGE_STATES):
         return Unavailable("the database is unavailable; retry in a few seconds")
@@ -79,18 +111,6 @@ def _translated(exc: asyncpg.PostgresError) -> Exception:
     detail = (str(exc) or type(exc).__name__).splitlines()[0]
     refusal = refusal_for_state(state, detail)
     return refusal if refusal is not None else exc
-
-
-async def fetchrow(db: Database, sql: str, *args: Any) -> Mapping[str, Any] | None:
-    """Run one statement as its own transaction and return its first row (or None).
-
-    Not guarded: run it inside `db.guarded()` (the dispatcher's unit of work is), so an outage
-    heals the embedded database once per call."""
-    async with connection(db) as conn:
-        if not db.pooled:
-            return await conn.fetchrow(sql, *args)  # type: ignore[no-any-return]
-        async with conn.transaction():
-            return await conn.fetchrow(sql, *args)  # type: ignore[no-any-return]
 
 
 async def fetchrow_in(conn: AsyncConnection, sql: str, *args: Any) -> Mapping[str, Any] | None:

@@ -73,13 +73,13 @@ class UnitOfWork:
         return await driver.fetchrow_in(await self.session.connection(), sql, *args)
 
     async def commit(self) -> None:
-        if self._session is not None:
-            await self._session.commit()
+        if self.begun:
+            await self._session.commit()  # type: ignore[union-attr]
 
     async def close(self) -> None:
         """Roll back whatever was not committed and give the connection back."""
-        if self._session is not None:
-            await self._session.close()
+        if self.begun:
+            await self._session.close()  # type: ignore[union-attr]
 
     async def record(self, actor: Actor, **entry: Any) -> int:
         """Append one audit entry in this transaction: the change and its entry commit together."""

@@ -39,6 +39,7 @@ READS = "core"  # everyday reads and task create/update
 ADMIN = "admin"  # deletes
 
 BIGINT_MAX = 2**63 - 1
+_SPEC_FIELDS = tuple(SubtaskSpec.model_fields)  # read once: a computed property in pydantic 2.11+
 
 
 def _fits_bigint(value: int) -> int:
@@ -97,8 +98,8 @@ class DeleteTask(Model):
 async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDetail:
     """Create a task (project slug, default 'default'), optionally under parent_id, with
     subtasks made in the same step: all or nothing."""
-    session = uow.session
     if cmd.parent_id is not None:
+        session = uow.session
         parent = await rows.lock_task(session, actor, cmd.parent_id)
         project_id = parent.row["project_id"]
         if cmd.project is not None and cmd.project not in (
@@ -110,7 +111,8 @@ async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDet
                 "a subtask lives in its parent's project",
                 field="project",
             )
-    spec = SubtaskSpec.model_validate(cmd.model_dump(include=set(SubtaskSpec.model_fields)))
+    # The command is a SubtaskSpec plus where it goes: its fields are already validated.
+    spec = SubtaskSpec.model_construct(**{name: getattr(cmd, name) for name in _SPEC_FIELDS})
     if cmd.parent_id is not None:
         row = await rows.insert_child(session, actor, parent, spec, cmd.recurrence)
         await rows.record_task(
@@ -132,6 +134,7 @@ async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDet
             "created_by": actor.handle,
         }
         return rows.detail_from_rows([{**row, **names, "depth": 0}])
+    session = uow.session
     me = await rows.lock_task(session, actor, task_id)
     await rows.add_children(session, actor, me, cmd.subtasks)
     return await rows.subtree(session, actor, task_id)
