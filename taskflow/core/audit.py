@@ -243,18 +243,18 @@ async def record_many(
 
 @dataclass(frozen=True, slots=True)
 class InsertedEntry:
-    """An entry about a row the same statement inserts, whose id only the database knows yet.
+    """An entry that one statement appends about a row it inserts in the same statement, where
+    the row's id (and the acting worker, read from the same statement) only the database knows.
 
-    The hashed bytes are `before || "<entity_id>\\x1f<project_id>\\x1f<task_id>" || after`, the
-    ids rendered by the statement (`id::text`, "" for NULL) exactly as `payload` renders them, so
-    the entry hashes and verifies like any other; the other columns are bound as given here.
+    The hashed bytes are `before || "<entity_id>\x1f<project_id>\x1f<task_id>" || middle ||
+    "<actor_id>\x1f<actor_handle>\x1f<actor_type>" || after`, the statement rendering the ids
+    (`id::text`) and the actor's columns exactly as `payload` renders them, so the entry hashes
+    and verifies like any other. The remaining columns are bound as given here.
     """
 
     before: bytes
+    middle: bytes
     after: bytes
-    actor_id: int | None
-    actor_handle: str
-    actor_type: str
     details: str
     request_id: str | None
     via: str
@@ -262,35 +262,24 @@ class InsertedEntry:
 
 
 def inserted_entry(
-    actor: Actor,
     *,
     entity_type: str,
     action: str,
+    via: str,
+    request_id: str | None,
     details: dict[str, Any] | None = None,
     created_at: datetime | None = None,
 ) -> InsertedEntry:
-    """`_append_params` for an entity the same statement inserts (see `InsertedEntry`)."""
+    """`_append_params` for an entry built by the statement itself (see `InsertedEntry`)."""
     when = (created_at or datetime.now(UTC)).astimezone(UTC)
     body = canonical_details(as_jsonb(to_jsonable_python(details or {})))
-    actor_type, via = str(actor.type), str(actor.via)
-    after = (
-        action,
-        "" if actor.worker_id is None else str(actor.worker_id),
-        actor.handle,
-        actor_type,
-        body,
-        actor.request_id or "",
-        via,
-        when.isoformat(timespec="microseconds"),
-    )
+    after = (body, request_id or "", via, when.isoformat(timespec="microseconds"))
     return InsertedEntry(
         before=(entity_type + SEP).encode(),
+        middle=(SEP + action + SEP).encode(),
         after=(SEP + SEP.join(after)).encode(),
-        actor_id=actor.worker_id,
-        actor_handle=actor.handle,
-        actor_type=actor_type,
         details=body,
-        request_id=actor.request_id,
+        request_id=request_id,
         via=via,
         created_at=when,
     )

@@ -19,7 +19,7 @@ from pydantic import BaseModel, TypeAdapter
 
 import taskflow.core.handlers  # noqa: F401  (registers every declared operation)
 from taskflow.core import idempotency
-from taskflow.core.actor import Actor
+from taskflow.core.actor import Actor, KeyCaller
 from taskflow.core.db import Database
 from taskflow.core.declarations import Operation, operation_for
 from taskflow.core.uow import UnitOfWork
@@ -67,6 +67,24 @@ async def dispatch(
         finally:
             await uow.close()  # rolls back whatever did not commit
     return Outcome(value)
+
+
+async def dispatch_by_key(db: Database, caller: KeyCaller, command: BaseModel) -> Outcome | None:
+    """Run `command` for a caller known only by an API key, through the operation's `by_key`
+    form (the key checked in the same statement); None when there is none or it declined, and
+    the caller then authenticates and calls `dispatch`. No idempotency key: that needs the
+    reservation `dispatch` makes first."""
+    operation = operation_for(command)
+    if operation.by_key is None:
+        return None
+    uow = UnitOfWork.lazy(db)
+    async with db.guarded():
+        try:
+            value = await operation.by_key(command, uow, caller)
+            await uow.commit()
+        finally:
+            await uow.close()
+    return None if value is None else Outcome(value)
 
 
 async def run(db: Database, actor: Actor, command: BaseModel) -> Any:

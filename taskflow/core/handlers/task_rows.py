@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from taskflow.core import audit, driver
-from taskflow.core.actor import Actor
+from taskflow.core.actor import Actor, KeyCaller
 from taskflow.core.domain import AuditAction, Priority, Role, TaskStatus
 from taskflow.core.errors import Conflict, NotFound, ValidationFailed
 from taskflow.core.handlers import task_insert
@@ -492,8 +492,10 @@ async def _insert_task(
     is the unit's only write, alone (`UnitOfWork.write_alone`).
     """
     args = task_insert.arguments(
-        actor,
+        actor.worker_id,
         spec,
+        via=str(actor.via),
+        request_id=actor.request_id,
         slug=slug,
         project_id=project_id,
         parent_id=parent_id,
@@ -561,6 +563,27 @@ async def insert_top_level(
         await project_with_role(uow.session, actor, ref, Role.MEMBER)  # not found or forbidden
         raise project_not_found(ref)
     return row
+
+
+async def insert_top_level_by_key(
+    uow: UnitOfWork, caller: KeyCaller, cmd: CreateTask, spec: SubtaskSpec
+) -> Mapping[str, Any] | None:
+    """`insert_top_level` for a caller known only by an API key, as the unit's only write:
+    the key is checked in the same statement. None when nothing was written (a key that does
+    not open, no such project, no permission)."""
+    slug, project_id = task_insert.project_ref(cmd.project or DEFAULT_PROJECT)
+    args = task_insert.arguments(
+        caller.key_hash,
+        spec,
+        via=str(caller.via),
+        request_id=caller.request_id,
+        slug=slug,
+        project_id=project_id,
+        parent_id=None,
+        recurrence=cmd.recurrence,
+        assignee_id=None,
+    )
+    return await uow.write_alone(task_insert.INSERT_TASK_BY_KEY, *args)
 
 
 async def subtree(session: AsyncSession, actor: Actor, task_id: int) -> TaskDetail:

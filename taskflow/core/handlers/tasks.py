@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field, model_validator
 from sqlalchemy import text
 
 from taskflow.core import schemas
-from taskflow.core.actor import Actor
+from taskflow.core.actor import Actor, KeyCaller
 from taskflow.core.declarations import Route, declare
 from taskflow.core.domain import AuditAction, TaskStatus
 from taskflow.core.errors import ValidationFailed
@@ -87,6 +87,26 @@ class DeleteTask(Model):
     expected_version: Version = None
 
 
+def _spec_of(cmd: CreateTask) -> SubtaskSpec:
+    # The command is a SubtaskSpec plus where it goes: its fields are already validated.
+    return SubtaskSpec.model_construct(**{name: getattr(cmd, name) for name in _SPEC_FIELDS})
+
+
+async def _create_task_by_key(
+    cmd: CreateTask, uow: UnitOfWork, caller: KeyCaller
+) -> TaskDetail | None:
+    """`create_task` for a caller known only by an API key, when it is one statement (a task at
+    the top of a project, no assignee, no subtasks): the key is checked in that statement."""
+    if cmd.parent_id is not None or cmd.assignee or cmd.subtasks:
+        return None
+    spec = _spec_of(cmd)
+    row = await rows.insert_top_level_by_key(uow, caller, cmd, spec)
+    if row is None:
+        return None
+    names = {"project": row["project_slug"], "assignee": None, "depth": 0}
+    return rows.detail_from_rows([{**row, **names}])
+
+
 @declare(
     CreateTask,
     toolset=READS,
@@ -94,6 +114,7 @@ class DeleteTask(Model):
     rest=Route("POST", "/api/projects/{project}/tasks", 201),
     cli="add",
     mcp_output=CreatedTasks,
+    by_key=_create_task_by_key,
 )
 async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDetail:
     """Create a task (project slug, default 'default'), optionally under parent_id, with
@@ -111,8 +132,7 @@ async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDet
                 "a subtask lives in its parent's project",
                 field="project",
             )
-    # The command is a SubtaskSpec plus where it goes: its fields are already validated.
-    spec = SubtaskSpec.model_construct(**{name: getattr(cmd, name) for name in _SPEC_FIELDS})
+    spec = _spec_of(cmd)
     if cmd.parent_id is not None:
         row = await rows.insert_child(session, actor, parent, spec, cmd.recurrence)
         await rows.record_task(
