@@ -212,6 +212,11 @@ def _link_is_fine(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError)
 
 
+# What asyncpg raises when the link itself failed: closed or reset under it, a protocol state
+# left behind by a server that went away mid-conversation, a command timeout.
+_LINK_ERRORS = (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
+
+
 def _state(exc: asyncpg.PostgresError) -> str:
     return str(getattr(exc, "sqlstate", None) or "")
 
@@ -220,9 +225,7 @@ def _translated(exc: BaseException) -> BaseException:
     """The error a caller sees: a domain error for the database's refusals and outages, the
     original for anything else (a cancellation, a bug)."""
     if not isinstance(exc, asyncpg.PostgresError):
-        if isinstance(exc, asyncpg.InterfaceError | OSError | TimeoutError) and not isinstance(
-            exc, ValueError
-        ):
+        if isinstance(exc, _LINK_ERRORS) and not isinstance(exc, ValueError):
             return Unavailable("the database connection was lost; retry", cause=str(exc))
         return exc
     state = _state(exc)
