@@ -199,7 +199,15 @@ async def _checkout(db: Database) -> Any:
     """A pooled connection (SQLAlchemy's proxy; `.driver_connection` is asyncpg's)."""
     try:
         return await db.engine.raw_connection()
-    except Exception as exc:  # pool timeout, connect failures: as for a session
+    except Exception as exc:
+        # A failed connect comes out as the dialect's DBAPI error (no SQLAlchemy wrapper on this
+        # path), caused by asyncpg's: judged by that ("the database system is starting up" is
+        # an outage). Pool timeouts and the rest: as for a session.
+        cause = exc.__cause__
+        if isinstance(cause, (asyncpg.PostgresError, *_LINK_ERRORS)):
+            translated = _translated(cause)
+            if translated is not cause:
+                raise translated from exc
         async with translate_errors():
             raise exc from None
 

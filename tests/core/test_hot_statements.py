@@ -154,3 +154,13 @@ async def test_a_full_lane_borrows_from_the_pool_instead_of_waiting(db_url: str)
         assert lane.opened == lane.size == 2
     finally:
         await database.close()
+
+
+async def test_an_unreachable_database_is_unavailable_on_the_lane_too() -> None:
+    database = Database.from_url("postgresql://nobody@127.0.0.1:1/none", pool_size=1)
+    try:
+        with pytest.raises(Unavailable, match="retry"):
+            await driver.fetchrow(database, "SELECT 1")
+        assert driver.lane_of(database).opened == 0
+    finally:
+        await database.close()
