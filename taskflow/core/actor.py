@@ -29,3 +29,16 @@ class Actor:
     def through(self, via: Via, request_id: str | None = None) -> Actor:
         """The same worker acting through another surface (or with a request id)."""
         return replace(self, via=via, request_id=request_id or self.request_id)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCaller:
+    """A caller known so far only by an agent API key (its SHA-256), not looked up yet.
+
+    An operation that can (`Operation.by_key`) checks the key inside its own statement, which
+    saves authentication's round trip; anything else looks the key up first (`Authenticator`).
+    """
+
+    key_hash: str
+    via: Via
+    request_id: str | None = None

@@ -229,6 +229,50 @@ async def record_many(
         await session.execute(_APPEND, params)
 
 
+@dataclass(frozen=True, slots=True)
+class InsertedEntry:
+    """An entry that one statement appends about a row it inserts in the same statement, where
+    the row's id (and the acting worker, read from the same statement) only the database knows.
+
+    The hashed bytes are `before || "<entity_id>\x1f<project_id>\x1f<task_id>" || middle ||
+    "<actor_id>\x1f<actor_handle>\x1f<actor_type>" || after`, the statement rendering the ids
+    (`id::text`) and the actor's columns exactly as `payload` renders them, so the entry hashes
+    and verifies like any other. The remaining columns are bound as given here.
+    """
+
+    before: bytes
+    middle: bytes
+    after: bytes
+    details: str
+    request_id: str | None
+    via: str
+    created_at: datetime
+
+
+def inserted_entry(
+    *,
+    entity_type: str,
+    action: str,
+    via: str,
+    request_id: str | None,
+    details: dict[str, Any] | None = None,
+    created_at: datetime | None = None,
+) -> InsertedEntry:
+    """`_append_params` for an entry built by the statement itself (see `InsertedEntry`)."""
+    when = (created_at or datetime.now(UTC)).astimezone(UTC)
+    body = canonical_details(as_jsonb(to_jsonable_python(details or {})))
+    after = (body, request_id or "", via, when.isoformat(timespec="microseconds"))
+    return InsertedEntry(
+        before=(entity_type + SEP).encode(),
+        middle=(SEP + action + SEP).encode(),
+        after=(SEP + SEP.join(after)).encode(),
+        details=body,
+        request_id=request_id,
+        via=via,
+        created_at=when,
+    )
+
+
 @dataclass
 class VerifyResult:
     """What `verify` found: ok, or the first entry that breaks its chain and why."""

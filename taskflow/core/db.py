@@ -68,10 +68,13 @@ def build_engine(url: str, *, pooled: bool | None = None, pool_size: int = 10) -
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_cache_size"] = 0
         connect_args["prepared_statement_name_func"] = lambda: f"__tf_{uuid.uuid4().hex}__"
+    # Up to 2 x pool_size connections, each kept once opened: an overflow connection would be
+    # closed at every check-in, so a burst above pool_size reconnected (a server process forked)
+    # for almost every request.
     engine = create_async_engine(
         async_url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
+        pool_size=2 * pool_size,
+        max_overflow=0,
         pool_timeout=10,
         connect_args=connect_args,
     )
@@ -234,6 +237,12 @@ def refusal_for(exc: DBAPIError) -> TaskFlowError | None:
     crash: answer it as a domain error (422 or 409) instead of letting it surface as a 500."""
     state = str(getattr(exc.orig, "sqlstate", None) or "")
     detail = str(getattr(exc.orig, "__cause__", None) or exc.orig).splitlines()[0]
+    return refusal_for_state(state, detail)
+
+
+def refusal_for_state(state: str, detail: str) -> TaskFlowError | None:
+    """`refusal_for` by SQLSTATE and message: also for errors straight from asyncpg
+    (`taskflow.core.driver`), which SQLAlchemy never wrapped."""
     if state in ("23505", "23503", "23P01"):
         return Conflict(
             f"the change collides with another one ({detail}): read the current state and retry",

@@ -16,12 +16,14 @@ from typing import Any, Literal, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
-from taskflow.core.actor import Actor
+from taskflow.core.actor import Actor, KeyCaller
 from taskflow.core.errors import FieldProblem, InvalidInput
 from taskflow.core.uow import UnitOfWork
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 Handler = Callable[[Any, UnitOfWork, Actor], Awaitable[Any]]
+KeyHandler = Callable[[Any, UnitOfWork, KeyCaller], Awaitable[Any]]
+"""Runs a command for a caller known only by an API key; None when it cannot (see `by_key`)."""
 H = TypeVar("H", bound=Handler)
 
 
@@ -62,6 +64,11 @@ class Operation:
     snapshot: bool = False
     """Run in one REPEATABLE READ snapshot (the dispatcher starts the transaction so)."""
     mcp_output: Any = None
+    by_key: KeyHandler | None = None
+    """The operation for a caller known only by an API key, checking the key in its own
+    statement (one round trip instead of two); None when it declines (the command needs more
+    than one statement) or wrote nothing (a key that does not open, no permission), and the
+    surface then authenticates and dispatches as usual, which says why."""
 
     @property
     def mutating(self) -> bool:
@@ -130,6 +137,7 @@ def declare(
     name: str | None = None,
     snapshot: bool = False,
     mcp_output: Any = None,
+    by_key: KeyHandler | None = None,
 ) -> Callable[[H], H]:
     """Register the decorated handler as the operation that runs `command`.
 
@@ -139,7 +147,8 @@ def declare(
     operation's own (`Operation.rest`), all are in `Operation.routes`. `snapshot=True` runs the
     handler in one REPEATABLE READ snapshot, for reads that must see one moment of the database.
     `mcp_output` is a compact projection of the answer that MCP tools return instead (read off
-    the answer's attributes, or by the type's `of`), so `tools/list` stays small.
+    the answer's attributes, or by the type's `of`), so `tools/list` stays small. `by_key` is
+    the operation's one-statement form for a caller known only by an API key (`Operation.by_key`).
     """
     routes = rest if isinstance(rest, tuple) else (rest,) if rest is not None else ()
 
@@ -167,6 +176,7 @@ def declare(
             routes=routes,
             snapshot=snapshot,
             mcp_output=mcp_output,
+            by_key=by_key,
         )
         REGISTRY[op_name] = operation
         _BY_COMMAND[command] = operation

@@ -1,11 +1,12 @@
 """The dispatcher: the one place that opens a unit of work and runs an operation in it.
 
-`dispatch(db, actor, command)` finds the command's declaration, opens the transaction, lets the
-handler work (its audit entries go into the same transaction), stores the answer under the
-caller's idempotency key in that same transaction, and commits. A retry after a crash therefore
-finds either the committed answer or nothing at all: there is no reservation that can outlive
-its request, so no lease and no search of the audit log. Database failures come out as domain
-errors (`Database.transaction` translates them).
+`dispatch(db, actor, command)` finds the command's declaration, opens the unit of work (its
+transaction begins with the first statement; a change made in one statement may run alone, see
+`taskflow.core.uow`), lets the handler work (its audit entries go into the same transaction),
+stores the answer under the caller's idempotency key in that same transaction, and commits. A
+retry after a crash therefore finds either the committed answer or nothing at all: there is no
+reservation that can outlive its request, so no lease and no search of the audit log. Database
+failures come out as domain errors (`Database.guarded` translates them).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import BaseModel, TypeAdapter
 
 import taskflow.core.handlers  # noqa: F401  (registers every declared operation)
 from taskflow.core import idempotency
-from taskflow.core.actor import Actor
+from taskflow.core.actor import Actor, KeyCaller
 from taskflow.core.db import Database
 from taskflow.core.declarations import Operation, operation_for
 from taskflow.core.uow import UnitOfWork
@@ -46,20 +47,44 @@ async def dispatch(
     """Run `command` as `actor` in one transaction; replay the first answer for a repeated key."""
     operation = operation_for(command)
     key = idempotency_key if operation.mutating else None
-    async with db.transaction() as session:
-        if operation.snapshot:  # before any statement: the whole call sees one moment
-            await session.connection(execution_options={"isolation_level": SNAPSHOT})
-        if key:
-            stored = await idempotency.replay_or_reserve(
-                session, actor, key, operation.name, command.model_dump(mode="json")
-            )
-            if stored is not None:
-                return Outcome(_output_adapter(operation).validate_python(stored), replayed=True)
-        value = await operation.handler(command, UnitOfWork(session), actor)
-        if key:
-            status = operation.rest.status if operation.rest else 200
-            await idempotency.remember(session, actor, key, status, value)
+    uow = UnitOfWork.lazy(db)  # nothing is opened until the handler (or the key) needs it
+    async with db.guarded():
+        try:
+            if operation.snapshot:  # before any statement: the whole call sees one moment
+                await uow.session.connection(execution_options={"isolation_level": SNAPSHOT})
+            if key:
+                stored = await idempotency.replay_or_reserve(
+                    uow.session, actor, key, operation.name, command.model_dump(mode="json")
+                )
+                if stored is not None:
+                    await uow.commit()
+                    return Outcome(_output_adapter(operation).validate_python(stored), True)
+            value = await operation.handler(command, uow, actor)
+            if key:
+                status = operation.rest.status if operation.rest else 200
+                await idempotency.remember(uow.session, actor, key, status, value)
+            await uow.commit()
+        finally:
+            await uow.close()  # rolls back whatever did not commit
     return Outcome(value)
+
+
+async def dispatch_by_key(db: Database, caller: KeyCaller, command: BaseModel) -> Outcome | None:
+    """Run `command` for a caller known only by an API key, through the operation's `by_key`
+    form (the key checked in the same statement); None when there is none or it declined, and
+    the caller then authenticates and calls `dispatch`. No idempotency key: that needs the
+    reservation `dispatch` makes first."""
+    operation = operation_for(command)
+    if operation.by_key is None:
+        return None
+    uow = UnitOfWork.lazy(db)
+    async with db.guarded():
+        try:
+            value = await operation.by_key(command, uow, caller)
+            await uow.commit()
+        finally:
+            await uow.close()
+    return None if value is None else Outcome(value)
 
 
 async def run(db: Database, actor: Actor, command: BaseModel) -> Any:

@@ -14,7 +14,6 @@ from pydantic_core import to_json
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -24,6 +23,7 @@ from taskflow.core.declarations import REGISTRY
 from taskflow.core.errors import TaskFlowError
 from taskflow.core.runtime import Runtime
 from taskflow.http import health, operations
+from taskflow.http.edge import Edge
 from taskflow.http.openapi import openapi_document
 from taskflow.http.problems import (
     ClientError,
@@ -32,9 +32,6 @@ from taskflow.http.problems import (
     from_taskflow_error,
 )
 from taskflow.http.request_id import HEADER as REQUEST_ID_HEADER
-from taskflow.http.request_id import RequestIdMiddleware
-from taskflow.http.same_site import SameSite
-from taskflow.http.unhandled import UnhandledErrors
 
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 CORS_REQUEST_HEADERS = [
@@ -84,17 +81,16 @@ def create_api(
         *extra_routes,
     ]
     middleware = [
-        Middleware(RequestIdMiddleware),
-        Middleware(SameSite, settings=runtime.settings),
         Middleware(
-            CORSMiddleware,
+            Edge,
+            hosts=runtime.settings.hosts,
+            trusted_origins=runtime.settings.trusted_origins,
             allow_origins=runtime.settings.origins,
             allow_methods=CORS_METHODS,
             allow_headers=CORS_REQUEST_HEADERS,
             expose_headers=CORS_RESPONSE_HEADERS,
             max_age=600,
         ),
-        Middleware(UnhandledErrors),
     ]
     return Starlette(
         routes=routes,

@@ -9,9 +9,11 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from taskflow.core import request_id
-from taskflow.core.actor import Actor
+from taskflow.core.actor import Actor, KeyCaller
 from taskflow.core.auth.identity import bearer_token, resolve_actor
+from taskflow.core.auth.keys import checksum_ok, hash_api_key, is_api_key
 from taskflow.core.domain import Via
+from taskflow.core.errors import Unauthenticated
 from taskflow.core.runtime import Runtime
 
 _LOOPBACK = ("127.", "::1")
@@ -39,3 +41,16 @@ async def identify(request: Request, runtime: Runtime, local_handle: str | None)
         local_handle=local,
         missing=NO_TOKEN,
     )
+
+
+def key_caller(request: Request) -> KeyCaller | None:
+    """The caller as an agent API key not yet looked up, when the request carries a well-formed
+    one (for operations that check the key in their own statement); otherwise None, and
+    `identify` decides (and refuses what is malformed)."""
+    try:
+        token = bearer_token(request.headers.get("authorization"))
+    except Unauthenticated:
+        return None
+    if token is None or not is_api_key(token) or not checksum_ok(token):
+        return None
+    return KeyCaller(hash_api_key(token), Via.HTTP, request_id.from_scope(request.scope))

@@ -5,16 +5,10 @@ Without this, `serve --no-auth` (which acts as the local user for any loopback r
 whatever any web page asked: a form on `evil.example` posting to `/api/tasks/1/approve` carries
 no token and needs none, and DNS rebinding would let such a page read the answers too. MCP over
 HTTP checks the same lists (`Settings.hosts`, `Settings.trusted_origins`) through the SDK.
+The check runs in the one middleware layer, `http/edge.py`.
 """
 
 from __future__ import annotations
-
-from starlette.datastructures import Headers
-from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from taskflow.core.config import Settings
-from taskflow.http.problems import problem_response
 
 
 def matches(value: str, allowed: list[str]) -> bool:
@@ -34,23 +28,3 @@ def refusal(
     if origin is not None and not matches(origin, origins):
         return 403, f"requests from pages on {origin} are refused: set ALLOWED_ORIGINS"
     return None
-
-
-class SameSite:
-    """Pure ASGI: 421 for a Host the server does not answer to, 403 for a foreign Origin."""
-
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
-        self.hosts = settings.hosts
-        self.origins = settings.trusted_origins
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        refused = refusal(headers.get("host", ""), headers.get("origin"), self.hosts, self.origins)
-        if refused is None:
-            await self.app(scope, receive, send)
-        else:
-            await problem_response(Request(scope), *refused)(scope, receive, send)

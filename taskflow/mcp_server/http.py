@@ -166,6 +166,9 @@ def mcp_asgi(
     Starlette does not run a mounted app's lifespan, so the parent enters the factory's context
     (`async with lifespan(): yield`); it can be entered once. Build the pair once per parent app.
     """
+    # Stateless, every request ends its own "session", which the SDK logs at INFO
+    # ("Terminating session: None"): a line per tool call that says nothing. Warnings still show.
+    logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     app = mcp.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=True,

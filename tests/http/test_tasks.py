@@ -370,3 +370,13 @@ async def test_concurrent_edits_with_the_same_version_have_one_winner(
         *(as_bot.put(url, json={"title": f"v{i}"}, headers={"If-Match": '"1"'}) for i in range(4))
     )
     assert sorted(r.status_code for r in responses) == [200, 412, 412, 412]
+
+
+async def test_a_depth_beyond_any_database_means_all_levels(as_bot: httpx.AsyncClient) -> None:
+    """Found by schemathesis: a depth past int4 reached PostgreSQL and answered 500."""
+    root = await _task(as_bot, "Root")
+    await as_bot.post(f"/api/tasks/{root['id']}/subtasks", json={"title": "Child"})
+    huge = await as_bot.get(f"/api/tasks/{root['id']}?depth=1099197346568607105024")
+    assert huge.status_code == 200
+    assert [n["title"] for n in huge.json()["subtree"]] == ["Child"]
+    assert_problem(await as_bot.get(f"/api/tasks/{root['id']}?depth=-1"), 422)

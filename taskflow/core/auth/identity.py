@@ -12,18 +12,19 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
+from taskflow.core import driver
 from taskflow.core.actor import Actor
 from taskflow.core.auth.keys import checksum_ok, hash_api_key, is_api_key
 from taskflow.core.db import Database
 from taskflow.core.domain import Via, WorkerType
 from taskflow.core.errors import Unauthenticated
 from taskflow.core.handlers.workers import create_human
-from taskflow.core.models import ApiKey, Worker
+from taskflow.core.models import Worker
 from taskflow.core.schemas import CreateHuman
-from taskflow.core.services.workers import key_use_is_stale, touch_key
+from taskflow.core.services.workers import KEY_USE_EVERY, key_use_is_stale
 from taskflow.core.uow import UnitOfWork
 
 if TYPE_CHECKING:  # the JWT stack (PyJWT, cryptography, httpx) loads only with an auth server
@@ -35,20 +36,22 @@ _BAD_KEY = (  # one message for every refusal, so a caller cannot tell which key
 )
 
 
-_KEY_LOOKUP = (
-    select(
-        ApiKey.id.label("key_id"),
-        ApiKey.revoked_at,
-        ApiKey.expires_at,
-        ApiKey.last_used_at,
-        Worker.id.label("worker_id"),
-        Worker.handle,
-        Worker.type,
-        Worker.deactivated_at,
-    )
-    .join(Worker, Worker.id == ApiKey.worker_id)
-    .where(ApiKey.key_hash == bindparam("key_hash"))
-)
+# Static SQL on the driver connection (`taskflow.core.driver`): asyncpg prepares it once per
+# connection, so a key costs one bind-and-execute round trip and no SQLAlchemy work. The key is
+# read on every request (never cached), so a revoked key or a deactivated agent is refused at
+# once.
+_KEY_LOOKUP = """
+SELECT k.id AS key_id, k.revoked_at, k.expires_at, k.last_used_at,
+       w.id AS worker_id, w.handle, w.type, w.deactivated_at
+FROM api_keys k JOIN workers w ON w.id = k.worker_id
+WHERE k.key_hash = $1
+"""
+# `touch_key`'s UPDATE: record use at most once a minute (re-checked here, so concurrent
+# requests write once).
+_TOUCH_KEY = """
+UPDATE api_keys SET last_used_at = $2
+WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)
+"""
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -99,24 +102,24 @@ class Authenticator:
     async def _from_api_key(self, token: str) -> Actor:
         if not checksum_ok(token):
             raise Unauthenticated(_BAD_KEY)
-        # Autocommit: one SELECT (and, once a minute, one UPDATE) instead of BEGIN..COMMIT.
-        async with self.db.autocommit() as conn:
-            row = (await conn.execute(_KEY_LOOKUP, {"key_hash": hash_api_key(token)})).first()
+        # Each statement alone (no BEGIN/COMMIT): one SELECT, and once a minute one UPDATE.
+        async with self.db.guarded():
+            row = await driver.fetchrow(self.db, _KEY_LOOKUP, hash_api_key(token))
             now = datetime.now(UTC)
             if row is None:
                 raise Unauthenticated(_BAD_KEY)
-            if row.revoked_at is not None or (row.expires_at and row.expires_at <= now):
+            if row["revoked_at"] is not None or (row["expires_at"] and row["expires_at"] <= now):
                 raise Unauthenticated(_BAD_KEY)
-            if row.deactivated_at is not None:  # its keys are revoked too: belt and braces
+            if row["deactivated_at"] is not None:  # its keys are revoked too: belt and braces
                 raise Unauthenticated(_BAD_KEY)
-            if key_use_is_stale(row.last_used_at, now):
-                await touch_key(conn, row.key_id)
+            if key_use_is_stale(row["last_used_at"], now):
+                await driver.fetchrow(self.db, _TOUCH_KEY, row["key_id"], now, now - KEY_USE_EVERY)
         return Actor(
-            worker_id=row.worker_id,
-            handle=row.handle,
-            type=WorkerType(row.type),
+            worker_id=row["worker_id"],
+            handle=row["handle"],
+            type=WorkerType(row["type"]),
             auth="api_key",
-            key_id=row.key_id,
+            key_id=row["key_id"],
         )
 
     async def _from_jwt(self, token: str, via: Via, request_id: str | None) -> Actor:

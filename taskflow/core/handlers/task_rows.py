@@ -7,7 +7,7 @@ commits one, so a handler's reads, writes and audit entries commit together.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,23 +15,21 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     func,
-    insert,
     literal,
     or_,
     select,
     text,
-    true,
     tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from taskflow.core import audit
-from taskflow.core.actor import Actor
-from taskflow.core.domain import AuditAction, Priority, Role, TaskStatus, is_number
+from taskflow.core import audit, driver
+from taskflow.core.actor import Actor, KeyCaller
+from taskflow.core.domain import AuditAction, Priority, Role, TaskStatus
 from taskflow.core.errors import Conflict, NotFound, ValidationFailed
-from taskflow.core.handlers import cursors
+from taskflow.core.handlers import cursors, task_insert
 from taskflow.core.handlers.projects import check_version
 from taskflow.core.models import Project, ProjectMember, Task, Worker
 from taskflow.core.schemas import (
@@ -43,10 +41,10 @@ from taskflow.core.schemas import (
 )
 from taskflow.core.services.access import (
     check_role,
-    project_clause,
     project_not_found,
     project_with_role,
 )
+from taskflow.core.uow import UnitOfWork
 
 _assignee = aliased(Worker, name="assignee_w")
 _creator = aliased(Worker, name="creator_w")
@@ -222,7 +220,7 @@ def _filters(f: TaskFilter) -> list[ColumnElement[bool]]:
 
 # ------------------------------------------------------------------ writing
 
-ENTITY = "task"
+ENTITY = task_insert.ENTITY
 DEFAULT_PROJECT = "default"
 REPARENT_LOCK = 7270413  # pg_advisory_xact_lock key serialising re-parenting
 
@@ -391,83 +389,49 @@ async def worker_id_for(
     return int(row.id)
 
 
-WORKING_ROLES = (Role.MEMBER.value, Role.ADMIN.value, Role.OWNER.value)
+TaskInsert = Callable[..., Awaitable[Mapping[str, Any] | None]]
+"""Runs a statement with positional parameters and returns its first row."""
+
+
+def in_session(session: AsyncSession) -> TaskInsert:
+    """A `TaskInsert` running in the session's transaction (handlers holding only a session)."""
+
+    async def run(sql: str, *args: Any) -> Mapping[str, Any] | None:
+        return await driver.fetchrow_in(await session.connection(), sql, *args)
+
+    return run
 
 
 async def _insert_task(
-    session: AsyncSession,
+    run: TaskInsert,
     actor: Actor,
-    project: ColumnElement[bool],
     spec: SubtaskSpec,
     parent_id: int | None,
     recurrence: str | None = None,
     *,
+    slug: str | None = None,
     project_id: int | None = None,
+    assignee_id: int | None = None,
 ) -> Mapping[str, Any] | None:
-    """Insert one task, if the actor may work in the project `project` selects, with its
-    `created` entry. Returns the new row (plus `project_slug`), or None when not permitted.
+    """Insert one task with its `created` entry, if the actor may work in the project named by
+    `slug` (else `project_id`): `task_insert.INSERT_TASK`, one round trip. Returns the new row
+    (plus `project_slug`), or None when not permitted.
 
-    The permission check rides inside the INSERT (INSERT ... SELECT from the caller's working
-    projects), saving the round trip of a separate membership query on the hot path.
+    `run` executes the statement: in the unit's transaction (`UnitOfWork.fetchrow`) or, when it
+    is the unit's only write, alone (`UnitOfWork.write_alone`).
     """
-    assignee_id = None
-    if spec.assignee:
-        assert project_id is not None, "resolve the project before assigning"
-        assignee_id = await worker_id_for(session, spec.assignee, project_id)
-    allowed = (
-        select(Project.id, Project.slug)
-        .join(
-            ProjectMember,
-            (ProjectMember.project_id == Project.id)
-            & (ProjectMember.worker_id == actor.worker_id)
-            & ProjectMember.role.in_(WORKING_ROLES),
-        )
-        .where(project)
-        .limit(1)
-        .cte("allowed")
+    args = task_insert.arguments(
+        actor.worker_id,
+        spec,
+        via=str(actor.via),
+        request_id=actor.request_id,
+        slug=slug,
+        project_id=project_id,
+        parent_id=parent_id,
+        recurrence=recurrence,
+        assignee_id=assignee_id,
     )
-    values = {
-        "parent_id": parent_id,
-        "title": spec.title,
-        "description": spec.description,
-        "priority": spec.priority.value,
-        "tags": spec.tags,
-        "due_date": spec.due_date,
-        "recurrence": recurrence,
-        "assignee_id": assignee_id,
-        "created_by_id": actor.worker_id,
-    }
-    table = Task.__table__
-    inserted = (
-        insert(table)
-        .from_select(
-            ["project_id", *values],
-            select(allowed.c.id, *(literal(v, table.c[k].type) for k, v in values.items())),
-        )
-        .returning(*table.c)
-        .cte("inserted")
-    )
-    stmt = select(inserted, allowed.c.slug.label("project_slug")).select_from(
-        inserted.join(allowed, true())
-    )
-    row = (await session.execute(stmt)).mappings().first()
-    if row is None:
-        return None
-    await record_task(
-        session,
-        actor,
-        row["id"],
-        row["project_id"],
-        AuditAction.CREATED,
-        {
-            "new": {
-                **spec.model_dump(mode="json"),
-                **({"recurrence": recurrence} if recurrence else {}),
-            },
-            "parent_id": parent_id,
-        },
-    )
-    return row
+    return await run(task_insert.INSERT_TASK, *args)
 
 
 async def insert_child(
@@ -479,14 +443,17 @@ async def insert_child(
 ) -> Mapping[str, Any]:
     """A subtask in its parent's project (the parent's lock already proved the project)."""
     project_id = parent.row["project_id"]
+    assignee_id = None
+    if spec.assignee:
+        assignee_id = await worker_id_for(session, spec.assignee, project_id)
     row = await _insert_task(
-        session,
+        in_session(session),
         actor,
-        Project.id == project_id,
         spec,
         parent.id,
         recurrence,
         project_id=project_id,
+        assignee_id=assignee_id,
     )
     if row is None:  # member of the project, but not one who may work in it
         await project_with_role(session, actor, project_id, Role.MEMBER)
@@ -495,24 +462,57 @@ async def insert_child(
 
 
 async def insert_top_level(
-    session: AsyncSession, actor: Actor, cmd: CreateTask, spec: SubtaskSpec
+    uow: UnitOfWork, actor: Actor, cmd: CreateTask, spec: SubtaskSpec
 ) -> Mapping[str, Any]:
-    """A task at the top of a project named by slug or id ('default' when none is given)."""
+    """A task at the top of a project named by slug or id ('default' when none is given).
+
+    Without an assignee or subtasks, the task and its entry are the unit's only write, so they
+    go alone in one round trip; otherwise the unit's transaction holds them with the rest.
+    """
     ref = cmd.project or DEFAULT_PROJECT
-    project_id = None
-    if spec.assignee or is_number(ref):
-        # The assignee must be checked against the project, and an all-digit reference may be a
-        # slug or an id: resolve the project first (one more round trip, off the hot path).
-        project, _ = await project_with_role(session, actor, ref, Role.MEMBER)
-        project_id = project.id
-    where = project_clause(ref) if project_id is None else Project.id == project_id
+    slug, project_id = task_insert.project_ref(ref)
+    assignee_id = None
+    if spec.assignee:
+        # The assignee must be checked against the project: resolve the project first.
+        project, _ = await project_with_role(uow.session, actor, ref, Role.MEMBER)
+        slug, project_id = None, project.id
+        assignee_id = await worker_id_for(uow.session, spec.assignee, project.id)
+    alone = not cmd.subtasks and not uow.begun
     row = await _insert_task(
-        session, actor, where, spec, None, cmd.recurrence, project_id=project_id
+        uow.write_alone if alone else uow.fetchrow,
+        actor,
+        spec,
+        None,
+        cmd.recurrence,
+        slug=slug,
+        project_id=project_id,
+        assignee_id=assignee_id,
     )
     if row is None:
-        await project_with_role(session, actor, ref, Role.MEMBER)  # says not found or forbidden
+        await project_with_role(uow.session, actor, ref, Role.MEMBER)  # not found or forbidden
         raise project_not_found(ref)
     return row
+
+
+async def insert_top_level_by_key(
+    uow: UnitOfWork, caller: KeyCaller, cmd: CreateTask, spec: SubtaskSpec
+) -> Mapping[str, Any] | None:
+    """`insert_top_level` for a caller known only by an API key, as the unit's only write:
+    the key is checked in the same statement. None when nothing was written (a key that does
+    not open, no such project, no permission)."""
+    slug, project_id = task_insert.project_ref(cmd.project or DEFAULT_PROJECT)
+    args = task_insert.arguments(
+        caller.key_hash,
+        spec,
+        via=str(caller.via),
+        request_id=caller.request_id,
+        slug=slug,
+        project_id=project_id,
+        parent_id=None,
+        recurrence=cmd.recurrence,
+        assignee_id=None,
+    )
+    return await uow.write_alone(task_insert.INSERT_TASK_BY_KEY, *args)
 
 
 async def add_children(

@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field, model_validator
 from sqlalchemy import text
 
 from taskflow.core import schemas
-from taskflow.core.actor import Actor
+from taskflow.core.actor import Actor, KeyCaller
 from taskflow.core.declarations import Route, declare
 from taskflow.core.domain import AuditAction, TaskStatus
 from taskflow.core.errors import ValidationFailed
@@ -40,6 +40,7 @@ READS = "core"  # everyday reads and task create/update
 ADMIN = "admin"  # deletes
 
 BIGINT_MAX = 2**63 - 1
+_SPEC_FIELDS = tuple(SubtaskSpec.model_fields)  # read once: a computed property in pydantic 2.11+
 
 
 def _fits_bigint(value: int) -> int:
@@ -69,11 +70,24 @@ class AddSubtasks(Model):
         return data
 
 
+def _as_depth(value: int | None) -> int | None:
+    """More levels than a database can hold means all of them (kept off the schema, which every
+    agent reads, as the bigint check is)."""
+    return None if value is None or value >= _INT4_MAX else value
+
+
+_INT4_MAX = 2**31 - 1
+
+
 class GetTask(Model):
     task_id: TaskId
     limit: int = Field(default=subtree.DEFAULT_LIMIT, ge=1, le=subtree.MAX_LIMIT)
     cursor: str | None = Field(default=None, max_length=200)
-    depth: int | None = Field(default=None, ge=0, description="Levels below the task; default all")
+    depth: Annotated[
+        int | None,
+        Field(ge=0, description="Levels below the task; default all"),
+        AfterValidator(_as_depth),
+    ] = None
 
 
 class ListTasks(schemas.TaskFilter):
@@ -90,6 +104,26 @@ class DeleteTask(Model):
     expected_version: Version = None
 
 
+def _spec_of(cmd: CreateTask) -> SubtaskSpec:
+    # The command is a SubtaskSpec plus where it goes: its fields are already validated.
+    return SubtaskSpec.model_construct(**{name: getattr(cmd, name) for name in _SPEC_FIELDS})
+
+
+async def _create_task_by_key(
+    cmd: CreateTask, uow: UnitOfWork, caller: KeyCaller
+) -> TaskDetail | None:
+    """`create_task` for a caller known only by an API key, when it is one statement (a task at
+    the top of a project, no assignee, no subtasks): the key is checked in that statement."""
+    if cmd.parent_id is not None or cmd.assignee or cmd.subtasks:
+        return None
+    spec = _spec_of(cmd)
+    row = await rows.insert_top_level_by_key(uow, caller, cmd, spec)
+    if row is None:
+        return None
+    names = {"project": row["project_slug"], "assignee": None}
+    return subtree.alone({**row, **names})
+
+
 @declare(
     CreateTask,
     toolset=READS,
@@ -97,12 +131,13 @@ class DeleteTask(Model):
     rest=Route("POST", "/api/projects/{project}/tasks", 201),
     cli="add",
     mcp_output=CreatedTasks,
+    by_key=_create_task_by_key,
 )
 async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDetail:
     """Create a task (project slug, default 'default'), optionally under parent_id, with
     subtasks made in the same step: all or nothing."""
-    session = uow.session
     if cmd.parent_id is not None:
+        session = uow.session
         parent = await rows.lock_task(session, actor, cmd.parent_id)
         project_id = parent.row["project_id"]
         if cmd.project is not None and cmd.project not in (
@@ -114,7 +149,7 @@ async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDet
                 "a subtask lives in its parent's project",
                 field="project",
             )
-    spec = SubtaskSpec.model_validate(cmd.model_dump(include=set(SubtaskSpec.model_fields)))
+    spec = _spec_of(cmd)
     if cmd.parent_id is not None:
         row = await rows.insert_child(session, actor, parent, spec, cmd.recurrence)
         await rows.record_task(
@@ -126,7 +161,7 @@ async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDet
             {"subtask_ids": [row["id"]], "titles": [cmd.title]},
         )
     else:
-        row = await rows.insert_top_level(session, actor, cmd, spec)
+        row = await rows.insert_top_level(uow, actor, cmd, spec)
     task_id = row["id"]
     if not cmd.subtasks:
         # Everything the answer needs is known: skip reading the new row back.
@@ -136,6 +171,7 @@ async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDet
             "created_by": actor.handle,
         }
         return subtree.alone({**row, **names})
+    session = uow.session
     me = await rows.lock_task(session, actor, task_id)
     await rows.add_children(session, actor, me, cmd.subtasks)
     # At most 200 subtasks, one level deep: one page holds them all.

@@ -2,23 +2,19 @@
 
 The operations live in `taskflow.core.handlers.workers`, declared once and run by the dispatcher
 in one unit of work. These wrappers keep the tests' and the demo's calls working; each builds
-the command and dispatches it. `touch_key` and `key_use_is_stale` are authentication's
-bookkeeping of key use, not operations.
+the command and dispatches it. `key_use_is_stale` is authentication's bookkeeping of key use,
+not an operation.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from datetime import datetime, timedelta
 
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
 from taskflow.core.declarations import make_command
 from taskflow.core.dispatcher import run
 from taskflow.core.handlers import workers as ops
-from taskflow.core.models import ApiKey
 from taskflow.core.schemas import (
     AgentDeactivated,
     ApiKeyOut,
@@ -31,7 +27,8 @@ from taskflow.core.schemas import (
 )
 from taskflow.core.uow import UnitOfWork
 
-_MINUTE = timedelta(minutes=1)
+KEY_USE_EVERY = timedelta(minutes=1)
+"""How often a key's `last_used_at` is written: at most once per this much use."""
 
 
 async def create_human(db: Database, cmd: CreateHuman, actor: Actor | None = None) -> WorkerOut:
@@ -99,21 +96,9 @@ async def reactivate_agent(
 
 
 def key_use_is_stale(last_used_at: datetime | None, now: datetime) -> bool:
-    """Is a key's recorded last use older than a minute (so `touch_key` would write)?
+    """Is a key's recorded last use older than a minute (so recording this use would write)?
 
     Authentication checks this on the row it already read and skips the UPDATE round trip
-    on most requests; `touch_key` re-checks in SQL, so concurrent requests still write once.
+    on most requests; the UPDATE re-checks in SQL, so concurrent requests still write once.
     """
-    return last_used_at is None or last_used_at < now - _MINUTE
-
-
-async def touch_key(session: AsyncSession | AsyncConnection, key_id: int) -> None:
-    """Record use at most once a minute, so authentication does not write on every request."""
-    await session.execute(
-        update(ApiKey)
-        .where(ApiKey.id == key_id)
-        .where(
-            (ApiKey.last_used_at.is_(None)) | (ApiKey.last_used_at < datetime.now(UTC) - _MINUTE)
-        )
-        .values(last_used_at=datetime.now(UTC))
-    )
+    return last_used_at is None or last_used_at < now - KEY_USE_EVERY
