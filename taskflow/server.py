@@ -72,9 +72,23 @@ def _build(runtime: Runtime, local_handle: str | None, *, owns_runtime: bool) ->
                 await bootstrap.prepare(runtime)
             if mcp_lifespan is not None:
                 await stack.enter_async_context(_enter(mcp_lifespan, app))
+            if owns_runtime:  # the served process (not an app a test embeds)
+                settle_startup_objects()
             yield
 
     return create_api(runtime, local_handle=local_handle, extra_routes=routes, lifespan=lifespan)
+
+
+def settle_startup_objects() -> None:
+    """Move what startup made (modules, schemas, the app) out of the garbage collector's view.
+
+    A full collection walks every tracked object; after startup that is ~150,000 of them that
+    live as long as the process, and each full collection paused a request for ~50 ms (the
+    p99 under load). Frozen, they are never walked again: collections find only what requests
+    allocate (pauses of ~2 ms).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def create_server_app(runtime: Runtime, *, local_handle: str | None = None) -> Starlette:

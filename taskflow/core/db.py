@@ -60,6 +60,10 @@ def is_pooled(url: URL, setting: bool | None) -> bool:
     return "-pooler" in host or url.port == 6432
 
 
+POOL_TIMEOUT_SECONDS = 10.0
+"""How long a statement waits for a free connection before the call answers 503."""
+
+
 def build_engine(url: str, *, pooled: bool | None = None, pool_size: int = 10) -> AsyncEngine:
     """One engine per process, whose idle connections are checked before reuse."""
     async_url = to_async_url(url)
@@ -75,7 +79,7 @@ def build_engine(url: str, *, pooled: bool | None = None, pool_size: int = 10) -
         async_url,
         pool_size=2 * pool_size,
         max_overflow=0,
-        pool_timeout=10,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
         connect_args=connect_args,
     )
     ping_idle_connections(engine)

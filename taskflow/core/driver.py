@@ -5,15 +5,15 @@ processing, greenlet switches) on top of the round trip; the hottest calls (auth
 API key, creating a task with its audit entry) run one fixed statement each, which asyncpg
 prepares once per connection and then only binds.
 
-Even a bare checkout from the engine's pool and its check-in (two greenlet switches, events,
-the reset) cost about as much CPU as the statement, so these statements run on a `Lane`: a few
-asyncpg connections opened through the engine (same URL, connect arguments and timeouts) and
-then detached from its pool, held LIFO between statements. A connection idle for
+Even a bare checkout from the engine's pool and its check-in (greenlet switches, events, the
+reset) cost about as much CPU as the statement, so these statements run on a `Lane`: up to
+`pool_size` asyncpg connections opened through the engine (same URL, connect arguments and
+timeouts) and then detached from its pool, held LIFO between statements. A connection idle for
 `db.IDLE_PING_SECONDS` is pinged before use, as pooled ones are; one that breaks is dropped
 together with every idle one (the server probably went away), and `Database.recover` and
-`Database.close` (both dispose the engine) close them all. When every lane connection is busy
-a statement borrows from the engine's pool instead, so the lane adds at most its size to the
-process's connections and never makes a statement wait.
+`Database.close` (both dispose the engine) close them all. When every lane connection is busy a
+statement waits for one, as long as a pooled checkout would (`db.POOL_TIMEOUT_SECONDS`), then
+answers 503.
 
 A statement run here alone is its own transaction: PostgreSQL runs one statement atomically,
 data-modifying CTEs included, so a statement that writes a row and its audit entry needs no
@@ -27,8 +27,10 @@ connection is `Unavailable`, a refused value `ValidationFailed` or `Conflict`.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,12 +38,13 @@ import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.util import await_only, greenlet_spawn
+from sqlalchemy.util import await_only
 
 from taskflow.core.db import (
     _OUTAGE_STATES,
     _POOLER_STATES,
     IDLE_PING_SECONDS,
+    POOL_TIMEOUT_SECONDS,
     UNDECLARED_POOLER,
     Database,
     refusal_for_state,
@@ -88,13 +91,15 @@ class Lane:
         self.opened = 0
         self._idle: list[tuple[asyncpg.Connection, int, float]] = []  # (conn, epoch, since)
         self._epoch = 0  # bumped when every connection is to be dropped
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def fetchrow(
         self, db: Database, sql: str, args: tuple[Any, ...]
     ) -> Mapping[str, Any] | None:
         conn = await self._take(db)
-        if conn is None:  # every lane connection busy: borrow one from the engine's pool
-            return await _on_pooled(db, sql, args)
+        while conn is None:  # every lane connection busy: wait, as for a pooled one
+            await self._wait()
+            conn = await self._take(db)
         epoch = self._epoch
         try:
             row = await _run(conn, db.pooled, sql, args)
@@ -102,8 +107,9 @@ class Lane:
             if _link_is_fine(exc):
                 self._give_back(conn, epoch)
             else:
-                self._drop(conn)
-                self._epoch += 1  # the server probably went away: the idle ones are dead too
+                self._drop(conn)  # its state is unknown (a cancellation: mid-statement)
+                if isinstance(exc, (asyncpg.PostgresError, *_LINK_ERRORS)):
+                    self._epoch += 1  # the server probably went away: the idle ones too
             translated = _translated(exc)
             if translated is exc:
                 raise
@@ -134,15 +140,48 @@ class Lane:
             raise
         return conn
 
+    async def _wait(self) -> None:
+        """Until a connection is given back or dropped (making room), or `Unavailable` after
+        the engine pool's own timeout: the wait a pooled checkout would have."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, POOL_TIMEOUT_SECONDS)
+        except TimeoutError:
+            self._pass_on(waiter)
+            raise Unavailable(
+                "the server is too busy: no database connection became free; retry in a few seconds"
+            ) from None
+        except BaseException:
+            self._pass_on(waiter)
+            raise
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def _pass_on(self, waiter: asyncio.Future[None]) -> None:
+        """A waiter leaving after it was woken hands the wake-up on, so none is lost."""
+        if waiter.done() and not waiter.cancelled():
+            self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
     def _give_back(self, conn: asyncpg.Connection, epoch: int) -> None:
         if epoch != self._epoch or conn.is_closed():
             self._drop(conn)
-        else:
-            self._idle.append((conn, epoch, time.monotonic()))
+            return
+        self._idle.append((conn, epoch, time.monotonic()))
+        self._wake()
 
     def _drop(self, conn: asyncpg.Connection) -> None:
         self.opened -= 1
         conn.terminate()
+        self._wake()  # room for a new connection
 
     def close_all(self, _engine: Engine | None = None) -> None:
         """The engine was disposed (recovery, shutdown): close the idle connections, and the
@@ -158,6 +197,7 @@ class Lane:
             except Exception:
                 closing.close()
                 conn.terminate()
+            self._wake()  # room for a new connection
 
 
 async def _run(
@@ -175,24 +215,6 @@ async def _alive(conn: asyncpg.Connection) -> bool:
     except Exception:
         return False
     return True
-
-
-async def _on_pooled(db: Database, sql: str, args: tuple[Any, ...]) -> Mapping[str, Any] | None:
-    """The statement on a connection borrowed from the engine's pool and given back."""
-    fairy = await _checkout(db)
-    try:
-        row = await _run(fairy.driver_connection, db.pooled, sql, args)
-    except BaseException as exc:
-        if _link_is_fine(exc):
-            await greenlet_spawn(fairy.close)
-        else:
-            await greenlet_spawn(fairy.invalidate, exc)
-        translated = _translated(exc)
-        if translated is exc:
-            raise
-        raise translated from exc
-    await greenlet_spawn(fairy.close)
-    return row
 
 
 async def _checkout(db: Database) -> Any:

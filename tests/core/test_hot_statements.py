@@ -140,18 +140,32 @@ async def test_disposing_the_engine_closes_the_lane(db_url: str) -> None:
     assert conn.is_closed() and lane.opened == 0 and not lane._idle
 
 
-async def test_a_full_lane_borrows_from_the_pool_instead_of_waiting(db_url: str) -> None:
+async def test_a_full_lane_queues_statements_on_its_connections(db_url: str) -> None:
     database = Database.from_url(db_url, pool_size=2)  # a lane of 2
     try:
         lane = driver.lane_of(database)
-        import asyncio
-
-        sleeps = [
-            driver.fetchrow(database, "SELECT pg_sleep(0.3), $1::int AS n", n) for n in range(5)
-        ]
-        rows = await asyncio.gather(*sleeps)
+        sleepy = "SELECT pg_sleep(0.2), $1::int AS n"
+        started = asyncio.get_running_loop().time()
+        rows = await asyncio.gather(*(driver.fetchrow(database, sleepy, n) for n in range(5)))
+        elapsed = asyncio.get_running_loop().time() - started
         assert [r["n"] for r in rows] == list(range(5))
-        assert lane.opened == lane.size == 2
+        assert lane.opened == lane.size == 2 and len(lane._idle) == 2
+        assert elapsed >= 0.6  # three rounds on two connections
+    finally:
+        await database.close()
+
+
+async def test_a_cancelled_statement_gives_its_place_back(db_url: str) -> None:
+    """A caller gone mid-statement (a client that disconnected) drops that connection; the
+    statements queued behind it still run."""
+    database = Database.from_url(db_url, pool_size=1)  # a lane of 1
+    try:
+        slow = asyncio.ensure_future(driver.fetchrow(database, "SELECT pg_sleep(5)"))
+        queued = asyncio.ensure_future(driver.fetchrow(database, "SELECT 7 AS n"))
+        await asyncio.sleep(0.3)
+        slow.cancel()
+        assert (await asyncio.wait_for(queued, 5))["n"] == 7
+        assert driver.lane_of(database).opened == 1
     finally:
         await database.close()
 
