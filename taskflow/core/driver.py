@@ -72,12 +72,21 @@ async def fetchrow_in(conn: AsyncConnection, sql: str, *args: Any) -> Mapping[st
 _LANES: weakref.WeakKeyDictionary[Engine, Lane] = weakref.WeakKeyDictionary()
 
 
-def lane_of(db: Database) -> Lane:
-    """The database's lane, made on first use (half the engine pool's size, at least one)."""
+SMALL_POOL = 4
+"""An engine pool this small belongs to a process that runs one call at a time (a CLI command or
+session opens 2 x 2): a lane would only add connections to the ones it already holds, so its
+statements borrow from the pool."""
+
+
+def lane_of(db: Database, *, size: int | None = None) -> Lane:
+    """The database's lane, made on first use: half the engine pool's size, or none (every
+    statement borrows from the pool) for a small pool; `size` sets it (tests)."""
     engine = db.engine.sync_engine
     lane = _LANES.get(engine)
     if lane is None:
-        size = max(1, engine.pool.size() // 2)  # type: ignore[attr-defined]
+        if size is None:
+            pool_size = engine.pool.size()  # type: ignore[attr-defined]
+            size = pool_size // 2 if pool_size > SMALL_POOL else 0
         lane = _LANES[engine] = Lane(size)
         event.listen(engine, "engine_disposed", lane.close_all)
     return lane
@@ -96,6 +105,9 @@ class Lane:
     async def fetchrow(
         self, db: Database, sql: str, args: tuple[Any, ...]
     ) -> Mapping[str, Any] | None:
+        if self.size == 0:  # no lane (a small pool): one statement on a pooled connection
+            async with translate_errors(), db.engine.begin() as pooled:
+                return await fetchrow_in(pooled, sql, *args)
         conn = await self._take(db)
         while conn is None:  # every lane connection busy: wait, as for a pooled one
             await self._wait()

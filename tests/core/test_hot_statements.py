@@ -131,19 +131,30 @@ async def test_a_refused_value_is_invalid_input_and_keeps_the_connection(db: Dat
     assert [conn for conn, _, _ in lane._idle] == [held] and lane.opened == 1
 
 
+async def test_a_small_pool_has_no_lane(db_url: str) -> None:
+    """A CLI command's pool (2 x 2): a lane would only add connections; statements borrow."""
+    database = Database.from_url(db_url, pool_size=2)
+    try:
+        assert (await driver.fetchrow(database, "SELECT 41 + $1::int AS n", 1))["n"] == 42
+        lane = driver.lane_of(database)
+        assert lane.size == 0 and lane.opened == 0
+    finally:
+        await database.close()
+
+
 async def test_disposing_the_engine_closes_the_lane(db_url: str) -> None:
     database = Database.from_url(db_url, pool_size=2)
+    lane = driver.lane_of(database, size=2)
     await driver.fetchrow(database, "SELECT 1 AS one")
-    lane = driver.lane_of(database)
     (conn, _, _) = lane._idle[0]
     await database.close()
     assert conn.is_closed() and lane.opened == 0 and not lane._idle
 
 
 async def test_a_full_lane_queues_statements_on_its_connections(db_url: str) -> None:
-    database = Database.from_url(db_url, pool_size=2)  # a lane of 2
+    database = Database.from_url(db_url, pool_size=2)
     try:
-        lane = driver.lane_of(database)
+        lane = driver.lane_of(database, size=2)
         sleepy = "SELECT pg_sleep(0.2), $1::int AS n"
         started = asyncio.get_running_loop().time()
         rows = await asyncio.gather(*(driver.fetchrow(database, sleepy, n) for n in range(5)))
@@ -158,7 +169,8 @@ async def test_a_full_lane_queues_statements_on_its_connections(db_url: str) -> 
 async def test_a_cancelled_statement_gives_its_place_back(db_url: str) -> None:
     """A caller gone mid-statement (a client that disconnected) drops that connection; the
     statements queued behind it still run."""
-    database = Database.from_url(db_url, pool_size=1)  # a lane of 1
+    database = Database.from_url(db_url, pool_size=1)
+    driver.lane_of(database, size=1)
     try:
         slow = asyncio.ensure_future(driver.fetchrow(database, "SELECT pg_sleep(5)"))
         queued = asyncio.ensure_future(driver.fetchrow(database, "SELECT 7 AS n"))
