@@ -105,9 +105,8 @@ class Lane:
     async def fetchrow(
         self, db: Database, sql: str, args: tuple[Any, ...]
     ) -> Mapping[str, Any] | None:
-        if self.size == 0:  # no lane (a small pool): one statement on a pooled connection
-            async with translate_errors(), db.engine.begin() as pooled:
-                return await fetchrow_in(pooled, sql, *args)
+        if self.size == 0:  # no lane (a small pool): the statement on a pooled connection
+            return await _borrowed(db, sql, args)
         conn = await self._take(db)
         while conn is None:  # every lane connection busy: wait, as for a pooled one
             await self._wait()
@@ -219,6 +218,20 @@ async def _run(
         return await conn.fetchrow(sql, *args)  # type: ignore[no-any-return]
     async with conn.transaction():
         return await conn.fetchrow(sql, *args)  # type: ignore[no-any-return]
+
+
+async def _borrowed(db: Database, sql: str, args: tuple[Any, ...]) -> Mapping[str, Any] | None:
+    """One statement on the driver connection of a connection borrowed from the engine's pool
+    (given back at once), answered and translated as on the lane."""
+    async with translate_errors(), db.engine.connect() as pooled:
+        raw = await pooled.get_raw_connection()
+        try:
+            return await _run(raw.driver_connection, db.pooled, sql, args)
+        except BaseException as exc:
+            translated = _translated(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
 
 
 async def _alive(conn: asyncpg.Connection) -> bool:
