@@ -100,7 +100,8 @@ async def test_token_env_overrides_local_user(sarah: Cli, agent_key: str) -> Non
     data = await sarah.json("whoami", env={"TASKFLOW_TOKEN": agent_key})
     assert data["worker"]["handle"] == "@claude-code"
     assert "TASKFLOW_TOKEN" in data["via"]
-    err = await sarah.refused("whoami", env={"TASKFLOW_TOKEN": agent_key[:-1] + "x"})
+    wrong = agent_key[:-1] + ("y" if agent_key.endswith("x") else "x")  # never the key itself
+    err = await sarah.refused("whoami", env={"TASKFLOW_TOKEN": wrong})
     assert "invalid API key" in err
 
 
