@@ -96,21 +96,23 @@ def create_server_app(runtime: Runtime, *, local_handle: str | None = None) -> S
     return _build(runtime, local_handle, owns_runtime=False)
 
 
-def plain_logging() -> None:
-    """Plain stderr logging for the server process, set before the MCP server is built.
+def plain_logging(level: str = "INFO") -> None:
+    """Plain stderr logging at `LOG_LEVEL` for the server process, before the MCP server exists.
 
     Otherwise the MCP SDK installs Rich with rich tracebacks on the root logger, and rendering
     one traceback blocks the event loop for about a second (the former fault bench saw every request
-    stall while a burst of errors was logged).
+    stall while a burst of errors was logged). The SDK also logs an INFO line for every /mcp
+    request; its loggers stay at WARNING unless the level asked for is DEBUG.
     """
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    numeric = logging.getLevelName(level.upper())
+    logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mcp").setLevel(numeric if numeric <= logging.DEBUG else logging.WARNING)
 
 
 def factory() -> Starlette:
     """`uvicorn --factory taskflow.server:factory`: settings and local user from the environment."""
-    plain_logging()
-    runtime = bootstrap.build_runtime(get_settings())  # connects and migrates in the lifespan
+    settings = get_settings()
+    plain_logging(settings.log_level)
+    runtime = bootstrap.build_runtime(settings)  # connects and migrates in the lifespan
     local_handle = os.environ.get(LOCAL_USER_ENV) or None
     return _build(runtime, local_handle, owns_runtime=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,8 +51,20 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000",
         description="Base URL clients reach the server at; MCP's RFC 9728 resource is {url}/mcp.",
     )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO",
+        description="The served process's log level (TaskFlow's own loggers and uvicorn's).",
+    )
+    taskflow_access_log: bool = Field(
+        default=False, description="`taskflow serve` writes one access line per request."
+    )
     taskflow_token: str | None = Field(default=None, description="Bearer token for the CLI.")
     taskflow_api_key: str | None = Field(default=None, description="Agent key for MCP stdio.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @property
     def data_dir(self) -> Path:

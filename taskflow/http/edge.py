@@ -10,6 +10,7 @@ ASGI layer does it in a single pass over the request headers and a single `send`
   in the scope (`SCOPE_KEY`) for the audit entries and echoed in the response;
 - CORS: a request with an `Origin` (a browser's) goes through Starlette's `CORSMiddleware`,
   preflights included; any other request only gets the `Vary: Origin` it would add;
+- a caller that disconnects mid-request is let go quietly (no traceback, no answer);
 - a bug: Starlette sends an `Exception` handler's answer from its outermost layer, past every
   user middleware, so a 500 would reach a browser without CORS headers (unreadable to the
   frontend) and without `X-Request-ID` (the one thing that finds the log line). Here it is
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskflow.core.request_id import SCOPE_KEY, accepted_id
@@ -89,6 +90,8 @@ class Edge:
 
         try:
             await self.app(scope, receive, tracking)
+        except ClientDisconnect:  # the caller left mid-request: no one to answer, nothing to log
+            return
         except Exception as exc:
             if started:  # too late for a problem document: let the server close the connection
                 raise

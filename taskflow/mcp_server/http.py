@@ -124,6 +124,41 @@ class NoStream:
         await self.app(scope, receive, send)
 
 
+class WholeBody:
+    """Read a POST's body before the SDK runs, and let a caller who hangs up mid-body go.
+
+    The SDK reads the body itself and logs a caller's disconnect as an ERROR with a traceback
+    ("Error handling POST request", `ClientDisconnect`): for a client that went away, which is no
+    error of ours. Read here, the body is replayed to the SDK as one message.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # nobody to answer
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: the disconnect, when it comes
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
 NO_STREAM = "this server sends no unrequested messages: POST JSON-RPC requests to /mcp"
 
 
@@ -176,4 +211,4 @@ def mcp_asgi(
         transport_security=transport_security(runtime.settings),
     )
     guarded: ASGIApp = LocalBearer(app, runtime) if mcp.local_mode else UnavailableGuard(app)
-    return NoStream(guarded), mcp.session_manager.run
+    return NoStream(WholeBody(guarded)), mcp.session_manager.run

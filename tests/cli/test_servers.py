@@ -8,6 +8,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -38,15 +39,7 @@ async def test_serve_no_auth_needs_a_local_user(cli: Cli) -> None:
 async def test_serve_no_auth_serves_the_local_user(sarah: Cli) -> None:
     await sarah.ok("add", "Served task")
     port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        str(TASKFLOW),
-        "serve",
-        "--no-auth",
-        "--port",
-        str(port),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    proc = await serving(port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
             await wait_healthy(client, proc)
@@ -55,10 +48,71 @@ async def test_serve_no_auth_serves_the_local_user(sarah: Cli) -> None:
             assert me.json()["handle"] == "@sarah"
             tasks = await client.get("/api/tasks")
             assert [t["title"] for t in tasks.json()["items"]] == ["Served task"]
+            await client.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+            await leave_mid_body(port)
+            assert (await client.get("/health")).status_code == 200  # still serving
     finally:
         proc.terminate()
         output, _ = await asyncio.wait_for(proc.communicate(), 20)
-    assert "127.0.0.1 only" in output.decode()
+    log = output.decode()
+    assert "127.0.0.1 only" in log
+    # No access line per request (TASKFLOW_ACCESS_LOG is off), no MCP SDK line per /mcp request,
+    # and a caller that hung up mid-body is no traceback.
+    assert '"GET /api/me' not in log and "Processing request" not in log, log
+    assert "Traceback" not in log and "ClientDisconnect" not in log, log
+
+
+async def test_serve_with_workers_and_an_access_log(sarah: Cli) -> None:
+    port = free_port()
+    proc = await serving(port, "--workers", "2", env={"TASKFLOW_ACCESS_LOG": "true"})
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            await wait_healthy(client, proc)
+            for _ in range(4):
+                assert (await client.get("/api/me")).json()["handle"] == "@sarah"
+    finally:
+        proc.terminate()
+        output, _ = await asyncio.wait_for(proc.communicate(), 30)
+    log = output.decode()
+    assert "Started parent process" in log, log  # uvicorn's supervisor of the 2 workers
+    assert log.count("Started server process") == 2, log
+    assert '"GET /api/me HTTP/1.1" 200' in log, log
+
+
+async def test_a_bad_log_level_is_refused(sarah: Cli) -> None:
+    err = await sarah.refused("serve", "--no-auth", code=2, env={"LOG_LEVEL": "LOUD"})
+    assert "LOG_LEVEL" in err and "'WARNING'" in err, err
+
+
+async def serving(port: int, *args: str, env: dict[str, str] | None = None) -> Any:
+    """`taskflow serve --no-auth` on `port`, its output piped."""
+    return await asyncio.create_subprocess_exec(
+        str(TASKFLOW),
+        "serve",
+        "--no-auth",
+        "--port",
+        str(port),
+        *args,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def leave_mid_body(port: int) -> None:
+    """Clients that announce 1,000 bytes of JSON, send ten and hang up, on REST and on MCP."""
+    for path in ("/api/projects/inbox/tasks", "/mcp"):
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode()
+            + b"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+            b'Content-Length: 1000\r\n\r\n{"title": '
+        )
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.3)
 
 
 async def wait_healthy(client: httpx.AsyncClient, proc: asyncio.subprocess.Process) -> None:

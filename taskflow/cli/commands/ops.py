@@ -133,6 +133,12 @@ def serve(
         bool,
         typer.Option("--no-auth", help="Local mode: act as your init user, on 127.0.0.1 only."),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", help="Server processes (uvicorn workers; the app is stateless).", min=1
+        ),
+    ] = 1,
 ) -> None:
     """Serve the REST API and MCP over HTTP on one port."""
     settings = load_settings()
@@ -155,7 +161,15 @@ def serve(
     import uvicorn  # imported here: every other command starts faster without it
 
     _exit_cleanly_on_signals()
-    uvicorn.run(SERVER_FACTORY, factory=True, host=host, port=port)
+    uvicorn.run(
+        SERVER_FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=settings.taskflow_access_log,
+    )
 
 
 def mcp(
