@@ -256,7 +256,6 @@ async def deliver_due(
 
 
 def client_for(settings: Settings) -> httpx.AsyncClient:
-    """The HTTP client deliveries go out on: no redirects followed, one timeout per attempt."""
-    return httpx.AsyncClient(
-        timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
-    )
+    """The HTTP client deliveries go out on: no redirects followed, one timeout per attempt,
+    through `HTTPS_PROXY`/`HTTP_PROXY` when set (an egress proxy is the SSRF guard)."""
+    return httpx.AsyncClient(timeout=settings.webhook_timeout_seconds, follow_redirects=False)
