@@ -11,10 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import text
 from standardwebhooks import Webhook as Verifier
 
+from taskflow.core import audit
 from taskflow.core.db import Database
 from taskflow.core.domain import Role
+from taskflow.core.schemas import CreateTask
+from taskflow.core.services import tasks
 from tests.http.conftest import (
     ORIGIN,
     Agent,
@@ -193,3 +197,40 @@ async def test_bad_input_is_refused_over_rest(
     assert field in str(problem)
     assert await audit_count(db) == before
     assert (await as_bot.get("/api/projects/web/webhooks")).json() == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_two_servers_write_each_reminder_once(db: Database, db_url: str, owner) -> None:
+    """Two replicas' housekeepers, each looking every 0.1 s: one `due_soon` and one `overdue`."""
+    env = {**_env(db_url), "REMINDER_INTERVAL_SECONDS": "0.05", "WEBHOOK_POLL_SECONDS": "0.05"}
+    with live_server(env), live_server(env):
+        now = datetime.now(UTC)
+        soon = await tasks.create_task(
+            db, owner, CreateTask(title="soon", project="web", due_date=now + timedelta(hours=1))
+        )
+        late = await tasks.create_task(
+            db, owner, CreateTask(title="late", project="web", due_date=now - timedelta(hours=1))
+        )
+
+        async def both() -> bool:
+            return len(await _reminder_entries(db)) >= 2
+
+        assert await _until(both)
+        await asyncio.sleep(1.5)  # dozens more rounds on each replica
+    assert await _reminder_entries(db) == [
+        (soon.task.id, "due_soon", "@system"),
+        (late.task.id, "overdue", "@system"),
+    ]
+    assert (await audit.verify(db)).ok
+
+
+async def _reminder_entries(db: Database) -> list[tuple[int, str, str]]:
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT entity_id, action, actor_handle FROM audit_log "
+                "WHERE action IN ('due_soon', 'overdue') ORDER BY entity_id, id"
+            )
+        )
+        return [tuple(r) for r in rows]
