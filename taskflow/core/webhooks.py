@@ -164,6 +164,7 @@ _FAILED = text(
     WHERE id = :id
     """
 )
+_LOCK_DELIVERY = text("SELECT id FROM webhook_deliveries WHERE id = :id FOR UPDATE")
 _HOOK_FAILED = text("UPDATE webhooks SET failures = failures + 1 WHERE id = :id RETURNING failures")
 _HOOK_OK = text("UPDATE webhooks SET failures = 0 WHERE id = :id AND failures <> 0")
 _DISABLE = text(
@@ -180,6 +181,8 @@ async def _record(db: Database, settings: Settings, delivery: Claimed, outcome: 
     """The attempt in the delivery log, and what follows from it, in one transaction."""
     params = {"id": delivery.id, "status": outcome.status_code, "error": outcome.error}
     async with db.transaction() as session:
+        if await session.scalar(_LOCK_DELIVERY, {"id": delivery.id}) is None:
+            return  # its hook was deleted meanwhile: nothing left to log
         await session.execute(
             _LOG_ATTEMPT, {**params, "attempt": delivery.attempt, "ms": outcome.duration_ms}
         )
@@ -193,10 +196,13 @@ async def _record(db: Database, settings: Settings, delivery: Claimed, outcome: 
             await session.execute(_RETRY, {**params, "wait": wait})
             return
         await session.execute(_FAILED, params)
+        # The audit log is append-only and every member reads it: the reason names the status
+        # or the kind of error, never the receiver's answer (that stays in the delivery log).
+        last = f"HTTP {outcome.status_code}" if outcome.status_code else _kind(outcome.error)
         reason = (
             f"delivery {delivery.msg_id} ({delivery.event}) failed {delivery.attempt} times; "
-            f"last: {outcome.error}"
-        )[:_ERROR_CHARS]
+            f"last: {last}"
+        )
         disabled = await session.execute(_DISABLE, {"id": delivery.webhook_id, "reason": reason})
         hook = disabled.first()
         if hook is None:  # disabled meanwhile (by an admin, or another replica)
@@ -216,6 +222,10 @@ async def _record(db: Database, settings: Settings, delivery: Claimed, outcome: 
             },
         )
         log.warning("webhook %s disabled: %s", delivery.webhook_id, reason)
+
+
+def _kind(error: str | None) -> str:
+    return (error or "error").split(":", 1)[0]
 
 
 async def deliver_due(

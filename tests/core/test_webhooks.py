@@ -282,3 +282,37 @@ async def test_update_changes_only_what_differs_and_audits_origins(
         "old": "https://example.com",
         "new": "https://hooks.example.org",
     }
+
+
+async def test_an_unreachable_receiver_and_a_hook_deleted_mid_delivery(
+    db: Database, owner: Actor
+) -> None:
+    settings = fast(webhook_max_attempts=1)
+    with receiver() as far:
+        closed = far.url  # nothing listens there once the block ends
+    issued = await hook(db, owner, closed, ["created"])
+    await tasks.create_task(db, owner, CreateTask(title="nobody home", project="web"))
+    async with webhooks.client_for(settings) as client:
+        assert await webhooks.deliver_due(db, settings, client) == 1
+    [state] = await run(db, owner, ops.ListWebhooks(project="web"))
+    assert state.enabled is False
+    [entry] = await sql(db, "SELECT details FROM audit_log WHERE action = 'webhook_disabled'")
+    assert entry.details["reason"].endswith("last: ConnectError"), entry.details
+    [delivery] = await run(
+        db, owner, ops.ListWebhookDeliveries(project="web", webhook_id=issued.webhook.id)
+    )
+    assert delivery.attempts[0].status_code is None
+    assert "ConnectError" in (delivery.attempts[0].error or "")
+    # a delivery whose hook is deleted while it is in flight: its outcome is simply dropped
+    claimed = webhooks.Claimed(
+        id=int(delivery.id.removeprefix("msg_")),
+        webhook_id=issued.webhook.id,
+        audit_id=delivery.entry_id,
+        event=delivery.event,
+        attempt=2,
+        url=closed,
+        secret=issued.secret,
+    )
+    await run(db, owner, ops.DeleteWebhook(project="web", webhook_id=issued.webhook.id))
+    await webhooks._record(db, settings, claimed, webhooks.Outcome(500, "HTTP 500", 3))
+    assert await outbox(db) == []
