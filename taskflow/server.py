@@ -20,7 +20,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 
-from taskflow.core import bootstrap
+from taskflow.core import bootstrap, housekeeping
 from taskflow.core.config import get_settings
 from taskflow.core.runtime import Runtime
 from taskflow.http.app import create_api
@@ -73,6 +73,7 @@ def _build(runtime: Runtime, local_handle: str | None, *, owns_runtime: bool) ->
             if mcp_lifespan is not None:
                 await stack.enter_async_context(_enter(mcp_lifespan, app))
             if owns_runtime:  # the served process (not an app a test embeds)
+                await stack.enter_async_context(housekeeping.running(runtime.db, runtime.settings))
                 settle_startup_objects()
             yield
 

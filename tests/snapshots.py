@@ -16,6 +16,10 @@ TABLES = (
     "audit_heads",
     "idempotency_keys",
     "import_records",
+    "webhooks",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "task_reminders",
 )
 
 

@@ -69,6 +69,7 @@ AREAS: dict[str, tuple[str, ...]] = {
         "claim",
     ),
     "taskflow.cli.commands.audit": ("audit",),
+    "taskflow.cli.commands.webhooks": ("webhook",),
     "taskflow.cli.commands.ops": ("db", "serve", "mcp", "import"),
     __name__: ("demo",),
     "taskflow.cli.repl": ("interactive", "i"),

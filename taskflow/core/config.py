@@ -58,6 +58,28 @@ class Settings(BaseSettings):
     taskflow_access_log: bool = Field(
         default=False, description="`taskflow serve` writes one access line per request."
     )
+    taskflow_housekeeping: bool = Field(
+        default=True,
+        description="`taskflow serve` delivers webhooks and writes due-date reminders.",
+    )
+    webhook_poll_seconds: float = Field(
+        default=2.0, gt=0, description="How often the housekeeper looks for webhook deliveries due."
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long a receiver has to answer one delivery."
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, description="Attempts per delivery; then it failed, its hook disabled."
+    )
+    webhook_retry_base_seconds: float = Field(
+        default=30.0, gt=0, description="Wait before the first retry; doubled for each further one."
+    )
+    webhook_retry_max_seconds: float = Field(
+        default=3600.0, gt=0, description="The longest wait between two attempts."
+    )
+    reminder_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often the housekeeper writes due_soon/overdue events."
+    )
     taskflow_token: str | None = Field(default=None, description="Bearer token for the CLI.")
     taskflow_api_key: str | None = Field(default=None, description="Agent key for MCP stdio.")
 

@@ -102,6 +102,33 @@ class AuditAction(StrEnum):
     API_KEY_CREATED = "api_key_created"
     API_KEY_REVOKED = "api_key_revoked"
     IMPORTED = "imported"
+    WEBHOOK_CREATED = "webhook_created"
+    WEBHOOK_UPDATED = "webhook_updated"
+    WEBHOOK_DELETED = "webhook_deleted"
+    WEBHOOK_DISABLED = "webhook_disabled"
+    DUE_SOON = "due_soon"
+    OVERDUE = "overdue"
+
+
+SYSTEM_HANDLE = "@system"
+"""The worker the server's housekeeping acts as (reminders, disabling a failing webhook).
+
+Created on first need (`taskflow.core.system`), with its own `created` entry; no key opens it,
+and nobody else may take the handle."""
+RESERVED_HANDLES = frozenset({SYSTEM_HANDLE})
+
+
+class DeliveryStatus(StrEnum):
+    """Where a webhook delivery stands: waiting (or retrying), done, or given up."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class ReminderKind(StrEnum):
+    DUE_SOON = "due_soon"
+    OVERDUE = "overdue"
 
 
 TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Computed,
     DateTime,
@@ -34,7 +35,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from taskflow.core.domain import (
     AgentType,
     ApprovalPolicy,
+    DeliveryStatus,
     Priority,
+    ReminderKind,
     Role,
     TaskStatus,
     Via,
@@ -145,6 +148,12 @@ class Task(Base):
         Index("ix_tasks_created_by", "created_by_id", "id"),
         Index("ix_tasks_parent_id_id", "parent_id", "id"),
         Index("ix_tasks_tags", "tags", postgresql_using="gin"),
+        # The housekeeper's reminder scan: open tasks with a due date, by due date (0008).
+        Index(
+            "ix_tasks_open_due",
+            "due_date",
+            postgresql_where=text("due_date IS NOT NULL AND status <> 'completed'"),
+        ),
         Index(
             "ix_tasks_claimable",
             "priority_rank",
@@ -282,3 +291,95 @@ class ImportRecord(Base):
     entity_type: Mapped[str] = mapped_column(String(20))
     entity_id: Mapped[int] = mapped_column(BigInteger)
     imported_at: Mapped[datetime] = _now()
+
+
+class Webhook(Base):
+    """A project's webhook: where its events are POSTed, signed with `secret` (Standard
+    Webhooks), for the actions in `events` (`*`: all). `failures` counts failed attempts since
+    the last success; the housekeeper disables a hook whose delivery used up its retries."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    description: Mapped[str] = mapped_column(Text, server_default="", default="")
+    # Kept as given (`whsec_<base64>`): signing needs it. Shown once, never read back out.
+    secret: Mapped[str] = mapped_column(String(100))
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"), default=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
+    created_by_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("workers.id", ondelete="SET NULL")
+    )
+    version: Mapped[int] = mapped_column(Integer, server_default="1", default=1)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class WebhookDelivery(Base):
+    """The outbox: one row per (hook, audit entry), written by a trigger on `audit_log` in the
+    transaction that wrote the entry; the housekeeper delivers it and keeps its outcome."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(_in("status", DeliveryStatus), name="status"),
+        Index("ix_webhook_deliveries_webhook_id_id", "webhook_id", "id"),
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("webhooks.id", ondelete="CASCADE")
+    )
+    audit_id: Mapped[int] = mapped_column(BigInteger)
+    event: Mapped[str] = mapped_column(String(60))
+    status: Mapped[str] = mapped_column(
+        String(10), server_default=DeliveryStatus.PENDING.value, default="pending"
+    )
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
+    next_attempt_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = _now()
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookAttempt(Base):
+    """The delivery log: one row per POST of a delivery, with what the receiver answered."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = _now()
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+
+
+class TaskReminder(Base):
+    """A reminder sent (`due_soon`, `overdue`) for a task and the due date it had then: the
+    housekeeper sends each once; a new due date gets its own."""
+
+    __tablename__ = "task_reminders"
+    __table_args__ = (CheckConstraint(_in("kind", ReminderKind), name="kind"),)
+
+    task_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    due_date: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    audit_id: Mapped[int | None] = mapped_column(BigInteger)
+    sent_at: Mapped[datetime] = _now()

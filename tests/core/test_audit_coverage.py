@@ -17,6 +17,7 @@ import pytest
 from taskflow.core.declarations import REGISTRY
 from taskflow.core.dispatcher import run
 from taskflow.core.domain import Role, TaskStatus
+from taskflow.core.handlers.webhooks import CreateWebhook, DeleteWebhook, UpdateWebhook
 from taskflow.core.handlers.workflow import MoveTask, ReopenTask
 from taskflow.core.schemas import (
     AddMember,
@@ -83,6 +84,12 @@ async def _with_deactivated_agent(db, owner) -> dict[str, Any]:
     await make_agent(db, owner, "@bot")
     await workers.deactivate_agent(db, owner, "@bot")
     return {}
+
+
+async def _with_webhook(db, owner) -> dict[str, Any]:
+    hook = "http://127.0.0.1:9/hook"
+    issued = await run(db, owner, CreateWebhook(project="web", url=hook))
+    return {"hook": issued.webhook.id}
 
 
 DUE = datetime(2030, 1, 1, tzinfo=UTC)
@@ -250,6 +257,25 @@ SCENARIOS: dict[str, Scenario] = {
         "blocked",
         "task",
         _task_in("pending"),
+    ),
+    "create_webhook": Scenario(
+        lambda db, o, c: run(db, o, CreateWebhook(project="web", url="https://example.com/h")),
+        "webhook_created",
+        "webhook",
+    ),
+    "update_webhook": Scenario(
+        lambda db, o, c: run(
+            db, o, UpdateWebhook(project="web", webhook_id=c["hook"], enabled=False)
+        ),
+        "webhook_updated",
+        "webhook",
+        _with_webhook,
+    ),
+    "delete_webhook": Scenario(
+        lambda db, o, c: run(db, o, DeleteWebhook(project="web", webhook_id=c["hook"])),
+        "webhook_deleted",
+        "webhook",
+        _with_webhook,
     ),
     "claim_next": Scenario(
         lambda db, o, c: workflow.claim_next(db, o), "claimed", "task", _task_in("pending")

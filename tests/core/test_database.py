@@ -40,7 +40,11 @@ SCHEMA_TABLES = {
     "import_records",
     "project_members",
     "projects",
+    "task_reminders",
     "tasks",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhooks",
     "workers",
 }
 
@@ -83,6 +87,7 @@ async def test_upgrade_from_empty_downgrade_to_empty_and_upgrade_again(pg_server
         assert up["tables"] == SCHEMA_TABLES
         assert {"audit_log_no_update_delete", "audit_log_no_truncate"} <= up["triggers"]
         assert "audit_log_refuse_change" in up["functions"]
+        assert "audit_log_webhook_outbox" in up["triggers"] and "webhook_outbox" in up["functions"]
         assert {"ix_tasks_project_status", "ix_tasks_tags", "ix_tasks_claimable"} <= up["indexes"]
         assert "ix_tasks_parent_id_id" in up["indexes"]  # replaced the parent_id-only index
         assert "ix_tasks_parent_id" not in up["indexes"]

@@ -19,7 +19,7 @@ from taskflow.core import driver
 from taskflow.core.actor import Actor
 from taskflow.core.auth.keys import checksum_ok, hash_api_key, is_api_key
 from taskflow.core.db import Database
-from taskflow.core.domain import Via, WorkerType
+from taskflow.core.domain import RESERVED_HANDLES, Via, WorkerType
 from taskflow.core.errors import Unauthenticated
 from taskflow.core.handlers.workers import create_human
 from taskflow.core.models import Worker
@@ -198,7 +198,9 @@ async def _find_or_create_human(
         if worker is not None:
             return worker
         handle, n = base, 1
-        while await session.scalar(select(Worker.id).where(Worker.handle == handle)):
+        while handle in RESERVED_HANDLES or await session.scalar(
+            select(Worker.id).where(Worker.handle == handle)
+        ):
             n += 1
             handle = f"{base}-{n}"
         cmd = CreateHuman(

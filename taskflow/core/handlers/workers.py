@@ -23,7 +23,7 @@ from taskflow.core import schemas
 from taskflow.core.actor import Actor
 from taskflow.core.auth.keys import generate_api_key, hash_api_key
 from taskflow.core.declarations import Route, declare
-from taskflow.core.domain import AgentType, AuditAction, Via, WorkerType
+from taskflow.core.domain import RESERVED_HANDLES, AgentType, AuditAction, Via, WorkerType
 from taskflow.core.errors import Conflict, Forbidden, NextStep, NotFound, ValidationFailed
 from taskflow.core.models import ApiKey, Worker
 from taskflow.core.schemas import (
@@ -150,6 +150,8 @@ async def _saved(uow: UnitOfWork, row: _Row) -> _Row:
 
 
 async def _refuse_taken(uow: UnitOfWork, handle: str) -> None:
+    if handle in RESERVED_HANDLES:
+        raise Conflict(f"the handle {handle} is reserved for TaskFlow itself: choose another")
     if await uow.session.scalar(select(Worker.id).where(Worker.handle == handle)) is not None:
         raise Conflict(f"the handle {handle} is taken: choose another", field="handle")
 

@@ -1,0 +1,45 @@
+"""Webhook secrets and signatures, as the Standard Webhooks specification defines them.
+
+A secret is `whsec_` and base64 (32 random bytes here); its HMAC key is the decoded base64 part.
+A delivery carries `webhook-id`, `webhook-timestamp` (Unix seconds) and `webhook-signature`:
+`v1,` and the base64 HMAC-SHA256 of `"{id}.{timestamp}.{body}"`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+
+SECRET_PREFIX = "whsec_"
+USER_AGENT = "TaskFlow-Webhooks/2"
+
+
+def new_secret() -> str:
+    """`whsec_` and 32 random bytes in base64, as Standard Webhooks spells secrets."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a `whsec_...` secret: its base64 part, decoded."""
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """`v1,<base64 HMAC-SHA256 over "{id}.{timestamp}.{body}">`."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def signed_headers(secret: str, msg_id: str, body: bytes, timestamp: int | None = None) -> dict:
+    when = int(time.time()) if timestamp is None else timestamp
+    return {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(when),
+        "webhook-signature": sign(secret, msg_id, when, body),
+    }
