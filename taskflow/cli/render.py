@@ -131,8 +131,6 @@ def task_panel(task: TaskOut, subtasks: int = 0) -> Panel:
     if task.recurrence:
         legacy = " (legacy Phase 1 text: does not recur)" if task.recurrence_legacy else ""
         rows.append(("Recurrence", Text(task.recurrence + legacy)))
-    if task.series_id:
-        rows.append(("Series", Text(f"occurrence of #{task.series_id}")))
     if task.reviewer:
         rows.append(("Reviewer", Text(task.reviewer)))
     for label, value in rows:

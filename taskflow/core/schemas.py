@@ -68,15 +68,12 @@ DueDate = Annotated[
     datetime | None,
     BeforeValidator(_to_datetime),
     AfterValidator(_aware),
-    Field(default=None, description="ISO date (2026-12-01) or date-time; UTC if no offset"),
+    Field(default=None, description="2026-12-01 or an ISO date-time; UTC if no offset"),
 ]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+# The accepted forms are in the refusal of any other value (`recurrence.ACCEPTED`).
 Recurrence = Annotated[
-    str | None,
-    Field(
-        default=None, max_length=100, description="daily|weekly|monthly|every N days|weeks|RRULE"
-    ),
-    AfterValidator(recurrence_rules.canonical),
+    str | None, Field(default=None, max_length=100), AfterValidator(recurrence_rules.canonical)
 ]
 Tags = Annotated[
     list[Tag],
@@ -164,9 +161,6 @@ class TaskOut(Model):
     recurrence: str | None = None
     recurrence_legacy: bool = Field(
         default=False, description="Phase 1 free text: kept as it was, never recurs"
-    )
-    series_id: int | None = Field(
-        default=None, description="The first task of its recurring series, on later occurrences"
     )
     reviewer: str | None = Field(
         default=None, description="The reviewer named by request_review, while in review"

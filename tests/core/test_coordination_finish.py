@@ -226,7 +226,7 @@ async def test_a_weekly_task_completed_three_times_makes_three_occurrences(db, t
     assert recurred[0]["details"]["due_date"] == (DUE + timedelta(weeks=1)).isoformat()
     nxt = (await task_queries.get_task(db, team.member, rows[-1].id)).task
     assert nxt.title == "water plants" and nxt.assignee == "@mike" and nxt.progress_percent == 0
-    assert nxt.series_id == t.id and nxt.recurrence_legacy is False
+    assert nxt.recurrence_legacy is False
 
 
 async def test_approving_a_recurring_task_recurs_with_its_subtasks(db, team):

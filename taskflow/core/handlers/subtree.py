@@ -49,8 +49,8 @@ _KIND = "subtree"
 
 _COLUMNS = """
     t.id, t.project_id, t.parent_id, t.title, t.description, t.status, t.priority,
-    t.progress_percent, t.tags, t.due_date, t.recurrence, t.series_id, t.assignee_id,
-    t.created_by_id, t.started_at, t.completed_at, t.version, t.created_at, t.updated_at,
+    t.progress_percent, t.tags, t.due_date, t.recurrence, t.assignee_id, t.created_by_id,
+    t.started_at, t.completed_at, t.version, t.created_at, t.updated_at,
     p.slug AS project, a.handle AS assignee, cb.handle AS created_by, r.handle AS reviewer
 """
 _NAMES = """

@@ -62,7 +62,6 @@ TASK_COLUMNS = (
     Task.tags,
     Task.due_date,
     Task.recurrence,
-    Task.series_id,
     Task.assignee_id,
     Task.created_by_id,
     Task.started_at,

@@ -92,7 +92,7 @@ class GetTask(Model):
 
 
 class ListTasks(schemas.TaskFilter):
-    mine: bool = Field(default=False, description="Yours: assigned to you or awaiting your review")
+    mine: bool = False
 
 
 class EditTask(schemas.EditTask):
@@ -229,8 +229,7 @@ async def get_task(cmd: GetTask, uow: UnitOfWork, actor: Actor) -> TaskDetail:
     mcp_output=Page[TaskSummary],
 )
 async def list_tasks(cmd: ListTasks, uow: UnitOfWork, actor: Actor) -> Page[TaskOut]:
-    """Find tasks in your projects a page at a time (mine=true: yours and reviews named for
-    you); pass
+    """Find tasks in your projects a page at a time (mine=true: yours, reviews too); pass
     next_cursor back as cursor for more."""
     f = schemas.TaskFilter.model_validate(cmd.model_dump(exclude={"mine"}))
     return await rows.list_page(uow.session, actor, f, mine=cmd.mine)
@@ -246,8 +245,8 @@ async def list_tasks(cmd: ListTasks, uow: UnitOfWork, actor: Actor) -> Page[Task
     mcp_output=TaskState,
 )
 async def edit_task(cmd: EditTask, uow: UnitOfWork, actor: Actor) -> TaskOut:
-    """Edit a task: only fields sent change; null clears assignee, due_date, parent_id. A
-    status follows the workflow's rules, as its verb would."""
+    """Edit a task: only fields sent change; null clears assignee, due_date, parent_id; a
+    status runs its verb's rules."""
     sent = cmd.model_dump(exclude_unset=True, exclude={"expected_version", "task_id"})
     if not sent:
         raise ValidationFailed("nothing to change: send at least one field")

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskflow.core import schemas
 from taskflow.core.actor import Actor
 from taskflow.core.declarations import Route, declare, operation_for
-from taskflow.core.domain import AuditAction, TaskStatus
+from taskflow.core.domain import HANDLE_RE, AuditAction, TaskStatus
 from taskflow.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
 from taskflow.core.handlers import recurring
 from taskflow.core.handlers import task_rows as rows
@@ -38,6 +38,16 @@ from taskflow.core.uow import UnitOfWork
 
 WORKFLOW = "workflow"
 BOARD = "board"  # moving a task to a named status, as a kanban board's columns do (opt-in on MCP)
+
+
+def _handle(value: str) -> str:
+    """Checked here rather than as a schema pattern, which every agent would read again."""
+    if len(value) > 100 or not HANDLE_RE.match(value):
+        raise ValueError("a worker handle such as @claude-code")
+    return value
+
+
+BareHandle = Annotated[str, AfterValidator(_handle)]
 Note = Annotated[str | None, Field(default=None, max_length=2000)]
 
 
@@ -59,9 +69,7 @@ class Progress(TaskVerb):
 
 
 class RequestReview(TaskVerb):
-    reviewer: Handle | None = Field(
-        default=None, description="Only this member (or an admin) may then approve/reject"
-    )
+    reviewer: BareHandle | None = None
 
 
 class Approve(TaskVerb):
@@ -242,8 +250,7 @@ async def progress(cmd: Progress, uow: UnitOfWork, actor: Actor) -> TaskOut:
     mcp_output=_TASK,
 )
 async def request_review(cmd: RequestReview, uow: UnitOfWork, actor: Actor) -> TaskOut:
-    """Ask for review: in_progress -> review; another member approves or rejects it, or
-    only the named reviewer (or a project admin)."""
+    """Ask for review: in_progress -> review; another member, or the named reviewer, decides."""
     if cmd.reviewer is None:
         return await _move(uow, actor, cmd, TaskStatus.REVIEW, "request_review")
     locked = await _lock(uow, actor, cmd)
@@ -289,7 +296,7 @@ def _needs_review(locked: Locked) -> None:
     mcp_output=_TASK,
 )
 async def approve(cmd: Approve, uow: UnitOfWork, actor: Actor) -> TaskOut:
-    """Approve a task in review: completed. Not your own work; a named reviewer's or admin's."""
+    """Approve a review: completed. Not your own work; a named reviewer's or an admin's."""
     locked = await _lock(uow, actor, cmd)
     _needs_review(locked)
     move = await plan_move(uow.session, actor, locked, TaskStatus.COMPLETED, "approve")
@@ -328,7 +335,7 @@ async def reject(cmd: Reject, uow: UnitOfWork, actor: Actor) -> TaskOut:
     mcp_output=_TASK,
 )
 async def complete(cmd: Complete, uow: UnitOfWork, actor: Actor) -> TaskOut:
-    """Complete an in_progress task (100%) once its subtasks are; a recurring one recurs."""
+    """Complete an in_progress task after its subtasks (100%); recurring ones recur."""
     return await _move(uow, actor, cmd, TaskStatus.COMPLETED, "complete")
 
 
