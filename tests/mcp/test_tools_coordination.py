@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlalchemy import text
+
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
 from taskflow.core.schemas import CreateTask, SubtaskSpec, UpdateProject
 from taskflow.core.services import projects, tasks
-from tests.core.conftest import sql
 from tests.mcp.conftest import (
     McpUser,
     Team,
@@ -88,6 +89,9 @@ async def test_a_recurring_task_recurs_and_a_bad_rule_is_refused(
     assert bad.startswith("invalid input: recurrence")
     assert "daily, weekly, monthly, every N days, every N weeks" in bad and "RRULE" in bad
     legacy = await new_task(db, team)
-    await sql(db, "UPDATE tasks SET recurrence = 'mondays-ish' WHERE id = :id", id=legacy)
+    async with db.engine.begin() as conn:  # as Phase 1's importer writes it: free text
+        await conn.execute(
+            text("UPDATE tasks SET recurrence = 'mondays-ish' WHERE id = :id"), {"id": legacy}
+        )
     shown = ok(await call(bot, "get_task", task_id=legacy))["task"]
     assert shown["recurrence"] == "mondays-ish" and shown["recurrence_legacy"] is True
