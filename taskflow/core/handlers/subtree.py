@@ -276,22 +276,16 @@ async def _rolled_up(
     """Rolled-up progress of the page's nodes, and of the task itself on the first page.
 
     The walk starts at each node whose parent is not on the page (the page is a contiguous run
-    of the depth-first order, so those nodes' subtrees hold every other node of it) and at each
-    node under a completed parent (the walk stops at completed tasks).
+    of the depth-first order, so those nodes' subtrees hold every other node of it).
     """
-    completed = TaskStatus.COMPLETED.value
-    status = {row["id"]: row["status"] for row in page}
+    on_page = {row["id"] for row in page}
     if first:
-        status[root["id"]] = root["status"]
+        on_page.add(root["id"])
     seeds = [root["id"]] if first else []
-    seeds += [
-        row["id"]
-        for row in page
-        if row["parent_id"] not in status or status[row["parent_id"]] == completed
-    ]
+    seeds += [row["id"] for row in page if row["parent_id"] not in on_page]
     if not seeds:
         return {}
-    return dict(await conn.fetch(_ROLLUP, seeds, list(status)))
+    return dict(await conn.fetch(_ROLLUP, seeds, list(on_page)))
 
 
 _NODES: TypeAdapter[list[TaskNode]] = TypeAdapter(list[TaskNode])
