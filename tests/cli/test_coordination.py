@@ -24,6 +24,8 @@ async def test_a_named_reviewer_decides_and_sees_it_in_my_work(sarah: Cli, agent
     assert "waiting for @rev's review" in asked.stdout
     mine = await sarah.json("list", "--mine", env=rev)
     assert [t["id"] for t in mine] == [1]
+    assert "Awaiting your review" in (await sarah.ok("status", env=rev)).stdout
+    assert await sarah.json("list", "--mine", env=other) == []
     shown = await sarah.ok("show", "1")
     assert "Reviewer" in shown.stdout and "@rev" in shown.stdout
     assert "your own work" in await sarah.refused("approve", "1", env=worker)
