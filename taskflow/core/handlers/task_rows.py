@@ -394,15 +394,16 @@ async def worker_id_for(
     ).first()
     if row is None:
         raise ValidationFailed(f"no worker {handle}: list workers for valid handles", field=field)
+    doing = "review tasks" if field == "reviewer" else "be given tasks"
     if row.deactivated_at is not None:
         raise ValidationFailed(
-            f"{handle} is deactivated and cannot be given tasks: choose another assignee "
+            f"{handle} is deactivated and cannot {doing}: choose another {field} "
             "(or have whoever manages it reactivate it first)",
             field=field,
         )
     if must_work and (row.role is None or row.role == Role.VIEWER.value):
         raise ValidationFailed(
-            f"{handle} cannot be given tasks here: add them to the project as a member first",
+            f"{handle} cannot {doing} here: add them to the project as a member first",
             field=field,
         )
     return int(row.id)
