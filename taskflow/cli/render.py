@@ -129,7 +129,10 @@ def task_panel(task: TaskOut, subtasks: int = 0) -> Panel:
         rows.insert(3, ("Rolled up", bar(task.rolled_up_progress)))
         rows.append(("Subtasks", Text(f"{subtasks} direct (show --tree to see the subtree)")))
     if task.recurrence:
-        rows.append(("Recurrence", Text(task.recurrence)))
+        legacy = " (legacy Phase 1 text: does not recur)" if task.recurrence_legacy else ""
+        rows.append(("Recurrence", Text(task.recurrence + legacy)))
+    if task.reviewer:
+        rows.append(("Reviewer", Text(task.reviewer)))
     for label, value in rows:
         grid.add_row(label, value)
     body: list[RenderableType] = [grid]

@@ -102,6 +102,7 @@ class AuditAction(StrEnum):
     API_KEY_CREATED = "api_key_created"
     API_KEY_REVOKED = "api_key_revoked"
     IMPORTED = "imported"
+    RECURRED = "recurred"
     WEBHOOK_CREATED = "webhook_created"
     WEBHOOK_UPDATED = "webhook_updated"
     WEBHOOK_DELETED = "webhook_deleted"

@@ -112,6 +112,12 @@ class Project(Base):
     approval_policy: Mapped[str] = mapped_column(
         String(30), server_default=ApprovalPolicy.NONE.value, default=ApprovalPolicy.NONE.value
     )
+    # Parents finish last unless this is set; a recurring task's next occurrence copies its
+    # subtasks while `recur_subtasks` is (issue 13).
+    allow_open_subtasks: Mapped[bool] = mapped_column(
+        Boolean, server_default="false", default=False
+    )
+    recur_subtasks: Mapped[bool] = mapped_column(Boolean, server_default="true", default=True)
     version: Mapped[int] = mapped_column(Integer, server_default="1", default=1)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
@@ -155,6 +161,18 @@ class Task(Base):
             postgresql_where=text("due_date IS NOT NULL AND status <> 'completed'"),
         ),
         Index(
+            "ix_tasks_series",
+            "series_id",
+            "due_date",
+            postgresql_where=text("series_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_tasks_reviewer",
+            "reviewer_id",
+            "id",
+            postgresql_where=text("reviewer_id IS NOT NULL"),
+        ),
+        Index(
             "ix_tasks_claimable",
             "priority_rank",
             "due_date",
@@ -191,6 +209,12 @@ class Task(Base):
     tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"), default=list)
     due_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     recurrence: Mapped[str | None] = mapped_column(String(100))
+    # The member `request_review` named, while the task is in review (cleared when it leaves).
+    reviewer_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("workers.id", ondelete="SET NULL")
+    )
+    # On the later occurrences of a recurring task: the id of the series' first task.
+    series_id: Mapped[int | None] = mapped_column(BigInteger)
     # When work first started (kept through review) and when it was completed (cleared on reopen).
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

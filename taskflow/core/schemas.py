@@ -18,6 +18,7 @@ from pydantic import (
     StringConstraints,
 )
 
+from taskflow.core import recurrence as recurrence_rules
 from taskflow.core.domain import (
     AgentType,
     ApprovalPolicy,
@@ -67,9 +68,13 @@ DueDate = Annotated[
     datetime | None,
     BeforeValidator(_to_datetime),
     AfterValidator(_aware),
-    Field(default=None, description="ISO date (2026-12-01) or date-time; UTC if no offset"),
+    Field(default=None, description="2026-12-01 or an ISO date-time; UTC if no offset"),
 ]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+# The accepted forms are in the refusal of any other value (`recurrence.ACCEPTED`).
+Recurrence = Annotated[
+    str | None, Field(default=None, max_length=100), AfterValidator(recurrence_rules.canonical)
+]
 Tags = Annotated[
     list[Tag],
     Field(default_factory=list, max_length=50),
@@ -117,6 +122,12 @@ class ProjectOut(Model):
     created_at: datetime
     updated_at: datetime
     my_role: Role | None = Field(default=None, description="The caller's role in this project")
+    allow_open_subtasks: bool = Field(
+        default=False, description="Whether a task may be completed while subtasks are open"
+    )
+    recur_subtasks: bool = Field(
+        default=True, description="Whether a recurring task's next occurrence copies its subtasks"
+    )
 
 
 class MemberOut(Model):
@@ -148,6 +159,12 @@ class TaskOut(Model):
     tags: list[str] = Field(default_factory=list)
     due_date: datetime | None = None
     recurrence: str | None = None
+    recurrence_legacy: bool = Field(
+        default=False, description="Phase 1 free text: kept as it was, never recurs"
+    )
+    reviewer: str | None = Field(
+        default=None, description="The reviewer named by request_review, while in review"
+    )
     started_at: datetime | None = Field(
         default=None, description="When work first started; kept through review and rejection"
     )
@@ -245,12 +262,20 @@ class CreateProject(Model):
     name: Name
     description: str = Field(default="", max_length=5000)
     approval_policy: ApprovalPolicy = ApprovalPolicy.NONE
+    allow_open_subtasks: bool = False
+    recur_subtasks: bool = True
 
 
 class UpdateProject(Model):
     name: Name | None = None
     description: str | None = Field(default=None, max_length=5000)
     approval_policy: ApprovalPolicy | None = None
+    allow_open_subtasks: bool | None = Field(
+        default=None, description="Allow completing a task whose subtasks are open (owners)"
+    )
+    recur_subtasks: bool | None = Field(
+        default=None, description="Copy subtasks into a recurring task's next occurrence"
+    )
     expected_version: Version = None
 
 
@@ -292,7 +317,7 @@ class CreateTask(SubtaskSpec):
         default=None, description="Project slug; omit to use the parent's project or 'default'"
     )
     parent_id: int | None = None
-    recurrence: str | None = Field(default=None, max_length=100)
+    recurrence: Recurrence = None
     subtasks: list[SubtaskSpec] = Field(
         default_factory=list, max_length=200, description="Created with it, all or nothing"
     )
@@ -309,7 +334,7 @@ class EditTask(Model):
     parent_id: int | None = None
     status: TaskStatus | None = None
     assignee: Handle | None = None
-    recurrence: str | None = Field(default=None, max_length=100)
+    recurrence: Recurrence = None
     expected_version: Version = None
 
 

@@ -31,6 +31,8 @@ async def test_create_project_makes_creator_owner_and_audits(db, owner):
             "name": "API",
             "description": "the backend",
             "approval_policy": "none",
+            "allow_open_subtasks": False,
+            "recur_subtasks": True,
         },
         "owner": "@sarah",
     }

@@ -100,10 +100,10 @@ def expected_reading(rows: list[dict[str, Any]], root: int) -> list[tuple[int, i
     for node, _ in reversed(order):  # children are always after their parent in pre-order
         row = by_id[node]
         kids = children[node]
-        if row["status"] == "completed":
-            rolled[node] = 100
-        elif kids:
+        if kids:  # completed or not: a parent reads 100% only once its subtasks do
             rolled[node] = round(sum(rolled[k] for k in kids) / len(kids))
+        elif row["status"] == "completed":
+            rolled[node] = 100
         else:
             rolled[node] = row["progress_percent"]
     return [(node, depth, rolled[node]) for node, depth in order]

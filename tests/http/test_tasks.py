@@ -94,9 +94,11 @@ async def test_create_task_refusals_create_nothing(
 async def test_get_task_returns_subtree_with_rollup(as_bot: httpx.AsyncClient) -> None:
     root = await _task(as_bot, "Root", subtasks=[{"title": "A"}, {"title": "B"}])
     child_a = (await as_bot.get(f"/api/tasks/{root['id']}")).json()["subtree"][0]
-    await as_bot.post(f"/api/tasks/{child_a['id']}/subtasks", json={"title": "A.1"})
-    await as_bot.post(f"/api/tasks/{child_a['id']}/start")
-    await as_bot.post(f"/api/tasks/{child_a['id']}/complete")
+    added = await as_bot.post(f"/api/tasks/{child_a['id']}/subtasks", json={"title": "A.1"})
+    a1 = added.json()[0]["id"]
+    for task_id in (a1, child_a["id"]):  # parents finish last
+        await as_bot.post(f"/api/tasks/{task_id}/start")
+        assert (await as_bot.post(f"/api/tasks/{task_id}/complete")).status_code == 200
     response = await as_bot.get(f"/api/tasks/{root['id']}")
     assert response.status_code == 200
     assert response.headers["etag"] == '"1"'

@@ -173,6 +173,8 @@ def status(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
         grid.add_row(f"  {state}", str(counts.by_status[state]))
     grid.add_row("Overdue", f"[red]{counts.overdue}[/]" if counts.overdue else "0")
     grid.add_row("Yours, open", str(counts.mine_open))
+    if counts.to_review:
+        grid.add_row("Awaiting your review", str(counts.to_review))
     out().print(grid)
 
 

@@ -91,12 +91,37 @@ def edit(
     name: Annotated[str | None, typer.Option("--name", "-n")] = None,
     description: Annotated[str | None, typer.Option("--description", "-d")] = None,
     approval: Annotated[ApprovalPolicy | None, typer.Option("--approval")] = None,
+    open_subtasks: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-open-subtasks/--parents-finish-last",
+            help="Whether a task may be completed while its subtasks are open (owners only).",
+        ),
+    ] = None,
+    recur_subtasks: Annotated[
+        bool | None,
+        typer.Option(
+            "--recur-subtasks/--no-recur-subtasks",
+            help="Whether a recurring task's next occurrence copies its subtasks.",
+        ),
+    ] = None,
     json_: Json = False,
 ) -> None:
-    """Rename, describe, or change the approval policy (owners only)."""
-    cmd = build(UpdateProject, name=name, description=description, approval_policy=approval)
+    """Rename, describe, or change the settings (the policies: owners only)."""
+    cmd = build(
+        UpdateProject,
+        name=name,
+        description=description,
+        approval_policy=approval,
+        allow_open_subtasks=open_subtasks,
+        recur_subtasks=recur_subtasks,
+    )
     if not cmd.model_fields_set:
-        fail("nothing to change: give --name, --description or --approval", 2)
+        fail(
+            "nothing to change: give --name, --description, --approval, "
+            "--allow-open-subtasks/--parents-finish-last or --recur-subtasks/--no-recur-subtasks",
+            2,
+        )
     project = call(lambda s: projects.update_project(s.db, s.actor, slug, cmd))
     answer(project, json_, f"Updated project [bold]{escape(project.slug)}[/]")
 

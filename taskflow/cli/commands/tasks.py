@@ -38,6 +38,14 @@ Assign = Annotated[str | None, typer.Option("--assign", "-a", help="Assignee han
 PriorityOpt = Annotated[Priority | None, typer.Option("--priority", help="Task priority.")]
 TagsOpt = Annotated[str | None, typer.Option("--tags", help="Comma-separated tags: a,b")]
 Due = Annotated[str | None, typer.Option("--due", help="Due date, YYYY-MM-DD (UTC).")]
+RecurrenceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--recurrence",
+        "-r",
+        help="daily, weekly, monthly, 'every N days|weeks' or an RRULE (FREQ=WEEKLY;BYDAY=MO).",
+    ),
+]
 CreatedBy = Annotated[
     str | None,
     typer.Option("--created-by", help="Phase 1 option; must be you (the signed-in worker)."),
@@ -72,6 +80,7 @@ def add(
     tags: TagsOpt = None,
     parent: Annotated[int | None, typer.Option("--parent", help="Parent task id.")] = None,
     due: Due = None,
+    recurrence: RecurrenceOpt = None,
     created_by: CreatedBy = None,
     json_: Json = False,
 ) -> None:
@@ -89,6 +98,7 @@ def add(
             tags=split_tags(tags),
             parent_id=parent,
             due_date=due,
+            recurrence=recurrence,
         )
         return await tasks.create_task(s.db, s.actor, cmd)
 
@@ -130,19 +140,23 @@ def subtask(
     _print_created(created[0], json_, "Created subtask")
 
 
-async def fetch_all(s: Session, f: TaskFilter, limit: int | None) -> list[TaskOut]:
+async def fetch_all(
+    s: Session, f: TaskFilter, limit: int | None, *, mine: bool = False
+) -> list[TaskOut]:
     """Every page of a listing (Phase 1 listed everything), up to `limit` tasks."""
     found: list[TaskOut] = []
     while True:
-        page = await task_queries.list_tasks(s.db, s.actor, f)
+        page = await task_queries.list_tasks(s.db, s.actor, f, mine=mine)
         found.extend(page.items)
         if page.next_cursor is None or (limit is not None and len(found) >= limit):
             return found[:limit] if limit is not None else found
         f = f.model_copy(update={"cursor": page.next_cursor})
 
 
-def _show_list(filter_: TaskFilter, limit: int | None, json_: bool, title: str) -> None:
-    found = call(lambda s: fetch_all(s, filter_, limit))
+def _show_list(
+    filter_: TaskFilter, limit: int | None, json_: bool, title: str, *, mine: bool = False
+) -> None:
+    found = call(lambda s: fetch_all(s, filter_, limit, mine=mine))
     if json_:
         emit_json(found)
     elif not found:
@@ -172,6 +186,9 @@ def list_tasks(
     ] = "created",
     reverse: Annotated[bool, typer.Option("--reverse", help="Reverse the order.")] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="At most N tasks.", min=1)] = None,
+    mine: Annotated[
+        bool, typer.Option("--mine", help="Your work: assigned to you or awaiting your review.")
+    ] = False,
     json_: Json = False,
 ) -> None:
     """List tasks with Phase 1's filters and sorts."""
@@ -193,7 +210,7 @@ def list_tasks(
         reverse=reverse or None,
         limit=min(limit or 500, 500),
     )
-    _show_list(f, limit, json_, "Tasks")
+    _show_list(f, limit, json_, "Your work" if mine else "Tasks", mine=mine)
 
 
 def search(
@@ -267,6 +284,9 @@ def edit(
     ] = None,
     tags: TagsOpt = None,
     due: Annotated[str | None, typer.Option("--due", help="YYYY-MM-DD, or 'none'.")] = None,
+    recurrence: Annotated[
+        str | None, typer.Option("--recurrence", "-r", help="A rule as for add, or 'none'.")
+    ] = None,
     json_: Json = False,
 ) -> None:
     """Change a task's fields (status changes follow the workflow)."""
@@ -281,7 +301,12 @@ def edit(
         }.items()
         if v is not None
     }
-    for name, value in (("assignee", assign), ("parent_id", parent), ("due_date", due)):
+    for name, value in (
+        ("assignee", assign),
+        ("parent_id", parent),
+        ("due_date", due),
+        ("recurrence", recurrence),
+    ):
         if value is not None:
             fields[name] = None if clears(value) else value
     if not fields:

@@ -62,12 +62,22 @@ def complete(task_id: TaskId, json_: Json = False) -> None:
     )
 
 
-def review(task_id: TaskId, json_: Json = False) -> None:
-    """Ask for a review of a task."""
+def review(
+    task_id: TaskId,
+    reviewer: Annotated[
+        str | None,
+        typer.Option("--reviewer", help="Only this member (or a project admin) may decide it."),
+    ] = None,
+    json_: Json = False,
+) -> None:
+    """Ask for a review of a task (of a named reviewer with --reviewer)."""
     _apply(
-        lambda s: workflow.request_review(s.db, s.actor, task_id),
+        lambda s: workflow.request_review(s.db, s.actor, task_id, reviewer=reviewer),
         json_,
-        lambda t: f"{_label(t)} is waiting for review",
+        lambda t: (
+            f"{_label(t)} is waiting for "
+            + (f"{escape(t.reviewer)}'s review" if t.reviewer else "review")
+        ),
     )
 
 

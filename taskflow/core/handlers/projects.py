@@ -78,6 +78,8 @@ def project_out(project: Project, owner: str, role: Role | None) -> ProjectOut:
         created_at=project.created_at,
         updated_at=project.updated_at,
         my_role=role,
+        allow_open_subtasks=project.allow_open_subtasks,
+        recur_subtasks=project.recur_subtasks,
     )
 
 
@@ -141,6 +143,8 @@ async def create_project(cmd: CreateProject, uow: UnitOfWork, actor: Actor) -> P
         description=cmd.description,
         owner_id=actor.worker_id,
         approval_policy=cmd.approval_policy.value,
+        allow_open_subtasks=cmd.allow_open_subtasks,
+        recur_subtasks=cmd.recur_subtasks,
     )
     session.add(project)
     await session.flush()
@@ -202,9 +206,10 @@ async def list_projects(cmd: ListProjects, uow: UnitOfWork, actor: Actor) -> lis
     cli="project edit",
 )
 async def update_project(cmd: UpdateProject, uow: UnitOfWork, actor: Actor) -> ProjectOut:
-    """Change a project's name, description or approval policy (owners only for the policy)."""
+    """Change a project's name, description or settings (owners only for the policies:
+    approval_policy, allow_open_subtasks)."""
     sent = cmd.model_dump(exclude_unset=True, exclude={"expected_version", "project"}, mode="json")
-    needed = Role.OWNER if "approval_policy" in sent else Role.ADMIN
+    needed = Role.OWNER if sent.keys() & {"approval_policy", "allow_open_subtasks"} else Role.ADMIN
     session = uow.session
     project, role = await project_with_role(session, actor, cmd.project, needed)
     await session.refresh(project, with_for_update=True)

@@ -34,6 +34,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskflow.core import recurrence
 from taskflow.core.actor import Actor
 from taskflow.core.domain import TaskStatus
 from taskflow.core.errors import Conflict, ValidationFailed
@@ -50,12 +51,13 @@ _COLUMNS = """
     t.id, t.project_id, t.parent_id, t.title, t.description, t.status, t.priority,
     t.progress_percent, t.tags, t.due_date, t.recurrence, t.assignee_id, t.created_by_id,
     t.started_at, t.completed_at, t.version, t.created_at, t.updated_at,
-    p.slug AS project, a.handle AS assignee, cb.handle AS created_by
+    p.slug AS project, a.handle AS assignee, cb.handle AS created_by, r.handle AS reviewer
 """
 _NAMES = """
     JOIN projects p ON p.id = t.project_id
     LEFT JOIN workers a ON a.id = t.assignee_id
     JOIN workers cb ON cb.id = t.created_by_id
+    LEFT JOIN workers r ON r.id = t.reviewer_id
 """
 
 # Through the session, not the driver: the unit of work's transaction (and its isolation) starts
@@ -118,12 +120,13 @@ _PAGE = f"""
     ORDER BY page.key
 """
 
-# Rolled-up progress of the subtrees of $1, answered for the tasks $2: completed counts 100, a
-# leaf its own progress, any other task the mean of its children's rolled-up values, rounded
-# (half to even, as Python's round) at every level.
+# Rolled-up progress of the subtrees of $1, answered for the tasks $2: a leaf counts 100 when
+# completed, else its own progress; a task with children the mean of its children's rolled-up
+# values, rounded (half to even, as Python's round) at every level, completed or not: a parent
+# completed while subtasks are open (allowed by its project, or imported from Phase 1) does not
+# read 100% until they are done.
 #
-# `walk` visits the subtrees level by level and stops at completed tasks (nothing under one
-# changes its value, nor its ancestors'). Its step is a subquery per task (`OFFSET 0` keeps the
+# `walk` visits the subtrees level by level. Its step is a subquery per task (`OFFSET 0` keeps the
 # planner from flattening it into a join): the children of one task, which the index finds. As
 # a plain join, a walk from many tasks was planned as a hash of the whole table, scanned to read
 # a few thousand rows. `flat` lays the visited tasks out level after level in four arrays, `ends`
@@ -141,7 +144,6 @@ _ROLLUP = """
         SELECT c.id, c.parent_id, c.status = 'completed', c.progress_percent, w.it + 1
         FROM walk w
         CROSS JOIN LATERAL (SELECT * FROM tasks c WHERE c.parent_id = w.id OFFSET 0) c
-        WHERE NOT w.done
     ),
     flat AS (
         SELECT array_agg(id ORDER BY it, id) AS ids, array_agg(parent_id ORDER BY it, id) AS pids,
@@ -162,7 +164,7 @@ _ROLLUP = """
         WHERE n > 0
         UNION ALL
         SELECT up.i - 1, coalesce(l.e[up.i - 2], 0) + 1, l.e[up.i - 1], (
-            SELECT array_agg(CASE WHEN n.done THEN 100 WHEN k.c IS NULL THEN n.own
+            SELECT array_agg(CASE WHEN k.c IS NULL AND n.done THEN 100 WHEN k.c IS NULL THEN n.own
                                   ELSE round(k.s::float8 / k.c)::int END ORDER BY n.ord)
             FROM unnest((SELECT ids FROM flat)[coalesce(l.e[up.i - 2], 0) + 1 : l.e[up.i - 1]],
                         (SELECT dones FROM flat)[coalesce(l.e[up.i - 2], 0) + 1 : l.e[up.i - 1]],
@@ -274,22 +276,16 @@ async def _rolled_up(
     """Rolled-up progress of the page's nodes, and of the task itself on the first page.
 
     The walk starts at each node whose parent is not on the page (the page is a contiguous run
-    of the depth-first order, so those nodes' subtrees hold every other node of it) and at each
-    node under a completed parent (the walk stops at completed tasks).
+    of the depth-first order, so those nodes' subtrees hold every other node of it).
     """
-    completed = TaskStatus.COMPLETED.value
-    status = {row["id"]: row["status"] for row in page}
+    on_page = {row["id"] for row in page}
     if first:
-        status[root["id"]] = root["status"]
+        on_page.add(root["id"])
     seeds = [root["id"]] if first else []
-    seeds += [
-        row["id"]
-        for row in page
-        if row["parent_id"] not in status or status[row["parent_id"]] == completed
-    ]
+    seeds += [row["id"] for row in page if row["parent_id"] not in on_page]
     if not seeds:
         return {}
-    return dict(await conn.fetch(_ROLLUP, seeds, list(status)))
+    return dict(await conn.fetch(_ROLLUP, seeds, list(on_page)))
 
 
 _NODES: TypeAdapter[list[TaskNode]] = TypeAdapter(list[TaskNode])
@@ -300,6 +296,8 @@ def _fields(record: Mapping[str, Any], depth: int, rolled_up: int) -> dict[str, 
     fields = dict(record)
     fields.pop("subtasks", None)
     fields["parent_task_id"] = fields["parent_id"]
+    if fields["recurrence"] is not None:
+        fields["recurrence_legacy"] = recurrence.is_legacy(fields["recurrence"])
     fields["depth"] = depth
     fields["rolled_up_progress"] = rolled_up
     return fields

@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from taskflow.core import audit, driver
+from taskflow.core import audit, driver, recurrence
 from taskflow.core.actor import Actor, KeyCaller
 from taskflow.core.domain import AuditAction, Priority, Role, TaskStatus
 from taskflow.core.errors import Conflict, NotFound, ValidationFailed
@@ -48,6 +48,7 @@ from taskflow.core.uow import UnitOfWork
 
 _assignee = aliased(Worker, name="assignee_w")
 _creator = aliased(Worker, name="creator_w")
+_reviewer = aliased(Worker, name="reviewer_w")
 
 TASK_COLUMNS = (
     Task.id,
@@ -71,13 +72,16 @@ TASK_COLUMNS = (
     Project.slug.label("project"),
     _assignee.handle.label("assignee"),
     _creator.handle.label("created_by"),
+    _reviewer.handle.label("reviewer"),
 )
 
 
 # Read once: `TaskOut.model_fields` is a computed class property in pydantic >= 2.11, evaluated
 # on every access; per row it added a call and a dict per node of a 100,000-node subtree.
 # `parent_task_id` is not a column: it is `parent_id` under the seed's name (see `task_fields`).
-TASK_FIELDS: tuple[str, ...] = tuple(f for f in TaskOut.model_fields if f != "parent_task_id")
+# `recurrence_legacy` is not a column either: it is worked out from `recurrence`.
+_COMPUTED = ("parent_task_id", "recurrence_legacy")
+TASK_FIELDS: tuple[str, ...] = tuple(f for f in TaskOut.model_fields if f not in _COMPUTED)
 
 
 # Built once: every task write reads its row back through it. A Select is generative (`.where`
@@ -87,6 +91,7 @@ _TASK_SELECT = (
     .join(Project, Project.id == Task.project_id)
     .outerjoin(_assignee, _assignee.id == Task.assignee_id)
     .join(_creator, _creator.id == Task.created_by_id)
+    .outerjoin(_reviewer, _reviewer.id == Task.reviewer_id)
 )
 
 
@@ -100,6 +105,8 @@ def task_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     TaskOut's fields: the one place that names `parent_id` again as `parent_task_id`."""
     fields = {k: row[k] for k in TASK_FIELDS}
     fields["parent_task_id"] = fields["parent_id"]
+    if fields["recurrence"] is not None:
+        fields["recurrence_legacy"] = recurrence.is_legacy(fields["recurrence"])
     return fields
 
 
@@ -232,6 +239,8 @@ class Locked:
     row: Mapping[str, Any]
     role: Role
     approval_policy: str
+    allow_open_subtasks: bool = False
+    recur_subtasks: bool = True
 
     @property
     def id(self) -> int:
@@ -244,7 +253,8 @@ class Locked:
 
 _LOCK = text(
     """
-    SELECT t.*, m.role, p.approval_policy, p.slug AS project_slug
+    SELECT t.*, m.role, p.approval_policy, p.slug AS project_slug, p.allow_open_subtasks,
+           p.recur_subtasks
     FROM tasks t
     JOIN projects p ON p.id = t.project_id
     LEFT JOIN project_members m ON m.project_id = t.project_id AND m.worker_id = :worker_id
@@ -270,7 +280,13 @@ async def lock_task(
         raise not_found(task_id)
     role = check_role(Role(row["role"]), needed, row["project_slug"], row["project_slug"])
     check_version("task", task_id, row["version"], expected_version)
-    return Locked(row=row, role=role, approval_policy=row["approval_policy"])
+    return Locked(
+        row=row,
+        role=role,
+        approval_policy=row["approval_policy"],
+        allow_open_subtasks=row["allow_open_subtasks"],
+        recur_subtasks=row["recur_subtasks"],
+    )
 
 
 async def record_task(
@@ -358,7 +374,12 @@ async def handle_of(session: AsyncSession, worker_id: int | None) -> str | None:
 
 
 async def worker_id_for(
-    session: AsyncSession, handle: str, project_id: int, *, must_work: bool = True
+    session: AsyncSession,
+    handle: str,
+    project_id: int,
+    *,
+    must_work: bool = True,
+    field: str = "assignee",
 ) -> int:
     """The id of a worker who may be given tasks in this project (active, member or above)."""
     row = (
@@ -372,19 +393,18 @@ async def worker_id_for(
         )
     ).first()
     if row is None:
-        raise ValidationFailed(
-            f"no worker {handle}: list workers for valid handles", field="assignee"
-        )
+        raise ValidationFailed(f"no worker {handle}: list workers for valid handles", field=field)
+    doing = "review tasks" if field == "reviewer" else "be given tasks"
     if row.deactivated_at is not None:
         raise ValidationFailed(
-            f"{handle} is deactivated and cannot be given tasks: choose another assignee "
+            f"{handle} is deactivated and cannot {doing}: choose another {field} "
             "(or have whoever manages it reactivate it first)",
-            field="assignee",
+            field=field,
         )
     if must_work and (row.role is None or row.role == Role.VIEWER.value):
         raise ValidationFailed(
-            f"{handle} cannot be given tasks here: add them to the project as a member first",
-            field="assignee",
+            f"{handle} cannot {doing} here: add them to the project as a member first",
+            field=field,
         )
     return int(row.id)
 
@@ -566,10 +586,16 @@ async def read_task(session: AsyncSession, task_id: int) -> TaskOut:
     return task_out(row)
 
 
-async def list_page(session: AsyncSession, actor: Actor, f: TaskFilter) -> Page[TaskOut]:
-    """One page of tasks, keyset-paginated so pages stay fast and stable under inserts."""
+async def list_page(
+    session: AsyncSession, actor: Actor, f: TaskFilter, *, mine: bool = False
+) -> Page[TaskOut]:
+    """One page of tasks, keyset-paginated so pages stay fast and stable under inserts.
+    `mine`: the caller's work, tasks assigned to them and reviews that name them."""
     key = _sort_expr(f.sort)
     stmt = task_select().where(*_filters(f))
+    if mine:
+        me = actor.worker_id
+        stmt = stmt.where(or_(Task.assignee_id == me, Task.reviewer_id == me))
     if f.project is not None:
         project, _ = await project_with_role(session, actor, f.project)
         stmt = stmt.where(Task.project_id == project.id)

@@ -8,6 +8,7 @@ rule, so an edit is never a way round them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
@@ -18,7 +19,7 @@ from taskflow.core.actor import Actor, KeyCaller
 from taskflow.core.declarations import Route, declare
 from taskflow.core.domain import AuditAction, TaskStatus
 from taskflow.core.errors import ValidationFailed
-from taskflow.core.handlers import subtree
+from taskflow.core.handlers import recurring, subtree
 from taskflow.core.handlers import task_rows as rows
 from taskflow.core.handlers.task_rows import ENTITY, REPARENT_LOCK
 from taskflow.core.handlers.transitions import check_may_reassign, plan_move
@@ -91,7 +92,7 @@ class GetTask(Model):
 
 
 class ListTasks(schemas.TaskFilter):
-    mine: bool = Field(default=False, description="Only tasks assigned to you")
+    mine: bool = False
 
 
 class EditTask(schemas.EditTask):
@@ -120,7 +121,7 @@ async def _create_task_by_key(
     row = await rows.insert_top_level_by_key(uow, caller, cmd, spec)
     if row is None:
         return None
-    names = {"project": row["project_slug"], "assignee": None}
+    names = {"project": row["project_slug"], "assignee": None, "reviewer": None}
     return subtree.alone({**row, **names})
 
 
@@ -169,6 +170,7 @@ async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDet
             "project": row["project_slug"],
             "assignee": spec.assignee,
             "created_by": actor.handle,
+            "reviewer": None,
         }
         return subtree.alone({**row, **names})
     session = uow.session
@@ -227,12 +229,10 @@ async def get_task(cmd: GetTask, uow: UnitOfWork, actor: Actor) -> TaskDetail:
     mcp_output=Page[TaskSummary],
 )
 async def list_tasks(cmd: ListTasks, uow: UnitOfWork, actor: Actor) -> Page[TaskOut]:
-    """Find tasks in your projects a page at a time (mine=true: only yours); pass
+    """Find tasks in your projects a page at a time (mine=true: yours, reviews too); pass
     next_cursor back as cursor for more."""
     f = schemas.TaskFilter.model_validate(cmd.model_dump(exclude={"mine"}))
-    if cmd.mine:
-        f = f.model_copy(update={"assignee": actor.handle})
-    return await rows.list_page(uow.session, actor, f)
+    return await rows.list_page(uow.session, actor, f, mine=cmd.mine)
 
 
 @declare(
@@ -245,8 +245,8 @@ async def list_tasks(cmd: ListTasks, uow: UnitOfWork, actor: Actor) -> Page[Task
     mcp_output=TaskState,
 )
 async def edit_task(cmd: EditTask, uow: UnitOfWork, actor: Actor) -> TaskOut:
-    """Edit a task: only fields sent change; null clears assignee, due_date, parent_id. A
-    status follows the workflow's rules, as its verb would."""
+    """Edit a task: only fields sent change; null clears assignee, due_date, parent_id; a
+    status runs its verb's rules."""
     sent = cmd.model_dump(exclude_unset=True, exclude={"expected_version", "task_id"})
     if not sent:
         raise ValidationFailed("nothing to change: send at least one field")
@@ -299,7 +299,12 @@ async def edit_task(cmd: EditTask, uow: UnitOfWork, actor: Actor) -> TaskOut:
     details: dict[str, Any] = {"changes": changes}
     if action is not AuditAction.UPDATED:
         details["by_edit"] = True
-    return await rows.apply_change(session, actor, locked, new, action, details)
+    answer = await rows.apply_change(session, actor, locked, new, action, details)
+    if "status" in changes and answer.status is TaskStatus.COMPLETED:
+        # The rule in force is the one just written, if the edit changed it too.
+        now = {**locked.row, **{k: c["new"] for k, c in changes.items()}}
+        await recurring.next_occurrence(session, actor, replace(locked, row=now))
+    return answer
 
 
 @declare(

@@ -9,7 +9,11 @@ change, so a field edit cannot reach a state, or leave one, that the verbs guard
 - review is left only by approval, by rejection (with a reason), both from someone whose work it
   is not, or by its requester withdrawing the request (`start` or `status=in_progress`);
 - "own work" is everyone who worked the task since it was last started: its assignees and
-  starters since the last `started` (or `claimed`) entry, plus whoever asked for the review.
+  starters since the last `started` (or `claimed`) entry, plus whoever asked for the review;
+- a review that names a reviewer (`reviewer_id`) is decided by that reviewer or a project admin
+  only, and the name is cleared whenever the task leaves review;
+- parents finish last: completing (or approving) a task with an open descendant is refused,
+  naming them, unless its project allows open subtasks (`allow_open_subtasks`).
 Assignment has one rule too (`check_may_reassign`), shared by assign, delegate and edit.
 """
 
@@ -19,14 +23,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow.core.actor import Actor
 from taskflow.core.domain import TRANSITIONS, ApprovalPolicy, AuditAction, Role, TaskStatus
 from taskflow.core.errors import Forbidden, InvalidTransition, NextStep
 from taskflow.core.handlers.task_rows import Locked
-from taskflow.core.models import AuditEntry
+from taskflow.core.models import AuditEntry, Worker
 
 # The verb a status is reached by, from a given status (None: from anywhere it is allowed).
 _REACHED_BY: dict[tuple[TaskStatus, TaskStatus], str] = {
@@ -106,7 +110,7 @@ def _refuse_move(locked: Locked, target: TaskStatus) -> InvalidTransition:
     )
 
 
-async def _history(session: AsyncSession, task_id: int) -> list[Any]:
+async def history(session: AsyncSession, task_id: int) -> list[Any]:
     stmt = (
         select(AuditEntry.actor_id, AuditEntry.action, AuditEntry.details)
         .where(AuditEntry.entity_type == "task", AuditEntry.entity_id == task_id)
@@ -145,13 +149,14 @@ async def _leave_review(
     session: AsyncSession, actor: Actor, locked: Locked, target: TaskStatus, verb: str
 ) -> None:
     """Only a reviewer's verdict, or the requester withdrawing, takes a task out of review."""
-    entries = await _history(session, locked.id)
+    entries = await history(session, locked.id)
     if verb in ("approve", "reject"):
         if actor.worker_id in workers_of(entries, locked.row["assignee_id"]):
             raise Forbidden(
                 f"you cannot {verb} your own work on task {locked.id}: another member must "
                 "review it"
             )
+        await _check_named_reviewer(session, actor, locked, verb)
         return
     if target is TaskStatus.IN_PROGRESS and _requester(entries) == actor.worker_id:
         return  # the requester withdraws their own request and goes back to work
@@ -163,6 +168,61 @@ async def _leave_review(
         next_step=step(verdict, locked.id),
         current=str(locked.status),
         target=str(target),
+    )
+
+
+async def _check_named_reviewer(
+    session: AsyncSession, actor: Actor, locked: Locked, verb: str
+) -> None:
+    """A review that names its reviewer is theirs to decide, or a project admin's."""
+    reviewer = locked.row["reviewer_id"]
+    if reviewer is None or reviewer == actor.worker_id:
+        return
+    if locked.role in (Role.ADMIN, Role.OWNER):
+        return
+    handle = await session.scalar(select(Worker.handle).where(Worker.id == reviewer))
+    raise Forbidden(
+        f"task {locked.id} is waiting for {handle}'s review: only {handle} or a project admin "
+        f"can {verb} it"
+    )
+
+
+_OPEN_BELOW = text(
+    """
+    WITH RECURSIVE sub AS (
+        SELECT c.id FROM tasks c WHERE c.parent_id = :task_id
+        UNION ALL
+        SELECT c.id FROM sub
+        CROSS JOIN LATERAL (SELECT c.id FROM tasks c WHERE c.parent_id = sub.id OFFSET 0) c
+    )
+    SELECT t.id, t.title, t.status FROM sub JOIN tasks t ON t.id = sub.id
+    WHERE t.status <> 'completed'
+    ORDER BY t.id
+    LIMIT :limit
+    """
+)
+OPEN_LISTED = 20  # open descendants named in a refusal; more are counted as "and more"
+
+
+async def _check_parents_finish_last(session: AsyncSession, locked: Locked) -> None:
+    """A task is completed after its whole subtree, unless its project allows otherwise."""
+    if locked.allow_open_subtasks:
+        return
+    found = (
+        await session.execute(_OPEN_BELOW, {"task_id": locked.id, "limit": OPEN_LISTED + 1})
+    ).all()
+    if not found:
+        return
+    listed = ", ".join(f"#{r.id} {r.title!r} ({r.status})" for r in found[:OPEN_LISTED])
+    more = " and more" if len(found) > OPEN_LISTED else ""
+    raise InvalidTransition(
+        f"task {locked.id} has open subtasks: {listed}{more}. Complete them first (parents "
+        f"finish last), or have an owner of project {locked.row['project_slug']} allow open "
+        "subtasks",
+        next_step=step("get_task", locked.id),
+        current=str(locked.status),
+        target=str(TaskStatus.COMPLETED),
+        open_subtasks=[r.id for r in found[:OPEN_LISTED]],
     )
 
 
@@ -192,7 +252,11 @@ async def plan_move(
         )
     if current is TaskStatus.REVIEW:
         await _leave_review(session, actor, locked, target, verb)
+    if target is TaskStatus.COMPLETED:
+        await _check_parents_finish_last(session, locked)
     values: dict[str, Any] = {"status": target.value}
+    if current is TaskStatus.REVIEW and locked.row["reviewer_id"] is not None:
+        values["reviewer_id"] = None  # a named reviewer is named for one review
     if target is TaskStatus.COMPLETED:
         values["progress_percent"] = 100
     starting = target is TaskStatus.IN_PROGRESS and current in (

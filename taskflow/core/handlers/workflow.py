@@ -19,18 +19,35 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskflow.core import schemas
 from taskflow.core.actor import Actor
 from taskflow.core.declarations import Route, declare, operation_for
-from taskflow.core.domain import AuditAction, TaskStatus
+from taskflow.core.domain import HANDLE_RE, AuditAction, TaskStatus
 from taskflow.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
+from taskflow.core.handlers import recurring
 from taskflow.core.handlers import task_rows as rows
 from taskflow.core.handlers.task_rows import Locked
 from taskflow.core.handlers.tasks import TaskId, Version
-from taskflow.core.handlers.transitions import check_may_reassign, plan_move, step
+from taskflow.core.handlers.transitions import (
+    check_may_reassign,
+    history,
+    plan_move,
+    step,
+    workers_of,
+)
 from taskflow.core.models import Worker
 from taskflow.core.schemas import Handle, Model, ProjectRef, TaskOut, TaskState
 from taskflow.core.uow import UnitOfWork
 
 WORKFLOW = "workflow"
 BOARD = "board"  # moving a task to a named status, as a kanban board's columns do (opt-in on MCP)
+
+
+def _handle(value: str) -> str:
+    """Checked here rather than as a schema pattern, which every agent would read again."""
+    if len(value) > 100 or not HANDLE_RE.match(value):
+        raise ValueError("a worker handle such as @claude-code")
+    return value
+
+
+BareHandle = Annotated[str, AfterValidator(_handle)]
 Note = Annotated[str | None, Field(default=None, max_length=2000)]
 
 
@@ -52,7 +69,7 @@ class Progress(TaskVerb):
 
 
 class RequestReview(TaskVerb):
-    pass
+    reviewer: BareHandle | None = None
 
 
 class Approve(TaskVerb):
@@ -135,7 +152,10 @@ async def _write(
     if not changes:
         return await rows.read_task(uow.session, locked.id)
     details = {"changes": changes, **(extra or {})}
-    return await rows.apply_change(uow.session, actor, locked, values, action, details)
+    answer = await rows.apply_change(uow.session, actor, locked, values, action, details)
+    if "status" in changes and answer.status is TaskStatus.COMPLETED:
+        await recurring.next_occurrence(uow.session, actor, locked)
+    return answer
 
 
 async def _move(
@@ -230,8 +250,33 @@ async def progress(cmd: Progress, uow: UnitOfWork, actor: Actor) -> TaskOut:
     mcp_output=_TASK,
 )
 async def request_review(cmd: RequestReview, uow: UnitOfWork, actor: Actor) -> TaskOut:
-    """Ask for review: in_progress -> review; another member approves or rejects it."""
-    return await _move(uow, actor, cmd, TaskStatus.REVIEW, "request_review")
+    """Ask for review: in_progress -> review; another member, or the named reviewer, decides."""
+    if cmd.reviewer is None:
+        return await _move(uow, actor, cmd, TaskStatus.REVIEW, "request_review")
+    locked = await _lock(uow, actor, cmd)
+    session = uow.session
+    reviewer_id = await rows.worker_id_for(
+        session, cmd.reviewer, locked.row["project_id"], field="reviewer"
+    )
+    if locked.status is TaskStatus.REVIEW and locked.row["reviewer_id"] == reviewer_id:
+        return await rows.read_task(session, locked.id)  # asked already, of the same reviewer
+    if locked.status is TaskStatus.REVIEW:
+        raise InvalidTransition(
+            f"task {locked.id} is already in review: start it to withdraw the request, then "
+            f"ask {cmd.reviewer} again",
+            next_step=step("start", locked.id),
+        )
+    move = await plan_move(session, actor, locked, TaskStatus.REVIEW, "request_review")
+    assert move is not None
+    worked = workers_of(await history(session, locked.id), locked.row["assignee_id"])
+    if reviewer_id in worked or reviewer_id == actor.worker_id:
+        raise ValidationFailed(
+            f"{cmd.reviewer} worked on task {locked.id}: name a member who did not, since "
+            "nobody approves their own work",
+            field="reviewer",
+        )
+    values = {**move.values, "reviewer_id": reviewer_id}
+    return await _write(uow, actor, locked, values, move.action, {"reviewer": cmd.reviewer})
 
 
 def _needs_review(locked: Locked) -> None:
@@ -251,7 +296,7 @@ def _needs_review(locked: Locked) -> None:
     mcp_output=_TASK,
 )
 async def approve(cmd: Approve, uow: UnitOfWork, actor: Actor) -> TaskOut:
-    """Approve a task in review: it is completed. Nobody approves their own work."""
+    """Approve a review: completed. Not your own work; a named reviewer's or an admin's."""
     locked = await _lock(uow, actor, cmd)
     _needs_review(locked)
     move = await plan_move(uow.session, actor, locked, TaskStatus.COMPLETED, "approve")
@@ -290,7 +335,7 @@ async def reject(cmd: Reject, uow: UnitOfWork, actor: Actor) -> TaskOut:
     mcp_output=_TASK,
 )
 async def complete(cmd: Complete, uow: UnitOfWork, actor: Actor) -> TaskOut:
-    """Complete an in_progress task (progress 100); where review is required, approve."""
+    """Complete an in_progress task after its subtasks (100%); recurring ones recur."""
     return await _move(uow, actor, cmd, TaskStatus.COMPLETED, "complete")
 
 

@@ -17,6 +17,7 @@ class StatusSummary(BaseModel):
     by_status: dict[TaskStatus, int] = Field(description="Every status, 0 when none")
     overdue: int = Field(description="Open tasks whose due date has passed")
     mine_open: int = Field(description="Open tasks assigned to the caller")
+    to_review: int = Field(default=0, description="Tasks in review that name the caller")
 
 
 _COUNTS = text(
@@ -24,7 +25,8 @@ _COUNTS = text(
     SELECT t.status,
            count(*) AS n,
            count(*) FILTER (WHERE t.due_date < now() AND t.status <> 'completed') AS overdue,
-           count(*) FILTER (WHERE t.assignee_id = :me AND t.status <> 'completed') AS mine
+           count(*) FILTER (WHERE t.assignee_id = :me AND t.status <> 'completed') AS mine,
+           count(*) FILTER (WHERE t.reviewer_id = :me AND t.status = 'review') AS to_review
     FROM tasks t
     JOIN project_members m ON m.project_id = t.project_id AND m.worker_id = :me
     GROUP BY t.status
@@ -48,4 +50,5 @@ async def status_summary(db: Database, actor: Actor) -> StatusSummary:
         by_status=by_status,
         overdue=sum(int(r.overdue) for r in rows),
         mine_open=sum(int(r.mine) for r in rows),
+        to_review=sum(int(r.to_review) for r in rows),
     )

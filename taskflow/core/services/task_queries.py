@@ -22,5 +22,8 @@ async def get_task(db: Database, actor: Actor, task_id: int, **page: Any) -> Tas
     return await run(db, actor, operation_for_command(ops.GetTask).parse(arguments))
 
 
-async def list_tasks(db: Database, actor: Actor, f: TaskFilter) -> Page[TaskOut]:
-    return await run(db, actor, ops.ListTasks(**f.model_dump(exclude_unset=True)))
+async def list_tasks(
+    db: Database, actor: Actor, f: TaskFilter, *, mine: bool = False
+) -> Page[TaskOut]:
+    arguments = f.model_dump(exclude_unset=True)
+    return await run(db, actor, ops.ListTasks(**arguments, mine=mine))

@@ -51,9 +51,16 @@ async def progress(
 
 
 async def request_review(
-    db: Database, actor: Actor, task_id: int, *, expected_version: int | None = None
+    db: Database,
+    actor: Actor,
+    task_id: int,
+    *,
+    reviewer: str | None = None,
+    expected_version: int | None = None,
 ) -> TaskOut:
-    return await _verb(db, actor, ops.RequestReview, task_id, expected_version=expected_version)
+    return await _verb(
+        db, actor, ops.RequestReview, task_id, reviewer=reviewer, expected_version=expected_version
+    )
 
 
 async def approve(
