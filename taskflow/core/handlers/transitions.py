@@ -9,7 +9,9 @@ change, so a field edit cannot reach a state, or leave one, that the verbs guard
 - review is left only by approval, by rejection (with a reason), both from someone whose work it
   is not, or by its requester withdrawing the request (`start` or `status=in_progress`);
 - "own work" is everyone who worked the task since it was last started: its assignees and
-  starters since the last `started` (or `claimed`) entry, plus whoever asked for the review.
+  starters since the last `started` (or `claimed`) entry, plus whoever asked for the review;
+  where review is required, also whoever registered one of them (transitively) and every agent
+  one of them registered (transitively): nobody reviews through their own agent.
 Assignment has one rule too (`check_may_reassign`), shared by assign, delegate and edit.
 """
 
@@ -27,6 +29,7 @@ from taskflow.core.domain import TRANSITIONS, ApprovalPolicy, AuditAction, Role,
 from taskflow.core.errors import Forbidden, InvalidTransition, NextStep
 from taskflow.core.handlers.task_rows import Locked
 from taskflow.core.models import AuditEntry
+from taskflow.core.services.access import kin
 
 # The verb a status is reached by, from a given status (None: from anywhere it is allowed).
 _REACHED_BY: dict[tuple[TaskStatus, TaskStatus], str] = {
@@ -147,10 +150,21 @@ async def _leave_review(
     """Only a reviewer's verdict, or the requester withdrawing, takes a task out of review."""
     entries = await _history(session, locked.id)
     if verb in ("approve", "reject"):
-        if actor.worker_id in workers_of(entries, locked.row["assignee_id"]):
+        worked = workers_of(entries, locked.row["assignee_id"])
+        if actor.worker_id in worked:
             raise Forbidden(
                 f"you cannot {verb} your own work on task {locked.id}: another member must "
                 "review it"
+            )
+        if locked.approval_policy == ApprovalPolicy.REVIEW_REQUIRED and await kin(
+            session, actor.worker_id, worked
+        ):
+            raise Forbidden(
+                f"you cannot {verb} task {locked.id}: it was worked by an agent you registered "
+                "or by the worker who registered you (directly or down a chain), and project "
+                f"{locked.row['project_slug']} requires review by someone else: another member "
+                "must review it",
+                rule="separation_of_duties",
             )
         return
     if target is TaskStatus.IN_PROGRESS and _requester(entries) == actor.worker_id:
