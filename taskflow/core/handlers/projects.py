@@ -32,7 +32,7 @@ from taskflow.core.services.access import (
 from taskflow.core.uow import UnitOfWork
 
 ENTITY = "project"
-READS = "core"  # what every agent needs to find its way: the projects it is in, their members
+READS = "directory"  # finding one's way: the projects one is in, their members
 ADMIN = "admin"  # creating, changing and deleting projects, managing membership
 
 

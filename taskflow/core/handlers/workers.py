@@ -55,7 +55,8 @@ from taskflow.core.services.access import (
 from taskflow.core.uow import UnitOfWork
 
 ENTITY = "worker"
-READS = "core"  # who am I, who else is there: every agent needs them to assign and delegate
+CORE = "core"  # who am I: the first call of every session
+READS = "directory"  # who else is there: for assigning and delegating
 ADMIN = "admin"  # registering agents, their keys, switching them off and on
 KeyId = Annotated[int, Field(ge=1, description="The key's id, from list_api_keys")]
 _Row = TypeVar("_Row", Worker, ApiKey)
@@ -406,7 +407,7 @@ def _refuse_deactivated(agent: Worker) -> None:
 
 @declare(
     WhoAmI,
-    toolset=READS,
+    toolset=CORE,
     read_only=True,
     mcp="whoami",
     rest=Route("GET", "/api/me"),
