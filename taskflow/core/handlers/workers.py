@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from taskflow.core import schemas
 from taskflow.core.actor import Actor
 from taskflow.core.auth.keys import generate_api_key, hash_api_key
-from taskflow.core.config import get_settings
+from taskflow.core.config import Settings
 from taskflow.core.declarations import Route, declare
 from taskflow.core.domain import AgentType, AuditAction, Via, WorkerType
 from taskflow.core.errors import Conflict, Forbidden, NextStep, NotFound, ValidationFailed
@@ -276,7 +276,9 @@ async def key_scopes(
 
 
 def _quota(setting: str) -> int:
-    return int(getattr(get_settings(), setting))
+    """A quota setting, read afresh (from the environment and `.env`) at each registration or
+    key issuance: they are rare, and a changed quota then applies without a restart."""
+    return int(getattr(Settings(), setting))
 
 
 async def _refuse_key_over_quota(uow: UnitOfWork, agent: Worker) -> None:
