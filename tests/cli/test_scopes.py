@@ -19,6 +19,9 @@ async def test_a_scoped_key_is_made_listed_and_enforced(
     assert (issued["key"]["read_only"], issued["key"]["projects"]) == (True, ["web"])
     table = (await sarah.ok("agent", "keys", "@claude-code")).stdout
     assert "read-only; projects: web" in table and "read-write" in table
+    rotated = await sarah.json("agent", "rotate", "@claude-code", issued["key"]["id"])
+    assert (rotated["key"]["read_only"], rotated["key"]["projects"]) == (True, ["web"])  # kept
+    issued = rotated
 
     as_key = {"TASKFLOW_TOKEN": issued["api_key"]}
     await sarah.ok("add", "Visible", "--project", "web")

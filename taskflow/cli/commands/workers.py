@@ -202,9 +202,32 @@ def agent_revoke(handle: Handle, key_id: KeyId, json_: Json = False) -> None:
 
 
 @agent_app.command("rotate")
-def agent_rotate(handle: Handle, key_id: KeyId, json_: Json = False) -> None:
-    """Replace a key with a new one in one step (the old one stops working)."""
-    issued = call(lambda s: workers.rotate_api_key(s.db, s.actor, handle, key_id))
+def agent_rotate(
+    handle: Handle,
+    key_id: KeyId,
+    read_only: Annotated[
+        bool | None,
+        typer.Option("--read-only/--read-write", help="New scope (default: as the old key)."),
+    ] = None,
+    project: Projects = None,
+    manage_agents: Annotated[
+        bool | None,
+        typer.Option("--manage-agents/--no-manage-agents", help="Default: as the old key."),
+    ] = None,
+    json_: Json = False,
+) -> None:
+    """Replace a key with a new one in one step (the old one stops working); scopes kept
+    unless given."""
+    scopes = {
+        k: v
+        for k, v in {
+            "read_only": read_only,
+            "projects": project or None,
+            "manage_agents": manage_agents,
+        }.items()
+        if v is not None
+    }
+    issued = call(lambda s: workers.rotate_api_key(s.db, s.actor, handle, key_id, **scopes))
     if json_:
         emit_json(issued)
         return
