@@ -299,6 +299,8 @@ def audit_panel(entry: AuditEntryOut) -> Panel:
         ("Project id", str(entry.project_id or "-")),
         ("Task id", str(entry.task_id or "-")),
         ("Request", entry.request_id or "-"),
+        ("Client's request", entry.client_request_id or "-"),
+        ("API key", (entry.actor_key + "…") if entry.actor_key else "-"),
     ):
         grid.add_row(label, Text(value))
     details = Text(json.dumps(entry.details, indent=2, ensure_ascii=False, default=str))
