@@ -4,12 +4,13 @@ that minted a spare), quotas, and separation of duties through one's own agent."
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import text
 
 from taskflow.core.actor import Actor
 from taskflow.core.auth.identity import Authenticator
-from taskflow.core.config import get_settings
 from taskflow.core.db import Database
 from taskflow.core.dispatcher import run
 from taskflow.core.domain import ApprovalPolicy, Role, Via
@@ -180,26 +181,38 @@ async def test_quotas_refuse_the_agent_and_the_key_over_the_limit(
 ) -> None:
     monkeypatch.setenv("TASKFLOW_MAX_AGENTS_PER_WORKER", "2")
     monkeypatch.setenv("TASKFLOW_MAX_KEYS_PER_AGENT", "2")
-    get_settings.cache_clear()
-    try:
-        await workers.register_agent(db, sarah, RegisterAgent(handle="@two", name="Two"))
-        agents, entries = await count(db, "workers"), await count(db, "audit_log")
-        with pytest.raises(Forbidden, match=r"already has 2 active agents.*MAX_AGENTS") as err:
-            await workers.register_agent(db, sarah, RegisterAgent(handle="@three", name="3"))
-        assert err.value.extra["quota"] == "max_agents_per_worker"
-        assert (await count(db, "workers"), await count(db, "audit_log")) == (agents, entries)
-        await workers.deactivate_agent(db, sarah, "@two")  # frees a place
+    await workers.register_agent(db, sarah, RegisterAgent(handle="@two", name="Two"))
+    agents, entries = await count(db, "workers"), await count(db, "audit_log")
+    with pytest.raises(Forbidden, match=r"already has 2 active agents.*MAX_AGENTS") as err:
         await workers.register_agent(db, sarah, RegisterAgent(handle="@three", name="3"))
+    assert err.value.extra["quota"] == "max_agents_per_worker"
+    assert (await count(db, "workers"), await count(db, "audit_log")) == (agents, entries)
+    await workers.deactivate_agent(db, sarah, "@two")  # frees a place
+    await workers.register_agent(db, sarah, RegisterAgent(handle="@three", name="3"))
 
-        await workers.create_api_key(db, sarah, "@bot", "second")
-        keys = await count(db, "api_keys")
-        with pytest.raises(Forbidden, match=r"already holds 2 live API keys"):
-            await workers.create_api_key(db, sarah, "@bot", "third")
-        assert await count(db, "api_keys") == keys
-        rotated = await workers.rotate_api_key(db, sarah, "@bot", bot.key.id)  # one for one
-        assert rotated.key.name == "default"
-    finally:
-        get_settings.cache_clear()
+    await workers.create_api_key(db, sarah, "@bot", "second")
+    keys = await count(db, "api_keys")
+    with pytest.raises(Forbidden, match=r"already holds 2 live API keys"):
+        await workers.create_api_key(db, sarah, "@bot", "third")
+    assert await count(db, "api_keys") == keys
+    rotated = await workers.rotate_api_key(db, sarah, "@bot", bot.key.id)  # one for one
+    assert rotated.key.name == "default"
+
+
+async def test_a_burst_of_registrations_is_counted_one_at_a_time(
+    db: Database, sarah: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe registered 100 agents in 0.6 s: concurrently, the quota still holds exactly."""
+    monkeypatch.setenv("TASKFLOW_MAX_AGENTS_PER_WORKER", "3")
+    attempts = [
+        workers.register_agent(db, sarah, RegisterAgent(handle=f"@burst-{i}", name=f"B{i}"))
+        for i in range(12)
+    ]
+    outcomes = await asyncio.gather(*attempts, return_exceptions=True)
+    made = [o for o in outcomes if isinstance(o, IssuedKey)]
+    refused = [o for o in outcomes if isinstance(o, Forbidden)]
+    assert (len(made), len(refused)) == (3, 9), outcomes
+    assert await count(db, "workers") == 1 + 3
 
 
 async def test_nobody_approves_work_done_through_their_own_agent(

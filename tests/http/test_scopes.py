@@ -12,7 +12,6 @@ from sqlalchemy import func, select
 from starlette.applications import Starlette
 
 from taskflow.core import audit
-from taskflow.core.config import get_settings
 from taskflow.core.db import Database
 from taskflow.core.models import AuditEntry, Task
 from tests.http.conftest import BASE_URL, Agent, assert_problem, audit_count
@@ -130,17 +129,13 @@ async def test_registering_over_the_quota_is_refused(
     as_sarah: httpx.AsyncClient, bot: Agent, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TASKFLOW_MAX_AGENTS_PER_WORKER", "1")  # @bot is the one
-    get_settings.cache_clear()
-    try:
-        entries = await audit_count(db)
-        refused = assert_problem(
-            await as_sarah.post("/api/workers/agents", json={"handle": "@more", "name": "More"}),
-            403,
-        )
-        assert "TASKFLOW_MAX_AGENTS_PER_WORKER=1" in refused["detail"]
-        assert await audit_count(db) == entries
-    finally:
-        get_settings.cache_clear()
+    entries = await audit_count(db)
+    refused = assert_problem(
+        await as_sarah.post("/api/workers/agents", json={"handle": "@more", "name": "More"}),
+        403,
+    )
+    assert "TASKFLOW_MAX_AGENTS_PER_WORKER=1" in refused["detail"]
+    assert await audit_count(db) == entries
 
 
 async def test_the_registrant_cannot_approve_its_agents_work(
