@@ -10,8 +10,8 @@ change, so a field edit cannot reach a state, or leave one, that the verbs guard
   is not, or by its requester withdrawing the request (`start` or `status=in_progress`);
 - "own work" is everyone who worked the task since it was last started: its assignees and
   starters since the last `started` (or `claimed`) entry, plus whoever asked for the review;
-  where review is required, also whoever registered one of them (transitively) and every agent
-  one of them registered (transitively): nobody reviews through their own agent.
+  where review is required, nobody approves work done by an agent they registered or by whoever
+  registered them (transitively): nobody approves through their own agent.
 Assignment has one rule too (`check_may_reassign`), shared by assign, delegate and edit.
 """
 
@@ -156,8 +156,10 @@ async def _leave_review(
                 f"you cannot {verb} your own work on task {locked.id}: another member must "
                 "review it"
             )
-        if locked.approval_policy == ApprovalPolicy.REVIEW_REQUIRED and await kin(
-            session, actor.worker_id, worked
+        if (
+            verb == "approve"
+            and locked.approval_policy == ApprovalPolicy.REVIEW_REQUIRED
+            and await kin(session, actor.worker_id, worked)
         ):
             raise Forbidden(
                 f"you cannot {verb} task {locked.id}: it was worked by an agent you registered "
