@@ -170,6 +170,17 @@ async def test_a_project_owner_manages_the_agents_in_the_project(
     keys = await workers.list_api_keys(db, sarah, "@minion")
     revoked = await workers.revoke_api_key(db, sarah, "@minion", keys[0].id)
     assert revoked.revoked_at is not None
+    # Seeing and stopping, not acting as: no one up the chain or owning the project gets a key.
+    before = await count(db, "api_keys")
+    for outsider in (sarah, tom):
+        with pytest.raises(Forbidden, match="which issues no keys"):
+            await workers.create_api_key(db, outsider, "@minion", "mine")
+    with pytest.raises(Forbidden, match="which issues no keys"):
+        await workers.rotate_api_key(db, sarah, "@helper", helper.key.id)
+    assert await count(db, "api_keys") == before
+    await workers.deactivate_agent(db, sarah, "@helper")  # stopping is allowed
+    with pytest.raises(Forbidden, match="which issues no keys"):
+        await workers.reactivate_agent(db, sarah, "@helper")
 
 
 async def test_quotas_refuse_the_agent_and_the_key_over_the_limit(

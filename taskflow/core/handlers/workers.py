@@ -378,9 +378,13 @@ async def _managed_agent(
     verb: str = "manage its keys",
     human: str = "API keys are for agents; humans sign in",
     lock: bool = False,
+    mint: bool = False,
 ) -> Worker:
-    """An agent is managed (its keys, its deactivation) by itself, by whoever registered it
-    and on up that chain, and by the owners of its chain's projects (`access.manages`).
+    """An agent is seen and stopped (its keys listed and revoked, it deactivated) by itself,
+    by whoever registered it and on up that chain, and by the owners of its chain's projects
+    (`access.manages`); a new key for it (`mint`: create, rotate, reactivate) only comes from
+    itself or its own registrant, so no one up the chain or owning a project can obtain a
+    working key for an agent that is not theirs to act as.
 
     `verb` and `human` word the refusals for the operation at hand; `lock` takes the agent's row
     so deactivation, reactivation and key issuance for one agent run one at a time.
@@ -388,12 +392,17 @@ async def _managed_agent(
     agent = await worker_by_handle(uow.session, handle, for_update=lock)
     if agent.type != WorkerType.AGENT.value:
         raise Conflict(f"{handle} is a human: {human}")
-    if actor.worker_id not in (agent.id, agent.created_by_id) and not await manages(
-        uow.session, actor, agent
-    ):
+    if actor.worker_id in (agent.id, agent.created_by_id):
+        return agent
+    if not await manages(uow.session, actor, agent):
         raise Forbidden(
             f"only {handle} itself or the worker who registered it can {verb} (or whoever "
             "registered that worker, or an owner of a project it is in)"
+        )
+    if mint:
+        raise Forbidden(
+            f"only {handle} itself or the worker who registered it can {verb}: you manage it "
+            "from further up (list, revoke or deactivate it), which issues no keys"
         )
     return agent
 
@@ -513,7 +522,9 @@ async def get_worker(cmd: GetWorker, uow: UnitOfWork, actor: Actor) -> WorkerOut
 async def create_api_key(cmd: CreateApiKey, uow: UnitOfWork, actor: Actor) -> IssuedKey:
     """Issue another API key for an agent (by the agent or whoever registered it); shown once."""
     refuse_unmanaging(actor.scopes, actor.key_prefix, "issuing an API key")
-    agent = await _managed_agent(uow, actor, cmd.handle, lock=True)
+    agent = await _managed_agent(
+        uow, actor, cmd.handle, verb="issue its keys", lock=True, mint=True
+    )
     _refuse_deactivated(agent)
     scopes = await key_scopes(uow, actor, cmd.read_only, cmd.projects, cmd.manage_agents)
     return await _issue_key(uow, actor, agent, cmd.name, cmd.expires_at, scopes)
@@ -591,7 +602,9 @@ async def rotate_api_key(cmd: RotateApiKey, uow: UnitOfWork, actor: Actor) -> Is
     The new key keeps the old one's scopes unless others are given (never more than yours).
     """
     refuse_unmanaging(actor.scopes, actor.key_prefix, "rotating an API key")
-    agent = await _managed_agent(uow, actor, cmd.handle, lock=True)
+    agent = await _managed_agent(
+        uow, actor, cmd.handle, verb="rotate its keys", lock=True, mint=True
+    )
     _refuse_deactivated(agent)
     old = await _revoke(uow, actor, agent, cmd.key_id)
     if old.expires_at is not None and old.expires_at <= datetime.now(UTC):
@@ -677,7 +690,7 @@ async def reactivate_agent(cmd: ReactivateAgent, uow: UnitOfWork, actor: Actor) 
     """Switch a deactivated agent back on with a new API key, shown once (old keys stay revoked)."""
     refuse_unmanaging(actor.scopes, actor.key_prefix, "reactivating an agent")
     agent = await _managed_agent(
-        uow, actor, cmd.handle, verb="reactivate it", human=_HUMANS_STAY, lock=True
+        uow, actor, cmd.handle, verb="reactivate it", human=_HUMANS_STAY, lock=True, mint=True
     )
     if agent.deactivated_at is None:
         raise Conflict(
