@@ -31,11 +31,6 @@ class Scopes:
         projects = None if project_ids is None else frozenset(int(p) for p in project_ids)
         return cls(bool(read_only), projects, bool(manage_agents))
 
-    @property
-    def narrowed(self) -> bool:
-        """Less than every scope (such a key never takes the create's one-statement path)."""
-        return self.read_only or self.project_ids is not None or not self.manage_agents
-
     def sees(self, project_id: int) -> bool:
         return self.project_ids is None or project_id in self.project_ids
 
