@@ -210,6 +210,24 @@ async def test_quotas_refuse_the_agent_and_the_key_over_the_limit(
     assert rotated.key.name == "default"
 
 
+async def test_sub_agents_cannot_multiply_the_quota(
+    local_auth: Authenticator, db: Database, sarah: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Agents registered down the chain count for every registrant above them."""
+    monkeypatch.setenv("TASKFLOW_MAX_AGENTS_PER_WORKER", "2")
+    lead = await workers.register_agent(
+        db, sarah, RegisterAgent(handle="@lead", name="Lead", manage_agents=True)
+    )
+    as_lead = await local_auth.authenticate(lead.api_key, Via.HTTP)
+    await workers.register_agent(db, as_lead, RegisterAgent(handle="@a1", name="A1"))
+    with pytest.raises(Forbidden, match=r"@sarah already has 2 active agents .*down its chain"):
+        await workers.register_agent(db, as_lead, RegisterAgent(handle="@a2", name="A2"))
+    with pytest.raises(Forbidden, match="@sarah already has 2"):
+        await workers.register_agent(db, sarah, RegisterAgent(handle="@a3", name="A3"))
+    await workers.deactivate_agent(db, sarah, "@a1")  # registered by @lead, stopped by @sarah
+    await workers.register_agent(db, as_lead, RegisterAgent(handle="@a2", name="A2"))
+
+
 async def test_a_burst_of_registrations_is_counted_one_at_a_time(
     db: Database, sarah: Actor, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -47,6 +47,8 @@ from taskflow.core.schemas import (
 )
 from taskflow.core.scopes import MANAGE_AGENTS, Scopes, refuse_unmanaging
 from taskflow.core.services.access import (
+    count_registered_down,
+    lineages,
     managed_ids,
     manages,
     project_with_role,
@@ -304,24 +306,30 @@ async def _refuse_key_over_quota(uow: UnitOfWork, agent: Worker) -> None:
 
 
 async def _refuse_agent_over_quota(uow: UnitOfWork, actor: Actor) -> None:
-    """A worker has at most TASKFLOW_MAX_AGENTS_PER_WORKER active agents registered; its own
-    row is locked first, so a burst of concurrent registrations is counted one at a time."""
+    """A worker has at most TASKFLOW_MAX_AGENTS_PER_WORKER active agents registered, counting
+    those its agents registered, down the chain: sub-agents registering sub-agents cannot
+    multiply the quota. Every worker up the registrant's chain is checked, their rows locked
+    first (in id order), so a burst of concurrent registrations is counted one at a time."""
     limit = _quota("taskflow_max_agents_per_worker")
-    await uow.session.execute(
-        select(Worker.id).where(Worker.id == actor.worker_id).with_for_update()
+    chain = [w for w, _ in (await lineages(uow.session, [actor.worker_id]))[actor.worker_id]]
+    rows = await uow.session.execute(
+        select(Worker.id, Worker.handle)
+        .where(Worker.id.in_(chain))
+        .order_by(Worker.id)
+        .with_for_update()
     )
-    active = await uow.session.scalar(
-        select(func.count())
-        .select_from(Worker)
-        .where(Worker.created_by_id == actor.worker_id, Worker.deactivated_at.is_(None))
-    )
-    if (active or 0) >= limit:
-        raise Forbidden(
-            f"{actor.handle} already has {active} active agents registered, the most one worker "
-            f"may (TASKFLOW_MAX_AGENTS_PER_WORKER={limit}): deactivate one first",
-            next_step=NextStep("list_workers", {"managed": True}),
-            quota="max_agents_per_worker",
-        )
+    handles = {worker_id: handle for worker_id, handle in rows}
+    for worker_id in chain:
+        active = await count_registered_down(uow.session, worker_id)
+        if active >= limit:
+            who = handles[worker_id]
+            raise Forbidden(
+                f"{who} already has {active} active agents registered (by it or down its "
+                f"chain), the most one worker may (TASKFLOW_MAX_AGENTS_PER_WORKER={limit}): "
+                "deactivate one first",
+                next_step=NextStep("list_workers", {"managed": True}),
+                quota="max_agents_per_worker",
+            )
 
 
 async def _issue_key(

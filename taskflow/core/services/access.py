@@ -168,6 +168,26 @@ _MANAGED = text(
 )
 
 
+# Active agents registered by :w, or by an agent registered down from it.
+_REGISTERED_DOWN = text(
+    """
+    WITH RECURSIVE down AS (
+        SELECT w.id, w.deactivated_at FROM workers w
+        WHERE w.created_by_id = :w AND w.type = 'agent'
+        UNION ALL
+        SELECT w.id, w.deactivated_at FROM workers w JOIN down d ON w.created_by_id = d.id
+        WHERE w.type = 'agent'
+    )
+    SELECT count(*) FROM down WHERE deactivated_at IS NULL
+    """
+)
+
+
+async def count_registered_down(session: AsyncSession, worker_id: int) -> int:
+    """How many active agents the worker registered, itself or through its agents."""
+    return int(await session.scalar(_REGISTERED_DOWN, {"w": worker_id}) or 0)
+
+
 async def lineages(session: AsyncSession, ids: Iterable[int]) -> dict[int, list[tuple[int, str]]]:
     """Each worker's lineage (see `_LINEAGE`) as (id, type) pairs, the worker itself included."""
     found: dict[int, list[tuple[int, str]]] = {}
