@@ -35,6 +35,7 @@ from taskflow.core.schemas import (
 from taskflow.core.services import history, projects, task_queries, tasks, workers, workflow
 
 HUMAN, HUMAN_NAME = "@demo-sarah", "Sarah Chen"
+LEAD, LEAD_NAME = "@demo-ann", "Ann Lee"  # runs the agent; separation of duties keeps her off
 AGENT, AGENT_NAME = "@demo-claude", "Claude Code"
 PAUSE_SECONDS = 0.8
 
@@ -64,15 +65,15 @@ class Teller:
         self.console.print(f"    [red]refused ({error.code}):[/] {escape(str(error))}")
 
 
-async def _human(s: Session) -> Actor:
+async def _human(s: Session, handle: str = HUMAN, name: str = HUMAN_NAME) -> Actor:
     try:
-        return await local_actor(s.db, HUMAN, Via.CLI)
+        return await local_actor(s.db, handle, Via.CLI)
     except Unauthenticated:
-        worker = await workers.create_human(s.db, CreateHuman(handle=HUMAN, name=HUMAN_NAME))
+        worker = await workers.create_human(s.db, CreateHuman(handle=handle, name=name))
         return Actor(worker.id, worker.handle, WorkerType.HUMAN, via=Via.CLI)
 
 
-async def _agent_key(s: Session, sarah: Actor) -> IssuedKey:
+async def _agent_key(s: Session, ann: Actor) -> IssuedKey:
     """Register the agent, or (on a re-run) give the existing one a fresh key."""
     try:
         cmd = RegisterAgent(
@@ -81,9 +82,9 @@ async def _agent_key(s: Session, sarah: Actor) -> IssuedKey:
             agent_type=AgentType.CLAUDE,
             capabilities=["coding", "testing", "reviewing"],
         )
-        return await workers.register_agent(s.db, sarah, cmd)
+        return await workers.register_agent(s.db, ann, cmd)
     except Conflict:
-        return await workers.create_api_key(s.db, sarah, AGENT, name="demo")
+        return await workers.create_api_key(s.db, ann, AGENT, name="demo")
 
 
 async def _project(s: Session, sarah: Actor) -> str:
@@ -102,15 +103,16 @@ async def _project(s: Session, sarah: Actor) -> str:
     raise Conflict("no free demo project slug: delete old ones with `taskflow project delete`")
 
 
-async def _team(t: Teller, s: Session) -> tuple[Actor, Actor, IssuedKey]:
-    await t.step("Meet the team", "A human and an AI agent: both are workers, both are audited.")
+async def _team(t: Teller, s: Session) -> tuple[Actor, Actor, Actor, IssuedKey]:
+    await t.step("Meet the team", "Humans and an AI agent: all are workers, all are audited.")
     sarah = await _human(s)
     t.did(sarah, f"({HUMAN_NAME}, human) is here")
-    issued = await _agent_key(s, sarah)
-    t.did(sarah, f"registers agent {AGENT} and gets its API key {issued.key.display_prefix}…")
+    ann = await _human(s, LEAD, LEAD_NAME)
+    issued = await _agent_key(s, ann)
+    t.did(ann, f"registers agent {AGENT} and gets its API key {issued.key.display_prefix}…")
     claude = await s.runtime.auth.authenticate(issued.api_key, Via.CLI, "demo")
     t.did(claude, "signs in with that key, through the same Authenticator MCP and REST use")
-    return sarah, claude, issued
+    return sarah, ann, claude, issued
 
 
 async def _tree(t: Teller, s: Session, sarah: Actor, claude: Actor, slug: str) -> dict[str, int]:
@@ -118,8 +120,9 @@ async def _tree(t: Teller, s: Session, sarah: Actor, claude: Actor, slug: str) -
         "A project and a task tree three levels deep",
         "The project requires review: only an approval by someone else completes a task.",
     )
-    await projects.add_member(s.db, sarah, slug, AddMember(handle=claude.handle, role=Role.MEMBER))
-    t.did(sarah, f"creates project [bold]{slug}[/] and adds {claude.handle} as a member")
+    for member in (claude.handle, LEAD):
+        await projects.add_member(s.db, sarah, slug, AddMember(handle=member, role=Role.MEMBER))
+    t.did(sarah, f"creates project [bold]{slug}[/] and adds {claude.handle} and {LEAD}")
     root = await tasks.create_task(
         s.db,
         sarah,
@@ -178,7 +181,9 @@ async def _agent_works(
     ids["claimed"] = task.id
 
 
-async def _review(t: Teller, s: Session, sarah: Actor, claude: Actor, ids: dict[str, int]) -> None:
+async def _review(
+    t: Teller, s: Session, sarah: Actor, ann: Actor, claude: Actor, ids: dict[str, int]
+) -> None:
     task_id = ids["claimed"]
     await t.step(
         "Review: a rejection, then an approval", "Reviews go both ways between humans and agents."
@@ -189,6 +194,10 @@ async def _review(t: Teller, s: Session, sarah: Actor, claude: Actor, ids: dict[
     await workflow.progress(s.db, claude, task_id, 100, "added the 404 test")
     await workflow.request_review(s.db, claude, task_id)
     t.did(claude, "adds the test and asks again")
+    try:
+        await workflow.approve(s.db, ann, task_id)
+    except TaskFlowError as exc:
+        t.refused(ann, "tries to approve the work of the agent she registered", exc)
     await workflow.approve(s.db, sarah, task_id, "Looks good")
     t.did(sarah, f"approves #{task_id}: completed")
     mine = ids["quickstart"]
@@ -243,11 +252,11 @@ async def story(s: Session, console: Console, fast: bool, cleanup: bool) -> bool
             title_align="left",
         )
     )
-    sarah, claude, issued = await _team(t, s)
+    sarah, ann, claude, issued = await _team(t, s)
     slug = await _project(s, sarah)
     ids = await _tree(t, s, sarah, claude, slug)
     await _agent_works(t, s, claude, slug, ids)
-    await _review(t, s, sarah, claude, ids)
+    await _review(t, s, sarah, ann, claude, ids)
     ok = await _results(t, s, sarah, slug, ids["root"])
     if cleanup:
         await _cleanup(t, s, sarah, slug, issued)

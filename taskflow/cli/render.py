@@ -213,15 +213,26 @@ def member_table(members: Iterable[MemberOut], project: str) -> Table:
     return table
 
 
+def scopes_text(key: ApiKeyOut) -> str:
+    """A key's scopes in a few words: `read-only`, `projects: web, api`, `manage agents`."""
+    parts = ["read-only" if key.read_only else "read-write"]
+    if key.projects is not None:
+        parts.append("projects: " + ", ".join(key.projects))
+    if key.manage_agents:
+        parts.append("manage agents")
+    return "; ".join(parts)
+
+
 def key_table(keys: Iterable[ApiKeyOut], agent: str) -> Table:
     table = _table(f"API keys of {agent}")
-    for name in ("ID", "Name", "Prefix", "Created", "Expires", "Last used", "Revoked"):
+    for name in ("ID", "Name", "Prefix", "Scopes", "Created", "Expires", "Last used", "Revoked"):
         table.add_column(name)
     for k in keys:
         table.add_row(
             str(k.id),
             Text(k.name),
             k.display_prefix + "…",
+            Text(scopes_text(k)),
             when(k.created_at),
             when(k.expires_at) or "never",
             when(k.last_used_at) or "-",
@@ -291,6 +302,8 @@ def audit_panel(entry: AuditEntryOut) -> Panel:
         ("Project id", str(entry.project_id or "-")),
         ("Task id", str(entry.task_id or "-")),
         ("Request", entry.request_id or "-"),
+        ("Client's request", entry.client_request_id or "-"),
+        ("API key", (entry.actor_key + "…") if entry.actor_key else "-"),
     ):
         grid.add_row(label, Text(value))
     details = Text(json.dumps(entry.details, indent=2, ensure_ascii=False, default=str))

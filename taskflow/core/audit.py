@@ -49,10 +49,10 @@ _APPEND = text(
     )
     INSERT INTO audit_log (entity_type, entity_id, seq, project_id, task_id, action, actor_id,
                            actor_handle, actor_type, details, request_id, via, created_at,
-                           prev_hash, hash)
+                           actor_key, client_request_id, prev_hash, hash)
     SELECT :entity_type, :entity_id, head.seq, :project_id, :task_id, :action, :actor_id,
            :actor_handle, :actor_type, CAST(:details AS jsonb), :request_id, :via, :created_at,
-           head.prev_hash, head.head_hash
+           :actor_key, :client_request_id, head.prev_hash, head.head_hash
     FROM head
     RETURNING id
     """
@@ -107,8 +107,14 @@ def payload(
     request_id: str | None,
     via: str,
     created_at: datetime,
+    actor_key: str | None = None,
+    client_request_id: str | None = None,
 ) -> bytes:
-    """The bytes an entry's hash covers: every column a reader relies on."""
+    """The bytes an entry's hash covers: every column a reader relies on.
+
+    The key prefix and the client's request id follow only when either is set (`key_tail`), so
+    entries written before those columns existed hash as they always did.
+    """
     parts = (
         entity_type,
         str(entity_id),
@@ -123,7 +129,14 @@ def payload(
         via,
         created_at.astimezone(UTC).isoformat(timespec="microseconds"),
     )
-    return SEP.join(parts).encode()
+    return (SEP.join(parts) + key_tail(actor_key, client_request_id)).encode()
+
+
+def key_tail(actor_key: str | None, client_request_id: str | None) -> str:
+    """What the payload ends with: nothing, or the key prefix and the client's request id."""
+    if actor_key is None and client_request_id is None:
+        return ""
+    return SEP + (actor_key or "") + SEP + (client_request_id or "")
 
 
 PAYLOAD_COLUMNS = (
@@ -138,6 +151,8 @@ PAYLOAD_COLUMNS = (
     "request_id",
     "via",
     "created_at",
+    "actor_key",
+    "client_request_id",
 )
 
 
@@ -178,6 +193,8 @@ def _append_params(
         "request_id": actor.request_id,
         "via": str(actor.via),
         "created_at": when,
+        "actor_key": actor.key_prefix,
+        "client_request_id": actor.client_request_id,
     }
     return {**fields, "payload": payload(**fields), "genesis": GENESIS}
 
@@ -247,6 +264,8 @@ class InsertedEntry:
     request_id: str | None
     via: str
     created_at: datetime
+    actor_key: str | None = None
+    client_request_id: str | None = None
 
 
 def inserted_entry(
@@ -257,6 +276,8 @@ def inserted_entry(
     request_id: str | None,
     details: dict[str, Any] | None = None,
     created_at: datetime | None = None,
+    actor_key: str | None = None,
+    client_request_id: str | None = None,
 ) -> InsertedEntry:
     """`_append_params` for an entry built by the statement itself (see `InsertedEntry`)."""
     when = (created_at or datetime.now(UTC)).astimezone(UTC)
@@ -265,11 +286,13 @@ def inserted_entry(
     return InsertedEntry(
         before=(entity_type + SEP).encode(),
         middle=(SEP + action + SEP).encode(),
-        after=(SEP + SEP.join(after)).encode(),
+        after=(SEP + SEP.join(after) + key_tail(actor_key, client_request_id)).encode(),
         details=body,
         request_id=request_id,
         via=via,
         created_at=when,
+        actor_key=actor_key,
+        client_request_id=client_request_id,
     )
 
 
@@ -302,6 +325,9 @@ _VERIFY_SQL = """
            details::text AS details,
            concat_ws(chr(31), '', coalesce(request_id, ''), via,
                      to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))
+           || CASE WHEN actor_key IS NULL AND client_request_id IS NULL THEN ''
+                   ELSE chr(31) || coalesce(actor_key, '') || chr(31)
+                        || coalesce(client_request_id, '') END
                AS tail,
            hash
     FROM audit_log ORDER BY entity_type, entity_id, seq

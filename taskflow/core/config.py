@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     )
     taskflow_token: str | None = Field(default=None, description="Bearer token for the CLI.")
     taskflow_api_key: str | None = Field(default=None, description="Agent key for MCP stdio.")
+    taskflow_max_agents_per_worker: int = Field(
+        default=50, ge=0, description="Active agents one worker may have registered at once."
+    )
+    taskflow_max_keys_per_agent: int = Field(
+        default=10, ge=1, description="Unrevoked, unexpired API keys one agent may hold."
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ from taskflow.core import idempotency
 from taskflow.core.actor import Actor, KeyCaller
 from taskflow.core.db import Database
 from taskflow.core.declarations import Operation, operation_for
+from taskflow.core.scopes import refuse_write
 from taskflow.core.uow import UnitOfWork
 
 SNAPSHOT = "REPEATABLE READ"
@@ -44,8 +45,15 @@ def _output_adapter(operation: Operation) -> TypeAdapter[Any]:
 async def dispatch(
     db: Database, actor: Actor, command: BaseModel, *, idempotency_key: str | None = None
 ) -> Outcome:
-    """Run `command` as `actor` in one transaction; replay the first answer for a repeated key."""
+    """Run `command` as `actor` in one transaction; replay the first answer for a repeated key.
+
+    A read-only key is refused every mutating operation here, before anything runs (the one
+    place for every surface); the other scopes are checked where projects and agents are
+    looked up (`services.access`, `handlers.workers`).
+    """
     operation = operation_for(command)
+    if operation.mutating:
+        refuse_write(actor.scopes, actor.key_prefix, operation.mcp or operation.name)
     key = idempotency_key if operation.mutating else None
     uow = UnitOfWork.lazy(db)  # nothing is opened until the handler (or the key) needs it
     async with db.guarded():

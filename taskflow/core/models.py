@@ -91,7 +91,10 @@ class Worker(Base):
     )
     sso_subject: Mapped[str | None] = mapped_column(String(255), unique=True)
     email: Mapped[str | None] = mapped_column(String(320))
-    created_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("workers.id"))
+    # Who registered it (an agent's chain of registrants manages it, `access.manages`).
+    created_by_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("workers.id"), index=True
+    )
     created_at: Mapped[datetime] = _now()
     # Set when the worker is deactivated: history stays, sign-in, claims and assignment stop.
     deactivated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -240,6 +243,13 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Scopes (`taskflow.core.scopes`): reads only; only these projects (NULL: all the agent's);
+    # may register agents and issue keys.
+    read_only: Mapped[bool] = mapped_column(Boolean, server_default=text("false"), default=False)
+    project_ids: Mapped[list[int] | None] = mapped_column(ARRAY(BigInteger))
+    manage_agents: Mapped[bool] = mapped_column(
+        Boolean, server_default=text("false"), default=False
+    )
 
 
 class AuditEntry(Base):
@@ -274,6 +284,10 @@ class AuditEntry(Base):
     request_id: Mapped[str | None] = mapped_column(String(100))
     via: Mapped[str] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The display prefix of the API key the change was made with; the X-Request-ID the client
+    # sent (as sent, beside the server's `request_id`). Hashed when set (`audit.payload`).
+    actor_key: Mapped[str | None] = mapped_column(String(32))
+    client_request_id: Mapped[str | None] = mapped_column(String(100))
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary)
     hash: Mapped[bytes] = mapped_column(LargeBinary)
 

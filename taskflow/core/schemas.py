@@ -207,6 +207,8 @@ class AuditEntryOut(Model):
     request_id: str | None = None
     via: str
     created_at: datetime
+    actor_key: str | None = Field(default=None, description="Prefix of the API key used")
+    client_request_id: str | None = Field(default=None, description="The client's X-Request-ID")
 
 
 T = TypeVar("T")
@@ -228,6 +230,9 @@ class ApiKeyOut(Model):
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    read_only: bool = False
+    projects: list[str] | None = Field(default=None, description="Only these (null: all)")
+    manage_agents: bool = False
 
 
 class IssuedKey(Model):
@@ -291,7 +296,18 @@ class CreateHuman(Model):
     sso_subject: str | None = None
 
 
-class RegisterAgent(Model):
+class KeyScopes(Model):
+    """What a new key may do (`taskflow.core.scopes`); a key issued with a narrowed key is
+    never wider than that key."""
+
+    read_only: bool = Field(default=False, description="Only reads: every change refused")
+    projects: list[Slug] | None = Field(
+        default=None, max_length=100, description="Only these projects (null: all)"
+    )
+    manage_agents: bool = Field(default=False, description="May register agents and issue keys")
+
+
+class RegisterAgent(KeyScopes):
     handle: Handle
     name: Name
     agent_type: AgentType = AgentType.CUSTOM

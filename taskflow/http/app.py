@@ -31,6 +31,7 @@ from taskflow.http.problems import (
     from_http_exception,
     from_taskflow_error,
 )
+from taskflow.http.request_id import CLIENT_HEADER as CLIENT_REQUEST_ID_HEADER
 from taskflow.http.request_id import HEADER as REQUEST_ID_HEADER
 
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -48,6 +49,7 @@ CORS_RESPONSE_HEADERS = [
     "Idempotent-Replayed",
     "Retry-After",
     REQUEST_ID_HEADER,
+    CLIENT_REQUEST_ID_HEADER,
 ]
 
 

@@ -6,8 +6,10 @@ ASGI layer does it in a single pass over the request headers and a single `send`
 
 - same site only (`same_site.refusal`): a Host the server does not answer to is a 421, a page
   on a foreign Origin a 403, before anything runs;
-- the request id: the caller's `X-Request-ID` when it is safe to keep, else a fresh one, left
-  in the scope (`SCOPE_KEY`) for the audit entries and echoed in the response;
+- the request ids: a fresh server id, and the caller's `X-Request-ID` (as sent, when safe to
+  keep) beside it, left in the scope (`SCOPE_KEY`, `CLIENT_SCOPE_KEY`) for the audit entries;
+  the response carries the server's in `X-Request-ID` and the client's in
+  `X-Client-Request-ID`;
 - CORS: a request with an `Origin` (a browser's) goes through Starlette's `CORSMiddleware`,
   preflights included; any other request only gets the `Vary: Origin` it would add;
 - a caller that disconnects mid-request is let go quietly (no traceback, no answer);
@@ -25,11 +27,12 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskflow.core.request_id import SCOPE_KEY, accepted_id
+from taskflow.core.request_id import CLIENT_SCOPE_KEY, SCOPE_KEY, client_id, new_id
 from taskflow.http.problems import internal_error, problem_response
 from taskflow.http.same_site import refusal
 
 _REQUEST_ID = b"x-request-id"
+_CLIENT_REQUEST_ID = b"x-client-request-id"
 _ORIGIN = b"origin"
 _HOST = b"host"
 _VARY = b"vary"
@@ -61,13 +64,18 @@ class Edge:
             elif name == _HOST:
                 host = value.decode("latin-1")
         browser = origin is not None
-        request_id = accepted_id(incoming)
+        request_id = new_id()
         scope[SCOPE_KEY] = request_id
         stamp = request_id.encode("latin-1")
+        theirs = client_id(incoming)
+        scope[CLIENT_SCOPE_KEY] = theirs
+        echo = None if theirs is None else theirs.encode("latin-1")
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = _with_id(message.get("headers", ()), stamp, vary=not browser)
+                message["headers"] = _with_id(
+                    message.get("headers", ()), stamp, vary=not browser, client=echo
+                )
             await send(message)
 
         refused = refusal(host, origin, self.hosts, self.trusted_origins)
@@ -99,7 +107,11 @@ class Edge:
 
 
 def _with_id(
-    headers: Sequence[tuple[bytes, bytes]], request_id: bytes, *, vary: bool
+    headers: Sequence[tuple[bytes, bytes]],
+    request_id: bytes,
+    *,
+    vary: bool,
+    client: bytes | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """The response headers with `Origin` added to `Vary` (for a request without an Origin, as
     CORSMiddleware does: the Vary values merged into one header) and our `x-request-id`
@@ -109,7 +121,7 @@ def _with_id(
     at = -1
     for key, value in headers:
         lowered = key.lower()
-        if lowered == _REQUEST_ID:
+        if lowered in (_REQUEST_ID, _CLIENT_REQUEST_ID):
             continue
         if vary and lowered == _VARY:
             if at < 0:
@@ -125,4 +137,6 @@ def _with_id(
         else:
             out[at] = (_VARY, merged)
     out.append((_REQUEST_ID, request_id))
+    if client is not None:
+        out.append((_CLIENT_REQUEST_ID, client))
     return out

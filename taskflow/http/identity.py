@@ -11,7 +11,7 @@ from starlette.requests import Request
 from taskflow.core import request_id
 from taskflow.core.actor import Actor, KeyCaller
 from taskflow.core.auth.identity import bearer_token, resolve_actor
-from taskflow.core.auth.keys import checksum_ok, hash_api_key, is_api_key
+from taskflow.core.auth.keys import checksum_ok, hash_api_key, is_api_key, key_id
 from taskflow.core.domain import Via
 from taskflow.core.errors import Unauthenticated
 from taskflow.core.runtime import Runtime
@@ -40,6 +40,7 @@ async def identify(request: Request, runtime: Runtime, local_handle: str | None)
         request_id=request_id.from_scope(request.scope),
         local_handle=local,
         missing=NO_TOKEN,
+        client_request_id=request_id.client_from_scope(request.scope),
     )
 
 
@@ -53,4 +54,10 @@ def key_caller(request: Request) -> KeyCaller | None:
         return None
     if token is None or not is_api_key(token) or not checksum_ok(token):
         return None
-    return KeyCaller(hash_api_key(token), Via.HTTP, request_id.from_scope(request.scope))
+    return KeyCaller(
+        hash_api_key(token),
+        Via.HTTP,
+        request_id.from_scope(request.scope),
+        key_prefix=key_id(token),
+        client_request_id=request_id.client_from_scope(request.scope),
+    )

@@ -123,7 +123,8 @@ TaskFlow's REST API for the frontend (and for agents that prefer HTTP to MCP).
 * Single projects and tasks carry an `ETag` (their version); send it back as `If-Match` on
   PUT/PATCH/DELETE and the workflow verbs to have a stale write refused with 412.
 * Lists of tasks and audit entries are paged: `limit` and the opaque `cursor` (`next_cursor`).
-* Every answer carries `X-Request-ID` (yours if you sent one); audit entries record it.
+* Every answer carries the server's `X-Request-ID` (audit entries record it); the one you sent
+  comes back as `X-Client-Request-ID` and is recorded beside it (`client_request_id`).
 """
 
 
@@ -184,7 +185,7 @@ class _Builder:
                 "responses": self._error_responses(),
                 "headers": {
                     "RequestId": {
-                        "description": "The request id (yours from X-Request-ID, or generated)",
+                        "description": "The server's request id (yours: X-Client-Request-ID)",
                         "required": True,
                         "schema": {"type": "string"},
                     },

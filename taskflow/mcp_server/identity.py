@@ -24,6 +24,7 @@ from taskflow.core.auth.identity import bearer_token, local_actor, resolve_actor
 from taskflow.core.domain import Via, WorkerType
 from taskflow.core.errors import Unauthenticated, Unavailable
 from taskflow.core.runtime import Runtime
+from taskflow.core.scopes import Scopes
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,20 @@ _NO_IDENTITY = (
 
 
 def request_id_of(ctx: Context) -> str:
-    """The id of this call: over HTTP the one the server's request-id middleware chose (and put
-    in the response header), else the caller's X-Request-ID when it is safe to keep, else a
-    fresh one."""
+    """The id of this call: over HTTP the one the server's request-id middleware made (and put
+    in the response header), else a fresh one."""
     request = ctx.request_context.request
     chosen = request_id.from_scope(getattr(request, "scope", None))
-    if chosen is not None:
-        return chosen
-    return request_id.accepted_id((ctx.headers or {}).get("x-request-id"))
+    return chosen if chosen is not None else request_id.new_id()
+
+
+def client_request_id_of(ctx: Context) -> str | None:
+    """The client's own X-Request-ID for this call, as sent (over HTTP), else None."""
+    request = ctx.request_context.request
+    scope = getattr(request, "scope", None)
+    if scope is not None and request_id.CLIENT_SCOPE_KEY in scope:
+        return request_id.client_from_scope(scope)
+    return request_id.client_id((ctx.headers or {}).get("x-request-id"))
 
 
 def access_token_for(actor: Actor, token: str) -> AccessToken:
@@ -58,6 +65,10 @@ def access_token_for(actor: Actor, token: str) -> AccessToken:
             "auth": actor.auth,
             "key_id": actor.key_id,
             "sub": actor.subject,
+            "key_prefix": actor.key_prefix,
+            "read_only": actor.scopes.read_only,
+            "project_ids": actor.scopes.listed(),
+            "manage_agents": actor.scopes.manage_agents,
         },
     )
 
@@ -71,6 +82,12 @@ def actor_from_token(access: AccessToken) -> Actor:
         auth=str(claims["auth"]),
         key_id=claims.get("key_id"),
         subject=claims.get("sub"),
+        key_prefix=claims.get("key_prefix"),
+        scopes=Scopes.of_key(
+            bool(claims.get("read_only", False)),
+            claims.get("project_ids"),
+            bool(claims.get("manage_agents", True)),
+        ),
     )
 
 
@@ -154,6 +171,7 @@ class Identity:
             request_id=request_id_of(ctx),
             fixed=fixed,
             missing=_NO_IDENTITY,
+            client_request_id=client_request_id_of(ctx),
         )
 
     async def _own_key(self) -> Actor:

@@ -102,8 +102,13 @@ class OperationTools:
     def __contains__(self, name: str) -> bool:
         return name in self.by_name
 
-    def listed(self, toolsets: frozenset[str]) -> list[McpTool]:
-        return [g.tool for g in self.by_name.values() if g.operation.toolset in toolsets]
+    def listed(self, toolsets: frozenset[str], *, read_only: bool = False) -> list[McpTool]:
+        """The tools of these toolsets; for a read-only key, only those that change nothing."""
+        return [
+            g.tool
+            for g in self.by_name.values()
+            if g.operation.toolset in toolsets and (g.operation.read_only or not read_only)
+        ]
 
     def offered(self, name: str, toolsets: frozenset[str]) -> bool:
         return self.by_name[name].operation.toolset in toolsets

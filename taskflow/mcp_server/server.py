@@ -23,8 +23,9 @@ from mcp.types import Tool as McpTool
 from taskflow.core.actor import Actor
 from taskflow.core.config import Settings
 from taskflow.core.declarations import REGISTRY
-from taskflow.core.errors import NotFound, TaskFlowError
+from taskflow.core.errors import NotFound, TaskFlowError, Unauthenticated, Unavailable
 from taskflow.core.runtime import Runtime
+from taskflow.core.scopes import FULL, Scopes
 from taskflow.mcp_server import (
     resources,
     toolsets,
@@ -45,6 +46,7 @@ and changes nothing again.
 An error result says what to do next: read it before retrying."""
 
 INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -100,10 +102,24 @@ class TaskflowMCP(MCPServer):
             chosen = self._toolsets_of(ctx.request)
         except TaskFlowError as exc:
             raise MCPError(INVALID_PARAMS, exc.message) from None
-        return ListToolsResult(tools=self.generated.listed(chosen))
+        scopes = await self._scopes_of(Context(request_context=ctx, mcp_server=self))
+        return ListToolsResult(tools=self.generated.listed(chosen, read_only=scopes.read_only))
+
+    async def _scopes_of(self, context: Context[Any, Any]) -> Scopes:
+        """The caller's key scopes: a read-only key is offered the read-only tools only. A
+        caller not known yet sees the whole list (its calls are refused anyway)."""
+        try:
+            actor = await self.generated.surface.identity.resolve(context)
+        except Unauthenticated:
+            return FULL
+        except Unavailable as exc:
+            raise MCPError(INTERNAL_ERROR, exc.message) from None
+        return actor.scopes
 
     async def list_tools(self) -> list[McpTool]:
-        return self.generated.listed(self.toolsets)
+        actor = self.generated.surface.identity.actor
+        read_only = actor is not None and actor.scopes.read_only
+        return self.generated.listed(self.toolsets, read_only=read_only)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None

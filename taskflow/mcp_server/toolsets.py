@@ -3,9 +3,17 @@
 Every declared operation names its toolset. A client sees the default toolsets unless it asks
 for others: `taskflow-mcp --toolsets core,admin` (or `TASKFLOW_MCP_TOOLSETS`) over stdio, and
 `?toolsets=core,admin` on the `/mcp` URL (or an `X-MCP-Toolsets` header) over HTTP; `all`
-means every toolset. Rarely needed tools (project administration; `board`'s move_task, which
-repeats the workflow verbs by status name; `hooks`, a project's webhooks) are left out by
-default so an agent's context is not spent on them; they stay one word away.
+means every toolset. The groups, by name (an operation's declaration names its toolset, so a
+new toolset joins the default set unless it is listed in `OPT_IN` here):
+- `core`: the few everyday task tools (whoami, create, get, list, update a task), under
+  10,000 bytes of tools/list (`tests/mcp/test_toolsets.py`);
+- `workflow`: the verbs that move a task, claiming, subtasks;
+- `directory`: projects, their members, workers (to assign and delegate);
+- `audit`, `admin`, `board`, `hooks` (opt-in): the trail and its verification; project and
+  agent administration; `board`'s move_task, which repeats the verbs by status name; a
+  project's webhooks. They are left out by default so an agent's context is not spent on
+  them, and stay one word away.
+A read-only API key is offered only the read-only tools of its toolsets (`server.py`).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from taskflow.core.declarations import REGISTRY
 from taskflow.core.errors import ValidationFailed
 
 ALL = "all"
-OPT_IN = frozenset({"admin", "board", "hooks"})
+OPT_IN = frozenset({"admin", "audit", "board", "hooks"})
 QUERY_PARAMETER = "toolsets"
 HEADER = "x-mcp-toolsets"
 ENV = "TASKFLOW_MCP_TOOLSETS"

@@ -315,9 +315,14 @@ async def test_rotating_an_expired_key_is_refused_and_changes_nothing(
 
 
 async def test_the_agent_itself_may_manage_its_keys(
-    auth: Authenticator, db: Database, bot: IssuedKey
+    auth: Authenticator, db: Database, sarah: Actor, bot: IssuedKey
 ) -> None:
-    me = await auth.authenticate(bot.api_key, Via.MCP, request_id="r-self")
+    """With a key that has the manage_agents scope (see tests/auth/test_scopes.py without)."""
+    me = await auth.authenticate(
+        (await workers.create_api_key(db, sarah, "@bot", "mgr", manage_agents=True)).api_key,
+        Via.MCP,
+        request_id="r-self",
+    )
 
     spare = await workers.create_api_key(db, me, "@bot", "spare")
     rotated = await workers.rotate_api_key(db, me, "@bot", bot.key.id)
@@ -339,9 +344,10 @@ async def test_the_agent_itself_may_manage_its_keys(
 
 
 async def test_an_agent_may_register_an_agent_and_manage_its_keys(
-    auth: Authenticator, db: Database, bot: IssuedKey
+    auth: Authenticator, db: Database, sarah: Actor, bot: IssuedKey
 ) -> None:
-    me = await auth.authenticate(bot.api_key, Via.MCP)
+    mgr = await workers.create_api_key(db, sarah, "@bot", "mgr", manage_agents=True)
+    me = await auth.authenticate(mgr.api_key, Via.MCP)
 
     helper = await workers.register_agent(db, me, RegisterAgent(handle="@helper", name="Helper"))
 

@@ -21,6 +21,8 @@ ENTRY_KEYS = {
     "request_id",
     "via",
     "created_at",
+    "actor_key",
+    "client_request_id",
 }
 
 

@@ -39,6 +39,13 @@ async def test_refused_moves_change_nothing(sarah: Cli, db: Database) -> None:
     assert await snapshot(db) == before
 
 
+async def _reviewer_key(cli: Cli) -> str:
+    """Another agent of @sarah's, not related to @claude-code by registration: a reviewer
+    separation of duties allows (a sibling, neither registrant nor registered)."""
+    added = await cli.json("worker", "add", "@reviewer", "--type", "agent", "--name", "Reviewer")
+    return str(added["api_key"])
+
+
 async def test_review_cycle_between_agent_and_human(
     sarah: Cli, agent_key: str, db: Database
 ) -> None:
@@ -59,16 +66,19 @@ async def test_review_cycle_between_agent_and_human(
     result = await sarah.ok("reject", "1", "--reason", "needs tests")
     assert "back to in_progress" in result.stdout
     await sarah.ok("review", "1", env=agent)
-    data = await sarah.json("approve", "1", "--note", "good")
+    err = await sarah.refused("approve", "1")  # @sarah registered @claude-code: not hers to pass
+    assert "an agent you registered" in err
+    reviewer = {"TASKFLOW_TOKEN": await _reviewer_key(sarah)}
+    data = await sarah.json("approve", "1", "--note", "good", env=reviewer)
     assert data["status"] == "completed" and data["progress_percent"] == 100
-    rows = await audit_rows(db, mark)
+    rows = [r for r in await audit_rows(db, mark) if r["entity_type"] == "task"]
     assert [(r["action"], r["actor_handle"], r["actor_type"], r["via"]) for r in rows] == [
         ("claimed", "@claude-code", "agent", "cli"),
         ("progressed", "@claude-code", "agent", "cli"),
         ("review_requested", "@claude-code", "agent", "cli"),
         ("rejected", "@sarah", "human", "cli"),
         ("review_requested", "@claude-code", "agent", "cli"),
-        ("approved", "@sarah", "human", "cli"),
+        ("approved", "@reviewer", "agent", "cli"),
     ]
     assert rows[3]["details"]["reason"] == "needs tests"
     # The next claim takes the remaining task; then nothing is left.
@@ -122,7 +132,7 @@ async def test_json_has_work_times_and_seed_ids_through_a_review_cycle(
     rejected = await sarah.json("reject", "1", "--reason", "needs tests")
     assert (rejected["status"], rejected["started_at"]) == ("in_progress", first)
     await sarah.ok("review", "1", env=agent)
-    approved = await sarah.json("approve", "1")
+    approved = await sarah.json("approve", "1", env={"TASKFLOW_TOKEN": await _reviewer_key(sarah)})
     assert approved["started_at"] == first and approved["completed_at"] is not None
     reopened = await sarah.json("review", "1", env=agent)  # completed -> review
     assert (reopened["status"], reopened["completed_at"]) == ("review", None)

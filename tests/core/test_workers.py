@@ -72,6 +72,9 @@ async def test_register_agent_issues_a_key_stored_only_as_hash(db, owner):
         "name": "default",
         "prefix": issued.key.display_prefix,
         "expires_at": None,
+        "read_only": False,
+        "projects": None,
+        "manage_agents": False,
     }
     assert issued.api_key not in str(registered) + str(key_created), "the key is never logged"
 

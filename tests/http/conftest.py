@@ -58,9 +58,19 @@ async def register_agent(
     *,
     project_role: Role | None,
     projects_: tuple[str, ...] = ("default", "web"),
+    manage_agents: bool = True,
 ) -> Agent:
+    """An agent whose key may register agents and issue keys unless `manage_agents` is false
+    (tests/http/test_scopes.py checks keys without that scope)."""
     issued = await workers.register_agent(
-        db, by, RegisterAgent(handle=handle, name=handle[1:], agent_type=AgentType.CLAUDE)
+        db,
+        by,
+        RegisterAgent(
+            handle=handle,
+            name=handle[1:],
+            agent_type=AgentType.CLAUDE,
+            manage_agents=manage_agents,
+        ),
     )
     if project_role is not None:
         for slug in projects_:

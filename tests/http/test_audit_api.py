@@ -22,7 +22,7 @@ async def _busy_task(http: httpx.AsyncClient) -> tuple[int, list[str]]:
         headers={"X-Request-ID": "req-create-1"},
     )
     task_id = created.json()["task"]["id"]
-    ids = ["req-create-1"]
+    ids = [created.headers["x-request-id"]]  # the server's id; the client's is kept beside it
     for verb in ("start", "review"):
         response = await http.post(f"/api/tasks/{task_id}/{verb}")
         ids.append(response.headers["x-request-id"])

@@ -57,7 +57,9 @@ async def test_a_create_by_key_answers_and_audits_as_the_ordinary_path(
     assert task["tags"] == ["q4"] and task["version"] == 1 and task["depth"] == 0
     assert response.headers["etag"] == '"1"'
     entry = await assert_audited(db, response, "created", "@bot", parent_id=None)
-    assert entry.request_id == "hot-1" and entry.entity_id == task["id"] == entry.task_id
+    assert entry.client_request_id == "hot-1" and entry.entity_id == task["id"] == entry.task_id
+    assert entry.request_id == response.headers["x-request-id"]
+    assert entry.actor_key == bot.token[:11]  # the key, named by its prefix
     assert entry.details["new"]["title"] == "Write the report"
     assert entry.actor_type == "agent" and entry.actor_id == bot.actor.worker_id
     # The same entry the ordinary path writes: a slug-less create through the core's own path

@@ -143,19 +143,25 @@ async def test_not_ready_until_migrated(pg_server_url: str) -> None:
 # ---------------------------------------------------------------- request ids
 
 
-async def test_request_id_is_echoed_and_audited(as_bot: httpx.AsyncClient, db: Database) -> None:
+async def test_request_id_is_the_servers_and_the_clients_is_kept_beside_it(
+    as_bot: httpx.AsyncClient, db: Database
+) -> None:
     response = await as_bot.post(
         "/api/projects/web/tasks", json={"title": "Traced"}, headers={"X-Request-ID": "frontend-42"}
     )
-    assert response.headers["x-request-id"] == "frontend-42"
+    assert len(response.headers["x-request-id"]) == 32  # the server's own (decision 65)
+    assert response.headers["x-client-request-id"] == "frontend-42"
     entry = await assert_audited(db, response, "created", "@bot")
-    assert entry.request_id == "frontend-42"
+    assert entry.client_request_id == "frontend-42"
     generated = await as_bot.get("/api/me")
     assert len(generated.headers["x-request-id"]) == 32
+    assert "x-client-request-id" not in generated.headers
     unsafe = await as_bot.get("/api/me", headers={"X-Request-ID": "x" * 500})
     assert unsafe.headers["x-request-id"] != "x" * 500  # replaced, never stored as sent
-    problem = assert_problem(await as_bot.get("/api/nope", headers={"X-Request-ID": "r-1"}), 404)
-    assert problem["request_id"] == "r-1"
+    assert "x-client-request-id" not in unsafe.headers
+    missing = await as_bot.get("/api/nope", headers={"X-Request-ID": "r-1"})
+    problem = assert_problem(missing, 404)
+    assert problem["request_id"] == missing.headers["x-request-id"] != "r-1"
 
 
 # ---------------------------------------------------------------- malformed requests

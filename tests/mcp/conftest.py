@@ -142,7 +142,8 @@ async def audit_tail(db: Database, n: int = 1) -> list[dict[str, Any]]:
         rows = await conn.execute(
             text(
                 "SELECT action, actor_handle, actor_type, via, entity_type, entity_id, task_id, "
-                "details, request_id FROM audit_log ORDER BY id DESC LIMIT :n"
+                "details, request_id, client_request_id, actor_key FROM audit_log "
+                "ORDER BY id DESC LIMIT :n"
             ),
             {"n": n},
         )

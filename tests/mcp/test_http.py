@@ -69,7 +69,8 @@ async def test_agent_with_api_key_works_and_is_audited(
     assert created.structured_content["task"]["title"] == "Over HTTP"
     [entry] = await audit_tail(db)
     assert_audited(entry, "created", "@claude-code")
-    assert entry["request_id"] == "req-mcp-42"
+    assert entry["client_request_id"] == "req-mcp-42" != entry["request_id"]
+    assert entry["actor_key"] == team.bot_key[:11]
     assert entry["actor_type"] == "agent"
 
 
@@ -283,7 +284,8 @@ async def test_the_server_writes_its_response_request_id_into_the_audit_entry(
 ) -> None:
     """Behind the composition root the REST middleware chooses the request id: an MCP call
     without X-Request-ID finds the id of its response header in the audit entry it wrote, and
-    one that sends an id finds that one in both."""
+    one that sends an id finds it kept beside the server's (and echoed in X-Client-Request-ID).
+    """
     from taskflow.server import create_server_app
 
     def build(base: str):  # type: ignore[no-untyped-def]
@@ -307,6 +309,7 @@ async def test_the_server_writes_its_response_request_id_into_the_audit_entry(
     assert not made_up.json()["result"].get("isError"), made_up.text
     assert_audited(unnamed, "created", "@claude-code")
     assert unnamed["request_id"] == made_up.headers["x-request-id"]
-    assert given.headers["x-request-id"] == "req-mcp-given-7"
+    assert given.headers["x-client-request-id"] == "req-mcp-given-7"
     assert_audited(named, "created", "@claude-code")
-    assert named["request_id"] == "req-mcp-given-7"
+    assert named["request_id"] == given.headers["x-request-id"]
+    assert named["client_request_id"] == "req-mcp-given-7"

@@ -61,7 +61,7 @@ async def test_agent_works_human_approves_over_http(
             rita = await runtimes[0].auth.authenticate(jwt, Via.MCP)
             await projects.add_member(db, team.sarah, "default", AddMember(handle=rita.handle))
             env = {**node_env(), "AGENT_KEY": team.bot_key, "HUMAN_JWT": jwt}
-            out = json.loads(await run_node(str(SCENARIO), f"{base}/mcp", env=env))
+            out = json.loads(await run_node(str(SCENARIO), f"{base}/mcp?toolsets=all", env=env))
     finally:
         for runtime in runtimes:
             await runtime.auth.verifier.jwks.aclose()

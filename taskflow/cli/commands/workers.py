@@ -13,6 +13,7 @@ from taskflow.cli.params import Json, build, parse_date, split_tags
 from taskflow.cli.render import key_table, worker_table
 from taskflow.cli.session import Session, call
 from taskflow.core.domain import AgentType, WorkerType
+from taskflow.core.handlers.workers import ListWorkers
 from taskflow.core.schemas import CreateHuman, IssuedKey, RegisterAgent, WorkerFilter
 from taskflow.core.services import onboarding, workers
 
@@ -21,6 +22,21 @@ agent_app = typer.Typer(help="Agents and their API keys.", no_args_is_help=True)
 
 Handle = Annotated[str, typer.Argument(help="Handle, e.g. @claude-code.")]
 KeyId = Annotated[int, typer.Argument(help="Key id, from `taskflow agent keys @agent`.", min=1)]
+ReadOnly = Annotated[
+    bool, typer.Option("--read-only", help="The key may only read: every change is refused.")
+]
+Projects = Annotated[
+    list[str] | None,
+    typer.Option("--project", "-p", help="Limit the key to this project (repeat for more)."),
+]
+ManageAgents = Annotated[
+    bool,
+    typer.Option("--manage-agents", help="The key may register agents and issue API keys."),
+]
+
+
+def _scopes(read_only: bool, projects: list[str] | None, manage: bool) -> dict[str, object]:
+    return {"read_only": read_only, "projects": projects or None, "manage_agents": manage}
 
 
 def show_key(issued: IssuedKey) -> None:
@@ -88,10 +104,15 @@ def worker_list(
     type_: Annotated[
         WorkerType | None, typer.Option("--type", "-t", help="Only humans or only agents.")
     ] = None,
+    managed: Annotated[
+        bool,
+        typer.Option("--managed", help="Only agents you manage (down every registration chain)."),
+    ] = False,
     json_: Json = False,
 ) -> None:
     """Every worker, humans and agents alike (or one kind, with --type)."""
-    found = call(lambda s: workers.list_workers(s.db, s.actor, WorkerFilter(type=type_)))
+    filters = build(ListWorkers, type=type_, managed=managed or None)
+    found = call(lambda s: workers.list_workers(s.db, s.actor, filters))
     show(found, json_, worker_table(found))
 
 
@@ -111,9 +132,12 @@ def agent_register(
     expires: Annotated[str | None, typer.Option("--expires", help="Key expiry, YYYY-MM-DD.")] = (
         None
     ),
+    read_only: ReadOnly = False,
+    project: Projects = None,
+    manage_agents: ManageAgents = False,
     json_: Json = False,
 ) -> None:
-    """Register an agent and issue its first API key (shown once)."""
+    """Register an agent and issue its first API key (shown once), with its scopes."""
     cmd = build(
         RegisterAgent,
         handle=handle,
@@ -121,6 +145,7 @@ def agent_register(
         agent_type=agent_type,
         capabilities=split_tags(capabilities),
         expires_at=parse_date(expires, "--expires") if expires else None,
+        **_scopes(read_only, project, manage_agents),
     )
     issued = call(lambda s: workers.register_agent(s.db, s.actor, cmd))
     if json_:
@@ -150,13 +175,17 @@ def agent_new_key(
     handle: Handle,
     name: Annotated[str, typer.Option("--name", "-n", help="Label for the key.")] = "default",
     expires: Annotated[str | None, typer.Option("--expires", help="YYYY-MM-DD")] = None,
+    read_only: ReadOnly = False,
+    project: Projects = None,
+    manage_agents: ManageAgents = False,
     json_: Json = False,
 ) -> None:
-    """Issue another API key for an agent (shown once)."""
+    """Issue another API key for an agent (shown once), with its scopes."""
     expiry = parse_date(expires, "--expires") if expires else None
+    scopes = _scopes(read_only, project, manage_agents)
 
     async def work(s: Session) -> IssuedKey:
-        return await workers.create_api_key(s.db, s.actor, handle, name, expiry)
+        return await workers.create_api_key(s.db, s.actor, handle, name, expiry, **scopes)
 
     issued = call(work)
     if json_:
@@ -173,9 +202,32 @@ def agent_revoke(handle: Handle, key_id: KeyId, json_: Json = False) -> None:
 
 
 @agent_app.command("rotate")
-def agent_rotate(handle: Handle, key_id: KeyId, json_: Json = False) -> None:
-    """Replace a key with a new one in one step (the old one stops working)."""
-    issued = call(lambda s: workers.rotate_api_key(s.db, s.actor, handle, key_id))
+def agent_rotate(
+    handle: Handle,
+    key_id: KeyId,
+    read_only: Annotated[
+        bool | None,
+        typer.Option("--read-only/--read-write", help="New scope (default: as the old key)."),
+    ] = None,
+    project: Projects = None,
+    manage_agents: Annotated[
+        bool | None,
+        typer.Option("--manage-agents/--no-manage-agents", help="Default: as the old key."),
+    ] = None,
+    json_: Json = False,
+) -> None:
+    """Replace a key with a new one in one step (the old one stops working); scopes kept
+    unless given."""
+    scopes = {
+        k: v
+        for k, v in {
+            "read_only": read_only,
+            "projects": project or None,
+            "manage_agents": manage_agents,
+        }.items()
+        if v is not None
+    }
+    issued = call(lambda s: workers.rotate_api_key(s.db, s.actor, handle, key_id, **scopes))
     if json_:
         emit_json(issued)
         return

@@ -24,6 +24,7 @@ from taskflow.core.errors import Unauthenticated
 from taskflow.core.handlers.workers import create_human
 from taskflow.core.models import Worker
 from taskflow.core.schemas import CreateHuman
+from taskflow.core.scopes import Scopes
 from taskflow.core.services.workers import KEY_USE_EVERY, key_use_is_stale
 from taskflow.core.uow import UnitOfWork
 
@@ -41,7 +42,8 @@ _BAD_KEY = (  # one message for every refusal, so a caller cannot tell which key
 # read on every request (never cached), so a revoked key or a deactivated agent is refused at
 # once.
 _KEY_LOOKUP = """
-SELECT k.id AS key_id, k.revoked_at, k.expires_at, k.last_used_at,
+SELECT k.id AS key_id, k.revoked_at, k.expires_at, k.last_used_at, k.display_prefix,
+       k.read_only, k.project_ids, k.manage_agents,
        w.id AS worker_id, w.handle, w.type, w.deactivated_at
 FROM api_keys k JOIN workers w ON w.id = k.worker_id
 WHERE k.key_hash = $1
@@ -120,6 +122,8 @@ class Authenticator:
             type=WorkerType(row["type"]),
             auth="api_key",
             key_id=row["key_id"],
+            key_prefix=row["display_prefix"],
+            scopes=Scopes.of_key(row["read_only"], row["project_ids"], row["manage_agents"]),
         )
 
     async def _from_jwt(self, token: str, via: Via, request_id: str | None) -> Actor:
@@ -241,19 +245,22 @@ async def resolve_actor(
     fixed: Actor | None = None,
     local_handle: str | None = None,
     missing: str = NO_IDENTITY,
+    client_request_id: str | None = None,
 ) -> Actor:
     """Who acts, the same way on every surface; `Unauthenticated` when nobody can be named.
 
     In order: a bearer token (an agent key, or a JWT when an auth server is configured); an actor
     the surface already holds (fixed at startup, or verified earlier in this request); the local
     user of a single-user installation. Each surface says in `missing` what its caller should do
-    when none is there. The actor carries `via` and the request id into its audit entries.
+    when none is there. The actor carries `via`, the request id and the client's own request id
+    into its audit entries.
     """
     if token is not None:
-        return await auth.authenticate(token, via, request_id)
-    if fixed is not None:
-        return fixed.through(via, request_id)
-    if local_handle is not None:
+        actor = await auth.authenticate(token, via, request_id)
+    elif fixed is not None:
+        actor = fixed
+    elif local_handle is not None:
         actor = await local_actor(auth.db, local_handle, via)
-        return actor.through(via, request_id)
-    raise Unauthenticated(missing)
+    else:
+        raise Unauthenticated(missing)
+    return actor.through(via, request_id, client_request_id)

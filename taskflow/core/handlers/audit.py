@@ -20,7 +20,7 @@ from taskflow.core.domain import WorkerType, is_number
 from taskflow.core.errors import NotFound, ValidationFailed
 from taskflow.core.models import AuditEntry, ProjectMember
 from taskflow.core.schemas import AuditEntryOut, AuditFilter, Model, Page, VerifyOut
-from taskflow.core.services.access import project_with_role
+from taskflow.core.services.access import project_with_role, scope_clause
 from taskflow.core.uow import UnitOfWork
 
 TOOLSET = "audit"
@@ -55,6 +55,8 @@ def entry_out(e: AuditEntry) -> AuditEntryOut:
         request_id=e.request_id,
         via=e.via,
         created_at=e.created_at,
+        actor_key=e.actor_key,
+        client_request_id=e.client_request_id,
     )
 
 
@@ -69,6 +71,9 @@ def _decode(cursor: str) -> int:
 def _visible_to(actor: Actor) -> ColumnElement[bool]:
     """Entries of the actor's projects, plus those outside any project."""
     mine = select(ProjectMember.project_id).where(ProjectMember.worker_id == actor.worker_id)
+    limited = scope_clause(actor, ProjectMember.project_id)
+    if limited is not None:  # a key limited to some projects sees only theirs
+        mine = mine.where(limited)
     return or_(AuditEntry.project_id.in_(mine), AuditEntry.project_id.is_(None))
 
 

@@ -22,11 +22,17 @@ from taskflow.core.domain import ApprovalPolicy, AuditAction, Role, WorkerType
 from taskflow.core.errors import Conflict, Forbidden, NotFound, StaleVersion
 from taskflow.core.models import Project, ProjectMember, Task, Worker
 from taskflow.core.schemas import CreateProject, Handle, MemberOut, Model, ProjectOut, ProjectRef
-from taskflow.core.services.access import check_role, project_with_role, role_in, worker_by_handle
+from taskflow.core.services.access import (
+    check_role,
+    project_with_role,
+    role_in,
+    scope_clause,
+    worker_by_handle,
+)
 from taskflow.core.uow import UnitOfWork
 
 ENTITY = "project"
-READS = "core"  # what every agent needs to find its way: the projects it is in, their members
+READS = "directory"  # finding one's way: the projects one is in, their members
 ADMIN = "admin"  # creating, changing and deleting projects, managing membership
 
 
@@ -193,6 +199,9 @@ async def list_projects(cmd: ListProjects, uow: UnitOfWork, actor: Actor) -> lis
         .where(ProjectMember.worker_id == actor.worker_id)
         .order_by(Project.slug)
     )
+    limited = scope_clause(actor, Project.id)
+    if limited is not None:
+        stmt = stmt.where(limited)
     rows = (await uow.session.execute(stmt)).all()
     return [project_out(p, handle, Role(role)) for p, role, handle in rows]
 

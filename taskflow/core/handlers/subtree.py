@@ -70,6 +70,7 @@ _ROOT = text(
     WHERE t.id = :task_id
       AND EXISTS (SELECT 1 FROM project_members m
                   WHERE m.project_id = t.project_id AND m.worker_id = :worker_id)
+      AND (CAST(:scope AS bigint[]) IS NULL OR t.project_id = ANY(CAST(:scope AS bigint[])))
     """
 )
 
@@ -232,7 +233,10 @@ async def read_page(
     it was used).
     """
     position = decode(cursor, task_id) if cursor else None
-    found_root = await session.execute(_ROOT, {"task_id": task_id, "worker_id": actor.worker_id})
+    found_root = await session.execute(
+        _ROOT,
+        {"task_id": task_id, "worker_id": actor.worker_id, "scope": actor.scopes.listed()},
+    )
     root = found_root.mappings().first()
     if root is None:
         raise not_found(task_id)

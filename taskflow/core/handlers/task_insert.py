@@ -7,7 +7,9 @@ static statements with positional parameters, which asyncpg prepares once per co
 - `INSERT_TASK_BY_KEY`, for a caller known only by an agent API key (`$1` is the key's
   SHA-256): the same statement checks the key (not revoked, not expired, its agent not
   deactivated) and records its use once a minute, so authenticating costs no round trip of its
-  own and a revoked key is refused on its very next request.
+  own and a revoked key is refused on its very next request. A key with narrowed scopes
+  (read-only, limited to projects, see `taskflow.core.scopes`) does not open here: the caller
+  then authenticates and takes the usual path, where the scopes are enforced.
 
 Each picks the project (by slug, else by id: an all-digit reference prefers the slug, as
 `access.project_with_role` does), inserts the task only if the caller may work there, and
@@ -44,6 +46,7 @@ who AS (
       AND k.revoked_at IS NULL
       AND (k.expires_at IS NULL OR k.expires_at > now())
       AND w.deactivated_at IS NULL
+      AND NOT k.read_only AND k.project_ids IS NULL
 ),
 touched AS (
     UPDATE api_keys SET last_used_at = now()
@@ -66,7 +69,8 @@ picked AS (
     LIMIT 1
 ),
 allowed AS (
-    SELECT * FROM picked WHERE role = ANY($12::text[])
+    SELECT * FROM picked
+    WHERE role = ANY($12::text[]) AND ($25::bigint[] IS NULL OR id = ANY($25::bigint[]))
 ),
 inserted AS (
     INSERT INTO tasks (project_id, parent_id, title, description, priority, tags, due_date,
@@ -100,10 +104,10 @@ head AS (
 entry AS (
     INSERT INTO audit_log (entity_type, entity_id, seq, project_id, task_id, action, actor_id,
                            actor_handle, actor_type, details, request_id, via, created_at,
-                           prev_hash, hash)
+                           actor_key, client_request_id, prev_hash, hash)
     SELECT $16::text, x.id, head.seq, x.project_id, x.id, $18::text, x.actor_id,
            x.actor_handle, x.actor_type, $19::text::jsonb, $20::text, $21::text,
-           $22::timestamptz, head.prev_hash, head.head_hash
+           $22::timestamptz, $23::text, $24::text, head.prev_hash, head.head_hash
     FROM hashed x, head
 )
 SELECT i.*, a.slug AS project_slug, a.actor_handle AS created_by
@@ -133,9 +137,13 @@ def arguments(
     recurrence: str | None,
     assignee_id: int | None,
     created_at: datetime | None = None,
+    actor_key: str | None = None,
+    client_request_id: str | None = None,
+    project_ids: list[int] | None = None,
 ) -> tuple[Any, ...]:
     """The parameters of `INSERT_TASK` (`caller`: the worker id) or `INSERT_TASK_BY_KEY`
-    (`caller`: the key's hash), the `created` entry's details as every task insert writes them."""
+    (`caller`: the key's hash), the `created` entry's details as every task insert writes them.
+    `project_ids`: the projects the caller's key is limited to (None: no limit)."""
     new = spec.model_dump(mode="json")
     if recurrence:
         new["recurrence"] = recurrence
@@ -146,6 +154,8 @@ def arguments(
         request_id=request_id,
         details={"new": new, "parent_id": parent_id},
         created_at=created_at,
+        actor_key=actor_key,
+        client_request_id=client_request_id,
     )
     return (
         caller,
@@ -170,4 +180,7 @@ def arguments(
         entry.request_id,
         entry.via,
         entry.created_at,
+        entry.actor_key,
+        entry.client_request_id,
+        project_ids,
     )

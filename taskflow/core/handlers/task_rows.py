@@ -43,6 +43,8 @@ from taskflow.core.services.access import (
     check_role,
     project_not_found,
     project_with_role,
+    scope_clause,
+    visible,
 )
 from taskflow.core.uow import UnitOfWork
 
@@ -276,7 +278,7 @@ async def lock_task(
         .mappings()
         .first()
     )
-    if row is None or row["role"] is None:
+    if row is None or row["role"] is None or not visible(actor, row["project_id"]):
         raise not_found(task_id)
     role = check_role(Role(row["role"]), needed, row["project_slug"], row["project_slug"])
     check_version("task", task_id, row["version"], expected_version)
@@ -450,6 +452,9 @@ async def _insert_task(
         parent_id=parent_id,
         recurrence=recurrence,
         assignee_id=assignee_id,
+        actor_key=actor.key_prefix,
+        client_request_id=actor.client_request_id,
+        project_ids=actor.scopes.listed(),
     )
     return await run(task_insert.INSERT_TASK, *args)
 
@@ -531,6 +536,8 @@ async def insert_top_level_by_key(
         parent_id=None,
         recurrence=cmd.recurrence,
         assignee_id=None,
+        actor_key=caller.key_prefix,
+        client_request_id=caller.client_request_id,
     )
     return await uow.write_alone(task_insert.INSERT_TASK_BY_KEY, *args)
 
@@ -602,6 +609,9 @@ async def list_page(
     else:
         mine = select(ProjectMember.project_id).where(ProjectMember.worker_id == actor.worker_id)
         stmt = stmt.where(Task.project_id.in_(mine))
+        limited = scope_clause(actor, Task.project_id)
+        if limited is not None:
+            stmt = stmt.where(limited)
     if f.cursor:
         value, last_id = decode_cursor(f.cursor, f.sort)
         bound = _FAR_FUTURE if value == "infinity" else literal(value)

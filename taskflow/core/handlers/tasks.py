@@ -37,7 +37,8 @@ from taskflow.core.schemas import (
 )
 from taskflow.core.uow import UnitOfWork
 
-READS = "core"  # everyday reads and task create/update
+READS = "core"  # the everyday task tools: create, read, list, update
+WORKFLOW = "workflow"  # working a task tree: its subtasks, with the verbs (`workflow.py`)
 ADMIN = "admin"  # deletes
 
 BIGINT_MAX = 2**63 - 1
@@ -182,7 +183,7 @@ async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDet
 
 @declare(
     AddSubtasks,
-    toolset=READS,
+    toolset=WORKFLOW,
     mcp="add_subtasks",
     rest=Route("POST", "/api/tasks/{task_id}/subtasks", 201, body="subtasks"),
     cli="subtask",

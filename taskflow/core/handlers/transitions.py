@@ -13,7 +13,9 @@ change, so a field edit cannot reach a state, or leave one, that the verbs guard
 - a review that names a reviewer (`reviewer_id`) is decided by that reviewer or a project admin
   only, and the name is cleared whenever the task leaves review;
 - parents finish last: completing (or approving) a task with an open descendant is refused,
-  naming them, unless its project allows open subtasks (`allow_open_subtasks`).
+  naming them, unless its project allows open subtasks (`allow_open_subtasks`);
+- where review is required, nobody approves work done by an agent they registered or by whoever
+  registered them (transitively): nobody approves through their own agent.
 Assignment has one rule too (`check_may_reassign`), shared by assign, delegate and edit.
 """
 
@@ -31,6 +33,7 @@ from taskflow.core.domain import TRANSITIONS, ApprovalPolicy, AuditAction, Role,
 from taskflow.core.errors import Forbidden, InvalidTransition, NextStep
 from taskflow.core.handlers.task_rows import Locked
 from taskflow.core.models import AuditEntry, Worker
+from taskflow.core.services.access import kin
 
 # The verb a status is reached by, from a given status (None: from anywhere it is allowed).
 _REACHED_BY: dict[tuple[TaskStatus, TaskStatus], str] = {
@@ -151,12 +154,25 @@ async def _leave_review(
     """Only a reviewer's verdict, or the requester withdrawing, takes a task out of review."""
     entries = await history(session, locked.id)
     if verb in ("approve", "reject"):
-        if actor.worker_id in workers_of(entries, locked.row["assignee_id"]):
+        worked = workers_of(entries, locked.row["assignee_id"])
+        if actor.worker_id in worked:
             raise Forbidden(
                 f"you cannot {verb} your own work on task {locked.id}: another member must "
                 "review it"
             )
         await _check_named_reviewer(session, actor, locked, verb)
+        if (
+            verb == "approve"
+            and locked.approval_policy == ApprovalPolicy.REVIEW_REQUIRED
+            and await kin(session, actor.worker_id, worked)
+        ):
+            raise Forbidden(
+                f"you cannot {verb} task {locked.id}: it was worked by an agent you registered "
+                "or by the worker who registered you (directly or down a chain), and project "
+                f"{locked.row['project_slug']} requires review by someone else: another member "
+                "must review it",
+                rule="separation_of_duties",
+            )
         return
     if target is TaskStatus.IN_PROGRESS and _requester(entries) == actor.worker_id:
         return  # the requester withdraws their own request and goes back to work

@@ -1,7 +1,11 @@
 """Workers (humans and agents), agents' API keys, deactivation: commands, handlers, declarations.
 
-Agents are first-class: any worker may register an agent, and the agent itself or whoever
-registered it manages it: its keys, and whether it is active. A key is answered once
+Agents are first-class: any worker may register an agent, and the agent itself, whoever
+registered it (and on up that chain), and the owners of its projects manage it: its keys, and
+whether it is active (`access.manages`). A key has scopes (`taskflow.core.scopes`): minting
+keys and agents needs `manage_agents`, a new key is never wider than the key that made it,
+and quotas (settings) bound how many agents a worker registers and how many keys an agent
+holds. A key is answered once
 (`IssuedKey`) and stored only as its SHA-256; an idempotent retry replays that answer only to
 the worker that made the first call, since idempotency records are kept per worker. A worker's
 email and SSO subject are shown to that worker only (`whoami`).
@@ -17,15 +21,16 @@ from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 from pydantic import Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from taskflow.core import schemas
 from taskflow.core.actor import Actor
 from taskflow.core.auth.keys import generate_api_key, hash_api_key
+from taskflow.core.config import Settings
 from taskflow.core.declarations import Route, declare
 from taskflow.core.domain import RESERVED_HANDLES, AgentType, AuditAction, Via, WorkerType
 from taskflow.core.errors import Conflict, Forbidden, NextStep, NotFound, ValidationFailed
-from taskflow.core.models import ApiKey, Worker
+from taskflow.core.models import ApiKey, Project, Worker
 from taskflow.core.schemas import (
     AgentDeactivated,
     ApiKeyOut,
@@ -33,17 +38,27 @@ from taskflow.core.schemas import (
     DueDate,
     Handle,
     IssuedKey,
+    KeyScopes,
     MeOut,
     Model,
     Name,
     RegisterAgent,
     WorkerOut,
 )
-from taskflow.core.services.access import worker_by_handle
+from taskflow.core.scopes import MANAGE_AGENTS, Scopes, refuse_unmanaging
+from taskflow.core.services.access import (
+    count_registered_down,
+    lineages,
+    managed_ids,
+    manages,
+    project_with_role,
+    worker_by_handle,
+)
 from taskflow.core.uow import UnitOfWork
 
 ENTITY = "worker"
-READS = "core"  # who am I, who else is there: every agent needs them to assign and delegate
+CORE = "core"  # who am I: the first call of every session
+READS = "directory"  # who else is there: for assigning and delegating
 ADMIN = "admin"  # registering agents, their keys, switching them off and on
 KeyId = Annotated[int, Field(ge=1, description="The key's id, from list_api_keys")]
 _Row = TypeVar("_Row", Worker, ApiKey)
@@ -54,14 +69,17 @@ class WhoAmI(Model):
 
 
 class ListWorkers(schemas.WorkerFilter):
-    pass
+    managed: bool = Field(
+        default=False,
+        description="Only agents you manage (registered down from you, or in projects you own)",
+    )
 
 
 class GetWorker(Model):
     handle: Handle
 
 
-class CreateApiKey(Model):
+class CreateApiKey(KeyScopes):
     handle: Handle
     name: Name = Field(default="default", description="A label for the key")
     expires_at: DueDate = None
@@ -79,13 +97,18 @@ class RevokeApiKey(Model):
 class RotateApiKey(Model):
     handle: Handle
     key_id: KeyId
+    read_only: bool | None = Field(default=None, description="null: as the old key")
+    projects: list[schemas.Slug] | None = Field(
+        default=None, max_length=100, description="null: as the old key"
+    )
+    manage_agents: bool | None = Field(default=None, description="null: as the old key")
 
 
 class DeactivateAgent(Model):
     handle: Handle
 
 
-class ReactivateAgent(Model):
+class ReactivateAgent(KeyScopes):
     handle: Handle
     name: Name = Field(default="default", description="A label for the new key")
     expires_at: DueDate = None
@@ -117,8 +140,16 @@ def me_out(worker: Worker) -> MeOut:
     )
 
 
-def key_out(key: ApiKey, handle: str) -> ApiKeyOut:
+def key_out(key: ApiKey, handle: str, slugs: dict[int, str] | None = None) -> ApiKeyOut:
+    """A key as listed: never the key itself; its scopes with project slugs (`slugs`)."""
+    projects = None
+    if key.project_ids is not None:
+        named = slugs or {}
+        projects = sorted(named.get(p, str(p)) for p in key.project_ids)
     return ApiKeyOut(
+        read_only=key.read_only,
+        projects=projects,
+        manage_agents=key.manage_agents,
         id=key.id,
         worker=handle,
         name=key.name,
@@ -209,11 +240,111 @@ def _future_expiry(expires_at: datetime | None) -> datetime | None:
     return expires_at
 
 
+async def slugs_of(uow: UnitOfWork, ids: list[int] | None) -> dict[int, str]:
+    if not ids:
+        return {}
+    rows = await uow.session.execute(select(Project.id, Project.slug).where(Project.id.in_(ids)))
+    return {pid: slug for pid, slug in rows}
+
+
+async def key_scopes(
+    uow: UnitOfWork,
+    actor: Actor,
+    read_only: bool,
+    projects: list[str] | None,
+    manage: bool,
+    *,
+    kept: frozenset[int] | None = None,
+) -> Scopes:
+    """The scopes of a key the actor issues: never wider than the actor's own key. Projects
+    are named by slug, each one the actor can see (else "not found", as anywhere); none named
+    keeps `kept` (a rotated key's). A key limited to projects makes keys limited to those (or
+    to some of them)."""
+    ids: set[int] | None = None if kept is None else set(kept)
+    if projects is not None:
+        ids = set()
+        for slug in projects:
+            project, _ = await project_with_role(uow.session, actor, slug)
+            ids.add(project.id)
+    mine = actor.scopes.project_ids
+    if mine is not None:
+        if ids is None:
+            ids = set(mine)
+        else:
+            ids &= mine  # named ones the key cannot see were refused above
+    return Scopes(
+        read_only=read_only,
+        project_ids=None if ids is None else frozenset(ids),
+        manage_agents=manage,
+    )
+
+
+def _quota(setting: str) -> int:
+    """A quota setting, read afresh (from the environment and `.env`) at each registration or
+    key issuance: they are rare, and a changed quota then applies without a restart."""
+    return int(getattr(Settings(), setting))
+
+
+async def _refuse_key_over_quota(uow: UnitOfWork, agent: Worker) -> None:
+    """An agent holds at most TASKFLOW_MAX_KEYS_PER_AGENT live keys (its row is locked by the
+    caller, so two concurrent requests cannot both squeeze in)."""
+    limit = _quota("taskflow_max_keys_per_agent")
+    live = await uow.session.scalar(
+        select(func.count())
+        .select_from(ApiKey)
+        .where(
+            ApiKey.worker_id == agent.id,
+            ApiKey.revoked_at.is_(None),
+            (ApiKey.expires_at.is_(None)) | (ApiKey.expires_at > func.now()),
+        )
+    )
+    if (live or 0) >= limit:
+        raise Forbidden(
+            f"{agent.handle} already holds {live} live API keys, the most an agent may "
+            f"(TASKFLOW_MAX_KEYS_PER_AGENT={limit}): revoke one first",
+            next_step=NextStep("list_api_keys", {"handle": agent.handle}),
+            quota="max_keys_per_agent",
+        )
+
+
+async def _refuse_agent_over_quota(uow: UnitOfWork, actor: Actor) -> None:
+    """A worker has at most TASKFLOW_MAX_AGENTS_PER_WORKER active agents registered, counting
+    those its agents registered, down the chain: sub-agents registering sub-agents cannot
+    multiply the quota. Every worker up the registrant's chain is checked, their rows locked
+    first (in id order), so a burst of concurrent registrations is counted one at a time."""
+    limit = _quota("taskflow_max_agents_per_worker")
+    chain = [w for w, _ in (await lineages(uow.session, [actor.worker_id]))[actor.worker_id]]
+    rows = await uow.session.execute(
+        select(Worker.id, Worker.handle)
+        .where(Worker.id.in_(chain))
+        .order_by(Worker.id)
+        .with_for_update()
+    )
+    handles = {worker_id: handle for worker_id, handle in rows}
+    for worker_id in chain:
+        active = await count_registered_down(uow.session, worker_id)
+        if active >= limit:
+            who = handles[worker_id]
+            raise Forbidden(
+                f"{who} already has {active} active agents registered (by it or down its "
+                f"chain), the most one worker may (TASKFLOW_MAX_AGENTS_PER_WORKER={limit}): "
+                "deactivate one first",
+                next_step=NextStep("list_workers", {"managed": True}),
+                quota="max_agents_per_worker",
+            )
+
+
 async def _issue_key(
-    uow: UnitOfWork, actor: Actor, agent: Worker, name: str, expires_at: datetime | None
+    uow: UnitOfWork,
+    actor: Actor,
+    agent: Worker,
+    name: str,
+    expires_at: datetime | None,
+    scopes: Scopes,
 ) -> IssuedKey:
     """Create, audit and return a new key for `agent`: the only time the full key is seen."""
     expires_at = _future_expiry(expires_at)
+    await _refuse_key_over_quota(uow, agent)
     full_key, display = generate_api_key()
     key = await _saved(
         uow,
@@ -224,16 +355,29 @@ async def _issue_key(
             name=name,
             created_by_id=actor.worker_id,
             expires_at=expires_at,
+            read_only=scopes.read_only,
+            project_ids=scopes.listed(),
+            manage_agents=scopes.manage_agents,
         ),
     )
+    slugs = await slugs_of(uow, key.project_ids)
+    listed = key_out(key, agent.handle, slugs)
     await uow.record(
         actor,
         entity_type="api_key",
         entity_id=key.id,
         action=AuditAction.API_KEY_CREATED,
-        details={"agent": agent.handle, "name": name, "prefix": display, "expires_at": expires_at},
+        details={
+            "agent": agent.handle,
+            "name": name,
+            "prefix": display,
+            "expires_at": expires_at,
+            "read_only": listed.read_only,
+            "projects": listed.projects,
+            MANAGE_AGENTS: listed.manage_agents,
+        },
     )
-    return IssuedKey(worker=worker_out(agent), api_key=full_key, key=key_out(key, agent.handle))
+    return IssuedKey(worker=worker_out(agent), api_key=full_key, key=listed)
 
 
 async def _managed_agent(
@@ -244,17 +388,32 @@ async def _managed_agent(
     verb: str = "manage its keys",
     human: str = "API keys are for agents; humans sign in",
     lock: bool = False,
+    mint: bool = False,
 ) -> Worker:
-    """An agent is managed (its keys, its deactivation) by itself or by whoever registered it.
+    """An agent is seen and stopped (its keys listed and revoked, it deactivated) by itself,
+    by whoever registered it and on up that chain, and by the owners of its chain's projects
+    (`access.manages`); a new key for it (`mint`: create, rotate, reactivate) only comes from
+    itself or its own registrant, so no one up the chain or owning a project can obtain a
+    working key for an agent that is not theirs to act as.
 
     `verb` and `human` word the refusals for the operation at hand; `lock` takes the agent's row
-    so deactivation and reactivation of one agent run one at a time.
+    so deactivation, reactivation and key issuance for one agent run one at a time.
     """
     agent = await worker_by_handle(uow.session, handle, for_update=lock)
     if agent.type != WorkerType.AGENT.value:
         raise Conflict(f"{handle} is a human: {human}")
-    if actor.worker_id not in (agent.id, agent.created_by_id):
-        raise Forbidden(f"only {handle} itself or the worker who registered it can {verb}")
+    if actor.worker_id in (agent.id, agent.created_by_id):
+        return agent
+    if not await manages(uow.session, actor, agent):
+        raise Forbidden(
+            f"only {handle} itself or the worker who registered it can {verb} (or whoever "
+            "registered that worker, or an owner of a project it is in)"
+        )
+    if mint:
+        raise Forbidden(
+            f"only {handle} itself or the worker who registered it can {verb}: you manage it "
+            "from further up (list, revoke or deactivate it), which issues no keys"
+        )
     return agent
 
 
@@ -269,7 +428,7 @@ def _refuse_deactivated(agent: Worker) -> None:
 
 @declare(
     WhoAmI,
-    toolset=READS,
+    toolset=CORE,
     read_only=True,
     mcp="whoami",
     rest=Route("GET", "/api/me"),
@@ -295,9 +454,12 @@ async def whoami(cmd: WhoAmI, uow: UnitOfWork, actor: Actor) -> MeOut:
 async def list_workers(cmd: ListWorkers, uow: UnitOfWork, actor: Actor) -> list[WorkerOut]:
     """List workers (humans and agents) by handle, for assigning and delegating; `type`: one kind.
 
-    Deactivated workers are listed too: their history stays theirs.
+    Deactivated workers are listed too: their history stays theirs. `managed`: only the agents
+    you manage, down every chain of registrations (to see, and revoke, what they made).
     """
     stmt = select(Worker).order_by(Worker.handle)
+    if cmd.managed:
+        stmt = stmt.where(Worker.id.in_(await managed_ids(uow.session, actor)))
     if cmd.type is not None:
         stmt = stmt.where(Worker.type == cmd.type.value)
     return [worker_out(w) for w in await uow.session.scalars(stmt)]
@@ -313,8 +475,13 @@ async def list_workers(cmd: ListWorkers, uow: UnitOfWork, actor: Actor) -> list[
 async def register_agent(cmd: RegisterAgent, uow: UnitOfWork, actor: Actor) -> IssuedKey:
     """Register an AI agent and get its first API key (tf_...), shown only in this answer.
 
-    You then manage the agent's keys and whether it is active, as does the agent itself.
+    You then manage the agent's keys and whether it is active, as does the agent itself. Its
+    key gets the scopes asked for (`read_only`, `projects`, `manage_agents`), never more than
+    yours; a worker may have TASKFLOW_MAX_AGENTS_PER_WORKER active agents registered.
     """
+    refuse_unmanaging(actor.scopes, actor.key_prefix, "registering an agent")
+    scopes = await key_scopes(uow, actor, cmd.read_only, cmd.projects, cmd.manage_agents)
+    await _refuse_agent_over_quota(uow, actor)
     await _refuse_taken(uow, cmd.handle)
     agent = await _saved(
         uow,
@@ -332,9 +499,14 @@ async def register_agent(cmd: RegisterAgent, uow: UnitOfWork, actor: Actor) -> I
         entity_type=ENTITY,
         entity_id=agent.id,
         action=AuditAction.AGENT_REGISTERED,
-        details={"new": cmd.model_dump(mode="json", exclude={"expires_at"})},
+        details={
+            "new": cmd.model_dump(
+                mode="json",
+                exclude={"expires_at", "read_only", "projects", "manage_agents"},
+            )
+        },
     )
-    return await _issue_key(uow, actor, agent, "default", cmd.expires_at)
+    return await _issue_key(uow, actor, agent, "default", cmd.expires_at, scopes)
 
 
 @declare(
@@ -359,9 +531,13 @@ async def get_worker(cmd: GetWorker, uow: UnitOfWork, actor: Actor) -> WorkerOut
 )
 async def create_api_key(cmd: CreateApiKey, uow: UnitOfWork, actor: Actor) -> IssuedKey:
     """Issue another API key for an agent (by the agent or whoever registered it); shown once."""
-    agent = await _managed_agent(uow, actor, cmd.handle)
+    refuse_unmanaging(actor.scopes, actor.key_prefix, "issuing an API key")
+    agent = await _managed_agent(
+        uow, actor, cmd.handle, verb="issue its keys", lock=True, mint=True
+    )
     _refuse_deactivated(agent)
-    return await _issue_key(uow, actor, agent, cmd.name, cmd.expires_at)
+    scopes = await key_scopes(uow, actor, cmd.read_only, cmd.projects, cmd.manage_agents)
+    return await _issue_key(uow, actor, agent, cmd.name, cmd.expires_at, scopes)
 
 
 @declare(
@@ -375,10 +551,14 @@ async def create_api_key(cmd: CreateApiKey, uow: UnitOfWork, actor: Actor) -> Is
 async def list_api_keys(cmd: ListApiKeys, uow: UnitOfWork, actor: Actor) -> list[ApiKeyOut]:
     """List an agent's API keys with their ids; never the keys themselves, only their prefixes."""
     agent = await _managed_agent(uow, actor, cmd.handle)
-    keys = await uow.session.scalars(
-        select(ApiKey).where(ApiKey.worker_id == agent.id).order_by(ApiKey.id)
+    keys = list(
+        await uow.session.scalars(
+            select(ApiKey).where(ApiKey.worker_id == agent.id).order_by(ApiKey.id)
+        )
     )
-    return [key_out(k, cmd.handle) for k in keys]
+    ids = sorted({p for k in keys for p in (k.project_ids or [])})
+    slugs = await slugs_of(uow, ids)
+    return [key_out(k, cmd.handle, slugs) for k in keys]
 
 
 async def _revoke(uow: UnitOfWork, actor: Actor, agent: Worker, key_id: int) -> ApiKey:
@@ -429,8 +609,12 @@ async def rotate_api_key(cmd: RotateApiKey, uow: UnitOfWork, actor: Actor) -> Is
     """Replace an agent's API key with a new one (same name and expiry) in one step; shown once.
 
     One unit of work revokes the old key and issues the new one: never zero keys, never two.
+    The new key keeps the old one's scopes unless others are given (never more than yours).
     """
-    agent = await _managed_agent(uow, actor, cmd.handle)
+    refuse_unmanaging(actor.scopes, actor.key_prefix, "rotating an API key")
+    agent = await _managed_agent(
+        uow, actor, cmd.handle, verb="rotate its keys", lock=True, mint=True
+    )
     _refuse_deactivated(agent)
     old = await _revoke(uow, actor, agent, cmd.key_id)
     if old.expires_at is not None and old.expires_at <= datetime.now(UTC):
@@ -439,7 +623,15 @@ async def rotate_api_key(cmd: RotateApiKey, uow: UnitOfWork, actor: Actor) -> Is
             "its expiry, so create a new key with a new expiry instead",
             next_step=NextStep("create_api_key", {"handle": cmd.handle}),
         )
-    return await _issue_key(uow, actor, agent, old.name, old.expires_at)
+    scopes = await key_scopes(
+        uow,
+        actor,
+        old.read_only if cmd.read_only is None else cmd.read_only,
+        cmd.projects,
+        old.manage_agents if cmd.manage_agents is None else cmd.manage_agents,
+        kept=None if old.project_ids is None else frozenset(old.project_ids),
+    )
+    return await _issue_key(uow, actor, agent, old.name, old.expires_at, scopes)
 
 
 _HUMANS_STAY = "only agents can be deactivated; a human's access ends at the auth server"
@@ -506,8 +698,9 @@ async def deactivate_agent(cmd: DeactivateAgent, uow: UnitOfWork, actor: Actor) 
 )
 async def reactivate_agent(cmd: ReactivateAgent, uow: UnitOfWork, actor: Actor) -> IssuedKey:
     """Switch a deactivated agent back on with a new API key, shown once (old keys stay revoked)."""
+    refuse_unmanaging(actor.scopes, actor.key_prefix, "reactivating an agent")
     agent = await _managed_agent(
-        uow, actor, cmd.handle, verb="reactivate it", human=_HUMANS_STAY, lock=True
+        uow, actor, cmd.handle, verb="reactivate it", human=_HUMANS_STAY, lock=True, mint=True
     )
     if agent.deactivated_at is None:
         raise Conflict(
@@ -522,4 +715,5 @@ async def reactivate_agent(cmd: ReactivateAgent, uow: UnitOfWork, actor: Actor) 
         action=AuditAction.AGENT_REACTIVATED,
         details={"agent": cmd.handle},
     )
-    return await _issue_key(uow, actor, agent, cmd.name, cmd.expires_at)
+    scopes = await key_scopes(uow, actor, cmd.read_only, cmd.projects, cmd.manage_agents)
+    return await _issue_key(uow, actor, agent, cmd.name, cmd.expires_at, scopes)

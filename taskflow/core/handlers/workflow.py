@@ -479,6 +479,7 @@ _CLAIM = text(
                OR CAST(id AS text) = CAST(:project AS text)
             ORDER BY slug = CAST(:project AS text) DESC LIMIT 1))
       AND (CAST(:tags AS text[]) IS NULL OR t.tags && CAST(:tags AS text[]))
+      AND (CAST(:scope AS bigint[]) IS NULL OR t.project_id = ANY(CAST(:scope AS bigint[])))
       AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = t.id)
       AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = :worker_id
                       AND w.deactivated_at IS NOT NULL)
@@ -509,7 +510,12 @@ async def claim_next(cmd: ClaimNext, uow: UnitOfWork, actor: Actor) -> TaskOut:
     session = uow.session
     task_id = await session.scalar(
         _CLAIM,
-        {"worker_id": actor.worker_id, "project": cmd.project, "tags": cmd.tags or None},
+        {
+            "worker_id": actor.worker_id,
+            "project": cmd.project,
+            "tags": cmd.tags or None,
+            "scope": actor.scopes.listed(),
+        },
     )
     if task_id is None:
         await _refuse_deactivated_claimer(session, actor)

@@ -1,12 +1,17 @@
 """Lookups and permission checks shared by every service.
 
 A project the caller is not a member of answers "not found", never "forbidden": its existence is
-not the caller's business.
+not the caller's business. So does a project the caller's API key is not limited to
+(`taskflow.core.scopes`): `visible` is that test for rows read in SQL, `scope_clause` for ORM
+queries, and `project_with_role` applies it to every project lookup.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, or_, select
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import ColumnElement, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow.core.actor import Actor
@@ -72,7 +77,20 @@ async def project_with_role(
     if row is None:
         raise project_not_found(ref)
     project, role = row
+    if not actor.scopes.sees(project.id):
+        raise project_not_found(ref)
     return project, check_role(Role(role) if role else None, needed, project.slug, ref)
+
+
+def visible(actor: Actor, project_id: int) -> bool:
+    """Whether the caller's key lets it see the project at all (membership aside)."""
+    return actor.scopes.sees(project_id)
+
+
+def scope_clause(actor: Actor, column: Any) -> ColumnElement[bool] | None:
+    """`column IN (the key's projects)` for a project-limited key, else None (no limit)."""
+    ids = actor.scopes.listed()
+    return None if ids is None else column.in_(ids)
 
 
 async def role_in(session: AsyncSession, worker_id: int, project_id: int) -> Role | None:
@@ -97,3 +115,112 @@ async def worker_by_handle(
             next_step=NextStep("list_workers"),
         )
     return worker
+
+
+# An agent's lineage: itself, whoever registered it, and on up while the registrant is an agent
+# (the first human ends it: a human's own creator, who ran `worker add`, is no registrant of
+# that human's agents). `origin` is the worker whose lineage a row belongs to.
+_LINEAGE = text(
+    """
+    WITH RECURSIVE up AS (
+        SELECT w.id, w.created_by_id, w.type, w.id AS origin
+        FROM workers w WHERE w.id = ANY(CAST(:ids AS bigint[]))
+        UNION
+        SELECT w.id, w.created_by_id, w.type, up.origin
+        FROM up JOIN workers w ON w.id = up.created_by_id
+        WHERE up.type = 'agent'
+    )
+    SELECT origin, id, type FROM up
+    """
+)
+
+# Whether :me owns a project one of these agents is a member of.
+_OWNS_PROJECT_OF = text(
+    """
+    SELECT EXISTS (
+        SELECT 1 FROM project_members m
+        JOIN project_members o ON o.project_id = m.project_id
+             AND o.worker_id = :me AND o.role = 'owner'
+        WHERE m.worker_id = ANY(CAST(:agents AS bigint[]))
+    )
+    """
+)
+
+# Every agent :me manages: registered by :me or by an agent it manages, or a member of a
+# project :me owns (and every agent registered down from those), transitively.
+_MANAGED = text(
+    """
+    WITH RECURSIVE roots AS (
+        SELECT w.id FROM workers w WHERE w.created_by_id = :me AND w.type = 'agent'
+        UNION
+        SELECT m.worker_id FROM project_members m
+        JOIN project_members o ON o.project_id = m.project_id
+             AND o.worker_id = :me AND o.role = 'owner'
+        JOIN workers w ON w.id = m.worker_id AND w.type = 'agent'
+    ),
+    down AS (
+        SELECT id FROM roots
+        UNION
+        SELECT w.id FROM workers w JOIN down d ON w.created_by_id = d.id WHERE w.type = 'agent'
+    )
+    SELECT id FROM down WHERE id <> :me
+    """
+)
+
+
+# Active agents registered by :w, or by an agent registered down from it.
+_REGISTERED_DOWN = text(
+    """
+    WITH RECURSIVE down AS (
+        SELECT w.id, w.deactivated_at FROM workers w
+        WHERE w.created_by_id = :w AND w.type = 'agent'
+        UNION ALL
+        SELECT w.id, w.deactivated_at FROM workers w JOIN down d ON w.created_by_id = d.id
+        WHERE w.type = 'agent'
+    )
+    SELECT count(*) FROM down WHERE deactivated_at IS NULL
+    """
+)
+
+
+async def count_registered_down(session: AsyncSession, worker_id: int) -> int:
+    """How many active agents the worker registered, itself or through its agents."""
+    return int(await session.scalar(_REGISTERED_DOWN, {"w": worker_id}) or 0)
+
+
+async def lineages(session: AsyncSession, ids: Iterable[int]) -> dict[int, list[tuple[int, str]]]:
+    """Each worker's lineage (see `_LINEAGE`) as (id, type) pairs, the worker itself included."""
+    found: dict[int, list[tuple[int, str]]] = {}
+    rows = await session.execute(_LINEAGE, {"ids": sorted(set(ids))})
+    for origin, worker_id, kind in rows:
+        found.setdefault(origin, []).append((worker_id, kind))
+    return found
+
+
+async def manages(session: AsyncSession, actor: Actor, agent: Worker) -> bool:
+    """An agent is managed by itself, by whoever registered it or any agent up that chain (and
+    the human who began it), and by the owners of a project any agent of that chain is in."""
+    chain = (await lineages(session, [agent.id])).get(agent.id, [])
+    if any(worker_id == actor.worker_id for worker_id, _ in chain):
+        return True
+    agents = [worker_id for worker_id, kind in chain if kind == "agent"]
+    owns = await session.scalar(_OWNS_PROJECT_OF, {"me": actor.worker_id, "agents": agents})
+    return bool(owns)
+
+
+async def managed_ids(session: AsyncSession, actor: Actor) -> list[int]:
+    """The ids of every agent the actor manages (`manages`), itself aside."""
+    return list(await session.scalars(_MANAGED, {"me": actor.worker_id}))
+
+
+async def kin(session: AsyncSession, me: int, others: Iterable[int]) -> set[int]:
+    """Those of `others` that `me` is, registered (transitively), or was registered by
+    (transitively): separation of duties treats them as one party."""
+    others = set(others)
+    chains = await lineages(session, others | {me})
+    mine = {worker_id for worker_id, _ in chains.get(me, [])}
+    return {
+        other
+        for other in others
+        if other in mine or me in {worker_id for worker_id, _ in chains.get(other, [])}
+    }

@@ -29,17 +29,22 @@ _COUNTS = text(
            count(*) FILTER (WHERE t.reviewer_id = :me AND t.status = 'review') AS to_review
     FROM tasks t
     JOIN project_members m ON m.project_id = t.project_id AND m.worker_id = :me
+    WHERE CAST(:scope AS bigint[]) IS NULL OR t.project_id = ANY(CAST(:scope AS bigint[]))
     GROUP BY t.status
     """
 )
-_PROJECTS = text("SELECT count(*) FROM project_members WHERE worker_id = :me")
+_PROJECTS = text(
+    "SELECT count(*) FROM project_members WHERE worker_id = :me"
+    " AND (CAST(:scope AS bigint[]) IS NULL OR project_id = ANY(CAST(:scope AS bigint[])))"
+)
 
 
 async def status_summary(db: Database, actor: Actor) -> StatusSummary:
-    """How much work is where, in the projects the caller belongs to."""
+    """How much work is where, in the projects the caller belongs to (and its key may see)."""
+    who = {"me": actor.worker_id, "scope": actor.scopes.listed()}
     async with db.transaction() as session:
-        rows = (await session.execute(_COUNTS, {"me": actor.worker_id})).all()
-        projects = int(await session.scalar(_PROJECTS, {"me": actor.worker_id}) or 0)
+        rows = (await session.execute(_COUNTS, who)).all()
+        projects = int(await session.scalar(_PROJECTS, who) or 0)
     by_status = {status: 0 for status in TaskStatus}
     for row in rows:
         by_status[TaskStatus(row.status)] = int(row.n)

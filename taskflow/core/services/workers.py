@@ -9,6 +9,7 @@ not an operation.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
@@ -63,8 +64,12 @@ async def create_api_key(
     handle: str,
     name: str = "default",
     expires_at: datetime | None = None,
+    **scopes: Any,
 ) -> IssuedKey:
-    command = make_command(ops.CreateApiKey, handle=handle, name=name, expires_at=expires_at)
+    """`scopes`: `read_only`, `projects` (slugs), `manage_agents` (`schemas.KeyScopes`)."""
+    command = make_command(
+        ops.CreateApiKey, handle=handle, name=name, expires_at=expires_at, **scopes
+    )
     return await run(db, actor, command)
 
 
@@ -76,8 +81,11 @@ async def revoke_api_key(db: Database, actor: Actor, handle: str, key_id: int) -
     return await run(db, actor, make_command(ops.RevokeApiKey, handle=handle, key_id=key_id))
 
 
-async def rotate_api_key(db: Database, actor: Actor, handle: str, key_id: int) -> IssuedKey:
-    return await run(db, actor, make_command(ops.RotateApiKey, handle=handle, key_id=key_id))
+async def rotate_api_key(
+    db: Database, actor: Actor, handle: str, key_id: int, **scopes: Any
+) -> IssuedKey:
+    command = make_command(ops.RotateApiKey, handle=handle, key_id=key_id, **scopes)
+    return await run(db, actor, command)
 
 
 async def deactivate_agent(db: Database, actor: Actor, handle: str) -> AgentDeactivated:
