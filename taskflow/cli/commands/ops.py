@@ -32,6 +32,8 @@ from taskflow.core.services.onboarding import LocalSetup
 db_app = typer.Typer(help="The database: status, upgrade, stop.", no_args_is_help=True)
 
 SERVER_FACTORY = "taskflow.server:factory"
+HTTP_PROTOCOL = "taskflow.deadline:ReceiptDeadline"
+"""uvicorn's httptools protocol with a deadline for receiving each request."""
 MCP_STDIO = "from taskflow.mcp_server.stdio import main; main()"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PROGRESS_THRESHOLD = 300
@@ -182,7 +184,7 @@ def serve(
     import uvicorn  # imported here: every other command starts faster without it
 
     _exit_cleanly_on_signals()
-    uvicorn.run(SERVER_FACTORY, factory=True, host=host, port=port)
+    uvicorn.run(SERVER_FACTORY, factory=True, host=host, port=port, http=HTTP_PROTOCOL)
 
 
 def mcp(
