@@ -86,3 +86,48 @@ async def test_a_flooding_agent_does_not_slow_another(
     # Past its burst (200) the flooder got 20 writes a second (1,200 a minute), the rest 429.
     assert set(seen) <= {201, 429} and sum(seen.values()) == FLOOD, seen
     assert seen[201] <= 200 + 20 * report["seconds"] + 20, report
+
+
+async def _mcp_create(http: httpx.AsyncClient, title: str) -> dict:
+    answer = await http.post(
+        "/mcp",
+        headers={"Accept": "application/json, text/event-stream"},
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "create_task", "arguments": {"title": title}},
+        },
+    )
+    answer.raise_for_status()
+    return answer.json()["result"]
+
+
+async def test_the_limit_holds_across_two_replicas_on_rest_and_mcp(
+    db: Database, db_url: str, owner: Actor
+) -> None:
+    """Six writes a minute, three at once: spent on replica A, refused on A (REST 429 and MCP
+    isError) and, once B has synced, on B too, though B never saw those three."""
+    agent = await register_agent(db, owner, "@agent", project_role=Role.MEMBER)
+    limits = {"RATE_LIMIT_WRITES_PER_MINUTE": "6", "RATE_LIMIT_BURST_SECONDS": "30"}
+    path = "/api/projects/default/tasks"
+    with serve("replica-a", db_url, limits) as a, serve("replica-b", db_url, limits) as b:
+        async with (
+            httpx.AsyncClient(base_url=a.base_url, headers=agent.headers, timeout=30) as on_a,
+            httpx.AsyncClient(base_url=b.base_url, headers=agent.headers, timeout=30) as on_b,
+        ):
+            for n in range(3):
+                assert (await on_a.post(path, json={"title": f"a{n}"})).status_code == 201
+            refused = await on_a.post(path, json={"title": "a3"})
+            assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+            assert refused.headers["content-type"] == "application/problem+json"
+            tool = await _mcp_create(on_a, "over mcp")
+            assert tool["isError"] and "retry in" in tool["content"][0]["text"]
+            await asyncio.sleep(1.5)  # A has flushed its spending
+            # B's own copy starts full: at most one write gets through before B syncs
+            first = await on_b.post(path, json={"title": "b0"})
+            assert first.status_code in (201, 429)
+            await asyncio.sleep(1.5)
+            on_b_now = await on_b.post(path, json={"title": "b1"})
+            assert on_b_now.status_code == 429, on_b_now.text
+            assert (await on_a.post(path, json={"title": "a4"})).status_code == 429
