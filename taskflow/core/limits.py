@@ -92,7 +92,7 @@ class RateLimiter:
         self.capacity = {k: max(1.0, r * burst_seconds) for k, r in self.rate.items()}
         self.sync_seconds = sync_seconds
         self.buckets: dict[tuple[int, str], Bucket] = {}
-        self.keys: dict[str, int] = {}
+        self.keys: dict[str, tuple[int, str]] = {}
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -128,24 +128,24 @@ class RateLimiter:
         if bucket.tokens < 1.0:
             retry = max(1, math.ceil((1.0 - bucket.tokens) / rate))
             who = handle or f"worker {worker_id}"
+            limit = self.per_minute[kind]
             raise RateLimited(
-                f"rate limit: {who} may make {self.per_minute[kind]:g} {kind}s per minute; "
-                f"retry in {retry} s",
+                f"rate limit: {who} may make {limit:g} {kind}s per minute; retry in {retry} s",
                 retry_after=retry,
-                limit=self.per_minute[kind],
+                limit=int(limit) if limit.is_integer() else limit,
                 kind=kind,
             )
         bucket.tokens -= 1.0
         bucket.spent += 1.0
 
-    def worker_of(self, key_hash: str) -> int | None:
-        """The worker an API key (its hash) was last seen to belong to, if any."""
+    def worker_of(self, key_hash: str) -> tuple[int, str] | None:
+        """The worker (id, handle) an API key (its hash) was last seen to belong to, if any."""
         return self.keys.get(key_hash)
 
-    def learn(self, key_hash: str, worker_id: int) -> None:
+    def learn(self, key_hash: str, worker_id: int, handle: str) -> None:
         if len(self.keys) >= MAX_KNOWN_KEYS:
             self.keys.clear()
-        self.keys[key_hash] = worker_id
+        self.keys[key_hash] = (worker_id, handle)
 
     # ------------------------------------------------------------------ sharing
 

@@ -92,9 +92,9 @@ class OperationRoute:
         presented = key_caller(request) if self.by_key or limiter is not None else None
         charged = False
         if limiter is not None and presented is not None:
-            worker = limiter.worker_of(presented.key_hash)
-            if worker is not None:
-                limiter.take(worker, self.writes)
+            known = limiter.worker_of(presented.key_hash)
+            if known is not None:
+                limiter.take(known[0], self.writes, known[1])
                 charged = True
         fast = self.by_key and (limiter is None or charged)
         caller = presented if fast else None
@@ -103,7 +103,7 @@ class OperationRoute:
             assert actor is not None
             limiter.take(actor.worker_id, self.writes, actor.handle)
             if presented is not None and actor.auth == "api_key":
-                limiter.learn(presented.key_hash, actor.worker_id)
+                limiter.learn(presented.key_hash, actor.worker_id, actor.handle)
         try:
             arguments, sources = await self._arguments(request)
             request.scope[SOURCES_KEY] = sources

@@ -62,7 +62,8 @@ async def test_writes_over_the_limit_get_429_with_retry_after_and_change_nothing
     body = assert_problem(refused, 429, "rate-limited")
     retry = int(refused.headers["retry-after"])
     assert 1 <= retry <= 2 and body["retry_after"] == retry
-    assert "60 writes per minute" in body["detail"] and f"retry in {retry} s" in body["detail"]
+    assert body["detail"] == f"rate limit: @bot may make 60 writes per minute; retry in {retry} s"
+    assert body["limit"] == 60 and body["kind"] == "write"
     assert await _tasks(db) == before
     # Reads are counted apart: the writer may still read.
     listed = await http.get("/api/tasks", headers=bot.headers)
