@@ -7,9 +7,11 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from taskflow.core.actor import Actor
 from taskflow.core.auth.identity import Authenticator
@@ -164,13 +166,30 @@ async def test_list_sizes_are_bounded_and_documented(http: httpx.AsyncClient, bo
     assert "429" in json.dumps(spec["paths"]["/api/projects/{project}/tasks"]["post"]["responses"])
 
 
-async def test_one_audit_verification_at_a_time(http: httpx.AsyncClient, bot: Agent) -> None:
-    audit_ops._VERIFYING.add(-1)  # another verification is running in this process
+async def test_one_audit_verification_at_a_time(
+    http: httpx.AsyncClient, bot: Agent, db_url: str
+) -> None:
+    """A verification held up (here: by a lock on the log) makes a second concurrent one a 429
+    with Retry-After; the first still finishes."""
+    blocker = await asyncpg.connect(
+        make_url(db_url).set(drivername="postgresql").render_as_string(False)
+    )
+    held = blocker.transaction()
+    await held.start()
+    await blocker.execute("LOCK TABLE audit_log IN ACCESS EXCLUSIVE MODE")
+    first = asyncio.create_task(http.get("/api/audit/verify", headers=bot.headers))
     try:
+        for _ in range(200):  # until the first one is running (and waiting for the lock)
+            if audit_ops._VERIFYING:
+                break
+            await asyncio.sleep(0.02)
+        assert audit_ops._VERIFYING
         busy = await http.get("/api/audit/verify", headers=bot.headers)
         body = assert_problem(busy, 429, "rate-limited")
         assert busy.headers["retry-after"] == "5" and "retry in 5 s" in body["detail"]
     finally:
-        audit_ops._VERIFYING.discard(-1)
-    done = await http.get("/api/audit/verify", headers=bot.headers)
+        await held.rollback()
+        await blocker.close()
+    done = await first
     assert done.status_code == 200 and done.json()["ok"] is True
+    assert not audit_ops._VERIFYING
