@@ -4,7 +4,8 @@ Each worker has two buckets, writes and reads (`RATE_LIMIT_WRITES_PER_MINUTE`,
 `RATE_LIMIT_READS_PER_MINUTE`), holding at most `RATE_LIMIT_BURST_SECONDS` worth of calls and
 refilled at the per-minute rate. A call takes one token from its bucket in memory (no round
 trip: the hot path stays a dict lookup); an empty bucket refuses it with `RateLimited`, saying
-in how many seconds a token will be there.
+in how many seconds a token will be there, after holding the call a quarter of a second (so a
+runaway loop slows down instead of keeping a core busy with refusals).
 
 Every `RATE_LIMIT_SYNC_SECONDS` a background task flushes what this process spent to the
 `rate_buckets` table in one statement (`_SYNC`): the row is the shared bucket (refilled by the
@@ -37,6 +38,10 @@ log = logging.getLogger("taskflow.limits")
 
 WRITE = "write"
 READ = "read"
+REFUSAL_PAUSE_SECONDS = 0.25
+"""How long a refused call is held before its refusal goes out (`admit`): a runaway loop that
+waits for each answer then makes 4 calls a second instead of thousands, and holding a call
+costs no CPU. The caller is told to wait at least a second (`Retry-After`) anyway."""
 MAX_KNOWN_KEYS = 10_000
 """API keys remembered with their worker (so a known key is refused before its lookup)."""
 
@@ -137,6 +142,14 @@ class RateLimiter:
             )
         bucket.tokens -= 1.0
         bucket.spent += 1.0
+
+    async def admit(self, worker_id: int, write: bool, handle: str | None = None) -> None:
+        """`take`, but a refusal is held `REFUSAL_PAUSE_SECONDS` before it is raised."""
+        try:
+            self.take(worker_id, write, handle)
+        except RateLimited:
+            await asyncio.sleep(REFUSAL_PAUSE_SECONDS)
+            raise
 
     def worker_of(self, key_hash: str) -> tuple[int, str] | None:
         """The worker (id, handle) an API key (its hash) was last seen to belong to, if any."""

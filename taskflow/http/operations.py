@@ -94,14 +94,14 @@ class OperationRoute:
         if limiter is not None and presented is not None:
             known = limiter.worker_of(presented.key_hash)
             if known is not None:
-                limiter.take(known[0], self.writes, known[1])
+                await limiter.admit(known[0], self.writes, known[1])
                 charged = True
         fast = self.by_key and (limiter is None or charged)
         caller = presented if fast else None
         actor = None if caller is not None else await self._identify(request)
         if limiter is not None and not charged:
             assert actor is not None
-            limiter.take(actor.worker_id, self.writes, actor.handle)
+            await limiter.admit(actor.worker_id, self.writes, actor.handle)
             if presented is not None and actor.auth == "api_key":
                 limiter.learn(presented.key_hash, actor.worker_id, actor.handle)
         try:

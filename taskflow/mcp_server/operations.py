@@ -132,7 +132,7 @@ class OperationTools:
             actor = await self.surface.identity.resolve(ctx)
             limiter = self.surface.runtime.limiter
             if limiter is not None:
-                limiter.take(actor.worker_id, operation.mutating, actor.handle)
+                await limiter.admit(actor.worker_id, operation.mutating, actor.handle)
             command = operation.parse(args)
             outcome = await dispatch(self.surface.db, actor, command, idempotency_key=key)
         except TaskFlowError as exc:
