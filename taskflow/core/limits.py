@@ -75,6 +75,9 @@ _SYNC = text(
 class Bucket:
     tokens: float
     at: float
+    """When `tokens` was last brought up to date (a take, or a sync)."""
+    used: float
+    """When the last call was admitted or refused."""
     spent: float = 0.0
     """Taken since the last sync (what the next one flushes)."""
 
@@ -125,11 +128,11 @@ class RateLimiter:
         now = time.monotonic()
         bucket = self.buckets.get((worker_id, kind))
         if bucket is None:
-            bucket = self.buckets[(worker_id, kind)] = Bucket(self.capacity[kind], now)
+            bucket = self.buckets[(worker_id, kind)] = Bucket(self.capacity[kind], now, now)
             self._ensure_sync()
         else:
             bucket.tokens = min(self.capacity[kind], bucket.tokens + (now - bucket.at) * rate)
-            bucket.at = now
+            bucket.at = bucket.used = now
         if bucket.tokens < 1.0:
             retry = max(1, math.ceil((1.0 - bucket.tokens) / rate))
             who = handle or f"worker {worker_id}"
@@ -223,11 +226,12 @@ class RateLimiter:
             # What was taken while the statement ran is not in the row yet.
             bucket.tokens = min(self.capacity[kind], float(tokens)) - bucket.spent
             bucket.at = time.monotonic()
-        # Forget buckets idle long enough to be full again (the row keeps their state).
+        # Forget buckets unused long enough to be full again (the row keeps their state), so
+        # a sync carries only the workers active lately.
         for key in keys:
             bucket = self.buckets[key]
             full_after = self.capacity[key[1]] / self.rate[key[1]]
-            if bucket.spent == 0 and now - bucket.at > full_after + self.sync_seconds:
+            if bucket.spent == 0 and now - bucket.used > full_after + self.sync_seconds:
                 del self.buckets[key]
 
     async def close(self) -> None:

@@ -193,3 +193,17 @@ async def test_one_audit_verification_at_a_time(
     done = await first
     assert done.status_code == 200 and done.json()["ok"] is True
     assert not audit_ops._VERIFYING
+
+
+async def test_a_process_forgets_buckets_unused_until_full(db: Database, db_url: str) -> None:
+    settings = settings_for(db_url, rate_limit_writes_per_minute=600, rate_limit_burst_seconds=0.2)
+    limiter = RateLimiter.from_settings(settings, db)
+    assert limiter is not None
+    limiter.take(1, True)
+    await limiter.sync()
+    assert (1, "write") in limiter.buckets
+    for bucket in limiter.buckets.values():
+        bucket.used -= 60  # as if unused for a minute: full again long since
+    await limiter.sync()
+    assert not limiter.buckets
+    await limiter.close()
