@@ -25,6 +25,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._support import (
+    NEVER_LIMITED,
     WRK_HEADER,
     Side,
     alternate,
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             "MCP-Protocol-Version": PROTOCOL_VERSION,
             "Authorization": f"Bearer {s.api_key}",
         }
-        with serve("taskflow", url) as tf:
+        with serve("taskflow", url, NEVER_LIMITED) as tf:
             endpoint = tf.base_url + "/mcp"
             sides = []
             for name, body in calls.items():

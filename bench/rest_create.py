@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._support import (
+    NEVER_LIMITED,
     WRK_HEADER,
     Side,
     alternate,
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         bare_script = wrk_script("POST", json_headers, body)
         with (
-            serve("taskflow", url) as tf,
+            serve("taskflow", url, NEVER_LIMITED) as tf,
             uvicorn_app("bare", "bench._bare:factory", bare_env, ready_path="/health") as bare,
         ):
             tf_url = f"{tf.base_url}/api/projects/{s.project_id}/tasks"

@@ -42,7 +42,15 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._data import load_chain, load_tree, load_wide
-from bench._support import parser, print_table, quick, ratio_line, seed, write_result
+from bench._support import (
+    NEVER_LIMITED,
+    parser,
+    print_table,
+    quick,
+    ratio_line,
+    seed,
+    write_result,
+)
 from tests.support.servers import fresh_database, plain_dsn, postgres, serve
 
 TARGET_RATIO = 4.0
@@ -212,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         tf_runs, psql_runs, default_first = [], [], []
         with (
-            serve("taskflow", url) as tf,
+            serve("taskflow", url, NEVER_LIMITED) as tf,
             httpx.Client(
                 headers={"Authorization": f"Bearer {s.api_key}"}, timeout=TIMEOUT_S
             ) as http,

@@ -22,7 +22,10 @@ def run_on(connection: object) -> None:
 
 
 async def run_standalone() -> None:
-    engine = create_async_engine(to_async_url(database_url(Settings())))
+    """`alembic upgrade head` by hand: as the owner (DATABASE_MIGRATION_URL) when one is set."""
+    settings = Settings()
+    url = settings.database_migration_url if settings.database_url else None
+    engine = create_async_engine(to_async_url(url or database_url(settings)))
     async with engine.begin() as conn:
         await conn.run_sync(run_on)
     await engine.dispose()

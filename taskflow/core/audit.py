@@ -655,6 +655,9 @@ async def digest(db: Database) -> str:
 
 
 _LOCK_NOT_AVAILABLE = "55P03"
+SHARE_LOCK = "SELECT audit_log_share_lock()"
+"""`LOCK TABLE audit_log IN SHARE MODE`, through the owner's function (migration 0010): the app's
+role may not take that lock itself, since it holds no UPDATE, DELETE or TRUNCATE right there."""
 
 
 async def settle_snapshot(session: AsyncSession) -> int:
@@ -667,7 +670,7 @@ async def settle_snapshot(session: AsyncSession) -> int:
     """
     savepoint = await session.begin_nested()
     try:
-        await session.execute(text("LOCK TABLE audit_log IN SHARE MODE"))
+        await session.execute(text(SHARE_LOCK))
         last = int(await session.scalar(text("SELECT coalesce(max(id), 0) FROM audit_log")) or 0)
     except DBAPIError as exc:
         await savepoint.rollback()
@@ -707,7 +710,7 @@ async def _settled_last_id(raw: Any) -> int:
     try:
         async with raw.transaction():
             await raw.execute("SET LOCAL lock_timeout = '10s'")
-            await raw.execute("LOCK TABLE audit_log IN SHARE MODE")
+            await raw.execute(SHARE_LOCK)
             return int(await raw.fetchval("SELECT coalesce(max(id), 0) FROM audit_log"))
     except asyncpg.LockNotAvailableError:
         raise Unavailable("the audit log is busy with a long write: retry the digest") from None

@@ -27,6 +27,7 @@ from taskflow.core.db import (
     upgrade,
 )
 from taskflow.core.errors import TaskFlowError, Unavailable
+from taskflow.core.limits import RateLimiter
 from taskflow.core.runtime import Runtime
 
 Notice = Callable[[embedded.Started], None]
@@ -43,18 +44,21 @@ def authenticator(settings: Settings, db: Database) -> Authenticator:
     return Authenticator(db, verifier)
 
 
-def runtime_for(settings: Settings, db: Database) -> Runtime:
-    """The runtime over a database the caller already has (tests, benchmarks)."""
-    return Runtime(settings=settings, db=db, auth=authenticator(settings, db))
+def runtime_for(settings: Settings, db: Database, *, limited: bool = False) -> Runtime:
+    """The runtime over a database the caller already has (tests, benchmarks). `limited`: rate
+    limits per worker, as the settings say (servers and stdio MCP; the CLI is one local user)."""
+    limiter = RateLimiter.from_settings(settings, db) if limited else None
+    return Runtime(settings=settings, db=db, auth=authenticator(settings, db), limiter=limiter)
 
 
 def build_runtime(settings: Settings, *, pool_size: int = 10) -> Runtime:
-    """A runtime built without awaiting anything; `prepare` it inside the event loop.
+    """A server's runtime (rate limited), built without awaiting anything; `prepare` it inside
+    the event loop.
 
     The embedded server is started here when no DATABASE_URL is set (and restarted by the
     process whenever it finds it gone).
     """
-    return runtime_for(settings, connect(settings, pool_size=pool_size))
+    return runtime_for(settings, connect(settings, pool_size=pool_size), limited=True)
 
 
 async def prepare(runtime: Runtime, *, migrate: bool = True) -> None:
@@ -75,6 +79,7 @@ async def open_runtime(
     pool_size: int = 10,
     keep_running: bool = False,
     notice: Notice | None = None,
+    limited: bool = False,
 ) -> Runtime:
     """Connect (starting the embedded server if needed), migrate, and set up token checks.
 
@@ -84,25 +89,32 @@ async def open_runtime(
     by hand, say) is opened once more the full way, which makes the database again.
     """
     if db is not None:
-        return runtime_for(settings, db)
-    opening = _open(settings, migrate, pool_size, keep_running, notice)
+        return runtime_for(settings, db, limited=limited)
+    opening = _open(settings, migrate, pool_size, keep_running, notice, limited)
     try:
         return await opening
     except TaskFlowError:
         if settings.database_url or not embedded.forget_database(settings.data_dir):
             raise
-    return await _open(settings, migrate, pool_size, keep_running, notice)
+    return await _open(settings, migrate, pool_size, keep_running, notice, limited)
 
 
 async def _open(
-    settings: Settings, migrate: bool, pool_size: int, keep_running: bool, notice: Notice | None
+    settings: Settings,
+    migrate: bool,
+    pool_size: int,
+    keep_running: bool,
+    notice: Notice | None,
+    limited: bool,
 ) -> Runtime:
     runtime: Runtime | None = None
     try:
         url = await asyncio.to_thread(
             database_url, settings, keep_running=keep_running, notice=notice
         )
-        runtime = runtime_for(settings, connect(settings, url, pool_size=pool_size))
+        runtime = runtime_for(
+            settings, connect(settings, url, pool_size=pool_size), limited=limited
+        )
         await prepare(runtime, migrate=migrate)
     except Exception as exc:
         if runtime is not None:

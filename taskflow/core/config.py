@@ -80,6 +80,27 @@ class Settings(BaseSettings):
     reminder_interval_seconds: float = Field(
         default=60.0, gt=0, description="How often the housekeeper writes due_soon/overdue events."
     )
+    rate_limit_writes_per_minute: float = Field(
+        default=1200, ge=0, description="Writes per worker per minute (0: unlimited)."
+    )
+    rate_limit_reads_per_minute: float = Field(
+        default=6000, ge=0, description="Reads per worker per minute (0: unlimited)."
+    )
+    rate_limit_burst_seconds: float = Field(
+        default=10, gt=0, description="A worker may spend this many seconds' worth at once."
+    )
+    rate_limit_sync_seconds: float = Field(
+        default=1.0, gt=0, description="How often a process shares its buckets via PostgreSQL."
+    )
+    http_request_timeout_seconds: float = Field(
+        default=15.0,
+        ge=0,
+        description="A request's headers and body must arrive within this long (0: no limit).",
+    )
+    database_migration_url: str | None = Field(
+        default=None,
+        description="The schema owner's URL, for migrations; unset: DATABASE_URL migrates too.",
+    )
     taskflow_token: str | None = Field(default=None, description="Bearer token for the CLI.")
     taskflow_api_key: str | None = Field(default=None, description="Agent key for MCP stdio.")
     taskflow_max_agents_per_worker: int = Field(

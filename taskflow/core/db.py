@@ -8,6 +8,7 @@ hosts) asyncpg's prepared-statement cache breaks, so it is turned off there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -127,14 +128,27 @@ class Database:
     sessions: async_sessionmaker[AsyncSession]
     pooled: bool = False
     heal: Heal | None = None
+    owner_url: str | None = None
+    """The schema owner's URL when the app connects as a less privileged role (migration 0010):
+    migrations run there (`upgrade`). None: this database's own role migrates."""
+    login_role: str | None = None
+    """The embedded database: the role the app logs in as, given LOGIN after migrating."""
 
     @classmethod
     def from_url(
-        cls, url: str, *, pooled: bool | None = None, pool_size: int = 10, heal: Heal | None = None
+        cls,
+        url: str,
+        *,
+        pooled: bool | None = None,
+        pool_size: int = 10,
+        heal: Heal | None = None,
+        owner_url: str | None = None,
+        login_role: str | None = None,
     ) -> Database:
         engine = build_engine(url, pooled=pooled, pool_size=pool_size)
         behind_pooler = is_pooled(to_async_url(url), pooled)
-        return cls(engine, async_sessionmaker(engine, expire_on_commit=False), behind_pooler, heal)
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        return cls(engine, sessions, behind_pooler, heal, owner_url, login_role)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -290,14 +304,37 @@ def database_url(
     return started.url
 
 
+APP_ROLE = "taskflow_app"
+"""The role migration 0010 makes: no right to alter, update or delete the audit log."""
+
+
+def as_role(url: str, role: str) -> str:
+    """The same server and database, logged in as `role` (the embedded server trusts local
+    logins, so no password)."""
+    return to_async_url(url).set(username=role, password=None).render_as_string(False)
+
+
 def connect(settings: Settings, url: str | None = None, *, pool_size: int = 10) -> Database:
     """A `Database` for the settings (blocking: may start the embedded server). The embedded one
-    heals itself: a long-running process restarts it when it finds it gone."""
+    heals itself: a long-running process restarts it when it finds it gone, and its app logs
+    in as `taskflow_app` while migrations run as the server's superuser. With DATABASE_URL,
+    DATABASE_MIGRATION_URL (when set) is the owner's URL that migrates."""
     url = url or database_url(settings)
-    heal = None
-    if not settings.database_url:
-        heal = embedded.Healer(settings.data_dir, settings.taskflow_embedded_idle_minutes)
-    return Database.from_url(url, pooled=settings.database_pooled, pool_size=pool_size, heal=heal)
+    if settings.database_url:
+        owner = settings.database_migration_url
+        owner = owner if owner and owner != settings.database_url else None
+        return Database.from_url(
+            url, pooled=settings.database_pooled, pool_size=pool_size, owner_url=owner
+        )
+    heal = embedded.Healer(settings.data_dir, settings.taskflow_embedded_idle_minutes)
+    return Database.from_url(
+        as_role(url, APP_ROLE),
+        pooled=settings.database_pooled,
+        pool_size=pool_size,
+        heal=heal,
+        owner_url=url,
+        login_role=APP_ROLE,
+    )
 
 
 async def open_database(
@@ -386,6 +423,42 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head() or ""
 
 
+@dataclass(frozen=True)
+class RoleReport:
+    """Which role the app connects as, and what it could do to the audit log."""
+
+    role: str
+    superuser: bool
+    owns_audit_log: bool
+    may_rewrite_audit_log: bool
+
+    @property
+    def could_alter_audit_log(self) -> bool:
+        """Could disable the append-only trigger, or update or delete history."""
+        return self.superuser or self.owns_audit_log or self.may_rewrite_audit_log
+
+
+_ROLE_REPORT = text(
+    """
+    SELECT current_user AS role, r.rolsuper AS superuser,
+           coalesce(pg_has_role(current_user, c.relowner, 'USAGE'), false) AS owns,
+           coalesce(has_table_privilege(c.oid, 'UPDATE')
+                    OR has_table_privilege(c.oid, 'DELETE')
+                    OR has_table_privilege(c.oid, 'TRUNCATE'), false) AS rewrites
+    FROM pg_roles r
+    LEFT JOIN pg_class c ON c.oid = to_regclass('audit_log')
+    WHERE r.rolname = current_user
+    """
+)
+
+
+async def role_report(db: Database) -> RoleReport:
+    """The app's role and its rights over `audit_log` (for `taskflow db status`)."""
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(_ROLE_REPORT)).one()
+    return RoleReport(row.role, bool(row.superuser), bool(row.owns), bool(row.rewrites))
+
+
 async def current_revision(db: Database) -> str | None:
     """The schema version in the database; None on an empty database."""
     async with db.engine.connect() as conn:
@@ -396,11 +469,39 @@ async def current_revision(db: Database) -> str | None:
 
 
 async def upgrade(db: Database, revision: str = "head") -> None:
-    """Migrate forward; a database already at head costs one query, keeping startup fast."""
-    if revision == "head" and await current_revision(db) == head_revision():
+    """Migrate forward; a database already at head costs one query, keeping startup fast.
+
+    With an owner URL (`Database.owner_url`) the app's own role only reads the revision; when
+    that is not head (or the role cannot log in yet: a fresh embedded database), the owner
+    migrates over a connection of its own, and the embedded app role gets LOGIN.
+    """
+    if db.owner_url is None:
+        if revision == "head" and await current_revision(db) == head_revision():
+            return
+        await _run_alembic(db, "upgrade", revision)
+        await analyze(db)
         return
-    await _run_alembic(db, "upgrade", revision)
-    await analyze(db)
+    if revision == "head":
+        with contextlib.suppress(DBAPIError, OSError):
+            if await current_revision(db) == head_revision():
+                return
+    owner = Database.from_url(db.owner_url, pool_size=1)
+    try:
+        await upgrade(owner, revision)
+        if db.login_role is not None:
+            async with owner.engine.begin() as conn:
+                await conn.execute(text(_LOGIN.format(role=db.login_role)))
+    finally:
+        await owner.close()
+
+
+_LOGIN = """
+DO $$ BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}' AND NOT rolcanlogin) THEN
+        ALTER ROLE {role} LOGIN;
+    END IF;
+END $$
+"""
 
 
 # What bulk writes (a migration, a Phase 1 import) fill; see `analyze`.

@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar, get_type_hints
 from pydantic import BaseModel, ValidationError
 
 from taskflow.core.actor import Actor, KeyCaller
-from taskflow.core.errors import FieldProblem, InvalidInput
+from taskflow.core.errors import FieldProblem, InvalidInput, ValidationFailed
 from taskflow.core.uow import UnitOfWork
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -80,11 +80,37 @@ class Operation:
         return get_type_hints(self.handler)["return"]
 
     def parse(self, arguments: Mapping[str, Any]) -> BaseModel:
-        """The command built from a surface's arguments, or `InvalidInput` naming each problem."""
+        """The command built from a surface's arguments, or `InvalidInput` naming each problem
+        (arguments nested deeper than `MAX_DEPTH` are refused before anything reads them)."""
+        if nested_too_deep(arguments, MAX_DEPTH):
+            raise ValidationFailed(
+                f"the arguments are nested more than {MAX_DEPTH} levels deep: no operation "
+                "takes that; send a flatter value",
+                field="arguments",
+            )
         try:
             return self.command.model_validate(dict(arguments))
         except ValidationError as exc:
             raise InvalidInput(problems_of(self.command, exc)) from None
+
+
+MAX_DEPTH = 32
+"""How deeply a command's arguments may nest (objects and arrays); no command needs more than 4."""
+
+
+def nested_too_deep(value: Any, limit: int) -> bool:
+    """Whether `value` nests objects or arrays more than `limit` levels deep (a flat object is
+    one level); iterative, so a hostile value cannot exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, Mapping) else item
+        if depth > limit:
+            return True
+        for child in children:
+            if isinstance(child, Mapping | list):
+                stack.append((child, depth + 1))
+    return False
 
 
 C = TypeVar("C", bound=BaseModel)

@@ -123,3 +123,16 @@ class Unavailable(TaskFlowError):
     status = 503
     code = "unavailable"
     title = "Service unavailable"
+
+
+class RateLimited(TaskFlowError):
+    """The caller is over a limit (its rate per worker, or a costly call already running);
+    `retry_after` says in how many seconds to try again."""
+
+    status = 429
+    code = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, message: str, *, retry_after: int, **extra: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **extra)
+        self.retry_after = retry_after

@@ -29,7 +29,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from taskflow.core.domain import (
@@ -421,3 +421,21 @@ class TaskReminder(Base):
     due_date: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     audit_id: Mapped[int | None] = mapped_column(BigInteger)
     sent_at: Mapped[datetime] = _now()
+
+
+class RateBucket(Base):
+    """A worker's shared token bucket for writes or reads (UNLOGGED; `taskflow.core.limits`)."""
+
+    __tablename__ = "rate_buckets"
+    __table_args__ = (
+        CheckConstraint("kind IN ('write', 'read')", name="kind"),
+        {"prefixes": ["UNLOGGED"]},
+    )
+
+    worker_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text, primary_key=True)
+    tokens: Mapped[float] = mapped_column(DOUBLE_PRECISION)
+    capacity: Mapped[float] = mapped_column(DOUBLE_PRECISION)
+    rate: Mapped[float] = mapped_column(DOUBLE_PRECISION)
+    spent: Mapped[float] = mapped_column(DOUBLE_PRECISION)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from taskflow.core.auth.identity import Authenticator
 from taskflow.core.config import Settings
 from taskflow.core.db import Database
+from taskflow.core.limits import RateLimiter
 
 
 @dataclass
@@ -14,6 +15,8 @@ class Runtime:
     settings: Settings
     db: Database
     auth: Authenticator
+    limiter: RateLimiter | None = None
+    """Rate limits per worker (servers and stdio MCP); None for the CLI (one local user)."""
 
     @property
     def local_mode(self) -> bool:
@@ -21,6 +24,8 @@ class Runtime:
         return self.auth.verifier is None
 
     async def close(self) -> None:
+        if self.limiter is not None:
+            await self.limiter.close()
         if self.auth.verifier is not None:
             await self.auth.verifier.jwks.aclose()
         await self.db.close()

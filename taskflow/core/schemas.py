@@ -366,7 +366,9 @@ class TaskFilter(Model):
     top_level: bool = Field(default=False, description="Only tasks without a parent")
     search: str | None = Field(default=None, max_length=200)
     priority: Priority | None = None
-    tags: list[str] = Field(default_factory=list, description="Tasks having all these tags")
+    tags: list[Annotated[str, StringConstraints(max_length=50)]] = Field(
+        default_factory=list, max_length=50, description="Tasks having all these tags"
+    )
     created_by: Handle | None = None
     due_before: DueDate = None
     due_after: DueDate = None
@@ -377,7 +379,7 @@ class TaskFilter(Model):
     sort: SortKey = "created"
     reverse: bool = False
     limit: int = Field(default=50, ge=1, le=500)
-    cursor: str | None = None
+    cursor: str | None = Field(default=None, max_length=500)
 
 
 class AuditFilter(Model):
@@ -388,7 +390,7 @@ class AuditFilter(Model):
     since: datetime | None = None
     until: datetime | None = None
     limit: int = Field(default=50, ge=1, le=500)
-    cursor: str | None = None
+    cursor: str | None = Field(default=None, max_length=500)
 
 
 # ---------------------------------------------------------------- compact answers

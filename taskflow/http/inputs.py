@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from taskflow.core.domain import is_number
 from taskflow.http.problems import ClientError
@@ -34,11 +34,14 @@ async def body_bytes(request: Request) -> bytes:
         raise ClientError(413, f"request body over {MAX_BODY_BYTES} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise ClientError(413, f"request body over {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise ClientError(413, f"request body over {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone (or cut off by the receipt deadline): nobody to answer
+        raise ClientError(400, "the client left before sending the whole body") from None
     raw = b"".join(chunks)
     content_type = request.headers.get("content-type")
     # A form or text body, even an empty one, is what a cross-site page can send unasked.

@@ -111,6 +111,11 @@ _ERRORS = {
     413: ("ContentTooLarge", "Request body over 1 MiB"),
     415: ("UnsupportedMediaType", "The body is not application/json"),
     422: ("ValidationFailed", "A field is invalid; `errors` lists each one"),
+    429: (
+        "RateLimited",
+        "Over your worker's rate (writes and reads counted apart), or an audit verification is "
+        "already running: retry after `Retry-After` seconds",
+    ),
     503: ("Unavailable", "The database or the auth server is unreachable; retry"),
 }
 
@@ -125,6 +130,8 @@ TaskFlow's REST API for the frontend (and for agents that prefer HTTP to MCP).
 * Lists of tasks and audit entries are paged: `limit` and the opaque `cursor` (`next_cursor`).
 * Every answer carries the server's `X-Request-ID` (audit entries record it); the one you sent
   comes back as `X-Client-Request-ID` and is recorded beside it (`client_request_id`).
+* Limits: each worker's writes and reads per minute (429 with `Retry-After`), bodies up to
+  1 MiB (413), arguments nested at most 32 levels deep, lists as each schema's `maxItems`.
 """
 
 
@@ -301,7 +308,7 @@ class _Builder:
     def _error_codes(self, ep: RouteDoc) -> list[int]:
         if ep.public:
             return [503] if ep.path.endswith("/ready") else []
-        codes = [400, 401, 403, 404, 409, 422, 503]
+        codes = [400, 401, 403, 404, 409, 422, 429, 503]
         if ep.precondition:
             codes.append(412)
         if ep.body is not None:
@@ -343,6 +350,12 @@ class _Builder:
                     "description": 'Bearer realm="taskflow" (+ error="invalid_token")',
                     "required": True,
                     "schema": {"type": "string"},
+                }
+            if status in (429, 503):
+                headers["Retry-After"] = {
+                    "description": "Seconds to wait before retrying",
+                    "required": True,
+                    "schema": {"type": "integer"},
                 }
             responses[name] = {
                 "description": description,

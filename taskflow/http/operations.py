@@ -80,12 +80,30 @@ class OperationRoute:
         self.empty = self.rest.status == 204 or output is type(None)
         self.out = None if self.empty else TypeAdapter(output)
         self.by_key = operation.by_key is not None
+        self.writes = operation.mutating
 
     async def __call__(self, request: Request) -> Response:
         # A well-formed API key on an operation that checks keys in its own statement is not
         # looked up first: one round trip instead of two. Anyone else is identified first.
-        caller = key_caller(request) if self.by_key else None
+        # With rate limits, a key already seen is charged (or refused) before anything else,
+        # so a worker over its limit costs no database work; a key not seen yet is identified
+        # once, which teaches the limiter its worker.
+        limiter = self.runtime.limiter
+        presented = key_caller(request) if self.by_key or limiter is not None else None
+        charged = False
+        if limiter is not None and presented is not None:
+            known = limiter.worker_of(presented.key_hash)
+            if known is not None:
+                await limiter.admit(known[0], self.writes, known[1])
+                charged = True
+        fast = self.by_key and (limiter is None or charged)
+        caller = presented if fast else None
         actor = None if caller is not None else await self._identify(request)
+        if limiter is not None and not charged:
+            assert actor is not None
+            await limiter.admit(actor.worker_id, self.writes, actor.handle)
+            if presented is not None and actor.auth == "api_key":
+                limiter.learn(presented.key_hash, actor.worker_id, actor.handle)
         try:
             arguments, sources = await self._arguments(request)
             request.scope[SOURCES_KEY] = sources

@@ -45,6 +45,7 @@ _HTTP_CODES = {
     412: ("stale-version", "Precondition failed"),
     413: ("content-too-large", "Request body too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
+    429: ("rate-limited", "Too many requests"),
     422: ("validation-failed", "Invalid input"),
     500: ("internal-error", "Internal server error"),
     503: ("unavailable", "Service unavailable"),
@@ -121,6 +122,9 @@ def from_domain(request: Request, exc: TaskFlowError) -> Response:
         headers["WWW-Authenticate"] = challenge(request, exc.message)
     if exc.status == 503:
         headers["Retry-After"] = "5"
+    retry_after = exc.extra.get("retry_after")
+    if isinstance(retry_after, int):
+        headers["Retry-After"] = str(retry_after)
     errors = None
     field = exc.extra.get("field")
     if isinstance(exc, InvalidInput):

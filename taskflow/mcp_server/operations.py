@@ -135,6 +135,9 @@ class OperationTools:
             if key is not None and not isinstance(key, str):
                 raise ValidationFailed("idempotency_key must be a string", field=IDEMPOTENCY_KEY)
             actor = await self.surface.identity.resolve(ctx)
+            limiter = self.surface.runtime.limiter
+            if limiter is not None:
+                await limiter.admit(actor.worker_id, operation.mutating, actor.handle)
             command = operation.parse(args)
             outcome = await dispatch(self.surface.db, actor, command, idempotency_key=key)
         except TaskFlowError as exc:

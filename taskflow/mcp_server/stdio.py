@@ -70,7 +70,7 @@ async def startup_actor(runtime: Runtime, api_key: str | None, handle: str | Non
 
 async def serve(settings: Settings, handle: str | None, toolset_names: str | None) -> None:
     with stdout_to_stderr():
-        runtime = await open_runtime(settings)
+        runtime = await open_runtime(settings, limited=True)
     try:
         api_key = settings.taskflow_api_key.strip() if settings.taskflow_api_key else None
         actor = await startup_actor(runtime, api_key, handle)

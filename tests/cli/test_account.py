@@ -6,6 +6,7 @@ import json
 import os
 import stat
 
+import pytest
 from sqlalchemy import text
 
 from taskflow.core.db import Database
@@ -147,11 +148,46 @@ async def test_db_status_and_upgrade(cli: Cli, db_url: str, monkeypatch) -> None
     data = await cli.json("db", "status")
     assert data["up_to_date"] is True and data["current"] == data["head"]
     assert "s3cret" not in json.dumps(data) and "***" in data["database"]
-    assert "s3cret" not in (await cli.ok("db", "status")).stdout
+    shown = await cli.ok("db", "status")
+    assert "s3cret" not in shown.stdout
+    # The suite connects as the server's superuser: that role could rewrite history.
+    assert data["role_could_alter_audit_log"] is True and data["role"]
+    assert f"Role:     {data['role']}" in shown.stdout
+    assert "could alter the audit log" in shown.stdout + shown.stderr
     data = await cli.json("db", "upgrade")
     assert data["before"] == data["after"]
     result = await cli.ok("db", "upgrade")
     assert "Already at the latest schema" in result.stdout
+
+
+async def test_the_app_role_with_a_migration_url(
+    cli: Cli, db_url: str, pg_server_url: str, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """DATABASE_URL as `taskflow_app` (no rights over the audit log), DATABASE_MIGRATION_URL as
+    the owner: commands work, and `db status` names the role without a warning."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    from tests import pgbouncer
+    from tests.conftest import _admin_dsn
+
+    if os.environ.get("TASKFLOW_TEST_DATABASE_URL") or pgbouncer.flag_set():
+        pytest.skip("logs in as taskflow_app without a password: the suite's own server only")
+    admin = await asyncpg.connect(_admin_dsn(pg_server_url, "postgres"))
+    try:
+        await admin.execute("ALTER ROLE taskflow_app LOGIN")
+    finally:
+        await admin.close()
+    app_url = make_url(db_url).set(username="taskflow_app", password=None)
+    monkeypatch.setenv("DATABASE_URL", app_url.render_as_string(hide_password=False))
+    monkeypatch.setenv("DATABASE_MIGRATION_URL", db_url)
+    data = await cli.json("db", "status")
+    assert data["role"] == "taskflow_app" and data["role_could_alter_audit_log"] is False
+    shown = await cli.ok("db", "status")
+    assert "could alter" not in shown.stdout + shown.stderr
+    await cli.ok("init", "--user", "@me", "--name", "Me")
+    await cli.ok("add", "Written by the app role")
+    assert "Audit log intact" in (await cli.ok("audit", "verify")).stdout
 
 
 async def test_db_upgrade_migrates_an_empty_database(

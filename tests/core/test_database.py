@@ -38,6 +38,7 @@ SCHEMA_TABLES = {
     "audit_log",
     "idempotency_keys",
     "import_records",
+    "rate_buckets",
     "project_members",
     "projects",
     "task_reminders",

@@ -65,6 +65,8 @@ def start_uvicorn(
         "--no-access-log",
         "--log-level",
         "info",
+        "--http",
+        "taskflow.deadline:ReceiptDeadline",  # as `taskflow serve` runs it
     ]
     if app_dir is not None:
         command += ["--app-dir", str(app_dir)]

@@ -127,3 +127,27 @@ def test_a_startup_refusal_is_one_line_on_stderr(db_url: str, tmp_path: Path) ->
     assert done.stdout == ""  # stdout is the protocol channel: never polluted
     assert done.stderr.startswith("taskflow-mcp: no identity: set TASKFLOW_API_KEY")
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+async def test_stdio_is_rate_limited_per_worker(
+    db: Database, db_url: str, team: Team, tmp_path: Path
+) -> None:
+    """The stdio server limits its agent like the HTTP server does (decision 67)."""
+    limits = {
+        "RATE_LIMIT_WRITES_PER_MINUTE": "60",
+        "RATE_LIMIT_BURST_SECONDS": "2",  # two writes at once, then one a second
+    }
+    server = StdioServerParameters(
+        command=str(SCRIPT),
+        env=stdio_env(db_url, tmp_path, TASKFLOW_API_KEY=team.bot_key, **limits),
+        cwd=str(tmp_path),
+    )
+    async with Client(server) as client:
+        made = [await client.call_tool("create_task", {"title": f"t{n}"}) for n in range(2)]
+        refused = await client.call_tool("create_task", {"title": "one too many"})
+        read = await client.call_tool("list_tasks", {})
+    assert not any(r.is_error for r in made)
+    assert refused.is_error and "retry in" in refused.content[0].text
+    assert refused.meta["taskflow/error"]["retry_after"] >= 1  # type: ignore[index]
+    assert not read.is_error  # reads are counted apart
+    assert await scalar(db, "SELECT count(*) FROM tasks WHERE title = 'one too many'") == 0

@@ -358,3 +358,14 @@ def test_an_undeclared_transaction_pooler_fails_in_one_line(
         assert direct.returncode == 0, direct.stderr  # no false alarm straight to PostgreSQL
     finally:
         bouncer.stop()
+
+
+def test_db_status_names_the_app_role_which_cannot_alter_the_audit_log(data_dir: Path) -> None:
+    """The embedded default migrates as its superuser and runs as `taskflow_app`."""
+    done = run(data_dir, "db", "status", "--json")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["role"] == "taskflow_app" and info["role_could_alter_audit_log"] is False
+    shown = run(data_dir, "db", "status")
+    assert "Role:     taskflow_app" in shown.stdout
+    assert "could alter" not in shown.stdout + shown.stderr

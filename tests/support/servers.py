@@ -175,6 +175,8 @@ def uvicorn_app(
         "--port",
         str(port),
         "--no-access-log",
+        "--http",
+        "taskflow.deadline:ReceiptDeadline",  # as `taskflow serve` runs it
         "--app-dir",
         str(ROOT),
     ]

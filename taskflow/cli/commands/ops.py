@@ -23,7 +23,7 @@ from taskflow.cli.output import USAGE, emit_json, err, fail, note, out, success
 from taskflow.cli.session import Session, call, load_settings, token_source
 from taskflow.core import embedded, phase1
 from taskflow.core.config import Settings
-from taskflow.core.db import current_revision, head_revision, upgrade
+from taskflow.core.db import Database, current_revision, head_revision, role_report, upgrade
 from taskflow.core.domain import Via, check_handle
 from taskflow.core.errors import TaskFlowError
 from taskflow.core.services import importer
@@ -32,6 +32,8 @@ from taskflow.core.services.onboarding import LocalSetup
 db_app = typer.Typer(help="The database: status, upgrade, stop.", no_args_is_help=True)
 
 SERVER_FACTORY = "taskflow.server:factory"
+HTTP_PROTOCOL = "taskflow.deadline:ReceiptDeadline"
+"""uvicorn's httptools protocol with a deadline for receiving each request."""
 MCP_STDIO = "from taskflow.mcp_server.stdio import main; main()"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PROGRESS_THRESHOLD = 300
@@ -49,12 +51,28 @@ def db_status(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Which database, and whether its schema is up to date."""
 
     async def work(s: Session) -> dict[str, Any]:
-        current, head = await current_revision(s.db), head_revision()
+        head = head_revision()
+        try:
+            current = await current_revision(s.db)
+            report = await role_report(s.db)
+        except Exception:
+            if s.db.owner_url is None:
+                raise
+            # The app's role cannot log in yet (an embedded database from before it existed):
+            # the owner reads the revision; the next command migrates and sets the role up.
+            owner = Database.from_url(s.db.owner_url, pool_size=1)
+            try:
+                current = await current_revision(owner)
+            finally:
+                await owner.close()
+            report = None
         return {
             "database": _where(s),
             "current": current,
             "head": head,
             "up_to_date": current == head,
+            "role": None if report is None else report.role,
+            "role_could_alter_audit_log": None if report is None else report.could_alter_audit_log,
         }
 
     info = call(work, auth=False, migrate=False)
@@ -63,6 +81,17 @@ def db_status(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
         return
     out().print(f"Database: {info['database']}")
     out().print(f"Schema:   {info['current'] or 'empty'} (latest {info['head']})")
+    if info["role"] is None:
+        out().print("Role:     not set up yet (the next command migrates and sets it up)")
+    else:
+        out().print(f"Role:     {info['role']}")
+        if info["role_could_alter_audit_log"]:
+            note(
+                f"The app's role {info['role']} could alter the audit log (disable its trigger, "
+                "rewrite or delete history): connect as a role without those rights "
+                "(DATABASE_URL) and migrate as the owner (DATABASE_MIGRATION_URL); see "
+                "docs/deploy.md"
+            )
     if info["up_to_date"]:
         success("Up to date")
     else:
@@ -169,6 +198,7 @@ def serve(
         workers=workers,
         log_level=settings.log_level.lower(),
         access_log=settings.taskflow_access_log,
+        http=HTTP_PROTOCOL,
     )
 
 

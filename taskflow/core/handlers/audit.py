@@ -17,7 +17,7 @@ from taskflow.core import audit
 from taskflow.core.actor import Actor
 from taskflow.core.declarations import Route, declare
 from taskflow.core.domain import WorkerType, is_number
-from taskflow.core.errors import NotFound, ValidationFailed
+from taskflow.core.errors import NotFound, RateLimited, ValidationFailed
 from taskflow.core.models import AuditEntry, ProjectMember
 from taskflow.core.schemas import AuditEntryOut, AuditFilter, Model, Page, VerifyOut
 from taskflow.core.services.access import project_with_role, scope_clause
@@ -133,17 +133,33 @@ async def list_audit(cmd: ListAudit, uow: UnitOfWork, actor: Actor) -> Page[Audi
 )
 async def verify_audit(cmd: VerifyAudit, uow: UnitOfWork, actor: Actor) -> VerifyOut:
     """Recompute the audit log's hash chains: ok, or the first tampered entries; plus a digest
-    worth storing elsewhere to compare later. Any worker may check the log's integrity."""
-    raw = await audit.raw_connection(uow.session)
-    last = await audit.settle_snapshot(uow.session) if cmd.with_digest else None
-    result = await audit.verify_in(raw)
-    return VerifyOut(
-        ok=result.ok,
-        entries_checked=result.entries_checked,
-        chains_checked=result.chains_checked,
-        problems=result.problems,
-        digest=None if last is None else await audit.digest_in(raw, last),
-    )
+    worth storing elsewhere to compare later. Any worker may check; one check at a time."""
+    if _VERIFYING:
+        raise RateLimited(
+            "another audit verification is running on this server (it re-hashes the whole "
+            f"log): retry in {VERIFY_RETRY_SECONDS} s",
+            retry_after=VERIFY_RETRY_SECONDS,
+        )
+    _VERIFYING.add(id(uow))
+    try:
+        raw = await audit.raw_connection(uow.session)
+        last = await audit.settle_snapshot(uow.session) if cmd.with_digest else None
+        result = await audit.verify_in(raw)
+        return VerifyOut(
+            ok=result.ok,
+            entries_checked=result.entries_checked,
+            chains_checked=result.chains_checked,
+            problems=result.problems,
+            digest=None if last is None else await audit.digest_in(raw, last),
+        )
+    finally:
+        _VERIFYING.discard(id(uow))
+
+
+VERIFY_RETRY_SECONDS = 5
+_VERIFYING: set[int] = set()
+"""The verification running in this process, if any: whole-log re-hashes take seconds and
+memory, so a second one waits for its turn rather than doubling both (decision 69)."""
 
 
 @declare(
