@@ -20,6 +20,7 @@ import httpx
 from taskflow.core import reminders, webhooks
 from taskflow.core.config import Settings
 from taskflow.core.db import Database
+from taskflow.core.errors import Unavailable
 
 log = logging.getLogger("taskflow.housekeeping")
 
@@ -46,6 +47,8 @@ class Housekeeper:
                     await self.round(client)
                 except asyncio.CancelledError:
                     raise
+                except Unavailable as exc:  # the database restarting: no bug, no traceback
+                    log.warning("housekeeping round skipped: %s", exc)
                 except Exception:
                     log.exception("housekeeping round failed; trying again")
                 await asyncio.sleep(self.settings.webhook_poll_seconds)

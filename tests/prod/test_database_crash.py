@@ -163,6 +163,7 @@ def test_postgres_killed_mid_load_every_call_answered_then_recovery() -> None:
             run = _crash_under_load(pg, server.base_url, team)
             log, down_from, down_to, up_at = asyncio.run(run)
             tracebacks = server.tracebacks()
+            server_logs = server.logs()
         unaudited, verifies = asyncio.run(_database_facts(url))
     during = [a for a in log.answers if a.at > down_from + 0.2 and a.at + a.seconds < down_to]
     after = [a for a in log.answers if a.at > up_at]
@@ -174,6 +175,6 @@ def test_postgres_killed_mid_load_every_call_answered_then_recovery() -> None:
     recovered = [a for a in after if a.status == 200]
     assert recovered, "the same server process answers again after the restart"
     assert recovered[0].at - up_at < RECOVERY_BOUND_S
-    assert tracebacks == 0
+    assert tracebacks == 0, server_logs
     assert unaudited == [], "all of each change or none of it"
     assert verifies
