@@ -102,6 +102,10 @@ class AuditAction(StrEnum):
     API_KEY_CREATED = "api_key_created"
     API_KEY_REVOKED = "api_key_revoked"
     IMPORTED = "imported"
+    DEPENDENCY_ADDED = "dependency_added"
+    DEPENDENCY_REMOVED = "dependency_removed"
+    LEASE_RENEWED = "lease_renewed"
+    LEASE_EXPIRED = "lease_expired"
 
 
 TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {

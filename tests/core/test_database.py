@@ -40,6 +40,7 @@ SCHEMA_TABLES = {
     "import_records",
     "project_members",
     "projects",
+    "task_dependencies",
     "tasks",
     "workers",
 }
