@@ -40,6 +40,7 @@ Version = Annotated[
     int | None,
     Field(default=None, ge=1, description="The version your change is based on; stale = refused"),
 ]
+LeaseSeconds = Annotated[int | None, Field(default=None, ge=1, le=86_400)]
 ProjectRef = Annotated[
     str, Field(min_length=1, max_length=100, description="Project slug (or numeric id)")
 ]
@@ -113,6 +114,7 @@ class ProjectOut(Model):
     description: str
     owner: str = Field(description="Owner's handle")
     approval_policy: ApprovalPolicy
+    lease_seconds: int = Field(default=900, description="A claim's default lease here")
     version: int
     created_at: datetime
     updated_at: datetime
@@ -125,6 +127,13 @@ class MemberOut(Model):
     type: WorkerType
     role: Role
     added_at: datetime
+
+
+class Blocker(Model):
+    """A task this one waits for; `done` once it is completed."""
+
+    id: int
+    done: bool
 
 
 class TaskOut(Model):
@@ -153,6 +162,15 @@ class TaskOut(Model):
     )
     completed_at: datetime | None = Field(
         default=None, description="When it was completed; null again once reopened"
+    )
+    blocked_by: list[Blocker] = Field(
+        default_factory=list, description="Tasks it waits for; it starts once all are done"
+    )
+    required_capabilities: list[str] = Field(
+        default_factory=list, description="Claims offer it only to workers having all of these"
+    )
+    lease_expires_at: datetime | None = Field(
+        default=None, description="Until when its claimer holds it; renewed by progress"
     )
     version: int
     created_at: datetime
@@ -251,6 +269,7 @@ class UpdateProject(Model):
     name: Name | None = None
     description: str | None = Field(default=None, max_length=5000)
     approval_policy: ApprovalPolicy | None = None
+    lease_seconds: LeaseSeconds = None
     expected_version: Version = None
 
 
@@ -285,6 +304,7 @@ class SubtaskSpec(Model):
     tags: Tags
     due_date: DueDate = None
     assignee: Handle | None = None
+    required_capabilities: Tags
 
 
 class CreateTask(SubtaskSpec):
@@ -310,6 +330,7 @@ class EditTask(Model):
     status: TaskStatus | None = None
     assignee: Handle | None = None
     recurrence: str | None = Field(default=None, max_length=100)
+    required_capabilities: list[Tag] | None = Field(default=None, max_length=50)
     expected_version: Version = None
 
 
@@ -333,6 +354,9 @@ class TaskFilter(Model):
         default=None, description="true: only tasks with a due date; false: only those without"
     )
     open_only: bool = Field(default=False, description="Leave out completed tasks")
+    ready: bool = Field(default=False, description="Open tasks with no open blocker")
+    blocked: bool = Field(default=False, description="Tasks with an open blocker")
+    required_capabilities: list[str] = Field(default_factory=list, description="Needing all")
     sort: SortKey = "created"
     reverse: bool = False
     limit: int = Field(default=50, ge=1, le=500)

@@ -70,9 +70,9 @@ allowed AS (
 ),
 inserted AS (
     INSERT INTO tasks (project_id, parent_id, title, description, priority, tags, due_date,
-                       recurrence, assignee_id, created_by_id)
+                       recurrence, assignee_id, created_by_id, required_capabilities)
     SELECT a.id, $4::bigint, $5::text, $6::text, $7::text, $8::text[], $9::timestamptz,
-           $10::text, $11::bigint, a.actor_id
+           $10::text, $11::bigint, a.actor_id, $23::text[]
     FROM allowed a
     RETURNING *
 ),
@@ -137,6 +137,8 @@ def arguments(
     """The parameters of `INSERT_TASK` (`caller`: the worker id) or `INSERT_TASK_BY_KEY`
     (`caller`: the key's hash), the `created` entry's details as every task insert writes them."""
     new = spec.model_dump(mode="json")
+    if not new["required_capabilities"]:
+        del new["required_capabilities"]  # the entry as before capabilities existed
     if recurrence:
         new["recurrence"] = recurrence
     entry = audit.inserted_entry(
@@ -170,4 +172,5 @@ def arguments(
         entry.request_id,
         entry.via,
         entry.created_at,
+        spec.required_capabilities,
     )

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ColumnElement,
     func,
     literal,
+    literal_column,
     or_,
     select,
     text,
@@ -65,6 +66,8 @@ TASK_COLUMNS = (
     Task.created_by_id,
     Task.started_at,
     Task.completed_at,
+    Task.required_capabilities,
+    Task.lease_expires_at,
     Task.version,
     Task.created_at,
     Task.updated_at,
@@ -74,16 +77,34 @@ TASK_COLUMNS = (
 )
 
 
+def blockers_sql(task: str) -> str:
+    """The blockers of the task aliased `task`, as one bigint array in id order: a blocker's id,
+    negated once it is completed (ids are positive, so the sign says `done`). One probe of the
+    dependency table's primary key per task read."""
+    return (
+        "ARRAY(SELECT CASE WHEN b.status = 'completed' THEN -b.id ELSE b.id END "
+        "FROM task_dependencies d JOIN tasks b ON b.id = d.blocker_id "
+        f"WHERE d.task_id = {task}.id ORDER BY d.blocker_id)"
+    )
+
+
+def blockers_of(encoded: Any) -> list[dict[str, Any]]:
+    """`blockers_sql`'s array as `TaskOut.blocked_by` (none: a row read without it)."""
+    return [{"id": abs(v), "done": v < 0} for v in encoded or ()]
+
+
 # Read once: `TaskOut.model_fields` is a computed class property in pydantic >= 2.11, evaluated
 # on every access; per row it added a call and a dict per node of a 100,000-node subtree.
 # `parent_task_id` is not a column: it is `parent_id` under the seed's name (see `task_fields`).
-TASK_FIELDS: tuple[str, ...] = tuple(f for f in TaskOut.model_fields if f != "parent_task_id")
+TASK_FIELDS: tuple[str, ...] = tuple(
+    f for f in TaskOut.model_fields if f not in ("parent_task_id", "blocked_by")
+)
 
 
 # Built once: every task write reads its row back through it. A Select is generative (`.where`
 # and friends return a copy), so sharing one is safe.
 _TASK_SELECT = (
-    select(*TASK_COLUMNS)
+    select(*TASK_COLUMNS, literal_column(blockers_sql("tasks")).label("blockers"))
     .join(Project, Project.id == Task.project_id)
     .outerjoin(_assignee, _assignee.id == Task.assignee_id)
     .join(_creator, _creator.id == Task.created_by_id)
@@ -100,6 +121,7 @@ def task_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     TaskOut's fields: the one place that names `parent_id` again as `parent_task_id`."""
     fields = {k: row[k] for k in TASK_FIELDS}
     fields["parent_task_id"] = fields["parent_id"]
+    fields["blocked_by"] = blockers_of(row.get("blockers"))
     return fields
 
 
@@ -186,6 +208,12 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
         ) from None
 
 
+_HAS_OPEN_BLOCKER: ColumnElement[bool] = literal_column(
+    "EXISTS (SELECT 1 FROM task_dependencies d JOIN tasks b ON b.id = d.blocker_id "
+    "WHERE d.task_id = tasks.id AND b.status <> 'completed')"
+)
+
+
 def _filters(f: TaskFilter) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = []
     if f.status:
@@ -212,6 +240,13 @@ def _filters(f: TaskFilter) -> list[ColumnElement[bool]]:
         conds.append(Task.due_date.is_not(None) if f.has_due_date else Task.due_date.is_(None))
     if f.open_only:
         conds.append(Task.status != TaskStatus.COMPLETED.value)
+    if f.required_capabilities:
+        conds.append(Task.required_capabilities.contains(f.required_capabilities))
+    if f.ready:
+        conds.append(Task.status != TaskStatus.COMPLETED.value)
+        conds.append(~_HAS_OPEN_BLOCKER)
+    if f.blocked:
+        conds.append(_HAS_OPEN_BLOCKER)
     if f.search:
         pattern = "%" + f.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         conds.append(or_(Task.title.ilike(pattern), Task.description.ilike(pattern)))
@@ -244,7 +279,11 @@ class Locked:
 
 _LOCK = text(
     """
-    SELECT t.*, m.role, p.approval_policy, p.slug AS project_slug
+    SELECT t.*, m.role, p.approval_policy, p.slug AS project_slug,
+           p.lease_seconds AS project_lease_seconds,
+           ARRAY(SELECT d.blocker_id FROM task_dependencies d JOIN tasks b ON b.id = d.blocker_id
+                 WHERE d.task_id = t.id AND b.status <> 'completed'
+                 ORDER BY d.blocker_id) AS open_blockers
     FROM tasks t
     JOIN projects p ON p.id = t.project_id
     LEFT JOIN project_members m ON m.project_id = t.project_id AND m.worker_id = :worker_id
@@ -316,6 +355,17 @@ def work_times(locked: Locked, values: Mapping[str, Any]) -> dict[str, Any]:
     return times
 
 
+def lease_end(locked: Locked, values: Mapping[str, Any]) -> dict[str, Any]:
+    """A claim's lease ends when the task leaves in_progress or changes hands."""
+    if locked.row["lease_expires_at"] is None or "lease_expires_at" in values:
+        return {}
+    status = values.get("status", locked.row["status"])
+    holder = values.get("assignee_id", locked.row["assignee_id"])
+    if status == TaskStatus.IN_PROGRESS.value and holder == locked.row["assignee_id"]:
+        return {}
+    return {"lease_expires_at": None, "lease_seconds": None}
+
+
 async def apply_change(
     session: AsyncSession,
     actor: Actor,
@@ -327,8 +377,15 @@ async def apply_change(
     """Update the locked task, bump its version, audit the change, and return the new state.
 
     A status change also moves the work timestamps (`work_times`); their old and new values
-    join the entry's `changes`, so the audit shows when work started and ended.
+    join the entry's `changes`, so the audit shows when work started and ended. Leaving
+    in_progress, or changing hands, ends a claim's lease (`lease_end`), in `changes` too.
     """
+    ended = lease_end(locked, values)
+    if ended:
+        values = {**values, **ended}
+        if "changes" in details:
+            gone = {"lease_expires_at": {"old": locked.row["lease_expires_at"], "new": None}}
+            details = {**details, "changes": {**details["changes"], **gone}}
     times = work_times(locked, values)
     stamped = (
         await session.execute(
@@ -446,6 +503,11 @@ async def insert_child(
     assignee_id = None
     if spec.assignee:
         assignee_id = await worker_id_for(session, spec.assignee, project_id)
+    elif parent.row["assignee_id"] == actor.worker_id:
+        # The assignee breaking its own task down keeps the parts: another worker's claim
+        # cannot take them from under it.
+        assignee_id = actor.worker_id
+        spec = spec.model_copy(update={"assignee": actor.handle})
     row = await _insert_task(
         in_session(session),
         actor,

@@ -165,9 +165,10 @@ async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDet
     task_id = row["id"]
     if not cmd.subtasks:
         # Everything the answer needs is known: skip reading the new row back.
+        inherited = row["assignee_id"] == actor.worker_id and not spec.assignee
         names = {
             "project": row["project_slug"],
-            "assignee": spec.assignee,
+            "assignee": actor.handle if inherited else spec.assignee,
             "created_by": actor.handle,
         }
         return subtree.alone({**row, **names})
@@ -250,7 +251,7 @@ async def edit_task(cmd: EditTask, uow: UnitOfWork, actor: Actor) -> TaskOut:
     sent = cmd.model_dump(exclude_unset=True, exclude={"expected_version", "task_id"})
     if not sent:
         raise ValidationFailed("nothing to change: send at least one field")
-    for required in ("title", "description", "tags"):
+    for required in ("title", "description", "tags", "required_capabilities"):
         if required in sent and sent[required] is None:
             raise ValidationFailed(
                 f"{required} cannot be null: send a value, or leave it out to keep it",
@@ -265,7 +266,7 @@ async def edit_task(cmd: EditTask, uow: UnitOfWork, actor: Actor) -> TaskOut:
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": REPARENT_LOCK})
     locked = await rows.lock_task(session, actor, task_id, expected_version=cmd.expected_version)
     new: dict[str, Any] = {}
-    for name in ("title", "description", "tags", "due_date", "recurrence"):
+    for name in ("title", "description", "tags", "due_date", "recurrence", "required_capabilities"):
         if name in sent:
             new[name] = sent[name]
     if sent.get("priority") is not None:
