@@ -74,6 +74,7 @@ def project_out(project: Project, owner: str, role: Role | None) -> ProjectOut:
         description=project.description,
         owner=owner,
         approval_policy=ApprovalPolicy(project.approval_policy),
+        lease_seconds=project.lease_seconds,
         version=project.version,
         created_at=project.created_at,
         updated_at=project.updated_at,
@@ -202,7 +203,8 @@ async def list_projects(cmd: ListProjects, uow: UnitOfWork, actor: Actor) -> lis
     cli="project edit",
 )
 async def update_project(cmd: UpdateProject, uow: UnitOfWork, actor: Actor) -> ProjectOut:
-    """Change a project's name, description or approval policy (owners only for the policy)."""
+    """Change a project's name, description, claim lease or approval policy (owners only for the
+    policy)."""
     sent = cmd.model_dump(exclude_unset=True, exclude={"expected_version", "project"}, mode="json")
     needed = Role.OWNER if "approval_policy" in sent else Role.ADMIN
     session = uow.session

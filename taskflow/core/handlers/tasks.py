@@ -18,7 +18,7 @@ from taskflow.core.actor import Actor, KeyCaller
 from taskflow.core.declarations import Route, declare
 from taskflow.core.domain import AuditAction, TaskStatus
 from taskflow.core.errors import ValidationFailed
-from taskflow.core.handlers import subtree
+from taskflow.core.handlers import leases, subtree
 from taskflow.core.handlers import task_rows as rows
 from taskflow.core.handlers.task_rows import ENTITY, REPARENT_LOCK
 from taskflow.core.handlers.transitions import check_may_reassign, plan_move
@@ -210,6 +210,7 @@ async def add_subtasks(cmd: AddSubtasks, uow: UnitOfWork, actor: Actor) -> list[
 async def get_task(cmd: GetTask, uow: UnitOfWork, actor: Actor) -> TaskDetail:
     """A task with a page of its subtree, depth-first, with rolled_up_progress;
     pass next_cursor back as cursor for more. Read it for the version before a change."""
+    await leases.release_expired(uow.session, actor, "get_task", snapshot=True)
     return await subtree.read_page(
         uow.session, actor, cmd.task_id, limit=cmd.limit, cursor=cmd.cursor, depth=cmd.depth
     )
@@ -230,6 +231,7 @@ async def get_task(cmd: GetTask, uow: UnitOfWork, actor: Actor) -> TaskDetail:
 async def list_tasks(cmd: ListTasks, uow: UnitOfWork, actor: Actor) -> Page[TaskOut]:
     """Find tasks in your projects a page at a time (mine=true: only yours); pass
     next_cursor back as cursor for more."""
+    await leases.release_expired(uow.session, actor, "list_tasks")
     f = schemas.TaskFilter.model_validate(cmd.model_dump(exclude={"mine"}))
     if cmd.mine:
         f = f.model_copy(update={"assignee": actor.handle})
