@@ -40,7 +40,15 @@ Version = Annotated[
     int | None,
     Field(default=None, ge=1, description="The version your change is based on; stale = refused"),
 ]
-LeaseSeconds = Annotated[int | None, Field(default=None, ge=1, le=86_400)]
+
+
+def _at_most_a_day(value: int | None) -> int | None:
+    if value is not None and value > 86_400:
+        raise ValueError("a lease is at most 86400 seconds (a day): renew it instead")
+    return value
+
+
+LeaseSeconds = Annotated[int | None, Field(default=None, ge=1), AfterValidator(_at_most_a_day)]
 ProjectRef = Annotated[
     str, Field(min_length=1, max_length=100, description="Project slug (or numeric id)")
 ]
@@ -75,6 +83,17 @@ Tags = Annotated[
     list[Tag],
     Field(default_factory=list, max_length=50),
 ]
+
+
+def _capabilities(values: list[str]) -> list[str]:
+    """Each capability is a tag's length (checked here, kept off the schema agents read)."""
+    cleaned = [v.strip() for v in values]
+    if any(not 1 <= len(v) <= 50 for v in cleaned):
+        raise ValueError("each capability is 1 to 50 characters")
+    return cleaned
+
+
+Capabilities = Annotated[list[str], Field(max_length=20), AfterValidator(_capabilities)]
 
 
 class Model(BaseModel):
@@ -304,7 +323,6 @@ class SubtaskSpec(Model):
     tags: Tags
     due_date: DueDate = None
     assignee: Handle | None = None
-    required_capabilities: Tags
 
 
 class CreateTask(SubtaskSpec):
@@ -313,6 +331,7 @@ class CreateTask(SubtaskSpec):
     )
     parent_id: int | None = None
     recurrence: str | None = Field(default=None, max_length=100)
+    required_capabilities: Capabilities = Field(default_factory=list)
     subtasks: list[SubtaskSpec] = Field(
         default_factory=list, max_length=200, description="Created with it, all or nothing"
     )
@@ -330,7 +349,7 @@ class EditTask(Model):
     status: TaskStatus | None = None
     assignee: Handle | None = None
     recurrence: str | None = Field(default=None, max_length=100)
-    required_capabilities: list[Tag] | None = Field(default=None, max_length=50)
+    required_capabilities: Capabilities | None = None
     expected_version: Version = None
 
 
@@ -354,9 +373,9 @@ class TaskFilter(Model):
         default=None, description="true: only tasks with a due date; false: only those without"
     )
     open_only: bool = Field(default=False, description="Leave out completed tasks")
-    ready: bool = Field(default=False, description="Open tasks with no open blocker")
-    blocked: bool = Field(default=False, description="Tasks with an open blocker")
-    required_capabilities: list[str] = Field(default_factory=list, description="Needing all")
+    ready: bool = Field(default=False, description="Open, no open blocker")
+    blocked: bool = Field(default=False, description="With an open blocker")
+    required_capabilities: list[str] = Field(default_factory=list)  # tasks needing all of these
     sort: SortKey = "created"
     reverse: bool = False
     limit: int = Field(default=50, ge=1, le=500)
@@ -398,6 +417,16 @@ class TaskSummary(TaskState):
     priority: Priority
     tags: list[str] = Field(default_factory=list)
     due_date: datetime | None = None
+
+
+class ClaimedTask(TaskState):
+    """A claimed task: what the claimer needs to start (get_task has the rest)."""
+
+    project: str
+    description: str = ""
+    priority: Priority
+    due_date: datetime | None = None
+    lease_expires_at: datetime | None = None
 
 
 class CreatedTasks(Model):

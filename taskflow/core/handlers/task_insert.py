@@ -133,12 +133,13 @@ def arguments(
     recurrence: str | None,
     assignee_id: int | None,
     created_at: datetime | None = None,
+    required_capabilities: list[str] | None = None,
 ) -> tuple[Any, ...]:
     """The parameters of `INSERT_TASK` (`caller`: the worker id) or `INSERT_TASK_BY_KEY`
     (`caller`: the key's hash), the `created` entry's details as every task insert writes them."""
     new = spec.model_dump(mode="json")
-    if not new["required_capabilities"]:
-        del new["required_capabilities"]  # the entry as before capabilities existed
+    if required_capabilities:  # left out when none: the entry as before capabilities existed
+        new["required_capabilities"] = required_capabilities
     if recurrence:
         new["recurrence"] = recurrence
     entry = audit.inserted_entry(
@@ -172,5 +173,5 @@ def arguments(
         entry.request_id,
         entry.via,
         entry.created_at,
-        spec.required_capabilities,
+        required_capabilities or [],
     )

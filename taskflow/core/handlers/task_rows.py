@@ -469,6 +469,7 @@ async def _insert_task(
     slug: str | None = None,
     project_id: int | None = None,
     assignee_id: int | None = None,
+    required_capabilities: list[str] | None = None,
 ) -> Mapping[str, Any] | None:
     """Insert one task with its `created` entry, if the actor may work in the project named by
     `slug` (else `project_id`): `task_insert.INSERT_TASK`, one round trip. Returns the new row
@@ -487,6 +488,7 @@ async def _insert_task(
         parent_id=parent_id,
         recurrence=recurrence,
         assignee_id=assignee_id,
+        required_capabilities=required_capabilities,
     )
     return await run(task_insert.INSERT_TASK, *args)
 
@@ -497,6 +499,7 @@ async def insert_child(
     parent: Locked,
     spec: SubtaskSpec,
     recurrence: str | None = None,
+    required_capabilities: list[str] | None = None,
 ) -> Mapping[str, Any]:
     """A subtask in its parent's project (the parent's lock already proved the project)."""
     project_id = parent.row["project_id"]
@@ -516,6 +519,7 @@ async def insert_child(
         recurrence,
         project_id=project_id,
         assignee_id=assignee_id,
+        required_capabilities=required_capabilities,
     )
     if row is None:  # member of the project, but not one who may work in it
         await project_with_role(session, actor, project_id, Role.MEMBER)
@@ -549,6 +553,7 @@ async def insert_top_level(
         slug=slug,
         project_id=project_id,
         assignee_id=assignee_id,
+        required_capabilities=cmd.required_capabilities,
     )
     if row is None:
         await project_with_role(uow.session, actor, ref, Role.MEMBER)  # not found or forbidden
@@ -573,6 +578,7 @@ async def insert_top_level_by_key(
         parent_id=None,
         recurrence=cmd.recurrence,
         assignee_id=None,
+        required_capabilities=cmd.required_capabilities,
     )
     return await uow.write_alone(task_insert.INSERT_TASK_BY_KEY, *args)
 

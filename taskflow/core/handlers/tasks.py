@@ -151,7 +151,9 @@ async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDet
             )
     spec = _spec_of(cmd)
     if cmd.parent_id is not None:
-        row = await rows.insert_child(session, actor, parent, spec, cmd.recurrence)
+        row = await rows.insert_child(
+            session, actor, parent, spec, cmd.recurrence, cmd.required_capabilities
+        )
         await rows.record_task(
             session,
             actor,

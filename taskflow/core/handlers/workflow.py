@@ -484,11 +484,11 @@ async def _refuse_deactivated_claimer(session: AsyncSession, actor: Actor) -> No
     mcp="claim_next_task",
     rest=Route("POST", "/api/projects/{project}/claim"),
     cli="claim",
+    mcp_output=schemas.ClaimedTask,
 )
 async def claim_next(cmd: ClaimNext, uow: UnitOfWork, actor: Actor) -> TaskOut:
-    """Take the next ready task (no open blockers, your capabilities, not in a subtree another
-    holds), most urgent first: yours and started, with a lease (lease_seconds) that progress
-    renews; an expired lease frees the task."""
+    """Take the most urgent ready task (blockers done, your capabilities, no subtree another
+    holds): yours, started, leased for lease_seconds; progress renews it."""
     session = uow.session
     await leases.release_expired(session, actor, "claim_next")
     skip: list[int] = []
