@@ -91,12 +91,21 @@ def edit(
     name: Annotated[str | None, typer.Option("--name", "-n")] = None,
     description: Annotated[str | None, typer.Option("--description", "-d")] = None,
     approval: Annotated[ApprovalPolicy | None, typer.Option("--approval")] = None,
+    lease: Annotated[
+        int | None, typer.Option("--lease", help="A claim's default lease, in seconds.")
+    ] = None,
     json_: Json = False,
 ) -> None:
-    """Rename, describe, or change the approval policy (owners only)."""
-    cmd = build(UpdateProject, name=name, description=description, approval_policy=approval)
+    """Rename, describe, set the claim lease, or change the approval policy (owners only)."""
+    cmd = build(
+        UpdateProject,
+        name=name,
+        description=description,
+        approval_policy=approval,
+        lease_seconds=lease,
+    )
     if not cmd.model_fields_set:
-        fail("nothing to change: give --name, --description or --approval", 2)
+        fail("nothing to change: give --name, --description, --lease or --approval", 2)
     project = call(lambda s: projects.update_project(s.db, s.actor, slug, cmd))
     answer(project, json_, f"Updated project [bold]{escape(project.slug)}[/]")
 

@@ -38,6 +38,7 @@ Assign = Annotated[str | None, typer.Option("--assign", "-a", help="Assignee han
 PriorityOpt = Annotated[Priority | None, typer.Option("--priority", help="Task priority.")]
 TagsOpt = Annotated[str | None, typer.Option("--tags", help="Comma-separated tags: a,b")]
 Due = Annotated[str | None, typer.Option("--due", help="Due date, YYYY-MM-DD (UTC).")]
+Needs = Annotated[str | None, typer.Option("--needs", help="Capabilities a claimer must have: a,b")]
 CreatedBy = Annotated[
     str | None,
     typer.Option("--created-by", help="Phase 1 option; must be you (the signed-in worker)."),
@@ -72,6 +73,7 @@ def add(
     tags: TagsOpt = None,
     parent: Annotated[int | None, typer.Option("--parent", help="Parent task id.")] = None,
     due: Due = None,
+    needs: Needs = None,
     created_by: CreatedBy = None,
     json_: Json = False,
 ) -> None:
@@ -89,6 +91,7 @@ def add(
             tags=split_tags(tags),
             parent_id=parent,
             due_date=due,
+            required_capabilities=split_tags(needs),
         )
         return await tasks.create_task(s.db, s.actor, cmd)
 
@@ -163,6 +166,11 @@ def list_tasks(
     due_before: Annotated[str | None, typer.Option("--due-before", help="YYYY-MM-DD")] = None,
     due_after: Annotated[str | None, typer.Option("--due-after", help="YYYY-MM-DD")] = None,
     no_assignee: Annotated[bool, typer.Option("--no-assignee", help="Unassigned only.")] = False,
+    ready: Annotated[bool, typer.Option("--ready", help="Open, no open blocker.")] = False,
+    blocked: Annotated[bool, typer.Option("--blocked", help="With an open blocker.")] = False,
+    needs: Annotated[
+        list[str] | None, typer.Option("--needs", help="Needs capability (repeatable).")
+    ] = None,
     has_due_date: Annotated[
         bool | None,
         typer.Option("--has-due-date/--no-due-date", help="Only tasks with / without a due date."),
@@ -188,6 +196,9 @@ def list_tasks(
         due_before=due_before,
         due_after=due_after,
         no_assignee=no_assignee or None,
+        ready=ready or None,
+        blocked=blocked or None,
+        required_capabilities=needs or None,
         has_due_date=has_due_date,
         sort=sort,
         reverse=reverse or None,
@@ -267,6 +278,9 @@ def edit(
     ] = None,
     tags: TagsOpt = None,
     due: Annotated[str | None, typer.Option("--due", help="YYYY-MM-DD, or 'none'.")] = None,
+    needs: Annotated[
+        str | None, typer.Option("--needs", help="Capabilities a claimer must have: a,b")
+    ] = None,
     json_: Json = False,
 ) -> None:
     """Change a task's fields (status changes follow the workflow)."""
@@ -278,6 +292,7 @@ def edit(
             "status": status,
             "priority": priority,
             "tags": split_tags(tags),
+            "required_capabilities": split_tags(needs),
         }.items()
         if v is not None
     }
