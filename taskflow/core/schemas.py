@@ -425,7 +425,8 @@ class ClaimedTask(TaskState):
     project: str
     description: str = ""
     priority: Priority
-    due_date: datetime | None = None
+    assignee_id: int | None = None
+    started_at: datetime | None = None
     lease_expires_at: datetime | None = None
 
 

@@ -173,7 +173,7 @@ async def test_claim_skips_blocked_tasks_and_held_subtrees(db, team: Team, owner
     await workflow.complete(db, second, blocker)
     got = await _claim(db, second)
     assert got.id == waiting and all(x.done for x in got.blocked_by)
-    with pytest.raises(NotFound, match="no ready unassigned task"):
+    with pytest.raises(NotFound, match="no open unassigned task"):
         await _claim(db, second)
     # The holder itself may take unassigned work inside its own subtree.
     assert (await _claim(db, first)).id == stray.id

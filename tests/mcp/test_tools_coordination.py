@@ -67,7 +67,7 @@ async def test_claim_lease_heartbeat_expiry_and_capabilities(
     newest = await audit_tail(db, 2)
     assert [e["action"] for e in newest] == ["claimed", "lease_expired"]
     assert (newest[1]["actor_handle"], newest[1]["via"]) == ("@claude-code", "mcp")
-    assert "no ready unassigned task" in await refused_unchanged(db, other, "claim_next_task")
+    assert "no open unassigned task" in await refused_unchanged(db, other, "claim_next_task")
     assert needs  # still there, for a worker with `sql`
 
 

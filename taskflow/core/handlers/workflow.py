@@ -488,7 +488,7 @@ async def _refuse_deactivated_claimer(session: AsyncSession, actor: Actor) -> No
 )
 async def claim_next(cmd: ClaimNext, uow: UnitOfWork, actor: Actor) -> TaskOut:
     """Take the most urgent ready task (blockers done, your capabilities, no subtree another
-    holds): yours, started, leased for lease_seconds; progress renews it."""
+    holds): yours, started, leased; progress renews it."""
     session = uow.session
     await leases.release_expired(session, actor, "claim_next")
     skip: list[int] = []
@@ -520,7 +520,7 @@ async def claim_next(cmd: ClaimNext, uow: UnitOfWork, actor: Actor) -> TaskOut:
     await _refuse_deactivated_claimer(session, actor)
     where = f" in project {cmd.project}" if cmd.project else ""
     raise NotFound(
-        f"no ready unassigned task to claim{where} (blocked ones wait for their blockers): "
-        "create tasks or check back later",
+        f"no open unassigned task to claim{where} that is ready (blockers done, needing only "
+        "your capabilities, in no subtree another holds): create tasks or check back later",
         entity="task",
     )
