@@ -8,6 +8,7 @@ which reads the settings from the environment (`.env.example` lists them). With
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import importlib.util
@@ -20,7 +21,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 
-from taskflow.core import bootstrap
+from taskflow.core import bootstrap, housekeeping
 from taskflow.core.config import get_settings
 from taskflow.core.runtime import Runtime
 from taskflow.http.app import create_api
@@ -73,6 +74,10 @@ def _build(runtime: Runtime, local_handle: str | None, *, owns_runtime: bool) ->
             if mcp_lifespan is not None:
                 await stack.enter_async_context(_enter(mcp_lifespan, app))
             if owns_runtime:  # the served process (not an app a test embeds)
+                every = runtime.settings.taskflow_lease_sweep_seconds
+                if every > 0:
+                    sweeper = asyncio.create_task(housekeeping.sweep_forever(runtime.db, every))
+                    stack.callback(sweeper.cancel)
                 settle_startup_objects()
             yield
 

@@ -292,3 +292,24 @@ async def test_subtasks_by_the_assignee_inherit_it(db, team: Team):
     other = await add_to(db, team.owner, "web", "@zed", Role.MEMBER)
     by_other = await run(db, other, CreateTask(title="other", parent_id=parent))
     assert by_other.task.assignee is None
+
+
+async def test_the_server_housekeeping_releases_expired_leases(db, team: Team, owner):
+    from taskflow.core import housekeeping
+
+    bot = await _agent(db, owner, "@bot")
+    t = await _task(db, owner, "work")
+    await _claim(db, bot, lease_seconds=1)
+    assert await housekeeping.release_leases(db) == []  # not yet
+    await asyncio.sleep(1.2)
+    log = await tail(db)
+    assert await housekeeping.release_leases(db) == [t]
+    entry = await log.one()
+    assert (entry["action"], entry["actor_handle"], entry["via"]) == (
+        "lease_expired",
+        "@bot",
+        "core",
+    )
+    assert entry["details"]["applied_by"] == "housekeeping"
+    assert await housekeeping.release_leases(db) == []
+    assert (await scalar(db, "SELECT status FROM tasks WHERE id = :i", i=t)) == "pending"
