@@ -7,11 +7,8 @@
   are each fine alone cannot together make a cycle. Each change is audited on both tasks: the
   blocked task (`{"blocked_by": [...]}`, its version moves: its `blocked_by` changed) and each
   blocker (`{"blocks": id}`).
-- **Leases.** A claim holds its task until `lease_expires_at` (`claim_next`); progress by the
-  holder, or `heartbeat`, renews it by the claim's length. A lease that runs out releases the
-  task (pending, unassigned, progress kept) with one `lease_expired` entry, applied by
-  `release_expired`: at the start of a claim, of `get_task` and `list_tasks`, and by the
-  server's housekeeping. Nothing expired costs one short scan of a partial index.
+- **Leases.** `heartbeat` renews the holder's lease; the rules and the lazy release of run-out
+  leases are in `taskflow.core.handlers.leases`.
 """
 
 from __future__ import annotations
@@ -233,7 +230,6 @@ async def change_dependencies(cmd: ChangeDependencies, uow: UnitOfWork, actor: A
 @declare(
     Heartbeat,
     toolset=COORDINATION,
-    idempotent=True,
     mcp="heartbeat",
     rest=Route("POST", "/api/tasks/{task_id}/heartbeat"),
     cli="heartbeat",
