@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from taskflow.core import audit
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
 from taskflow.core.dispatcher import run
@@ -228,6 +229,7 @@ async def test_an_expired_lease_frees_the_task_for_another_agent_once(db, team: 
     assert entry["details"]["applied_by"] == "claim_next"
     total = await scalar(db, "SELECT count(*) FROM audit_log WHERE action = 'lease_expired'")
     assert total == 1
+    assert (await audit.verify(db)).ok  # the holder's entry, written by another's call, chains
 
 
 async def test_a_read_applies_the_lapse(db, team: Team, owner):
