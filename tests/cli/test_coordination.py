@@ -52,3 +52,18 @@ async def test_claim_lease_expiry_heartbeat_and_capabilities(
     assert rows[0]["actor_handle"] == "@claude-code"
     beat = await sarah.ok("heartbeat", "2", "--lease", "600")
     assert "#2 Anyone is yours until" in beat.stdout
+
+
+async def test_claim_skips_blocked_tasks_and_held_subtrees(sarah: Cli, agent_key: str) -> None:
+    agent = {"TASKFLOW_TOKEN": agent_key}
+    await sarah.ok("add", "Feature", "--priority", "critical")  # 1
+    await sarah.ok("add", "Blocker", "--priority", "low")  # 2
+    await sarah.ok("add", "Waiting", "--priority", "critical")  # 3
+    await sarah.ok("depend", "3", "--on", "2")
+    assert (await sarah.json("claim", env=agent))["id"] == 1
+    part = await sarah.json("subtask", "1", "Part", env=agent)
+    assert part["assignee"] == "@claude-code"  # the holder's own
+    await sarah.ok("add", "Stray", "--parent", "1", "--priority", "critical")
+    assert (await sarah.json("claim"))["id"] == 2  # not 3 (blocked), not the stray (held)
+    await sarah.ok("complete", "2")
+    assert (await sarah.json("claim"))["id"] == 3

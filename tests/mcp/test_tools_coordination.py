@@ -77,3 +77,23 @@ def test_coordination_tools_are_opt_in_and_state_their_rule_in_one_line() -> Non
         op = next(o for o in REGISTRY.values() if o.mcp == name)
         described = " ".join((op.handler.__doc__ or "").split())
         assert 20 < len(described) < 200, name
+
+
+async def test_claim_skips_blocked_tasks_and_held_subtrees(
+    bot: McpUser, user, db: Database, team: Team
+) -> None:
+    other_actor, _ = await register_agent(db, team.sarah, "@other")
+    other = user(other_actor)
+    feature = await new_task(db, team, "feature", priority="critical")
+    blocker = await new_task(db, team, "blocker", priority="low")
+    waiting = await new_task(db, team, "waiting", priority="critical")
+    ok(await call(bot, "change_dependencies", task_id=waiting, blocked_by=[blocker]))
+    assert ok(await call(bot, "claim_next_task"))["id"] == feature
+    parts = ok(await call(bot, "add_subtasks", task_id=feature, subtasks=[{"title": "p1"}]))
+    assert parts["items"][0]["assignee"] == "@claude-code"
+    stray = await new_task(db, team, "stray", parent_id=feature, priority="critical")
+    got = ok(await call(other, "claim_next_task"))
+    assert got["id"] == blocker  # not `waiting` (blocked), not `stray` (inside a held subtree)
+    ok(await call(other, "complete_task", task_id=blocker))
+    assert ok(await call(other, "claim_next_task"))["id"] == waiting
+    assert stray
