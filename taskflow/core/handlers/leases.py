@@ -30,17 +30,21 @@ from taskflow.core.schemas import TaskOut
 RELEASE_BATCH = 100
 
 
-_ANY_EXPIRED = text("SELECT EXISTS (SELECT 1 FROM tasks WHERE lease_expires_at <= now())")
+_ANY_EXPIRED = text(
+    "SELECT EXISTS (SELECT 1 FROM tasks WHERE lease_expires_at <= now() AND status = 'in_progress')"
+)
 
-# Expired leases, each taken once: SKIP LOCKED leaves a task someone is changing right now
-# (a heartbeat, its holder's progress) to them; the row re-checked under its lock must still be
-# expired (READ COMMITTED re-reads it), so a lease renewed a moment ago is not released.
+# Expired leases of in-progress tasks, each taken once (a lease ends when its task leaves
+# in_progress; a stray one must never move a task out of another status). SKIP LOCKED leaves a
+# task someone is changing right now (a heartbeat, its holder's progress) to them; the row
+# re-checked under its lock must still be expired (READ COMMITTED re-reads it), so a lease
+# renewed a moment ago is not released.
 _RELEASE = text(
     """
     WITH expired AS (
         SELECT t.id, t.assignee_id, t.status, t.lease_expires_at
         FROM tasks t
-        WHERE t.lease_expires_at <= now()
+        WHERE t.lease_expires_at <= now() AND t.status = 'in_progress'
         ORDER BY t.lease_expires_at
         LIMIT :limit
         FOR UPDATE OF t SKIP LOCKED
