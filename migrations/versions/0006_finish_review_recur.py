@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_finish_review_recur"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005_coordination_graph"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -68,6 +68,7 @@ AREAS: dict[str, tuple[str, ...]] = {
         "move",
         "claim",
     ),
+    "taskflow.cli.commands.coordination": ("depend", "heartbeat"),
     "taskflow.cli.commands.audit": ("audit",),
     "taskflow.cli.commands.webhooks": ("webhook",),
     "taskflow.cli.commands.ops": ("db", "serve", "mcp", "import"),

@@ -133,6 +133,13 @@ def task_panel(task: TaskOut, subtasks: int = 0) -> Panel:
         rows.append(("Recurrence", Text(task.recurrence + legacy)))
     if task.reviewer:
         rows.append(("Reviewer", Text(task.reviewer)))
+    if task.blocked_by:
+        waits = ", ".join(f"#{b.id} ({'done' if b.done else 'open'})" for b in task.blocked_by)
+        rows.append(("Waits for", Text(waits)))
+    if task.required_capabilities:
+        rows.append(("Needs", Text(", ".join(task.required_capabilities))))
+    if task.lease_expires_at:
+        rows.append(("Lease until", Text(when(task.lease_expires_at))))
     for label, value in rows:
         grid.add_row(label, value)
     body: list[RenderableType] = [grid]

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
         ge=0,
         description="Stop the embedded PostgreSQL after this long unused (0: never).",
     )
+    taskflow_lease_sweep_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How often `taskflow serve` releases expired claim leases (0: never).",
+    )
     auth_server_url: str | None = Field(default=None, description="Better Auth base URL.")
     auth_jwks_url: str | None = Field(default=None, description="JWKS URL override.")
     auth_issuer: str | None = Field(default=None, description="Expected `iss`.")

@@ -109,6 +109,10 @@ class AuditAction(StrEnum):
     WEBHOOK_DISABLED = "webhook_disabled"
     DUE_SOON = "due_soon"
     OVERDUE = "overdue"
+    DEPENDENCY_ADDED = "dependency_added"
+    DEPENDENCY_REMOVED = "dependency_removed"
+    LEASE_RENEWED = "lease_renewed"
+    LEASE_EXPIRED = "lease_expired"
 
 
 SYSTEM_HANDLE = "@system"

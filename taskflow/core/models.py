@@ -105,6 +105,7 @@ class Project(Base):
     __table_args__ = (
         CheckConstraint("slug ~ '^[a-z0-9-]+$'", name="slug"),
         CheckConstraint(_in("approval_policy", ApprovalPolicy), name="approval_policy"),
+        CheckConstraint("lease_seconds > 0", name="lease_seconds"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -124,6 +125,8 @@ class Project(Base):
     version: Mapped[int] = mapped_column(Integer, server_default="1", default=1)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+    # How long a claim holds a task here unless the claim says otherwise (15 minutes).
+    lease_seconds: Mapped[int] = mapped_column(Integer, server_default="900", default=900)
 
 
 class ProjectMember(Base):
@@ -182,6 +185,12 @@ class Task(Base):
             "id",
             postgresql_where=text("status = 'pending' AND assignee_id IS NULL"),
         ),
+        # Only leased tasks: "has any lease run out?" is one short scan of this index.
+        Index(
+            "ix_tasks_lease_expires_at",
+            "lease_expires_at",
+            postgresql_where=text("lease_expires_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -224,6 +233,31 @@ class Task(Base):
     version: Mapped[int] = mapped_column(Integer, server_default="1", default=1)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+    # A claim's lease: until when the claimer holds the task, and the length a renewal adds.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_seconds: Mapped[int | None] = mapped_column(Integer)
+    # Claims offer the task only to workers whose capabilities include all of these.
+    required_capabilities: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), server_default=text("'{}'"), default=list
+    )
+
+
+class TaskDependency(Base):
+    """`task_id` is blocked by `blocker_id` until the blocker is completed."""
+
+    __tablename__ = "task_dependencies"
+    __table_args__ = (
+        CheckConstraint("task_id <> blocker_id", name="not_self"),
+        Index("ix_task_dependencies_blocker", "blocker_id", "task_id"),
+    )
+
+    task_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    blocker_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = _now()
 
 
 class ApiKey(Base):

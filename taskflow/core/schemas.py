@@ -41,6 +41,15 @@ Version = Annotated[
     int | None,
     Field(default=None, ge=1, description="The version your change is based on; stale = refused"),
 ]
+
+
+def _at_most_a_day(value: int | None) -> int | None:
+    if value is not None and value > 86_400:
+        raise ValueError("a lease is at most 86400 seconds (a day): renew it instead")
+    return value
+
+
+LeaseSeconds = Annotated[int | None, Field(default=None, ge=1), AfterValidator(_at_most_a_day)]
 ProjectRef = Annotated[
     str, Field(min_length=1, max_length=100, description="Project slug (or numeric id)")
 ]
@@ -81,6 +90,17 @@ Tags = Annotated[
 ]
 
 
+def _capabilities(values: list[str]) -> list[str]:
+    """Each capability is a tag's length (checked here, kept off the schema agents read)."""
+    cleaned = [v.strip() for v in values]
+    if any(not 1 <= len(v) <= 50 for v in cleaned):
+        raise ValueError("each capability is 1 to 50 characters")
+    return cleaned
+
+
+Capabilities = Annotated[list[str], Field(max_length=20), AfterValidator(_capabilities)]
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", use_enum_values=False, defer_build=True)
 
@@ -118,6 +138,7 @@ class ProjectOut(Model):
     description: str
     owner: str = Field(description="Owner's handle")
     approval_policy: ApprovalPolicy
+    lease_seconds: int = Field(default=900, description="A claim's default lease here")
     version: int
     created_at: datetime
     updated_at: datetime
@@ -136,6 +157,13 @@ class MemberOut(Model):
     type: WorkerType
     role: Role
     added_at: datetime
+
+
+class Blocker(Model):
+    """A task this one waits for; `done` once it is completed."""
+
+    id: int
+    done: bool
 
 
 class TaskOut(Model):
@@ -170,6 +198,15 @@ class TaskOut(Model):
     )
     completed_at: datetime | None = Field(
         default=None, description="When it was completed; null again once reopened"
+    )
+    blocked_by: list[Blocker] = Field(
+        default_factory=list, description="Tasks it waits for; it starts once all are done"
+    )
+    required_capabilities: list[str] = Field(
+        default_factory=list, description="Claims offer it only to workers having all of these"
+    )
+    lease_expires_at: datetime | None = Field(
+        default=None, description="Until when its claimer holds it; renewed by progress"
     )
     version: int
     created_at: datetime
@@ -281,6 +318,7 @@ class UpdateProject(Model):
     recur_subtasks: bool | None = Field(
         default=None, description="Copy subtasks into a recurring task's next occurrence"
     )
+    lease_seconds: LeaseSeconds = None
     expected_version: Version = None
 
 
@@ -334,6 +372,7 @@ class CreateTask(SubtaskSpec):
     )
     parent_id: int | None = None
     recurrence: Recurrence = None
+    required_capabilities: Capabilities = Field(default_factory=list)
     subtasks: list[SubtaskSpec] = Field(
         default_factory=list, max_length=200, description="Created with it, all or nothing"
     )
@@ -351,6 +390,7 @@ class EditTask(Model):
     status: TaskStatus | None = None
     assignee: Handle | None = None
     recurrence: Recurrence = None
+    required_capabilities: Capabilities | None = None
     expected_version: Version = None
 
 
@@ -376,6 +416,9 @@ class TaskFilter(Model):
         default=None, description="true: only tasks with a due date; false: only those without"
     )
     open_only: bool = Field(default=False, description="Leave out completed tasks")
+    ready: bool = Field(default=False, description="Open, no open blocker")
+    blocked: bool = Field(default=False, description="With an open blocker")
+    required_capabilities: list[str] = Field(default_factory=list)  # tasks needing all of these
     sort: SortKey = "created"
     reverse: bool = False
     limit: int = Field(default=50, ge=1, le=500)
@@ -417,6 +460,17 @@ class TaskSummary(TaskState):
     priority: Priority
     tags: list[str] = Field(default_factory=list)
     due_date: datetime | None = None
+
+
+class ClaimedTask(TaskState):
+    """A claimed task: what the claimer needs to start (get_task has the rest)."""
+
+    project: str
+    description: str = ""
+    priority: Priority
+    assignee_id: int | None = None
+    started_at: datetime | None = None
+    lease_expires_at: datetime | None = None
 
 
 class CreatedTasks(Model):

@@ -2,8 +2,9 @@
 
 An agent pays for every byte of `tools/list` in every conversation, so the schemas the SDK
 generates are compacted here: no auto-generated `title`s, `null` folded into `type`, no
-`"default": null`, and `$defs` used once inlined where they are used. The core models stay the
-single source of field names, limits and descriptions.
+`"default": null` (nor a flag's `"default": false`: off unless sent), and `$defs` used once
+inlined where they are used. The core models stay the single source of field names, limits
+and descriptions.
 """
 
 from __future__ import annotations
@@ -87,7 +88,11 @@ def _walk(node: Any, defs: dict[str, Any], inlined: set[str], drop: frozenset[st
     for key, value in node.items():
         if key == "title" and isinstance(value, str):
             continue
-        if (key == "default" and value is None) or key in drop:
+        if key == "default" and (
+            value is None or (value is False and node.get("type") == "boolean")
+        ):
+            continue  # no default, or a flag that is off unless sent
+        if key in drop:
             continue
         if key == "type" and value == "string" and "enum" in node:
             continue  # implied by the enum's values

@@ -39,6 +39,8 @@ INSTRUCTIONS = """\
 TaskFlow tracks tasks for humans and AI agents alike; every change is audited under your handle.
 Start with whoami, then list_tasks mine=true (your tasks) or claim_next_task to pick up work.
 Work a task: start_task, update_progress, then request_review (or complete_task).
+A claim is leased: report progress (update_progress) before lease_expires_at or the task is
+freed for others. Subtasks you create under your task are yours.
 Changes answer with the task's new version. Pass the version you last read as expected_version
 and a change is refused if someone else changed the task since (re-read, then decide again).
 Pass any unique idempotency_key on a change: a retry with the same key returns the first answer

@@ -9,6 +9,7 @@ new toolset joins the default set unless it is listed in `OPT_IN` here):
   10,000 bytes of tools/list (`tests/mcp/test_toolsets.py`);
 - `workflow`: the verbs that move a task, claiming, subtasks;
 - `directory`: projects, their members, workers (to assign and delegate);
+- `coordination`: dependencies between tasks, and the claim lease's heartbeat;
 - `audit`, `admin`, `board`, `hooks` (opt-in): the trail and its verification; project and
   agent administration; `board`'s move_task, which repeats the verbs by status name; a
   project's webhooks. They are left out by default so an agent's context is not spent on

@@ -17,6 +17,7 @@ PROJECT_KEYS = {
     "description",
     "owner",
     "approval_policy",
+    "lease_seconds",
     "version",
     "created_at",
     "updated_at",

@@ -17,8 +17,9 @@ import pytest
 from taskflow.core.declarations import REGISTRY
 from taskflow.core.dispatcher import run
 from taskflow.core.domain import Role, TaskStatus
+from taskflow.core.handlers.coordination import ChangeDependencies, Heartbeat
 from taskflow.core.handlers.webhooks import CreateWebhook, DeleteWebhook, UpdateWebhook
-from taskflow.core.handlers.workflow import MoveTask, ReopenTask
+from taskflow.core.handlers.workflow import ClaimNext, MoveTask, ReopenTask
 from taskflow.core.schemas import (
     AddMember,
     CreateProject,
@@ -62,6 +63,18 @@ def _task_in(status: str) -> Callable[[Any, Any], Awaitable[dict[str, Any]]]:
         return await _with_task(db, owner, status)
 
     return setup
+
+
+async def _two_tasks(db, owner) -> dict[str, Any]:
+    ctx = await _with_task(db, owner)
+    other = (await tasks.create_task(db, owner, CreateTask(title="o", project="web"))).task
+    return {**ctx, "other": other.id}
+
+
+async def _claimed(db, owner) -> dict[str, Any]:
+    ctx = await _with_task(db, owner)
+    await run(db, owner, ClaimNext(project="web"))
+    return ctx
 
 
 async def _with_member(db, owner) -> dict[str, Any]:
@@ -279,6 +292,18 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "claim_next": Scenario(
         lambda db, o, c: workflow.claim_next(db, o), "claimed", "task", _task_in("pending")
+    ),
+    "change_dependencies": Scenario(
+        lambda db, o, c: run(db, o, ChangeDependencies(task_id=c["task"], blocked_by=[c["other"]])),
+        "dependency_added",
+        "task",
+        _two_tasks,
+    ),
+    "heartbeat": Scenario(
+        lambda db, o, c: run(db, o, Heartbeat(task_id=c["task"])),
+        "lease_renewed",
+        "task",
+        _claimed,
     ),
 }
 

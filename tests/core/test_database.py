@@ -41,6 +41,7 @@ SCHEMA_TABLES = {
     "rate_buckets",
     "project_members",
     "projects",
+    "task_dependencies",
     "task_reminders",
     "tasks",
     "webhook_attempts",

@@ -415,6 +415,7 @@ async def test_claim_next_takes_the_most_urgent_open_leaf(db, team):
             "started_at": {"old": None, "new": iso(first.started_at)},
         },
         "claimed_by": "@mike",
+        "lease_seconds": 900,  # the project's default lease: until first.lease_expires_at
     }
     order = [(await workflow.claim_next(db, agent, project="web")).title for _ in range(3)]
     assert order == ["crit-later", "leaf", "low"], "parents and assigned tasks are never claimed"

@@ -105,9 +105,12 @@ def edit(
             help="Whether a recurring task's next occurrence copies its subtasks.",
         ),
     ] = None,
+    lease: Annotated[
+        int | None, typer.Option("--lease", help="A claim's default lease, in seconds.")
+    ] = None,
     json_: Json = False,
 ) -> None:
-    """Rename, describe, or change the settings (the policies: owners only)."""
+    """Rename, describe, set the claim lease, or change the settings (the policies: owners only)."""
     cmd = build(
         UpdateProject,
         name=name,
@@ -115,10 +118,11 @@ def edit(
         approval_policy=approval,
         allow_open_subtasks=open_subtasks,
         recur_subtasks=recur_subtasks,
+        lease_seconds=lease,
     )
     if not cmd.model_fields_set:
         fail(
-            "nothing to change: give --name, --description, --approval, "
+            "nothing to change: give --name, --description, --lease, --approval, "
             "--allow-open-subtasks/--parents-finish-last or --recur-subtasks/--no-recur-subtasks",
             2,
         )

@@ -46,6 +46,7 @@ RecurrenceOpt = Annotated[
         help="daily, weekly, monthly, 'every N days|weeks' or an RRULE (FREQ=WEEKLY;BYDAY=MO).",
     ),
 ]
+Needs = Annotated[str | None, typer.Option("--needs", help="Capabilities a claimer must have: a,b")]
 CreatedBy = Annotated[
     str | None,
     typer.Option("--created-by", help="Phase 1 option; must be you (the signed-in worker)."),
@@ -81,6 +82,7 @@ def add(
     parent: Annotated[int | None, typer.Option("--parent", help="Parent task id.")] = None,
     due: Due = None,
     recurrence: RecurrenceOpt = None,
+    needs: Needs = None,
     created_by: CreatedBy = None,
     json_: Json = False,
 ) -> None:
@@ -99,6 +101,7 @@ def add(
             parent_id=parent,
             due_date=due,
             recurrence=recurrence,
+            required_capabilities=split_tags(needs),
         )
         return await tasks.create_task(s.db, s.actor, cmd)
 
@@ -177,6 +180,11 @@ def list_tasks(
     due_before: Annotated[str | None, typer.Option("--due-before", help="YYYY-MM-DD")] = None,
     due_after: Annotated[str | None, typer.Option("--due-after", help="YYYY-MM-DD")] = None,
     no_assignee: Annotated[bool, typer.Option("--no-assignee", help="Unassigned only.")] = False,
+    ready: Annotated[bool, typer.Option("--ready", help="Open, no open blocker.")] = False,
+    blocked: Annotated[bool, typer.Option("--blocked", help="With an open blocker.")] = False,
+    needs: Annotated[
+        list[str] | None, typer.Option("--needs", help="Needs capability (repeatable).")
+    ] = None,
     has_due_date: Annotated[
         bool | None,
         typer.Option("--has-due-date/--no-due-date", help="Only tasks with / without a due date."),
@@ -205,6 +213,9 @@ def list_tasks(
         due_before=due_before,
         due_after=due_after,
         no_assignee=no_assignee or None,
+        ready=ready or None,
+        blocked=blocked or None,
+        required_capabilities=needs or None,
         has_due_date=has_due_date,
         sort=sort,
         reverse=reverse or None,
@@ -287,6 +298,9 @@ def edit(
     recurrence: Annotated[
         str | None, typer.Option("--recurrence", "-r", help="A rule as for add, or 'none'.")
     ] = None,
+    needs: Annotated[
+        str | None, typer.Option("--needs", help="Capabilities a claimer must have: a,b")
+    ] = None,
     json_: Json = False,
 ) -> None:
     """Change a task's fields (status changes follow the workflow)."""
@@ -298,6 +312,7 @@ def edit(
             "status": status,
             "priority": priority,
             "tags": split_tags(tags),
+            "required_capabilities": split_tags(needs),
         }.items()
         if v is not None
     }

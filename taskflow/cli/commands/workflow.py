@@ -181,13 +181,22 @@ def move(
 def claim(
     project: Annotated[str | None, typer.Option("--project", "-p", help="Only here.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="With any of these tags.")] = None,
+    lease: Annotated[
+        int | None,
+        typer.Option("--lease", help="Hold it this many seconds (default: the project's).", min=1),
+    ] = None,
     json_: Json = False,
 ) -> None:
-    """Take the most urgent open, unassigned task (assigns and starts it, atomically)."""
+    """Take the most urgent ready task (assigns and starts it, atomically, with a lease)."""
     _apply(
-        lambda s: workflow.claim_next(s.db, s.actor, project, tag or None),
+        lambda s: run(
+            s.db, s.actor, ops.ClaimNext(project=project, tags=tag or [], lease_seconds=lease)
+        ),
         json_,
-        lambda t: f"Claimed {_label(t)} in {escape(t.project)}: it is yours and in progress",
+        lambda t: (
+            f"Claimed {_label(t)} in {escape(t.project)}: it is yours and in progress until "
+            f"{t.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC (progress or `taskflow heartbeat` renews)"
+        ),
     )
 
 

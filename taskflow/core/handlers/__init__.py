@@ -3,6 +3,14 @@
 Importing this package registers every operation moved onto the kernel so far.
 """
 
-from taskflow.core.handlers import audit, projects, tasks, webhooks, workers, workflow
+from taskflow.core.handlers import (
+    audit,
+    coordination,
+    projects,
+    tasks,
+    webhooks,
+    workers,
+    workflow,
+)
 
-__all__ = ["audit", "projects", "tasks", "webhooks", "workers", "workflow"]
+__all__ = ["audit", "coordination", "projects", "tasks", "webhooks", "workers", "workflow"]

@@ -80,6 +80,7 @@ def project_out(project: Project, owner: str, role: Role | None) -> ProjectOut:
         description=project.description,
         owner=owner,
         approval_policy=ApprovalPolicy(project.approval_policy),
+        lease_seconds=project.lease_seconds,
         version=project.version,
         created_at=project.created_at,
         updated_at=project.updated_at,
@@ -215,8 +216,8 @@ async def list_projects(cmd: ListProjects, uow: UnitOfWork, actor: Actor) -> lis
     cli="project edit",
 )
 async def update_project(cmd: UpdateProject, uow: UnitOfWork, actor: Actor) -> ProjectOut:
-    """Change a project's name, description or settings (owners only for the policies:
-    approval_policy, allow_open_subtasks)."""
+    """Change a project's name, description, claim lease or settings (owners only for the
+    policies: approval_policy, allow_open_subtasks)."""
     sent = cmd.model_dump(exclude_unset=True, exclude={"expected_version", "project"}, mode="json")
     needed = Role.OWNER if sent.keys() & {"approval_policy", "allow_open_subtasks"} else Role.ADMIN
     session = uow.session

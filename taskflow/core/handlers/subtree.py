@@ -39,7 +39,7 @@ from taskflow.core.actor import Actor
 from taskflow.core.domain import TaskStatus
 from taskflow.core.errors import Conflict, ValidationFailed
 from taskflow.core.handlers import cursors
-from taskflow.core.handlers.task_rows import not_found, task_fields
+from taskflow.core.handlers.task_rows import blockers_of, blockers_sql, not_found, task_fields
 from taskflow.core.schemas import TaskDetail, TaskNode
 
 DEFAULT_LIMIT = 100
@@ -47,11 +47,12 @@ MAX_LIMIT = 1_000
 _ALL_LEVELS = 2**31 - 1
 _KIND = "subtree"
 
-_COLUMNS = """
+_COLUMNS = f"""
     t.id, t.project_id, t.parent_id, t.title, t.description, t.status, t.priority,
     t.progress_percent, t.tags, t.due_date, t.recurrence, t.assignee_id, t.created_by_id,
-    t.started_at, t.completed_at, t.version, t.created_at, t.updated_at,
-    p.slug AS project, a.handle AS assignee, cb.handle AS created_by, r.handle AS reviewer
+    t.started_at, t.completed_at, t.required_capabilities, t.lease_expires_at, t.version,
+    t.created_at, t.updated_at, p.slug AS project, a.handle AS assignee, cb.handle AS created_by,
+    r.handle AS reviewer, {blockers_sql("t")} AS blockers
 """
 _NAMES = """
     JOIN projects p ON p.id = t.project_id
@@ -299,6 +300,7 @@ def _fields(record: Mapping[str, Any], depth: int, rolled_up: int) -> dict[str, 
     """A record of `_COLUMNS` (and `depth` or `subtasks`) as a TaskNode's fields."""
     fields = dict(record)
     fields.pop("subtasks", None)
+    fields["blocked_by"] = blockers_of(fields.pop("blockers"))
     fields["parent_task_id"] = fields["parent_id"]
     if fields["recurrence"] is not None:
         fields["recurrence_legacy"] = recurrence.is_legacy(fields["recurrence"])

@@ -74,9 +74,9 @@ allowed AS (
 ),
 inserted AS (
     INSERT INTO tasks (project_id, parent_id, title, description, priority, tags, due_date,
-                       recurrence, assignee_id, created_by_id)
+                       recurrence, assignee_id, created_by_id, required_capabilities)
     SELECT a.id, $4::bigint, $5::text, $6::text, $7::text, $8::text[], $9::timestamptz,
-           $10::text, $11::bigint, a.actor_id
+           $10::text, $11::bigint, a.actor_id, $26::text[]
     FROM allowed a
     RETURNING *
 ),
@@ -140,11 +140,14 @@ def arguments(
     actor_key: str | None = None,
     client_request_id: str | None = None,
     project_ids: list[int] | None = None,
+    required_capabilities: list[str] | None = None,
 ) -> tuple[Any, ...]:
     """The parameters of `INSERT_TASK` (`caller`: the worker id) or `INSERT_TASK_BY_KEY`
     (`caller`: the key's hash), the `created` entry's details as every task insert writes them.
     `project_ids`: the projects the caller's key is limited to (None: no limit)."""
     new = spec.model_dump(mode="json")
+    if required_capabilities:  # left out when none: the entry as before capabilities existed
+        new["required_capabilities"] = required_capabilities
     if recurrence:
         new["recurrence"] = recurrence
     entry = audit.inserted_entry(
@@ -183,4 +186,5 @@ def arguments(
         entry.actor_key,
         entry.client_request_id,
         project_ids,
+        required_capabilities or [],
     )

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ColumnElement,
     func,
     literal,
+    literal_column,
     or_,
     select,
     text,
@@ -68,6 +69,8 @@ TASK_COLUMNS = (
     Task.created_by_id,
     Task.started_at,
     Task.completed_at,
+    Task.required_capabilities,
+    Task.lease_expires_at,
     Task.version,
     Task.created_at,
     Task.updated_at,
@@ -78,18 +81,35 @@ TASK_COLUMNS = (
 )
 
 
+def blockers_sql(task: str) -> str:
+    """The blockers of the task aliased `task`, as one bigint array in id order: a blocker's id,
+    negated once it is completed (ids are positive, so the sign says `done`). One probe of the
+    dependency table's primary key per task read."""
+    return (
+        "ARRAY(SELECT CASE WHEN b.status = 'completed' THEN -b.id ELSE b.id END "
+        "FROM task_dependencies d JOIN tasks b ON b.id = d.blocker_id "
+        f"WHERE d.task_id = {task}.id ORDER BY d.blocker_id)"
+    )
+
+
+def blockers_of(encoded: Any) -> list[dict[str, Any]]:
+    """`blockers_sql`'s array as `TaskOut.blocked_by` (none: a row read without it)."""
+    return [{"id": abs(v), "done": v < 0} for v in encoded or ()]
+
+
 # Read once: `TaskOut.model_fields` is a computed class property in pydantic >= 2.11, evaluated
 # on every access; per row it added a call and a dict per node of a 100,000-node subtree.
 # `parent_task_id` is not a column: it is `parent_id` under the seed's name (see `task_fields`).
-# `recurrence_legacy` is not a column either: it is worked out from `recurrence`.
-_COMPUTED = ("parent_task_id", "recurrence_legacy")
+# `recurrence_legacy` is not a column either: it is worked out from `recurrence`, and
+# `blocked_by` from the dependencies.
+_COMPUTED = ("parent_task_id", "recurrence_legacy", "blocked_by")
 TASK_FIELDS: tuple[str, ...] = tuple(f for f in TaskOut.model_fields if f not in _COMPUTED)
 
 
 # Built once: every task write reads its row back through it. A Select is generative (`.where`
 # and friends return a copy), so sharing one is safe.
 _TASK_SELECT = (
-    select(*TASK_COLUMNS)
+    select(*TASK_COLUMNS, literal_column(blockers_sql("tasks")).label("blockers"))
     .join(Project, Project.id == Task.project_id)
     .outerjoin(_assignee, _assignee.id == Task.assignee_id)
     .join(_creator, _creator.id == Task.created_by_id)
@@ -109,6 +129,7 @@ def task_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     fields["parent_task_id"] = fields["parent_id"]
     if fields["recurrence"] is not None:
         fields["recurrence_legacy"] = recurrence.is_legacy(fields["recurrence"])
+    fields["blocked_by"] = blockers_of(row.get("blockers"))
     return fields
 
 
@@ -195,6 +216,12 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
         ) from None
 
 
+_HAS_OPEN_BLOCKER: ColumnElement[bool] = literal_column(
+    "EXISTS (SELECT 1 FROM task_dependencies d JOIN tasks b ON b.id = d.blocker_id "
+    "WHERE d.task_id = tasks.id AND b.status <> 'completed')"
+)
+
+
 def _filters(f: TaskFilter) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = []
     if f.status:
@@ -221,6 +248,13 @@ def _filters(f: TaskFilter) -> list[ColumnElement[bool]]:
         conds.append(Task.due_date.is_not(None) if f.has_due_date else Task.due_date.is_(None))
     if f.open_only:
         conds.append(Task.status != TaskStatus.COMPLETED.value)
+    if f.required_capabilities:
+        conds.append(Task.required_capabilities.contains(f.required_capabilities))
+    if f.ready:
+        conds.append(Task.status != TaskStatus.COMPLETED.value)
+        conds.append(~_HAS_OPEN_BLOCKER)
+    if f.blocked:
+        conds.append(_HAS_OPEN_BLOCKER)
     if f.search:
         pattern = "%" + f.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         conds.append(or_(Task.title.ilike(pattern), Task.description.ilike(pattern)))
@@ -256,7 +290,10 @@ class Locked:
 _LOCK = text(
     """
     SELECT t.*, m.role, p.approval_policy, p.slug AS project_slug, p.allow_open_subtasks,
-           p.recur_subtasks
+           p.recur_subtasks, p.lease_seconds AS project_lease_seconds,
+           ARRAY(SELECT d.blocker_id FROM task_dependencies d JOIN tasks b ON b.id = d.blocker_id
+                 WHERE d.task_id = t.id AND b.status <> 'completed'
+                 ORDER BY d.blocker_id) AS open_blockers
     FROM tasks t
     JOIN projects p ON p.id = t.project_id
     LEFT JOIN project_members m ON m.project_id = t.project_id AND m.worker_id = :worker_id
@@ -334,6 +371,17 @@ def work_times(locked: Locked, values: Mapping[str, Any]) -> dict[str, Any]:
     return times
 
 
+def lease_end(locked: Locked, values: Mapping[str, Any]) -> dict[str, Any]:
+    """A claim's lease ends when the task leaves in_progress or changes hands."""
+    if locked.row["lease_expires_at"] is None or "lease_expires_at" in values:
+        return {}
+    status = values.get("status", locked.row["status"])
+    holder = values.get("assignee_id", locked.row["assignee_id"])
+    if status == TaskStatus.IN_PROGRESS.value and holder == locked.row["assignee_id"]:
+        return {}
+    return {"lease_expires_at": None, "lease_seconds": None}
+
+
 async def apply_change(
     session: AsyncSession,
     actor: Actor,
@@ -345,8 +393,15 @@ async def apply_change(
     """Update the locked task, bump its version, audit the change, and return the new state.
 
     A status change also moves the work timestamps (`work_times`); their old and new values
-    join the entry's `changes`, so the audit shows when work started and ended.
+    join the entry's `changes`, so the audit shows when work started and ended. Leaving
+    in_progress, or changing hands, ends a claim's lease (`lease_end`), in `changes` too.
     """
+    ended = lease_end(locked, values)
+    if ended:
+        values = {**values, **ended}
+        if "changes" in details:
+            gone = {"lease_expires_at": {"old": locked.row["lease_expires_at"], "new": None}}
+            details = {**details, "changes": {**details["changes"], **gone}}
     times = work_times(locked, values)
     stamped = (
         await session.execute(
@@ -434,6 +489,7 @@ async def _insert_task(
     slug: str | None = None,
     project_id: int | None = None,
     assignee_id: int | None = None,
+    required_capabilities: list[str] | None = None,
 ) -> Mapping[str, Any] | None:
     """Insert one task with its `created` entry, if the actor may work in the project named by
     `slug` (else `project_id`): `task_insert.INSERT_TASK`, one round trip. Returns the new row
@@ -455,6 +511,7 @@ async def _insert_task(
         actor_key=actor.key_prefix,
         client_request_id=actor.client_request_id,
         project_ids=actor.scopes.listed(),
+        required_capabilities=required_capabilities,
     )
     return await run(task_insert.INSERT_TASK, *args)
 
@@ -465,12 +522,18 @@ async def insert_child(
     parent: Locked,
     spec: SubtaskSpec,
     recurrence: str | None = None,
+    required_capabilities: list[str] | None = None,
 ) -> Mapping[str, Any]:
     """A subtask in its parent's project (the parent's lock already proved the project)."""
     project_id = parent.row["project_id"]
     assignee_id = None
     if spec.assignee:
         assignee_id = await worker_id_for(session, spec.assignee, project_id)
+    elif parent.row["assignee_id"] == actor.worker_id:
+        # The assignee breaking its own task down keeps the parts: another worker's claim
+        # cannot take them from under it.
+        assignee_id = actor.worker_id
+        spec = spec.model_copy(update={"assignee": actor.handle})
     row = await _insert_task(
         in_session(session),
         actor,
@@ -479,6 +542,7 @@ async def insert_child(
         recurrence,
         project_id=project_id,
         assignee_id=assignee_id,
+        required_capabilities=required_capabilities,
     )
     if row is None:  # member of the project, but not one who may work in it
         await project_with_role(session, actor, project_id, Role.MEMBER)
@@ -512,6 +576,7 @@ async def insert_top_level(
         slug=slug,
         project_id=project_id,
         assignee_id=assignee_id,
+        required_capabilities=cmd.required_capabilities,
     )
     if row is None:
         await project_with_role(uow.session, actor, ref, Role.MEMBER)  # not found or forbidden
@@ -538,6 +603,7 @@ async def insert_top_level_by_key(
         assignee_id=None,
         actor_key=caller.key_prefix,
         client_request_id=caller.client_request_id,
+        required_capabilities=cmd.required_capabilities,
     )
     return await uow.write_alone(task_insert.INSERT_TASK_BY_KEY, *args)
 

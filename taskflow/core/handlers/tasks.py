@@ -19,7 +19,7 @@ from taskflow.core.actor import Actor, KeyCaller
 from taskflow.core.declarations import Route, declare
 from taskflow.core.domain import AuditAction, TaskStatus
 from taskflow.core.errors import ValidationFailed
-from taskflow.core.handlers import recurring, subtree
+from taskflow.core.handlers import leases, recurring, subtree
 from taskflow.core.handlers import task_rows as rows
 from taskflow.core.handlers.task_rows import ENTITY, REPARENT_LOCK
 from taskflow.core.handlers.transitions import check_may_reassign, plan_move
@@ -153,7 +153,9 @@ async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDet
             )
     spec = _spec_of(cmd)
     if cmd.parent_id is not None:
-        row = await rows.insert_child(session, actor, parent, spec, cmd.recurrence)
+        row = await rows.insert_child(
+            session, actor, parent, spec, cmd.recurrence, cmd.required_capabilities
+        )
         await rows.record_task(
             session,
             actor,
@@ -167,9 +169,10 @@ async def create_task(cmd: CreateTask, uow: UnitOfWork, actor: Actor) -> TaskDet
     task_id = row["id"]
     if not cmd.subtasks:
         # Everything the answer needs is known: skip reading the new row back.
+        inherited = row["assignee_id"] == actor.worker_id and not spec.assignee
         names = {
             "project": row["project_slug"],
-            "assignee": spec.assignee,
+            "assignee": actor.handle if inherited else spec.assignee,
             "created_by": actor.handle,
             "reviewer": None,
         }
@@ -212,6 +215,7 @@ async def add_subtasks(cmd: AddSubtasks, uow: UnitOfWork, actor: Actor) -> list[
 async def get_task(cmd: GetTask, uow: UnitOfWork, actor: Actor) -> TaskDetail:
     """A task with a page of its subtree, depth-first, with rolled_up_progress;
     pass next_cursor back as cursor for more. Read it for the version before a change."""
+    await leases.release_expired(uow.session, actor, "get_task", snapshot=True)
     return await subtree.read_page(
         uow.session, actor, cmd.task_id, limit=cmd.limit, cursor=cmd.cursor, depth=cmd.depth
     )
@@ -232,6 +236,7 @@ async def get_task(cmd: GetTask, uow: UnitOfWork, actor: Actor) -> TaskDetail:
 async def list_tasks(cmd: ListTasks, uow: UnitOfWork, actor: Actor) -> Page[TaskOut]:
     """Find tasks in your projects a page at a time (mine=true: yours, reviews too); pass
     next_cursor back as cursor for more."""
+    await leases.release_expired(uow.session, actor, "list_tasks")
     f = schemas.TaskFilter.model_validate(cmd.model_dump(exclude={"mine"}))
     return await rows.list_page(uow.session, actor, f, mine=cmd.mine)
 
@@ -251,7 +256,7 @@ async def edit_task(cmd: EditTask, uow: UnitOfWork, actor: Actor) -> TaskOut:
     sent = cmd.model_dump(exclude_unset=True, exclude={"expected_version", "task_id"})
     if not sent:
         raise ValidationFailed("nothing to change: send at least one field")
-    for required in ("title", "description", "tags"):
+    for required in ("title", "description", "tags", "required_capabilities"):
         if required in sent and sent[required] is None:
             raise ValidationFailed(
                 f"{required} cannot be null: send a value, or leave it out to keep it",
@@ -266,7 +271,7 @@ async def edit_task(cmd: EditTask, uow: UnitOfWork, actor: Actor) -> TaskOut:
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": REPARENT_LOCK})
     locked = await rows.lock_task(session, actor, task_id, expected_version=cmd.expected_version)
     new: dict[str, Any] = {}
-    for name in ("title", "description", "tags", "due_date", "recurrence"):
+    for name in ("title", "description", "tags", "due_date", "recurrence", "required_capabilities"):
         if name in sent:
             new[name] = sent[name]
     if sent.get("priority") is not None:

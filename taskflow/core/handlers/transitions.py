@@ -279,6 +279,16 @@ async def plan_move(
         TaskStatus.PENDING,
         TaskStatus.BLOCKED,
     )
+    open_blockers = locked.row.get("open_blockers")
+    if starting and open_blockers:
+        named = ", ".join(str(i) for i in open_blockers)
+        raise InvalidTransition(
+            f"task {locked.id} waits for open task {named}: it starts once they are completed",
+            next_step=step("get_task", open_blockers[0]),
+            current=str(current),
+            target=str(target),
+            open_blockers=list(open_blockers),
+        )
     if starting and locked.row["assignee_id"] is None:
         values["assignee_id"] = actor.worker_id  # an unassigned task becomes the starter's
     action_verb = natural if verb == "edit" else verb

@@ -21,7 +21,7 @@ from taskflow.core.actor import Actor
 from taskflow.core.declarations import Route, declare, operation_for
 from taskflow.core.domain import HANDLE_RE, AuditAction, TaskStatus
 from taskflow.core.errors import Forbidden, InvalidTransition, NotFound, ValidationFailed
-from taskflow.core.handlers import recurring
+from taskflow.core.handlers import leases, recurring
 from taskflow.core.handlers import task_rows as rows
 from taskflow.core.handlers.task_rows import Locked
 from taskflow.core.handlers.tasks import TaskId, Version
@@ -131,6 +131,7 @@ class ReopenTask(TaskVerb):
 class ClaimNext(Model):
     project: ProjectRef | None = None
     tags: list[schemas.Tag] = Field(default_factory=list, max_length=50, description="Any of these")
+    lease_seconds: schemas.LeaseSeconds = None
 
 
 async def _lock(uow: UnitOfWork, actor: Actor, cmd: TaskVerb) -> Locked:
@@ -226,17 +227,21 @@ async def progress(cmd: Progress, uow: UnitOfWork, actor: Actor) -> TaskOut:
             f"task {cmd.task_id} is {locked.status}: progress needs in_progress ({after})",
             next_step=step(verb, cmd.task_id),
         )
+    leased = (
+        locked.row["lease_expires_at"] is not None and locked.row["assignee_id"] == actor.worker_id
+    )
     if locked.row["progress_percent"] == cmd.percent and not cmd.note:
+        if leased:  # the holder reporting the same progress: its lease is renewed
+            return await leases.renew(uow.session, actor, locked, None, "progress")
         return await rows.read_task(uow.session, locked.id)  # nothing new to record
     extra = {"progress_percent": cmd.percent, **({"note": cmd.note} if cmd.note else {})}
     details = {"changes": rows.changes_of(locked, {"progress_percent": cmd.percent}), **extra}
+    values: dict[str, Any] = {"progress_percent": cmd.percent}
+    if leased:  # progress by the holder renews its claim's lease, in the same update
+        values.update(leases.lease_values(locked.row["lease_seconds"] or _lease_of(locked)))
+        details["lease_renewed"] = True
     return await rows.apply_change(
-        uow.session,
-        actor,
-        locked,
-        {"progress_percent": cmd.percent},
-        AuditAction.PROGRESSED,
-        details,
+        uow.session, actor, locked, values, AuditAction.PROGRESSED, details
     )
 
 
@@ -472,6 +477,7 @@ _CLAIM = text(
     """
     SELECT t.id FROM tasks t
     JOIN project_members m ON m.project_id = t.project_id AND m.worker_id = :worker_id
+    JOIN workers me ON me.id = :worker_id AND me.deactivated_at IS NULL
     WHERE t.status = 'pending' AND t.assignee_id IS NULL
       AND m.role IN ('member', 'admin', 'owner')
       AND (CAST(:project AS text) IS NULL OR t.project_id = (
@@ -480,14 +486,34 @@ _CLAIM = text(
             ORDER BY slug = CAST(:project AS text) DESC LIMIT 1))
       AND (CAST(:tags AS text[]) IS NULL OR t.tags && CAST(:tags AS text[]))
       AND (CAST(:scope AS bigint[]) IS NULL OR t.project_id = ANY(CAST(:scope AS bigint[])))
+      AND t.id <> ALL(CAST(:skip AS bigint[]))
+      AND t.required_capabilities <@ me.capabilities
       AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = t.id)
-      AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = :worker_id
-                      AND w.deactivated_at IS NOT NULL)
+      AND NOT EXISTS (SELECT 1 FROM task_dependencies d JOIN tasks b ON b.id = d.blocker_id
+                      WHERE d.task_id = t.id AND b.status <> 'completed')
+      AND NOT EXISTS (
+            WITH RECURSIVE up(id) AS (
+                SELECT t.parent_id
+                UNION ALL
+                SELECT a.parent_id FROM up JOIN tasks a ON a.id = up.id
+                WHERE a.parent_id IS NOT NULL
+            )
+            SELECT 1 FROM up JOIN tasks a ON a.id = up.id
+            WHERE a.status = 'in_progress' AND a.assignee_id <> :worker_id)
     ORDER BY t.priority_rank, t.due_date NULLS LAST, t.id
     LIMIT 1
     FOR UPDATE OF t SKIP LOCKED
     """
 )
+"""The next task a worker may claim: pending, unassigned, a leaf, in a project where it works,
+needing no capability it lacks, with no open blocker, and under no ancestor another worker has
+in progress (a subtree someone holds); most urgent first (priority, due date, age)."""
+
+_CLAIM_TRIES = 5
+
+
+def _lease_of(locked: Locked) -> int:
+    return int(locked.row["project_lease_seconds"])
 
 
 async def _refuse_deactivated_claimer(session: AsyncSession, actor: Actor) -> None:
@@ -503,28 +529,44 @@ async def _refuse_deactivated_claimer(session: AsyncSession, actor: Actor) -> No
     mcp="claim_next_task",
     rest=Route("POST", "/api/projects/{project}/claim"),
     cli="claim",
+    mcp_output=schemas.ClaimedTask,
 )
 async def claim_next(cmd: ClaimNext, uow: UnitOfWork, actor: Actor) -> TaskOut:
-    """Take the next task: the most urgent pending unassigned leaf task in your projects is
-    assigned to you and started, atomically (never to two agents)."""
+    """Take the most urgent ready task (blockers done, your capabilities, no subtree another
+    holds): yours, started, leased; progress renews it."""
     session = uow.session
-    task_id = await session.scalar(
-        _CLAIM,
-        {
-            "worker_id": actor.worker_id,
-            "project": cmd.project,
-            "tags": cmd.tags or None,
-            "scope": actor.scopes.listed(),
-        },
-    )
-    if task_id is None:
-        await _refuse_deactivated_claimer(session, actor)
-        where = f" in project {cmd.project}" if cmd.project else ""
-        raise NotFound(
-            f"no open unassigned task to claim{where}: create tasks or check back later",
-            entity="task",
+    await leases.release_expired(session, actor, "claim_next")
+    skip: list[int] = []
+    for _ in range(_CLAIM_TRIES):
+        task_id = await session.scalar(
+            _CLAIM,
+            {
+                "worker_id": actor.worker_id,
+                "project": cmd.project,
+                "tags": cmd.tags or None,
+                "skip": skip,
+                "scope": actor.scopes.listed(),
+            },
         )
-    locked = await rows.lock_task(session, actor, task_id)
-    values = {"status": TaskStatus.IN_PROGRESS.value, "assignee_id": actor.worker_id}
-    details = {"changes": rows.changes_of(locked, values), "claimed_by": actor.handle}
-    return await rows.apply_change(session, actor, locked, values, AuditAction.CLAIMED, details)
+        if task_id is None:
+            break
+        locked = await rows.lock_task(session, actor, task_id)
+        if locked.row["open_blockers"]:  # a blocker added since the search's snapshot
+            skip.append(task_id)
+            continue
+        seconds = cmd.lease_seconds or _lease_of(locked)
+        values = {"status": TaskStatus.IN_PROGRESS.value, "assignee_id": actor.worker_id}
+        details = {
+            "changes": rows.changes_of(locked, values),
+            "claimed_by": actor.handle,
+            "lease_seconds": seconds,
+        }
+        values.update(leases.lease_values(seconds))
+        return await rows.apply_change(session, actor, locked, values, AuditAction.CLAIMED, details)
+    await _refuse_deactivated_claimer(session, actor)
+    where = f" in project {cmd.project}" if cmd.project else ""
+    raise NotFound(
+        f"no open unassigned task to claim{where} that is ready (blockers done, needing only "
+        "your capabilities, in no subtree another holds): create tasks or check back later",
+        entity="task",
+    )
