@@ -102,6 +102,8 @@ class AuditAction(StrEnum):
     API_KEY_CREATED = "api_key_created"
     API_KEY_REVOKED = "api_key_revoked"
     IMPORTED = "imported"
+    COMMENTED = "commented"
+    COMMENT_EDITED = "comment_edited"
 
 
 TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from taskflow.core.auth.identity import Authenticator
 from taskflow.core.config import Settings
 from taskflow.core.db import Database
+
+if TYPE_CHECKING:
+    from taskflow.core.feed import Hub
 
 
 @dataclass
@@ -14,6 +18,17 @@ class Runtime:
     settings: Settings
     db: Database
     auth: Authenticator
+    _hub: Hub | None = field(default=None, repr=False)
+
+    def hub(self) -> Hub:
+        """The process's feed hub (`taskflow.core.feed`), made on first use and started by
+        the first reader; it LISTENs on one direct connection, or polls behind a pooler."""
+        if self._hub is None:
+            from taskflow.core import feed  # here: processes without a reader never load it
+
+            url = feed.listen_url_for(self.db, self.settings.database_direct_url)
+            self._hub = feed.Hub(self.db, listen_url=url, poll_seconds=self.settings.feed_poll_seconds)
+        return self._hub
 
     @property
     def local_mode(self) -> bool:
@@ -21,6 +36,8 @@ class Runtime:
         return self.auth.verifier is None
 
     async def close(self) -> None:
+        if self._hub is not None:
+            await self._hub.close()
         if self.auth.verifier is not None:
             await self.auth.verifier.jwks.aclose()
         await self.db.close()
