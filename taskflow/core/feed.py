@@ -230,17 +230,17 @@ async def resolve_scope(
     mine: bool = False,
 ) -> Scope:
     """The reader's scope; a project or task they cannot see is `NotFound`, as everywhere."""
-    scope = Scope(
-        actor.worker_id, actor.handle, actor=actor_handle, action=action, mine=mine
-    )
+    scope = Scope(actor.worker_id, actor.handle, actor=actor_handle, action=action, mine=mine)
     if project is not None:
         ref = str(project)
+        as_id = int(ref) if ref.isascii() and ref.isdigit() and len(ref) <= 18 else None
         row = await conn.fetchrow(
             "SELECT p.id FROM projects p JOIN project_members m ON m.project_id = p.id "
-            "AND m.worker_id = $1 WHERE p.slug = $2 OR ($2 ~ '^[0-9]{1,18}$' AND p.id = $2::bigint) "
+            "AND m.worker_id = $1 WHERE p.slug = $2 OR p.id = $3 "
             "ORDER BY p.slug = $2 DESC LIMIT 1",
             actor.worker_id,
             ref,
+            as_id,
         )
         if row is None:
             raise NotFound(f"project {ref} not found", entity="project")
@@ -270,9 +270,7 @@ async def position_of(conn: Any, entry_id: int) -> Position:
     """Where the entry `entry_id` stands in the feed (0: before the first entry)."""
     if entry_id == 0:
         return START
-    xact = await conn.fetchval(
-        "SELECT xact::text FROM audit_log WHERE id = $1", entry_id
-    )
+    xact = await conn.fetchval("SELECT xact::text FROM audit_log WHERE id = $1", entry_id)
     if xact is None:
         raise ValidationFailed(
             f"no audit entry {entry_id} to resume after: pass the id of the last event you "
@@ -401,7 +399,7 @@ class Hub:
 
     @property
     def mode(self) -> str:
-        """"listen" (NOTIFY wakes the hub) or "poll" (no direct connection to LISTEN on)."""
+        """ "listen" (NOTIFY wakes the hub) or "poll" (no direct connection to LISTEN on)."""
         return "listen" if self.listen_url else "poll"
 
     async def start(self) -> None:

@@ -27,7 +27,9 @@ class Runtime:
             from taskflow.core import feed  # here: processes without a reader never load it
 
             url = feed.listen_url_for(self.db, self.settings.database_direct_url)
-            self._hub = feed.Hub(self.db, listen_url=url, poll_seconds=self.settings.feed_poll_seconds)
+            self._hub = feed.Hub(
+                self.db, listen_url=url, poll_seconds=self.settings.feed_poll_seconds
+            )
         return self._hub
 
     @property

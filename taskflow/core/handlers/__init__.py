@@ -3,6 +3,6 @@
 Importing this package registers every operation moved onto the kernel so far.
 """
 
-from taskflow.core.handlers import audit, projects, tasks, workers, workflow
+from taskflow.core.handlers import audit, comments, feed, projects, tasks, workers, workflow
 
-__all__ = ["audit", "projects", "tasks", "workers", "workflow"]
+__all__ = ["audit", "comments", "feed", "projects", "tasks", "workers", "workflow"]
