@@ -68,6 +68,7 @@ AREAS: dict[str, tuple[str, ...]] = {
         "move",
         "claim",
     ),
+    "taskflow.cli.commands.feed": ("comment", "edit-comment", "comments", "changes", "watch"),
     "taskflow.cli.commands.audit": ("audit",),
     "taskflow.cli.commands.ops": ("db", "serve", "mcp", "import"),
     __name__: ("demo",),

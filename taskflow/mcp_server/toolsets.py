@@ -4,7 +4,8 @@ Every declared operation names its toolset. A client sees the default toolsets u
 for others: `taskflow-mcp --toolsets core,admin` (or `TASKFLOW_MCP_TOOLSETS`) over stdio, and
 `?toolsets=core,admin` on the `/mcp` URL (or an `X-MCP-Toolsets` header) over HTTP; `all`
 means every toolset. Rarely needed tools (project administration; `board`'s move_task, which
-repeats the workflow verbs by status name) are left out by default so an agent's context is not
+repeats the workflow verbs by status name; `feed`: comments and list_changes, which would
+break the default budget) are left out by default so an agent's context is not
 spent on them; they stay one word away.
 """
 
@@ -18,7 +19,7 @@ from taskflow.core.declarations import REGISTRY
 from taskflow.core.errors import ValidationFailed
 
 ALL = "all"
-OPT_IN = frozenset({"admin", "board"})
+OPT_IN = frozenset({"admin", "board", "feed"})
 QUERY_PARAMETER = "toolsets"
 HEADER = "x-mcp-toolsets"
 ENV = "TASKFLOW_MCP_TOOLSETS"

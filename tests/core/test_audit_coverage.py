@@ -17,6 +17,7 @@ import pytest
 from taskflow.core.declarations import REGISTRY
 from taskflow.core.dispatcher import run
 from taskflow.core.domain import Role, TaskStatus
+from taskflow.core.handlers.comments import AddComment, EditComment
 from taskflow.core.handlers.workflow import MoveTask, ReopenTask
 from taskflow.core.schemas import (
     AddMember,
@@ -54,6 +55,12 @@ async def _with_task(db, owner, status: str = "pending") -> dict[str, Any]:
     if status == "completed":
         await workflow.complete(db, nina, t.id)
     return {"task": t.id, "nina": nina}
+
+
+async def _commented(db, owner) -> dict[str, Any]:
+    ctx = await _with_task(db, owner)
+    said = await run(db, owner, AddComment(task_id=ctx["task"], body="first"))
+    return {**ctx, "comment": said.id}
 
 
 def _task_in(status: str) -> Callable[[Any, Any], Awaitable[dict[str, Any]]]:
@@ -253,6 +260,18 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "claim_next": Scenario(
         lambda db, o, c: workflow.claim_next(db, o), "claimed", "task", _task_in("pending")
+    ),
+    "add_comment": Scenario(
+        lambda db, o, c: run(db, o, AddComment(task_id=c["task"], body="hi @nina")),
+        "commented",
+        "comment",
+        _task_in("pending"),
+    ),
+    "edit_comment": Scenario(
+        lambda db, o, c: run(db, o, EditComment(comment_id=c["comment"], body="edited")),
+        "comment_edited",
+        "comment",
+        _commented,
     ),
 }
 

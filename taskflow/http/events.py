@@ -1,0 +1,95 @@
+"""`GET /api/events`: the audit log as Server-Sent Events (sse-starlette), live and resumable.
+
+A plain route, not an operation: it streams for as long as the client stays, which no unit of
+work should. What it reads is the core's feed (`taskflow.core.feed`), with `list_changes`'s
+filters and visibility; each event is one audit entry, `id:` its entry id, `data:` the entry as
+`AuditEntryOut` JSON. `Last-Event-ID` (sent by a reconnecting EventSource) or `?after=ID`
+resumes right after that entry; neither starts from now. A comment line every 15 seconds keeps
+proxies from closing an idle stream. A client that goes away ends its stream quietly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from pydantic import Field, ValidationError
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.routing import Route
+
+from taskflow.core import feed
+from taskflow.core.declarations import problems_of
+from taskflow.core.errors import InvalidInput
+from taskflow.core.handlers.feed import FeedFilter, scope_for
+from taskflow.core.runtime import Runtime
+from taskflow.core.schemas import AuditEntryOut
+from taskflow.http.identity import identify
+from taskflow.http.openapi import RouteDoc
+
+PATH = "/api/events"
+RETRY_MS = 2_000
+
+
+class EventsQuery(FeedFilter):
+    after: Annotated[
+        int | None,
+        Field(default=None, ge=0, description="Resume after this entry id (Last-Event-ID wins)"),
+    ]
+
+
+DOCS = (
+    RouteDoc(
+        "GET",
+        PATH,
+        "feed",
+        "events",
+        "Live audit entries as Server-Sent Events (text/event-stream), resumable by entry id.",
+        description="Each event is one audit entry you may see (`id:` = its id, `data:` = the "
+        "entry). Reconnect with `Last-Event-ID` (or `?after=ID`) to get every entry after it "
+        "exactly once; without either the stream starts now. Filters as `GET /api/changes`; "
+        "a comment line every 15 s.",
+        query=EventsQuery,
+        response=AuditEntryOut,
+    ),
+)
+
+
+def _query(request: Request) -> EventsQuery:
+    arguments: dict[str, Any] = dict(request.query_params)
+    last = request.headers.get("last-event-id")
+    if last is not None and last.strip():
+        arguments["after"] = last.strip()
+    try:
+        return EventsQuery.model_validate(arguments)
+    except ValidationError as exc:
+        raise InvalidInput(problems_of(EventsQuery, exc)) from None
+
+
+def routes(runtime: Runtime, local_handle: str | None) -> list[Route]:
+    db = runtime.db
+
+    async def events(request: Request) -> EventSourceResponse:
+        """The feed as SSE (see the module docstring)."""
+        query = _query(request)
+        actor = await identify(request, runtime, local_handle)
+        async with db.guarded(), db.engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            scope = await scope_for(raw, actor, query)
+            after = None if query.after is None else await feed.position_of(raw, query.after)
+        hub = runtime.hub()
+        await hub.start()
+
+        async def stream() -> AsyncIterator[ServerSentEvent]:
+            yield ServerSentEvent(comment="taskflow feed", retry=RETRY_MS)
+            async for event in feed.follow(hub, db, scope, after):
+                yield ServerSentEvent(data=orjson.dumps(event.as_json()).decode(), id=str(event.id))
+
+        return EventSourceResponse(
+            stream(),
+            ping=feed.HEARTBEAT_SECONDS,
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    return [Route(PATH, events, methods=["GET"])]
