@@ -5,7 +5,6 @@ mentions, and a rolled-back change that announces nothing."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import pytest
@@ -71,7 +70,7 @@ async def test_sse_live_resume_visibility_mentions_rollback(db: Database, db_url
                 assert live.status == 200
                 made = await mcp_tool(a1, "create_task", {"project": PROJECT, "title": "over MCP"})
                 answered = asyncio.get_running_loop().time()
-                event = await live.next(timeout=5)
+                event = await live.next(5)
                 assert event.data["action"] == "created" and event.data["via"] == "mcp"
                 assert event.data["entity_id"] == made["structuredContent"]["task"]["id"]
                 assert event.received - answered < 1.0, "seen within a second"
@@ -143,7 +142,7 @@ async def test_sse_live_resume_visibility_mentions_rollback(db: Database, db_url
             assert bad.status_code == 422
             anonymous = await httpx.AsyncClient(base_url=server.base_url).get("/api/events")
             assert anonymous.status_code == 401
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
         assert server.tracebacks() == 0, server.logs()[-3000:]
     assert secret.slug == "secret"
 

@@ -32,6 +32,7 @@ class SseReader:
     comments: int = 0
     status: int | None = None
     opened: asyncio.Event = field(default_factory=asyncio.Event)
+    error: Exception | None = None
     _task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> SseReader:
@@ -50,6 +51,14 @@ class SseReader:
             self._task = None
 
     async def _read(self) -> None:
+        try:
+            await self._stream()
+        except httpx.HTTPError as exc:  # the server went away: the test sees no more events
+            self.error = exc
+        finally:
+            self.opened.set()
+
+    async def _stream(self) -> None:
         loop = asyncio.get_running_loop()
         async with self.client.stream(
             "GET", self.path, params=self.params, headers=self.headers, timeout=None
@@ -76,11 +85,11 @@ class SseReader:
                 elif line.startswith("data:"):
                     data.append(line[5:].lstrip())
 
-    async def next(self, timeout: float = 5.0) -> SseEvent:
-        return await asyncio.wait_for(self.events.get(), timeout)
+    async def next(self, within: float = 5.0) -> SseEvent:
+        return await asyncio.wait_for(self.events.get(), within)
 
-    async def take(self, n: int, timeout: float = 10.0) -> list[SseEvent]:
-        return [await self.next(timeout) for _ in range(n)]
+    async def take(self, n: int, within: float = 10.0) -> list[SseEvent]:
+        return [await self.next(within) for _ in range(n)]
 
     async def quiet(self, seconds: float = 0.5) -> list[SseEvent]:
         """Whatever arrives within `seconds` (to prove nothing does)."""
