@@ -29,19 +29,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
 
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database, to_async_url
-from taskflow.core.errors import NotFound, ValidationFailed
+from taskflow.core.errors import NotFound, Unavailable, ValidationFailed
 
 log = logging.getLogger("taskflow.feed")
+T = TypeVar("T")
 
 CHANNEL = "taskflow_audit"
 """The NOTIFY channel of new audit entries (payload: see `parse_notice`)."""
@@ -344,6 +345,28 @@ async def recent(conn: Any, scope: Scope, limit: int) -> tuple[list[Event], Posi
     return [_event(r) for r in reversed(rows)], await latest(conn)
 
 
+_LOST = (
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    OSError,
+)
+
+
+@contextlib.asynccontextmanager
+async def connection(db: Database) -> AsyncIterator[Any]:
+    """A pooled connection's asyncpg driver for the feed's reads. These statements bypass
+    SQLAlchemy, so a connection found dead here is invalidated by hand (else the pool would hand
+    it out again) and the loss is `Unavailable`, as SQLAlchemy's would be."""
+    async with db.guarded(), db.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        try:
+            yield raw
+        except _LOST as exc:
+            await conn.invalidate()
+            raise Unavailable(f"the database connection was lost ({exc})") from None
+
+
 class Subscription:
     """One reader's queue of batches from the hub, and where the hub stood when it joined."""
 
@@ -406,8 +429,7 @@ class Hub:
         async with self._started:
             if self._task is not None:
                 return
-            async with self.db.guarded(), self.db.engine.connect() as conn:
-                raw = (await conn.get_raw_connection()).driver_connection
+            async with connection(self.db) as raw:
                 self.position = await latest(raw)
             if self.listen_url:
                 await self._listen()
@@ -450,7 +472,7 @@ class Hub:
             conn = await asyncpg.connect(self.listen_url, timeout=10)
             await conn.add_listener(CHANNEL, self._notified)
             conn.add_termination_listener(self._lost)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except (*_LOST, asyncpg.PostgresError, TimeoutError) as exc:
             log.warning("feed: cannot LISTEN (%s); polling until it can", exc)
             return
         self._listener = conn
@@ -473,9 +495,9 @@ class Hub:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
-            if self.listen_url and not self.listening:
-                await self._listen()
             try:
+                if self.listen_url and not self.listening:
+                    await self._listen()
                 moved = await self._advance()
             except Exception as exc:  # an outage: keep the position, try again shortly
                 log.warning("feed: reading the audit log failed (%s); retrying", exc)
@@ -486,8 +508,7 @@ class Hub:
     async def _advance(self) -> bool:
         """Read every settled entry after the hub's position and hand it to each subscriber."""
         moved = False
-        async with self.db.guarded(), self.db.engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
+        async with connection(self.db) as raw:
             while True:
                 events, end = await read_after(raw, self.position)
                 if end == self.position:
@@ -520,12 +541,20 @@ def listen_url_for(db: Database, direct_url: str | None) -> str | None:
 
 
 async def follow(
-    hub: Hub, db: Database, scope: Scope, after: Position | None
+    hub: Hub,
+    db: Database,
+    scope: Scope,
+    after: Position | None,
+    *,
+    on_ready: Callable[[Hub], None] | None = None,
 ) -> AsyncIterator[Event]:
     """Every event `scope` lets through after `after` (None: from now), live, exactly once:
-    caught up by query from `after` to where the hub stood, then the hub's batches."""
+    caught up by query from `after` to where the hub stood, then the hub's batches.
+    `on_ready` is told once the reader is subscribed (from then on nothing is missed)."""
     await hub.start()
     sub = hub.subscribe()
+    if on_ready is not None:
+        on_ready(hub)
     try:
         cursor = sub.start if after is None else after
         upto: Position | None = sub.start
@@ -554,15 +583,29 @@ async def _catch_up(
     db: Database, scope: Scope, cursor: Position, upto: Position
 ) -> AsyncIterator[Event]:
     while cursor < upto:
-        async with db.guarded(), db.engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
-            events, end = await read_after(raw, cursor, scope=scope, upto=upto)
+        events, end = await _retrying(
+            lambda raw, at=cursor: read_after(raw, at, scope=scope, upto=upto), db
+        )
         if end == cursor:
             return
         for event in events:
             _remember(scope, event)
             yield event
         cursor = end
+
+
+async def _retrying(read: Callable[[Any], Awaitable[T]], db: Database) -> T:
+    """`read(conn)` until the database answers: a follower waits out an outage (its stream
+    stays open, heartbeats go on) and resumes at its position, losing nothing."""
+    delay = 0.1
+    while True:
+        try:
+            async with connection(db) as raw:
+                return await read(raw)
+        except Unavailable as exc:
+            log.warning("feed: %s; retrying in %.1f s", exc.message, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _remember(scope: Scope, event: Event) -> None:
@@ -573,13 +616,11 @@ def _remember(scope: Scope, event: Event) -> None:
 async def _admit(db: Database, scope: Scope, batch: list[Event]) -> list[Event]:
     """The events of a hub batch this reader may see and asked for."""
     if any(e.action in MEMBERSHIP_ACTIONS or e.entity_type == "project" for e in batch):
-        async with db.guarded(), db.engine.connect() as conn:
-            await refresh_projects((await conn.get_raw_connection()).driver_connection, scope)
+        await _retrying(lambda raw: refresh_projects(raw, scope), db)
     chosen = [e for e in batch if scope.passes(e)]
     if scope.needs_query and chosen:
-        async with db.guarded(), db.engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
-            ids = {e.id for e in await fetch_events(raw, [e.id for e in chosen], scope)}
+        found = await _retrying(lambda raw: fetch_events(raw, [e.id for e in chosen], scope), db)
+        ids = {e.id for e in found}
         chosen = [
             e
             for e in chosen

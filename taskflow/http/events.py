@@ -74,8 +74,7 @@ def routes(runtime: Runtime, local_handle: str | None) -> list[Route]:
         """The feed as SSE (see the module docstring)."""
         query = _query(request)
         actor = await identify(request, runtime, local_handle)
-        async with db.guarded(), db.engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
+        async with feed.connection(db) as raw:
             scope = await scope_for(raw, actor, query)
             after = None if query.after is None else await feed.position_of(raw, query.after)
         hub = runtime.hub()

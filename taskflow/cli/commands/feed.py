@@ -9,8 +9,10 @@ a retry, never an event, because the stream restarts from the last entry it prin
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Annotated
 
+import orjson
 import typer
 from rich.markdown import Markdown
 from rich.markup import escape
@@ -25,7 +27,6 @@ from taskflow.core.dispatcher import run
 from taskflow.core.errors import Unavailable
 from taskflow.core.handlers.comments import AddComment, CommentOut, EditComment, ListComments
 from taskflow.core.handlers.feed import ListChanges, scope_for
-from taskflow.core.schemas import AuditEntryOut
 
 ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="Only this project.")]
 TaskOpt = Annotated[int | None, typer.Option("--task", help="This task and its subtree.")]
@@ -133,6 +134,11 @@ def _line(e: feed.Event) -> Text:
     return line
 
 
+def _ready(hub: feed.Hub) -> None:
+    how = "listening" if hub.mode == "listen" else "polling the log"
+    err().print(f"[dim]Watching ({how}); Ctrl-C stops.[/]")  # stderr: --json stays clean
+
+
 async def _watch(
     s: Session, project: str | None, task: int | None, mine: bool, json_: bool
 ) -> None:
@@ -140,20 +146,17 @@ async def _watch(
     last: feed.Position | None = None
     while True:
         try:
-            async with s.db.guarded(), s.db.engine.connect() as conn:
-                raw = (await conn.get_raw_connection()).driver_connection
+            async with feed.connection(s.db) as raw:
                 scope = await scope_for(
                     raw, s.actor, build(ListChanges, project=project, task_id=task, mine=mine)
                 )
-            if not json_:
-                how = "listening" if hub.mode == "listen" else "polling the log"
-                err().print(f"[dim]Watching ({how}); Ctrl-C stops.[/]")
-            async for event in feed.follow(hub, s.db, scope, last):
+            async for event in feed.follow(hub, s.db, scope, last, on_ready=_ready):
                 last = event.position
-                if json_:
-                    emit_json(AuditEntryOut.model_validate(event.as_json()))
+                if json_:  # JSON Lines: one entry per line, as it comes
+                    typer.echo(orjson.dumps(event.as_json()).decode())
                 else:
                     out().print(_line(event))
+                sys.stdout.flush()
         except Unavailable as exc:
             err().print(f"[yellow]{escape(exc.message)}: retrying[/]")
             await hub.close()  # started again by the next follow, from `last`
@@ -166,7 +169,7 @@ def watch(
     mine: MineOpt = False,
     json_: Json = False,
 ) -> None:
-    """Follow changes live (Rich); resumes by itself after a dropped connection."""
+    """Follow changes live (Rich; --json: one entry per line); survives a dropped connection."""
     call(lambda s: _watch(s, project, task, mine, json_))
 
 
