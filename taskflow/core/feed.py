@@ -1,11 +1,11 @@
 """The feed: the audit log read as a stream of events, resumable by entry id, woken by NOTIFY.
 
 **The channel** (for anything else that wants to be woken by new entries: webhooks, MCP
-subscriptions): `CHANNEL = "taskflow_audit"`. The AFTER INSERT trigger `audit_log_notify`
-(migration 0007) calls `pg_notify(CHANNEL, payload)` for every appended entry, inside the
-appending transaction, so the notification is delivered at commit and never for a rolled-back
-change; the payload is JSON `{"id": <audit entry id>, "project_id": <project id or null>}`
-(`parse_notice`). A notification only says "look": read the log (`read_after`) for the rows.
+subscriptions): `CHANNEL = "taskflow_audit"`, payload JSON `{"id": <entry id>}` (`parse_notice`):
+every entry up to that one, in feed order, is committed and readable. It is sent by one hub per
+database, the announcer (see `Hub`), after it read new entries, never by the writers; so a
+rolled-back change, which never reaches the log, announces nothing. A notification only says
+"look": read the log after your own position (`read_after`) for the rows.
 
 **The order.** Entry ids are handed out at insert while transactions commit in any order, so a
 reader that resumed "after id N" could miss an entry N-1 that committed later. Each entry keeps
@@ -48,6 +48,12 @@ CHANNEL = "taskflow_audit"
 """The NOTIFY channel of new audit entries (payload: see `parse_notice`)."""
 
 HEARTBEAT_SECONDS = 15.0
+ANNOUNCE_SECONDS = 0.05
+"""How often the announcer reads the log for new entries (each find is one NOTIFY)."""
+ANNOUNCER_RETRY_SECONDS = 2.0
+"""How often a hub that does not announce tries to become the announcer, and reads anyway."""
+ANNOUNCER_LOCK = 0x7466_6565_6401
+"""The session advisory lock the announcing hub holds (one per database)."""
 BATCH = 1_000
 QUEUE_BATCHES = 256
 """Batches a subscription may hold unread before it falls back to catching up by query."""
@@ -57,19 +63,21 @@ MEMBERSHIP_ACTIONS = frozenset({"member_added", "member_removed", "role_changed"
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """One notification: a new entry's id and its project (None outside any project)."""
+    """One notification: the newest settled entry's id (every entry up to it, in feed order,
+    is committed and readable: read after your position)."""
 
     id: int
-    project_id: int | None
+
+
+def notice_payload(entry_id: int) -> str:
+    return orjson.dumps({"id": entry_id}).decode()
 
 
 def parse_notice(payload: str) -> Notice | None:
-    """The notification's entry id and project id, or None for a payload not ours."""
+    """The notification's entry id, or None for a payload not ours."""
     try:
-        data = orjson.loads(payload)
-        project = data.get("project_id")
-        return Notice(int(data["id"]), None if project is None else int(project))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return Notice(int(orjson.loads(payload)["id"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
 
 
@@ -399,7 +407,18 @@ class Subscription:
 
 
 class Hub:
-    """The process's one reader of new entries: LISTEN (or poll), read once, fan out."""
+    """The process's one reader of new entries: woken by NOTIFY (or polling), reads once, fans
+    out.
+
+    With a direct connection the hub LISTENs on `CHANNEL` and competes for `ANNOUNCER_LOCK`, a
+    session advisory lock: the one hub (per database) that holds it is the announcer. It reads
+    the log every `ANNOUNCE_SECONDS` and, whenever it found new settled entries, sends one
+    `NOTIFY` naming the newest; every other hub, on any replica, reads when woken. Writers never
+    NOTIFY: PostgreSQL serializes the commits of notifying transactions (a global lock held
+    through the commit's flush), which cost the hot create path half its throughput (decision
+    52). An announcer that dies releases its lock with its connection; another hub takes over
+    within `ANNOUNCER_RETRY_SECONDS`, and every hub reads at least that often meanwhile.
+    """
 
     def __init__(
         self,
@@ -414,11 +433,12 @@ class Hub:
         self.position = START
         self.subscriptions: set[Subscription] = set()
         self.listening = False
+        self.announcing = False
         self._wake = asyncio.Event()
-        self._pending: set[int] = set()
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncpg.Connection | None = None
         self._started = asyncio.Lock()
+        self._lock_tried = 0.0
 
     @property
     def mode(self) -> str:
@@ -451,18 +471,13 @@ class Hub:
     def unsubscribe(self, sub: Subscription) -> None:
         self.subscriptions.discard(sub)
 
-    def wake(self) -> None:
-        self._wake.set()
-
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         notice = parse_notice(payload)
         if notice is not None:
-            if len(self._pending) < 100_000:
-                self._pending.add(notice.id)
             self._wake.set()
 
     def _lost(self, conn: Any) -> None:
-        self.listening = False
+        self.listening = self.announcing = False
         self._listener = None
         self._wake.set()
 
@@ -477,33 +492,50 @@ class Hub:
             return
         self._listener = conn
         self.listening = True
+        self._lock_tried = 0.0
         self._wake.set()  # anything written while we were not listening
 
     async def _unlisten(self) -> None:
-        conn, self._listener, self.listening = self._listener, None, False
+        conn, self._listener = self._listener, None
+        self.listening = self.announcing = False
         if conn is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 2)
 
+    async def _try_to_announce(self) -> None:
+        """Become the announcer if none is (the lock is free), at most once per retry period."""
+        now = asyncio.get_running_loop().time()
+        if self._listener is None or now - self._lock_tried < ANNOUNCER_RETRY_SECONDS:
+            return
+        self._lock_tried = now
+        got = await self._listener.fetchval("SELECT pg_try_advisory_lock($1)", ANNOUNCER_LOCK)
+        if got and not self.announcing:
+            log.info("feed: this process announces new audit entries")
+        self.announcing = bool(got)
+
+    def _timeout(self) -> float:
+        if not self.listening:
+            return self.poll_seconds
+        return ANNOUNCE_SECONDS if self.announcing else ANNOUNCER_RETRY_SECONDS
+
     async def _run(self) -> None:
-        backoff = 0.02
         while True:
-            if self.listening:
-                timeout = backoff if self._pending else HEARTBEAT_SECONDS
-            else:
-                timeout = self.poll_seconds
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                await asyncio.wait_for(self._wake.wait(), self._timeout())
             self._wake.clear()
             try:
                 if self.listen_url and not self.listening:
                     await self._listen()
+                if self.listening and not self.announcing:
+                    await self._try_to_announce()
                 moved = await self._advance()
+                if moved and self.announcing and self._listener is not None:
+                    await self._listener.execute(
+                        "SELECT pg_notify($1, $2)", CHANNEL, notice_payload(self.position.id)
+                    )
             except Exception as exc:  # an outage: keep the position, try again shortly
                 log.warning("feed: reading the audit log failed (%s); retrying", exc)
                 await asyncio.sleep(min(self.poll_seconds, 1.0))
-                continue
-            backoff = 0.02 if moved else min(backoff * 2, 0.5)
 
     async def _advance(self) -> bool:
         """Read every settled entry after the hub's position and hand it to each subscriber."""
@@ -517,17 +549,11 @@ class Hub:
                 # No await between moving the position and pushing: a subscriber that joins
                 # sees either this batch in its queue or the position after it.
                 self.position = end
-                for event in events:
-                    self._pending.discard(event.id)
                 if events:
                     for sub in list(self.subscriptions):
                         sub.push(events)
                 if len(events) < BATCH:
                     break
-        if self._pending and not moved:
-            # Committed entries held back by an older transaction still running; a pending id
-            # that was never ours (another database's channel) must not keep the hub spinning.
-            self._pending = {i for i in self._pending if i > self.position.id - 1_000_000}
         return moved
 
 

@@ -4,6 +4,7 @@ of the feed sees, resuming by entry id, and order under concurrent, late or roll
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import asyncpg
 import pytest
@@ -150,13 +151,22 @@ async def test_a_late_commit_is_never_passed_over(db: Database, team: Team) -> N
     assert both.items[0].id < both.items[1].id
 
 
-async def test_notify_at_commit_only(db: Database, team: Team) -> None:
-    """The trigger announces an entry when its transaction commits, never a rolled-back one."""
+async def test_one_announcer_notifies_committed_entries_only(db: Database, team: Team) -> None:
+    """Writers never NOTIFY; the one hub holding the announcer lock does, once it read new
+    committed entries: a rolled-back change announces nothing. Another hub is woken by it, and
+    takes over when the announcer goes."""
     task_id = await _task(db, team.owner)
+    url = feed.listen_url_for(db, None)
+    first, second = feed.Hub(db, listen_url=url), feed.Hub(db, listen_url=url)
     listener = await asyncpg.connect(plain_dsn(db.engine.url.render_as_string(False)))
     heard: list[str] = []
     await listener.add_listener(feed.CHANNEL, lambda *args: heard.append(args[-1]))
+    follower = feed.follow(second, db, await _scope(db, team.member), None)
     try:
+        await first.start()
+        next_event = asyncio.ensure_future(anext(follower))
+        await asyncio.sleep(0.3)
+        assert first.announcing and not second.announcing
         async with db.transaction() as session:  # a change rolled back after its audit entry
             await session.execute(
                 text("UPDATE tasks SET title = 'never' WHERE id = :id"), {"id": task_id}
@@ -165,21 +175,34 @@ async def test_notify_at_commit_only(db: Database, team: Team) -> None:
                 session, team.owner, entity_type="task", entity_id=task_id, action="updated"
             )
             await session.rollback()
-        await asyncio.sleep(0.3)
-        assert heard == [], "a rolled-back change announces nothing"
+        await asyncio.sleep(0.5)
+        assert heard == [] and not next_event.done(), "a rolled-back change announces nothing"
+
         said = await run(db, team.member, AddComment(task_id=task_id, body="real"))
-        for _ in range(50):
-            if heard:
-                break
-            await asyncio.sleep(0.02)
-        notice = feed.parse_notice(heard[0])
+        event = await asyncio.wait_for(next_event, 5)
+        assert (event.action, event.details["body"]) == ("commented", said.body)
+        await _until(lambda: bool(heard))
         entry = await scalar(db, "SELECT max(id) FROM audit_log WHERE entity_type = 'comment'")
-        assert notice == feed.Notice(
-            entry, await scalar(db, "SELECT id FROM projects WHERE slug = 'web'")
-        )
-        assert said.body == "real"
+        assert feed.parse_notice(heard[0]) == feed.Notice(entry)
+
+        await first.close()  # its lock goes with its connection: the other hub takes over
+        await _until(lambda: second.announcing, seconds=feed.ANNOUNCER_RETRY_SECONDS * 3)
+        await run(db, team.member, AddComment(task_id=task_id, body="still heard"))
+        event = await asyncio.wait_for(anext(follower), 5)
+        assert event.details["body"] == "still heard"
     finally:
+        await follower.aclose()
+        await first.close()
+        await second.close()
         await listener.close()
+
+
+async def _until(check: Callable[[], bool], seconds: float = 3.0) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("not in time")
 
 
 async def test_follow_live_catch_up_and_overflow(
