@@ -52,6 +52,7 @@ DOCS = (
         "a comment line every 15 s.",
         query=EventsQuery,
         response=AuditEntryOut,
+        media_type="text/event-stream",
     ),
 )
 
@@ -72,8 +73,8 @@ def routes(runtime: Runtime, local_handle: str | None) -> list[Route]:
 
     async def events(request: Request) -> EventSourceResponse:
         """The feed as SSE (see the module docstring)."""
-        query = _query(request)
         actor = await identify(request, runtime, local_handle)
+        query = _query(request)
         async with feed.connection(db) as raw:
             scope = await scope_for(raw, actor, query)
             after = None if query.after is None else await feed.position_of(raw, query.after)
