@@ -9,6 +9,7 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from taskflow.core import audit, feed
 from taskflow.core.actor import Actor
@@ -19,9 +20,16 @@ from taskflow.core.handlers.comments import AddComment, EditComment, ListComment
 from taskflow.core.handlers.feed import ListChanges
 from taskflow.core.schemas import CreateTask
 from taskflow.core.services import tasks, workflow
-from tests.conftest import make_human
+from tests.conftest import database_url_for, make_human
 from tests.core.conftest import Team, refused, scalar, tail
 from tests.support.servers import plain_dsn
+
+
+@pytest.fixture
+def direct(db_url: str, pg_server_url: str) -> str:
+    """The test database straight on PostgreSQL (as DATABASE_DIRECT_URL gives it): LISTEN and
+    the announcer's session lock need it, also when `db` goes through PgBouncer."""
+    return plain_dsn(database_url_for(pg_server_url, str(make_url(db_url).database)))
 
 
 async def _task(db: Database, actor: Actor, title: str = "t", parent: int | None = None) -> int:
@@ -55,7 +63,7 @@ async def test_comment_mentions_edit_and_history(db: Database, team: Team) -> No
     assert [e["action"] for e in await log.new()] == ["commented", "comment_edited"]
 
 
-async def test_comment_refusals_change_nothing(db: Database, team: Team) -> None:
+async def test_comment_refusals_change_nothing(db: Database, team: Team, direct: str) -> None:
     task_id = await _task(db, team.owner)
     said = await run(db, team.member, AddComment(task_id=task_id, body="mine"))
     await refused(db, run(db, team.stranger, AddComment(task_id=task_id, body="x")), NotFound)
@@ -69,7 +77,7 @@ async def test_comment_refusals_change_nothing(db: Database, team: Team) -> None
     )
     await refused(db, run(db, team.stranger, ListComments(task_id=task_id)), NotFound)
     with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError):
-        conn = await asyncpg.connect(plain_dsn(str(db.engine.url.render_as_string(False))))
+        conn = await asyncpg.connect(direct)
         try:
             await conn.execute("UPDATE comments SET body = 'forged'")
         finally:
@@ -123,13 +131,13 @@ async def test_list_changes_visibility_resume_and_filters(db: Database, team: Te
     await refused(db, run(db, team.member, ListChanges(after=10**9)), ValidationFailed)
 
 
-async def test_a_late_commit_is_never_passed_over(db: Database, team: Team) -> None:
+async def test_a_late_commit_is_never_passed_over(db: Database, team: Team, direct: str) -> None:
     """Entry ids are taken at insert, commits land in any order: a reader that passed a later
     id must still get the earlier one when it commits, exactly once."""
     task_a = await _task(db, team.owner, "a")
     task_b = await _task(db, team.owner, "b")
     start = (await run(db, team.member, ListChanges(limit=1))).next_after
-    slow = await asyncpg.connect(plain_dsn(db.engine.url.render_as_string(False)))
+    slow = await asyncpg.connect(direct)
     try:
         tx = slow.transaction()
         await tx.start()  # takes its audit id first, commits last
@@ -151,22 +159,25 @@ async def test_a_late_commit_is_never_passed_over(db: Database, team: Team) -> N
     assert both.items[0].id < both.items[1].id
 
 
-async def test_one_announcer_notifies_committed_entries_only(db: Database, team: Team) -> None:
+async def test_one_announcer_notifies_committed_entries_only(
+    db: Database, team: Team, direct: str
+) -> None:
     """Writers never NOTIFY; the one hub holding the announcer lock does, once it read new
     committed entries: a rolled-back change announces nothing. Another hub is woken by it, and
     takes over when the announcer goes."""
     task_id = await _task(db, team.owner)
-    url = feed.listen_url_for(db, None)
+    url = feed.listen_url_for(db, direct)
     first, second = feed.Hub(db, listen_url=url), feed.Hub(db, listen_url=url)
-    listener = await asyncpg.connect(plain_dsn(db.engine.url.render_as_string(False)))
+    listener = await asyncpg.connect(direct)
     heard: list[str] = []
     await listener.add_listener(feed.CHANNEL, lambda *args: heard.append(args[-1]))
     follower = feed.follow(second, db, await _scope(db, team.member), None)
     try:
         await first.start()
+        await _until(lambda: first.announcing)
         next_event = asyncio.ensure_future(anext(follower))
         await asyncio.sleep(0.3)
-        assert first.announcing and not second.announcing
+        assert not second.announcing, "one announcer per database"
         async with db.transaction() as session:  # a change rolled back after its audit entry
             await session.execute(
                 text("UPDATE tasks SET title = 'never' WHERE id = :id"), {"id": task_id}
@@ -186,7 +197,7 @@ async def test_one_announcer_notifies_committed_entries_only(db: Database, team:
         assert feed.parse_notice(heard[0]) == feed.Notice(entry)
 
         await first.close()  # its lock goes with its connection: the other hub takes over
-        await _until(lambda: second.announcing, seconds=feed.ANNOUNCER_RETRY_SECONDS * 3)
+        await _until(lambda: second.announcing, seconds=feed.ANNOUNCER_RETRY_SECONDS * 5)
         await run(db, team.member, AddComment(task_id=task_id, body="still heard"))
         event = await asyncio.wait_for(anext(follower), 5)
         assert event.details["body"] == "still heard"
@@ -206,12 +217,12 @@ async def _until(check: Callable[[], bool], seconds: float = 3.0) -> None:
 
 
 async def test_follow_live_catch_up_and_overflow(
-    db: Database, team: Team, monkeypatch: pytest.MonkeyPatch
+    db: Database, team: Team, direct: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A follower gets what it missed, then live events, exactly once, even after falling far
     behind the hub (its queue overflows and it catches up by query)."""
     monkeypatch.setattr(feed, "QUEUE_BATCHES", 2)
-    hub = feed.Hub(db, listen_url=feed.listen_url_for(db, None))
+    hub = feed.Hub(db, listen_url=feed.listen_url_for(db, direct))
     task_id = await _task(db, team.owner)
     start = await _position(db, (await run(db, team.member, ListChanges(limit=1))).next_after)
     missed = [
