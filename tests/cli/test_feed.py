@@ -43,6 +43,10 @@ async def test_comment_edit_list_show_and_changes(sarah: Cli, agent_key: str) ->
     nothing = (await sarah.ok("changes", "--after", str(theirs["next_after"]))).stdout
     assert "Nothing new." in nothing
 
+    mine = (await sarah.json("status", env={"TASKFLOW_TOKEN": agent_key}))["summary"]
+    assert mine["mentioned_open"] == 1, "a mention reaches the agent's work"
+    assert (await sarah.json("status"))["summary"]["mentioned_open"] == 0
+
     assert "task 9 not found" in await sarah.refused("comment", "9", "hello")
     assert "a comment needs some text" in await sarah.refused("comment", "1", "   ")
     assert "no audit entry 999999" in await sarah.refused("changes", "--after", "999999")

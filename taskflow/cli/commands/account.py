@@ -173,6 +173,7 @@ def status(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
         grid.add_row(f"  {state}", str(counts.by_status[state]))
     grid.add_row("Overdue", f"[red]{counts.overdue}[/]" if counts.overdue else "0")
     grid.add_row("Yours, open", str(counts.mine_open))
+    grid.add_row("Mentioning you, open", str(counts.mentioned_open))
     out().print(grid)
 
 
