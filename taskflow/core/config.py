@@ -34,6 +34,12 @@ class Settings(BaseSettings):
         le=60,
         description="How often the feed reads the audit log when it cannot LISTEN.",
     )
+    feed_recheck_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often an open event stream re-checks its caller's credentials "
+        "(a revoked key or a deactivated agent ends the stream).",
+    )
     taskflow_data_dir: Path | None = Field(default=None, description="Where local state lives.")
     taskflow_embedded_idle_minutes: float = Field(
         default=30.0,

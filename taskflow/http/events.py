@@ -5,11 +5,15 @@ work should. What it reads is the core's feed (`taskflow.core.feed`), with `list
 filters and visibility; each event is one audit entry, `id:` its entry id, `data:` the entry as
 `AuditEntryOut` JSON. `Last-Event-ID` (sent by a reconnecting EventSource) or `?after=ID`
 resumes right after that entry; neither starts from now. A comment line every 15 seconds keeps
-proxies from closing an idle stream. A client that goes away ends its stream quietly.
+proxies from closing an idle stream. A client that goes away ends its stream quietly; the
+server re-checks the caller's credentials every `FEED_RECHECK_SECONDS` and ends the stream of
+a revoked key, an expired token or a deactivated agent.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -21,7 +25,7 @@ from starlette.routing import Route
 
 from taskflow.core import feed
 from taskflow.core.declarations import problems_of
-from taskflow.core.errors import InvalidInput
+from taskflow.core.errors import InvalidInput, TaskFlowError, Unavailable
 from taskflow.core.handlers.feed import FeedFilter, scope_for
 from taskflow.core.runtime import Runtime
 from taskflow.core.schemas import AuditEntryOut
@@ -68,6 +72,18 @@ def _query(request: Request) -> EventsQuery:
         raise InvalidInput(problems_of(EventsQuery, exc)) from None
 
 
+async def _still_valid(request: Request, runtime: Runtime, local_handle: str | None) -> bool:
+    """Whether the stream's credentials still open the API (a key revoked, a token expired or
+    an agent deactivated since the stream began: no)."""
+    try:
+        await identify(request, runtime, local_handle)
+    except Unavailable:
+        return True  # not the caller's doing: the stream waits the outage out
+    except TaskFlowError:
+        return False
+    return True
+
+
 def routes(runtime: Runtime, local_handle: str | None) -> list[Route]:
     db = runtime.db
 
@@ -81,10 +97,29 @@ def routes(runtime: Runtime, local_handle: str | None) -> list[Route]:
         hub = runtime.hub()
         await hub.start()
 
+        recheck = runtime.settings.feed_recheck_seconds
+
         async def stream() -> AsyncIterator[ServerSentEvent]:
             yield ServerSentEvent(comment="taskflow feed", retry=RETRY_MS)
-            async for event in feed.follow(hub, db, scope, after):
-                yield ServerSentEvent(data=orjson.dumps(event.as_json()).decode(), id=str(event.id))
+            events = feed.follow(hub, db, scope, after)
+            pending = asyncio.ensure_future(anext(events))
+            try:
+                while True:
+                    done, _ = await asyncio.wait({pending}, timeout=recheck)
+                    if not done:
+                        if not await _still_valid(request, runtime, local_handle):
+                            return  # the client reconnects and hears why (401)
+                        continue
+                    event = pending.result()
+                    yield ServerSentEvent(
+                        data=orjson.dumps(event.as_json()).decode(), id=str(event.id)
+                    )
+                    pending = asyncio.ensure_future(anext(events))
+            finally:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+                await events.aclose()
 
         return EventSourceResponse(
             stream(),

@@ -169,3 +169,21 @@ async def test_two_replicas_deliver_each_others_events(db: Database, db_url: str
                 assert [e.data["details"]["body"] for e in got] == [f"round {n}" for n in range(6)]
                 assert await reader.quiet(0.3) == []
         assert a.tracebacks() + b.tracebacks() == 0
+
+
+async def test_a_revoked_key_ends_its_stream(db: Database, db_url: str) -> None:
+    team = await seed_team(db, agents=1, open_tasks=1)
+    auth = {"Authorization": f"Bearer {team.keys[0]}"}
+    with serve("revoke", db_url, {"FEED_RECHECK_SECONDS": "0.5"}) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, headers=auth, timeout=30) as http:
+            async with SseReader(http) as live:
+                await http.post(f"/api/tasks/{team.task_ids[0]}/comments", json={"body": "hi"})
+                assert (await live.next()).data["action"] == "commented"
+                keys = (await http.get("/api/workers/@agent-000/keys")).json()
+                revoked = await http.post(f"/api/workers/@agent-000/keys/{keys[0]['id']}/revoke")
+                assert revoked.status_code == 200
+                assert live._task is not None
+                await asyncio.wait_for(asyncio.shield(live._task), 5)  # the stream ended
+            again = await http.get("/api/events")
+            assert again.status_code == 401
+        assert server.tracebacks() == 0, server.logs()[-3000:]
