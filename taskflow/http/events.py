@@ -27,6 +27,7 @@ from taskflow.core import feed
 from taskflow.core.declarations import problems_of
 from taskflow.core.errors import InvalidInput, TaskFlowError, Unavailable
 from taskflow.core.handlers.feed import FeedFilter, scope_for
+from taskflow.core.handlers.tasks import BIGINT_MAX
 from taskflow.core.runtime import Runtime
 from taskflow.core.schemas import AuditEntryOut
 from taskflow.http.identity import identify
@@ -39,7 +40,12 @@ RETRY_MS = 2_000
 class EventsQuery(FeedFilter):
     after: Annotated[
         int | None,
-        Field(default=None, ge=0, description="Resume after this entry id (Last-Event-ID wins)"),
+        Field(
+            default=None,
+            ge=0,
+            le=BIGINT_MAX,
+            description="Resume after this entry id (Last-Event-ID wins)",
+        ),
     ]
 
 

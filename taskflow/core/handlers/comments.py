@@ -22,7 +22,7 @@ from taskflow.core.declarations import Route, declare
 from taskflow.core.domain import AuditAction, Role
 from taskflow.core.errors import Forbidden, NotFound, ValidationFailed
 from taskflow.core.handlers import task_rows as rows
-from taskflow.core.handlers.tasks import TaskId
+from taskflow.core.handlers.tasks import BIGINT_MAX, TaskId
 from taskflow.core.schemas import Model
 from taskflow.core.uow import UnitOfWork
 
@@ -39,7 +39,7 @@ class AddComment(Model):
 
 
 class EditComment(Model):
-    comment_id: Annotated[int, Field(ge=1, description="The comment's id")]
+    comment_id: Annotated[int, Field(ge=1, le=BIGINT_MAX, description="The comment's id")]
     body: Body
 
 

@@ -15,6 +15,7 @@ from pydantic import Field
 from taskflow.core import feed
 from taskflow.core.actor import Actor
 from taskflow.core.declarations import Route, declare
+from taskflow.core.handlers.tasks import BIGINT_MAX
 from taskflow.core.schemas import AuditEntryOut, Handle, Model, ProjectRef
 from taskflow.core.uow import UnitOfWork
 
@@ -23,7 +24,10 @@ TOOLSET = "feed"
 
 class FeedFilter(Model):
     project: ProjectRef | None = None
-    task_id: Annotated[int | None, Field(default=None, ge=1, description="With its subtree")]
+    task_id: Annotated[
+        int | None,
+        Field(default=None, ge=1, le=BIGINT_MAX, description="With its subtree"),
+    ]
     actor: Handle | None = None
     action: str | None = Field(default=None, max_length=30)
     mine: bool = Field(default=False, description="Mentions of you and your tasks only")
@@ -32,7 +36,12 @@ class FeedFilter(Model):
 class ListChanges(FeedFilter):
     after: Annotated[
         int | None,
-        Field(default=None, ge=0, description="next_after of your last call; omit: the latest"),
+        Field(
+            default=None,
+            ge=0,
+            le=BIGINT_MAX,
+            description="next_after of your last call; omit: the latest",
+        ),
     ]
     limit: int = Field(default=100, ge=1, le=500)
 
