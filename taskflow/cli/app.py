@@ -69,6 +69,7 @@ AREAS: dict[str, tuple[str, ...]] = {
         "claim",
     ),
     "taskflow.cli.commands.coordination": ("depend", "heartbeat"),
+    "taskflow.cli.commands.feed": ("comment", "edit-comment", "comments", "changes", "watch"),
     "taskflow.cli.commands.audit": ("audit",),
     "taskflow.cli.commands.webhooks": ("webhook",),
     "taskflow.cli.commands.ops": ("db", "serve", "mcp", "import"),

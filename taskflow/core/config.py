@@ -24,6 +24,23 @@ class Settings(BaseSettings):
         default=None,
         description="Behind PgBouncer/Neon pooler (transaction mode)? None: detect from the URL.",
     )
+    database_direct_url: str | None = Field(
+        default=None,
+        description="A direct (unpooled) URL for the feed's one LISTEN connection, when "
+        "DATABASE_URL is a transaction-mode pooler. Unset there: the feed polls.",
+    )
+    feed_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often the feed reads the audit log when it cannot LISTEN.",
+    )
+    feed_recheck_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often an open event stream re-checks its caller's credentials "
+        "(a revoked key or a deactivated agent ends the stream).",
+    )
     taskflow_data_dir: Path | None = Field(default=None, description="Where local state lives.")
     taskflow_embedded_idle_minutes: float = Field(
         default=30.0,

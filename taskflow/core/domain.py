@@ -113,6 +113,8 @@ class AuditAction(StrEnum):
     DEPENDENCY_REMOVED = "dependency_removed"
     LEASE_RENEWED = "lease_renewed"
     LEASE_EXPIRED = "lease_expired"
+    COMMENTED = "commented"
+    COMMENT_EDITED = "comment_edited"
 
 
 SYSTEM_HANDLE = "@system"

@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 from taskflow.core.domain import (
     AgentType,
@@ -61,6 +62,15 @@ def _in(column: str, enum: type) -> str:
 PRIORITY_RANK_SQL = (
     "CASE priority WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END"
 )
+
+
+class Xid8(UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id (`xid8`): which transaction wrote a row."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "XID8"
 
 
 class Base(DeclarativeBase):
@@ -302,6 +312,7 @@ class AuditEntry(Base):
         Index("ix_audit_log_actor", "actor_handle", "id"),
         Index("ix_audit_log_task", "task_id", "id"),
         Index("ix_audit_log_action", "action", "id"),
+        Index("ix_audit_log_xact_id", "xact", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -324,6 +335,10 @@ class AuditEntry(Base):
     client_request_id: Mapped[str | None] = mapped_column(String(100))
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary)
     hash: Mapped[bytes] = mapped_column(LargeBinary)
+    # The writing transaction (a default, never bound): the feed's order (`core/feed.py`).
+    xact: Mapped[int] = mapped_column(
+        Xid8(), server_default=text("pg_current_xact_id()"), deferred=True
+    )
 
 
 class AuditHead(Base):
@@ -473,3 +488,34 @@ class RateBucket(Base):
     rate: Mapped[float] = mapped_column(DOUBLE_PRECISION)
     spent: Mapped[float] = mapped_column(DOUBLE_PRECISION)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Comment(Base):
+    """One revision of a comment on a task: append-only (a trigger refuses UPDATE).
+
+    `comment_id` names the comment (its first revision's id); an edit adds the next `revision`
+    and keeps the old text. `mentions` holds the ids of the members its `@handle`s named.
+    """
+
+    __tablename__ = "comments"
+    __table_args__ = (
+        CheckConstraint("char_length(body) BETWEEN 1 AND 20000", name="body"),
+        CheckConstraint("revision >= 1", name="revision"),
+        UniqueConstraint("comment_id", "revision", name="uq_comments_comment_revision"),
+        Index("ix_comments_task_id", "task_id", "comment_id", "revision"),
+        Index("ix_comments_mentions", "mentions", postgresql_using="gin"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    comment_id: Mapped[int] = mapped_column(BigInteger)
+    revision: Mapped[int] = mapped_column(Integer, server_default="1")
+    task_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tasks.id", ondelete="CASCADE"))
+    project_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("projects.id", ondelete="CASCADE")
+    )
+    author_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("workers.id"))
+    body: Mapped[str] = mapped_column(Text)
+    mentions: Mapped[list[int]] = mapped_column(
+        ARRAY(BigInteger), server_default=text("'{}'"), default=list
+    )
+    created_at: Mapped[datetime] = _now()

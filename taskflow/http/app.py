@@ -22,7 +22,7 @@ from starlette.types import Lifespan
 from taskflow.core.declarations import REGISTRY
 from taskflow.core.errors import TaskFlowError
 from taskflow.core.runtime import Runtime
-from taskflow.http import health, operations
+from taskflow.http import events, health, operations
 from taskflow.http.edge import Edge
 from taskflow.http.openapi import openapi_document
 from taskflow.http.problems import (
@@ -40,6 +40,7 @@ CORS_REQUEST_HEADERS = [
     "Content-Type",
     "Idempotency-Key",
     "If-Match",
+    "Last-Event-ID",
     REQUEST_ID_HEADER,
 ]
 CORS_RESPONSE_HEADERS = [
@@ -54,7 +55,9 @@ CORS_RESPONSE_HEADERS = [
 
 
 def _openapi_route(local_mode: bool) -> Route:
-    document = openapi_document(REGISTRY.values(), health.DOCS, local_mode=local_mode)
+    document = openapi_document(
+        REGISTRY.values(), (*health.DOCS, *events.DOCS), local_mode=local_mode
+    )
     body = to_json(document)
 
     async def openapi(request: Request) -> Response:
@@ -79,6 +82,7 @@ def create_api(
     routes: list[BaseRoute] = [
         *health.routes(runtime),
         *operations.routes_for(REGISTRY.values(), runtime, local_handle),
+        *events.routes(runtime, local_handle),
         _openapi_route(local_handle is not None),
         *extra_routes,
     ]

@@ -43,6 +43,8 @@ class RouteDoc:
     status: int = 200
     public: bool = False
     precondition: bool = False
+    media_type: str = "application/json"
+    """The answer's media type (`text/event-stream`: `response` describes each event's data)."""
 
     @property
     def idempotent_post(self) -> bool:
@@ -302,7 +304,7 @@ class _Builder:
         return str(ep.status), {
             "description": "Created" if ep.status == 201 else "OK",
             "headers": headers,
-            "content": {"application/json": {"schema": schema}},
+            "content": {ep.media_type: {"schema": schema}},
         }
 
     def _error_codes(self, ep: RouteDoc) -> list[int]:

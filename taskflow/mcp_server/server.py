@@ -91,6 +91,10 @@ class TaskflowMCP(MCPServer):
         self.local_mode = local_mode
         """Requests may come without a token (local user); HTTP checks the tokens sent."""
         super().__init__(*args, **kwargs)
+        # TaskFlow has no prompts: without these handlers the server stops advertising the
+        # `prompts` capability (the SDK derives capabilities from the handlers it serves).
+        for method in ("prompts/list", "prompts/get"):
+            self._lowlevel_server._request_handlers.pop(method, None)
 
     def _toolsets_of(self, request: Any) -> frozenset[str]:
         """The toolsets this request asked for (HTTP), else the server's own (stdio)."""

@@ -9,11 +9,11 @@ new toolset joins the default set unless it is listed in `OPT_IN` here):
   10,000 bytes of tools/list (`tests/mcp/test_toolsets.py`);
 - `workflow`: the verbs that move a task, claiming, subtasks;
 - `directory`: projects, their members, workers (to assign and delegate);
-- `audit`, `admin`, `board`, `coordination`, `hooks` (opt-in): the trail and its
+- `audit`, `admin`, `board`, `coordination`, `feed`, `hooks` (opt-in): the trail and its
   verification; project and agent administration; `board`'s move_task, which repeats the verbs
   by status name; dependencies between tasks and the lease heartbeat (update_progress renews a
-  lease too); a project's webhooks. They are left out by default so an agent's context is not
-  spent on them, and stay one word away.
+  lease too); comments and list_changes; a project's webhooks. They are left out by default
+  so an agent's context is not spent on them, and stay one word away.
 A read-only API key is offered only the read-only tools of its toolsets (`server.py`).
 """
 
@@ -27,7 +27,7 @@ from taskflow.core.declarations import REGISTRY
 from taskflow.core.errors import ValidationFailed
 
 ALL = "all"
-OPT_IN = frozenset({"admin", "audit", "board", "coordination", "hooks"})
+OPT_IN = frozenset({"admin", "audit", "board", "coordination", "feed", "hooks"})
 QUERY_PARAMETER = "toolsets"
 HEADER = "x-mcp-toolsets"
 ENV = "TASKFLOW_MCP_TOOLSETS"

@@ -21,7 +21,7 @@ NEEDS_WRK = {"rest_create", "mcp_create"}
 
 def test_the_benches_are_the_figures_of_the_performance_table() -> None:
     names = {b.stem for b in BENCHES}
-    assert names == {"rest_create", "mcp_create", "cli_list", "subtree", "verify"}
+    assert names == {"rest_create", "mcp_create", "cli_list", "subtree", "verify", "sse_soak"}
 
 
 @pytest.mark.parametrize("bench", BENCHES, ids=lambda p: p.stem)

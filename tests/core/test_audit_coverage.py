@@ -17,6 +17,7 @@ import pytest
 from taskflow.core.declarations import REGISTRY
 from taskflow.core.dispatcher import run
 from taskflow.core.domain import Role, TaskStatus
+from taskflow.core.handlers.comments import AddComment, EditComment
 from taskflow.core.handlers.coordination import ChangeDependencies, Heartbeat
 from taskflow.core.handlers.webhooks import CreateWebhook, DeleteWebhook, UpdateWebhook
 from taskflow.core.handlers.workflow import ClaimNext, MoveTask, ReopenTask
@@ -56,6 +57,12 @@ async def _with_task(db, owner, status: str = "pending") -> dict[str, Any]:
     if status == "completed":
         await workflow.complete(db, nina, t.id)
     return {"task": t.id, "nina": nina}
+
+
+async def _commented(db, owner) -> dict[str, Any]:
+    ctx = await _with_task(db, owner)
+    said = await run(db, owner, AddComment(task_id=ctx["task"], body="first"))
+    return {**ctx, "comment": said.id}
 
 
 def _task_in(status: str) -> Callable[[Any, Any], Awaitable[dict[str, Any]]]:
@@ -304,6 +311,18 @@ SCENARIOS: dict[str, Scenario] = {
         "lease_renewed",
         "task",
         _claimed,
+    ),
+    "add_comment": Scenario(
+        lambda db, o, c: run(db, o, AddComment(task_id=c["task"], body="hi @nina")),
+        "commented",
+        "comment",
+        _task_in("pending"),
+    ),
+    "edit_comment": Scenario(
+        lambda db, o, c: run(db, o, EditComment(comment_id=c["comment"], body="edited")),
+        "comment_edited",
+        "comment",
+        _commented,
     ),
 }
 

@@ -35,6 +35,7 @@ SCHEMA_TABLES = {
     "alembic_version",
     "api_keys",
     "audit_heads",
+    "comments",
     "audit_log",
     "idempotency_keys",
     "import_records",
@@ -88,6 +89,7 @@ async def test_upgrade_from_empty_downgrade_to_empty_and_upgrade_again(pg_server
         up = await _objects(db)
         assert up["tables"] == SCHEMA_TABLES
         assert {"audit_log_no_update_delete", "audit_log_no_truncate"} <= up["triggers"]
+        assert "comments_no_update" in up["triggers"]
         assert "audit_log_refuse_change" in up["functions"]
         assert "audit_log_webhook_outbox" in up["triggers"] and "webhook_outbox" in up["functions"]
         assert {"ix_tasks_project_status", "ix_tasks_tags", "ix_tasks_claimable"} <= up["indexes"]

@@ -30,6 +30,7 @@ from tests.http.conftest import Agent, register_agent
 from tests.http.live import live_server
 
 MIN_REQUESTS = 1000
+STREAMING = "/api/events"
 # Existing ids, slugs and handles (see _seed) to put into paths; `{}` keeps the generated ones.
 KNOWN_VALUES = st.one_of(
     st.just({}),
@@ -121,6 +122,9 @@ def _fuzz(base_url: str, token: str) -> tuple[Counter[str], list[str]]:
     statuses: Counter[str] = Counter()
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
+    # The SSE stream answers for as long as the client stays: each case would wait out its
+    # timeout. tests/prod/test_feed_live.py holds it to its contract (and its refusals).
+    operations = [op for op in operations if op.path != STREAMING]
     # Deleting projects or tasks early would leave later operations nothing to find.
     operations.sort(key=lambda op: op.method.upper() == "DELETE")
     for operation in operations:

@@ -134,5 +134,6 @@ async def test_server_identity_resources_and_capabilities(runtime: Runtime, team
     }
     assert capabilities.tools is not None and capabilities.resources is not None
     assert capabilities.logging is None  # not offered: see docs/mcp.md
+    assert capabilities.prompts is None  # TaskFlow has none, so it does not advertise them
     assert server_info is not None and server_info.name == "taskflow"
     assert "claim_next_task" in (instructions or "")

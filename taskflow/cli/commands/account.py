@@ -175,6 +175,7 @@ def status(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
     grid.add_row("Yours, open", str(counts.mine_open))
     if counts.to_review:
         grid.add_row("Awaiting your review", str(counts.to_review))
+    grid.add_row("Mentioning you, open", str(counts.mentioned_open))
     out().print(grid)
 
 

@@ -21,8 +21,10 @@ from taskflow.cli.params import (
 )
 from taskflow.cli.render import task_panel, task_table, task_tree
 from taskflow.cli.session import Session, call
+from taskflow.core.dispatcher import run
 from taskflow.core.domain import Priority, TaskStatus
 from taskflow.core.errors import Forbidden
+from taskflow.core.handlers.comments import CommentOut, ListComments
 from taskflow.core.schemas import (
     CreateTask,
     EditTask,
@@ -265,7 +267,14 @@ def show(
 ) -> None:
     """Show a task (with --tree: a page of its subtree, rolled-up progress; --all: all of it)."""
     page = {"limit": limit, "depth": depth, "cursor": cursor}
-    detail = call(lambda s: fetch_subtree(s, task_id, everything=everything, **page))
+    plain = not (json_ or tree)
+
+    async def work(s: Session) -> tuple[TaskDetail, list[CommentOut]]:
+        detail = await fetch_subtree(s, task_id, everything=everything, **page)
+        notes = await run(s.db, s.actor, ListComments(task_id=task_id)) if plain else []
+        return detail, notes
+
+    detail, notes = call(work)
     if json_:
         emit_json(detail)
     elif tree:
@@ -278,7 +287,13 @@ def show(
                 soft_wrap=True,  # a cursor broken over two lines could not be pasted back
             )
     else:
+        from taskflow.cli.commands.feed import comments_view  # only `show` needs it here
+
         out().print(task_panel(detail.task, len(detail.subtasks)))
+        if notes:
+            out().print(f"[bold]Comments ({len(notes)})[/]")
+            for part in comments_view(notes):
+                out().print(part)
 
 
 def edit(

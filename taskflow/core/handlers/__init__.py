@@ -5,7 +5,9 @@ Importing this package registers every operation moved onto the kernel so far.
 
 from taskflow.core.handlers import (
     audit,
+    comments,
     coordination,
+    feed,
     projects,
     tasks,
     webhooks,
@@ -13,4 +15,14 @@ from taskflow.core.handlers import (
     workflow,
 )
 
-__all__ = ["audit", "coordination", "projects", "tasks", "webhooks", "workers", "workflow"]
+__all__ = [
+    "audit",
+    "comments",
+    "coordination",
+    "feed",
+    "projects",
+    "tasks",
+    "webhooks",
+    "workers",
+    "workflow",
+]

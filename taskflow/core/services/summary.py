@@ -1,4 +1,5 @@
-"""Counts for `taskflow status`: one grouped query over the caller's projects."""
+"""Counts for `taskflow status`: one grouped query over the caller's projects (your work:
+assigned to you, and open tasks whose comments mention you)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ class StatusSummary(BaseModel):
     overdue: int = Field(description="Open tasks whose due date has passed")
     mine_open: int = Field(description="Open tasks assigned to the caller")
     to_review: int = Field(default=0, description="Tasks in review that name the caller")
+    mentioned_open: int = Field(
+        default=0, description="Open tasks with a comment mentioning the caller"
+    )
 
 
 _COUNTS = text(
@@ -26,7 +30,10 @@ _COUNTS = text(
            count(*) AS n,
            count(*) FILTER (WHERE t.due_date < now() AND t.status <> 'completed') AS overdue,
            count(*) FILTER (WHERE t.assignee_id = :me AND t.status <> 'completed') AS mine,
-           count(*) FILTER (WHERE t.reviewer_id = :me AND t.status = 'review') AS to_review
+           count(*) FILTER (WHERE t.reviewer_id = :me AND t.status = 'review') AS to_review,
+           count(*) FILTER (WHERE t.status <> 'completed' AND EXISTS (
+               SELECT 1 FROM comments c WHERE c.task_id = t.id AND c.mentions @> ARRAY[:me]
+           )) AS mentioned
     FROM tasks t
     JOIN project_members m ON m.project_id = t.project_id AND m.worker_id = :me
     WHERE CAST(:scope AS bigint[]) IS NULL OR t.project_id = ANY(CAST(:scope AS bigint[]))
@@ -56,4 +63,5 @@ async def status_summary(db: Database, actor: Actor) -> StatusSummary:
         overdue=sum(int(r.overdue) for r in rows),
         mine_open=sum(int(r.mine) for r in rows),
         to_review=sum(int(r.to_review) for r in rows),
+        mentioned_open=sum(int(r.mentioned) for r in rows),
     )
