@@ -18,6 +18,8 @@ PROJECT_KEYS = {
     "owner",
     "approval_policy",
     "lease_seconds",
+    "allow_open_subtasks",
+    "recur_subtasks",
     "version",
     "created_at",
     "updated_at",
