@@ -21,7 +21,7 @@ from taskflow.core.errors import (
     ValidationFailed,
 )
 from taskflow.core.handlers.coordination import ChangeDependencies, Heartbeat
-from taskflow.core.handlers.tasks import AddSubtasks, GetTask, ListTasks
+from taskflow.core.handlers.tasks import AddSubtasks, DeleteTask, GetTask, ListTasks
 from taskflow.core.handlers.workflow import ClaimNext, Progress, Start
 from taskflow.core.schemas import (
     AddMember,
@@ -93,6 +93,24 @@ async def test_blockers_are_part_of_the_task_and_audited_on_both(db, team: Team)
         NotFound,
         f"task {c} is not blocked by task {b}",
     )
+
+
+async def test_a_delete_audits_the_dependencies_it_takes_on_the_tasks_that_stay(db, team: Team):
+    blocker = await _task(db, team.owner, "blocker")
+    doomed = await _task(db, team.owner, "doomed")
+    waiting = await _task(db, team.owner, "waiting")
+    await _depends(db, team.owner, doomed, blocker)  # doomed waits for blocker
+    await _depends(db, team.owner, waiting, doomed)  # waiting waits for doomed
+    before = (await run(db, team.owner, GetTask(task_id=waiting))).task.version
+    log = await tail(db)
+    await run(db, team.owner, DeleteTask(task_id=doomed))
+    entries = {(e["entity_id"], e["action"]): e["details"] for e in await log.new()}
+    assert entries[(waiting, "dependency_removed")] == {"unblocked_by": [doomed], "deleted": True}
+    assert entries[(blocker, "dependency_removed")] == {"no_longer_blocks": doomed, "deleted": True}
+    assert (doomed, "deleted") in entries and len(entries) == 3
+    after = (await run(db, team.owner, GetTask(task_id=waiting))).task
+    assert after.blocked_by == [] and after.version == before + 1
+    assert (await audit.verify(db)).ok
 
 
 async def test_a_cycle_is_refused_naming_it_and_nothing_changes(db, team: Team):

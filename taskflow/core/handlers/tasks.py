@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow.core import schemas
 from taskflow.core.actor import Actor, KeyCaller
@@ -345,5 +346,59 @@ async def delete_task(cmd: DeleteTask, uow: UnitOfWork, actor: Actor) -> list[in
             for node in reversed(nodes)
         ),
     )
+    await uow.record_many(actor, await _dependencies_dropped(session, [n["id"] for n in nodes]))
     await session.execute(text("DELETE FROM tasks WHERE id = :id"), {"id": cmd.task_id})
     return [n["id"] for n in nodes]
+
+
+_CROSSING = text(
+    """
+    SELECT d.task_id, d.blocker_id, t.project_id AS task_project, b.project_id AS blocker_project,
+           d.task_id = ANY(CAST(:gone AS bigint[])) AS task_gone
+    FROM task_dependencies d
+    JOIN tasks t ON t.id = d.task_id
+    JOIN tasks b ON b.id = d.blocker_id
+    WHERE (d.task_id = ANY(CAST(:gone AS bigint[])))
+          <> (d.blocker_id = ANY(CAST(:gone AS bigint[])))
+    ORDER BY d.task_id, d.blocker_id
+    """
+)
+
+
+async def _dependencies_dropped(session: AsyncSession, gone: list[int]) -> list[dict[str, Any]]:
+    """The entries for dependencies a delete takes with it on the tasks that stay: a task no
+    longer waits for a deleted blocker (its version moves, as its `blocked_by` changes), a
+    blocker no longer blocks a deleted task. Each change to a dependency is audited on both
+    sides, even when one side goes."""
+    entries: list[dict[str, Any]] = []
+    waiting: list[int] = []
+    for row in (await session.execute(_CROSSING, {"gone": gone})).mappings():
+        if row["task_gone"]:
+            stays, project, details = (
+                row["blocker_id"],
+                row["blocker_project"],
+                {"no_longer_blocks": row["task_id"], "deleted": True},
+            )
+        else:
+            stays, project, details = (
+                row["task_id"],
+                row["task_project"],
+                {"unblocked_by": [row["blocker_id"]], "deleted": True},
+            )
+            waiting.append(stays)
+        entries.append(
+            {
+                "entity_type": ENTITY,
+                "entity_id": stays,
+                "project_id": project,
+                "task_id": stays,
+                "action": AuditAction.DEPENDENCY_REMOVED,
+                "details": details,
+            }
+        )
+    if waiting:
+        await session.execute(
+            text("UPDATE tasks SET version = version + 1, updated_at = now() WHERE id = ANY(:ids)"),
+            {"ids": sorted(set(waiting))},
+        )
+    return entries
