@@ -17,7 +17,14 @@ from mcp import MCPError
 from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context
-from mcp.types import CallToolResult, ListToolsResult
+from mcp.types import (
+    CallToolResult,
+    EmptyResult,
+    ListToolsResult,
+    ReadResourceRequestParams,
+    SubscribeRequestParams,
+    UnsubscribeRequestParams,
+)
 from mcp.types import Tool as McpTool
 
 from taskflow.core.actor import Actor
@@ -33,6 +40,7 @@ from taskflow.mcp_server import (
 from taskflow.mcp_server.errors import error_result
 from taskflow.mcp_server.identity import ActorTokenVerifier, Identity
 from taskflow.mcp_server.operations import OperationTools
+from taskflow.mcp_server.subscriptions import Subscriptions, session_key, target_of
 from taskflow.mcp_server.toolkit import Surface
 
 INSTRUCTIONS = """\
@@ -84,17 +92,67 @@ class TaskflowMCP(MCPServer):
         generated: OperationTools,
         toolsets: frozenset[str],
         local_mode: bool = False,
+        subscriptions: Subscriptions | None = None,
         **kwargs: Any,
     ) -> None:
         self.generated = generated
         self.toolsets = toolsets
         self.local_mode = local_mode
         """Requests may come without a token (local user); HTTP checks the tokens sent."""
-        super().__init__(*args, **kwargs)
+        self.subscriptions = subscriptions
+        """Resource subscriptions, on transports with a session stream (stdio) only."""
+        # `subscriptions=False`: no `subscriptions/listen` (2026-07-28). The SDK's in-memory bus
+        # would advertise `resources.subscribe` to such clients with nothing ever published.
+        super().__init__(*args, subscriptions=False, **kwargs)
         # TaskFlow has no prompts: without these handlers the server stops advertising the
         # `prompts` capability (the SDK derives capabilities from the handlers it serves).
         for method in ("prompts/list", "prompts/get"):
             self._lowlevel_server._request_handlers.pop(method, None)
+        # `resources.subscribe` is advertised exactly when these are served.
+        if subscriptions is not None:
+            low = self._lowlevel_server
+            low.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
+            low.add_request_handler(
+                "resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe
+            )
+
+    async def _subscribe(self, ctx: Any, params: SubscribeRequestParams) -> EmptyResult:
+        """Watch a task or project resource the caller can read (reading it is the check)."""
+        assert self.subscriptions is not None
+        uri = str(params.uri)
+        target = target_of(uri)
+        if target is None:
+            raise MCPError(
+                INVALID_PARAMS,
+                f"cannot subscribe to {uri}: subscribe to taskflow://tasks/{{id}} or "
+                "taskflow://projects/{slug}",
+                data={"uri": uri},
+            )
+        await self._handle_read_resource(ctx, ReadResourceRequestParams(uri=uri))
+        context = Context(request_context=ctx, mcp_server=self)
+        try:
+            actor = await self.generated.surface.identity.resolve(context)
+            session = ctx.session
+            watcher = self.subscriptions.watcher(
+                session_key(session), actor, session.send_resource_updated
+            )
+            await watcher.add(uri, target)
+        except TaskFlowError as exc:
+            raise MCPError(INTERNAL_ERROR, exc.message) from None
+        return EmptyResult()
+
+    async def _unsubscribe(self, ctx: Any, params: UnsubscribeRequestParams) -> EmptyResult:
+        assert self.subscriptions is not None
+        await self.subscriptions.remove(session_key(ctx.session), str(params.uri))
+        return EmptyResult()
+
+    async def run_stdio_async(self) -> None:
+        """stdio: one session per process; its end stops every subscription's tasks."""
+        try:
+            await super().run_stdio_async()
+        finally:
+            if self.subscriptions is not None:
+                await self.subscriptions.close()
 
     def _toolsets_of(self, request: Any) -> frozenset[str]:
         """The toolsets this request asked for (HTTP), else the server's own (stdio)."""
@@ -153,11 +211,13 @@ def build_mcp(
     log_level: LogLevel = "INFO",
     toolset_names: str | None = None,
     api_key: str | None = None,
+    subscribe: bool = False,
 ) -> TaskflowMCP:
     """An MCP server over `runtime`; see the module docstring for the identity modes.
 
     `api_key` (stdio) is the key `actor` was resolved from: it is checked again on later calls,
-    so revoking it ends the session.
+    so revoking it ends the session. `subscribe` serves `resources/subscribe` (stdio: a
+    transport with a session stream to notify on).
     """
     identity = Identity(runtime, actor=actor, local_handle=local_handle, api_key=api_key)
     surface = Surface(runtime, identity)
@@ -172,6 +232,7 @@ def build_mcp(
         generated=OperationTools(list(REGISTRY.values()), surface),
         toolsets=toolsets.parse(toolset_names),
         local_mode=local_handle is not None,
+        subscriptions=Subscriptions(runtime) if subscribe else None,
         title="TaskFlow",
         version=_version(),
         instructions=INSTRUCTIONS,

@@ -1,0 +1,142 @@
+"""Resource subscriptions over stdio: a real `taskflow-mcp` subprocess and the SDK's client.
+
+The changes come from another MCP client (in-process, acting as another member), so the
+notification crosses processes through the audit log's feed, as it does in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.types import ResourceUpdatedNotification
+
+from taskflow.core.db import Database
+from tests.mcp.conftest import McpUser, Team, ok
+from tests.mcp.test_stdio import SCRIPT, stdio_env
+
+WITHIN = 2.0  # the brief: a subscriber hears of a change within ~2 s
+QUIET = 1.0  # how long "no notification" is waited for
+
+
+class Inbox:
+    """The `notifications/resources/updated` a client received, in order."""
+
+    def __init__(self) -> None:
+        self.uris: list[str] = []
+        self.arrived = asyncio.Event()
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, ResourceUpdatedNotification):
+            self.uris.append(str(message.params.uri))
+            self.arrived.set()
+        await anyio.lowlevel.checkpoint()
+
+    async def wait_for(self, uri: str) -> float:
+        """Seconds until `uri` was notified (fails after `WITHIN`)."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        while uri not in self.uris:
+            remaining = WITHIN - (loop.time() - began)
+            assert remaining > 0, f"no notification for {uri} within {WITHIN}s: {self.uris}"
+            self.arrived.clear()
+            if uri in self.uris:
+                break
+            try:
+                await asyncio.wait_for(self.arrived.wait(), remaining)
+            except TimeoutError:
+                continue
+        return loop.time() - began
+
+    def clear(self) -> None:
+        self.uris.clear()
+
+
+def stdio_server(db_url: str, tmp_path: Path, key: str) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=str(SCRIPT), env=stdio_env(db_url, tmp_path, TASKFLOW_API_KEY=key), cwd=tmp_path
+    )
+
+
+async def refused(client: Client, uri: str) -> MCPError:
+    try:
+        await client.subscribe_resource(uri)
+    except MCPError as exc:
+        return exc
+    raise AssertionError(f"subscribing to {uri} was accepted")
+
+
+@pytest.fixture(autouse=True)
+def _legacy_subscribe_is_fine() -> None:
+    # `resources/subscribe` is the handshake-era API (the one hosts speak today).
+    warnings.filterwarnings("ignore", message="resources/(un)?subscribe is removed")
+
+
+async def test_subscribe_notify_unsubscribe_over_stdio(
+    db: Database, db_url: str, team: Team, tmp_path: Path, sarah: McpUser
+) -> None:
+    mine = ok(await sarah.call("create_task", title="watched"))["task"]["id"]
+    other = ok(await sarah.call("create_task", title="not watched"))["task"]["id"]
+    hidden = ok(await sarah.call("create_task", title="in web", project="web"))["task"]["id"]
+    task_uri = f"taskflow://tasks/{mine}"
+    inbox = Inbox()
+    async with Client(
+        stdio_server(db_url, tmp_path, team.bot_key), mode="legacy", message_handler=inbox
+    ) as bot:
+        caps = bot.server_capabilities.resources
+        assert caps is not None and caps.subscribe is True
+
+        # A task or project the caller cannot see is refused as a read is: "not found".
+        for uri in (f"taskflow://tasks/{hidden}", "taskflow://projects/web", "taskflow://tasks/9"):
+            assert (await refused(bot, uri)).error.code == -32602, uri
+        assert "cannot subscribe" in (await refused(bot, "taskflow://nothing")).error.message
+
+        await bot.subscribe_resource(task_uri)
+        ok(await sarah.call("update_task", task_id=other, title="still not watched"))
+        ok(await sarah.call("update_task", task_id=hidden, title="invisible to the bot"))
+        ok(await sarah.call("update_task", task_id=mine, title="watched, changed"))
+        took = await inbox.wait_for(task_uri)
+        assert took < WITHIN
+        assert set(inbox.uris) == {task_uri}  # nothing about the others
+
+        # The subtree is part of the task resource: a subtask's change notifies it too.
+        inbox.clear()
+        child = ok(await sarah.call("create_task", title="c", parent_id=mine))["task"]["id"]
+        await inbox.wait_for(task_uri)
+        grandchild = ok(await sarah.call("create_task", title="g", parent_id=child))["task"]["id"]
+        await asyncio.sleep(0.3)
+        inbox.clear()
+        ok(await sarah.call("update_task", task_id=grandchild, title="g2"))
+        await inbox.wait_for(task_uri)
+
+        # A burst of changes is coalesced (at most one per URI per ~100 ms).
+        inbox.clear()
+        await asyncio.gather(
+            *(sarah.call("update_task", task_id=mine, title=f"burst {n}") for n in range(6))
+        )
+        await inbox.wait_for(task_uri)
+        await asyncio.sleep(0.5)
+        print("took", took, "burst", inbox.uris)
+        assert 1 <= inbox.uris.count(task_uri) < 6
+
+        # A project subscription hears of any change in the project.
+        project_uri = "taskflow://projects/default"
+        await bot.subscribe_resource(project_uri)
+        inbox.clear()
+        ok(await sarah.call("create_task", title="new in default"))
+        await inbox.wait_for(project_uri)
+        assert task_uri not in inbox.uris
+
+        # Unsubscribed: no more notifications for that URI.
+        await bot.unsubscribe_resource(task_uri)
+        await bot.unsubscribe_resource(project_uri)
+        inbox.clear()
+        ok(await sarah.call("update_task", task_id=mine, title="after unsubscribe"))
+        await asyncio.sleep(QUIET)
+        assert inbox.uris == []
+        assert not (await bot.call_tool("whoami", {})).is_error  # the session is still fine
