@@ -23,6 +23,7 @@ from mcp.types import (
     ListToolsResult,
     ReadResourceRequestParams,
     SubscribeRequestParams,
+    SubscriptionsListenRequestParams,
     UnsubscribeRequestParams,
 )
 from mcp.types import Tool as McpTool
@@ -40,7 +41,7 @@ from taskflow.mcp_server import (
 from taskflow.mcp_server.errors import error_result
 from taskflow.mcp_server.identity import ActorTokenVerifier, Identity
 from taskflow.mcp_server.operations import OperationTools
-from taskflow.mcp_server.subscriptions import Subscriptions, session_key, target_of
+from taskflow.mcp_server.subscriptions import Listen, Subscriptions, session_key, target_of
 from taskflow.mcp_server.toolkit import Surface
 
 INSTRUCTIONS = """\
@@ -108,7 +109,13 @@ class TaskflowMCP(MCPServer):
         # `prompts` capability (the SDK derives capabilities from the handlers it serves).
         for method in ("prompts/list", "prompts/get"):
             self._lowlevel_server._request_handlers.pop(method, None)
-        # `resources.subscribe` is advertised exactly when these are served.
+        # Ours, not the SDK's bus: each stream follows the feed with its caller's visibility.
+        self._lowlevel_server.add_request_handler(
+            "subscriptions/listen",
+            SubscriptionsListenRequestParams,
+            Listen(self, generated.surface.runtime),
+        )
+        # `resources.subscribe` is advertised (handshake era) exactly when these are served.
         if subscriptions is not None:
             low = self._lowlevel_server
             low.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
@@ -116,26 +123,37 @@ class TaskflowMCP(MCPServer):
                 "resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe
             )
 
+    async def check_subscription(self, ctx: Any, uris: list[str]) -> Actor:
+        """The caller, once every URI names a task or project resource they can read (reading
+        it is the check: a hidden one is refused as its read is, "resource not found")."""
+        for uri in uris:
+            if target_of(uri) is None:
+                raise MCPError(
+                    INVALID_PARAMS,
+                    f"cannot subscribe to {uri}: subscribe to taskflow://tasks/{{id}} or "
+                    "taskflow://projects/{slug}",
+                    data={"uri": uri},
+                )
+            await self._handle_read_resource(ctx, ReadResourceRequestParams(uri=uri))
+        try:
+            return await self.generated.surface.identity.resolve(
+                Context(request_context=ctx, mcp_server=self)
+            )
+        except TaskFlowError as exc:
+            raise MCPError(INTERNAL_ERROR, exc.message) from None
+
     async def _subscribe(self, ctx: Any, params: SubscribeRequestParams) -> EmptyResult:
-        """Watch a task or project resource the caller can read (reading it is the check)."""
+        """Watch a task or project resource the caller can read, for this session."""
         assert self.subscriptions is not None
         uri = str(params.uri)
+        actor = await self.check_subscription(ctx, [uri])
         target = target_of(uri)
-        if target is None:
-            raise MCPError(
-                INVALID_PARAMS,
-                f"cannot subscribe to {uri}: subscribe to taskflow://tasks/{{id}} or "
-                "taskflow://projects/{slug}",
-                data={"uri": uri},
-            )
-        await self._handle_read_resource(ctx, ReadResourceRequestParams(uri=uri))
-        context = Context(request_context=ctx, mcp_server=self)
+        assert target is not None
+        session = ctx.session
+        watcher = self.subscriptions.watcher(
+            session_key(session), actor, session.send_resource_updated
+        )
         try:
-            actor = await self.generated.surface.identity.resolve(context)
-            session = ctx.session
-            watcher = self.subscriptions.watcher(
-                session_key(session), actor, session.send_resource_updated
-            )
             await watcher.add(uri, target)
         except TaskFlowError as exc:
             raise MCPError(INTERNAL_ERROR, exc.message) from None

@@ -26,6 +26,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+from mcp import MCPError
+from mcp.shared.subscriptions import (
+    SUBSCRIPTION_ID_META_KEY,
+    ResourceUpdated,
+    event_to_notification,
+)
+from mcp_types import (
+    INVALID_REQUEST,
+    SubscriptionFilter,
+    SubscriptionsAcknowledgedNotification,
+    SubscriptionsAcknowledgedNotificationParams,
+    SubscriptionsListenRequestParams,
+    SubscriptionsListenResult,
+)
+
 from taskflow.core import feed
 from taskflow.core.actor import Actor
 from taskflow.core.errors import Unavailable
@@ -98,6 +114,11 @@ class Watcher:
                     asyncio.create_task(self._sender(), name="mcp-subscription-sender"),
                 ]
 
+    async def run(self) -> None:
+        """Wait while the watcher's tasks run (a listen stream's life); `close` ends it."""
+        if self._running:
+            await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+
     async def remove(self, uri: str) -> None:
         for groups in (self.tasks, self.projects):
             for key in [k for k, uris in groups.items() if uri in uris]:
@@ -165,9 +186,7 @@ class Subscriptions:
         self.runtime = runtime
         self.watchers: dict[int, Watcher] = {}
 
-    def watcher(
-        self, key: int, actor: Actor, send: Callable[[str], Awaitable[None]]
-    ) -> Watcher:
+    def watcher(self, key: int, actor: Actor, send: Callable[[str], Awaitable[None]]) -> Watcher:
         if key not in self.watchers:
             self.watchers[key] = Watcher(self.runtime, actor, send)
         return self.watchers[key]
@@ -191,3 +210,54 @@ def session_key(session: Any) -> int:
     """A key for the client connection a request came on (the SDK makes a `ServerSession` per
     request around the connection-scoped one)."""
     return id(getattr(session, "_connection", session))
+
+
+class Listen:
+    """`subscriptions/listen` (protocol 2026-07-28): the request's response is the stream, so it
+    works on stateless Streamable HTTP (any replica; the feed crosses replicas) and on stdio.
+
+    Only resource subscriptions are honored (TaskFlow's tool list does not change while a server
+    runs); every URI asked for is checked as `resources/subscribe` checks it, before the ack.
+    The stream ends when the client goes away (the SDK cancels the handler).
+    """
+
+    def __init__(self, server: Any, runtime: Runtime) -> None:
+        self.server = server
+        self.runtime = runtime
+
+    async def __call__(
+        self, ctx: Any, params: SubscriptionsListenRequestParams
+    ) -> SubscriptionsListenResult:
+        subscription_id = ctx.request_id
+        if subscription_id is None:
+            raise MCPError(INVALID_REQUEST, "subscriptions/listen requires a request id")
+        uris = list(dict.fromkeys(params.notifications.resource_subscriptions or ()))
+        actor = await self.server.check_subscription(ctx, uris)
+        meta: dict[str, Any] = {SUBSCRIPTION_ID_META_KEY: subscription_id}
+
+        async def send(uri: str) -> None:
+            note = event_to_notification(ResourceUpdated(uri=uri), meta)
+            await ctx.session.send_notification(note, related_request_id=subscription_id)
+
+        watcher = Watcher(self.runtime, actor, send)
+        try:
+            for uri in uris:
+                target = target_of(uri)
+                assert target is not None
+                await watcher.add(uri, target)
+            honored = SubscriptionFilter(resource_subscriptions=uris or None)
+            await ctx.session.send_notification(
+                SubscriptionsAcknowledgedNotification(
+                    params=SubscriptionsAcknowledgedNotificationParams(
+                        notifications=honored, _meta=meta
+                    )
+                ),
+                related_request_id=subscription_id,
+            )
+            if uris:
+                await watcher.run()
+            else:
+                await anyio.sleep_forever()
+        finally:
+            await watcher.close()
+        return SubscriptionsListenResult(_meta=meta)

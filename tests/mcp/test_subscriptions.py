@@ -12,12 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ResourceUpdatedNotification
 
 from taskflow.core.db import Database
 from tests.mcp.conftest import McpUser, Team, ok
+from tests.mcp.live import serving
+from tests.mcp.test_http import app_factory
 from tests.mcp.test_stdio import SCRIPT, stdio_env
 
 WITHIN = 2.0  # the brief: a subscriber hears of a change within ~2 s
@@ -121,7 +125,6 @@ async def test_subscribe_notify_unsubscribe_over_stdio(
         )
         await inbox.wait_for(task_uri)
         await asyncio.sleep(0.5)
-        print("took", took, "burst", inbox.uris)
         assert 1 <= inbox.uris.count(task_uri) < 6
 
         # A project subscription hears of any change in the project.
@@ -140,3 +143,44 @@ async def test_subscribe_notify_unsubscribe_over_stdio(
         await asyncio.sleep(QUIET)
         assert inbox.uris == []
         assert not (await bot.call_tool("whoami", {})).is_error  # the session is still fine
+
+
+async def next_event(sub: Any) -> str:
+    event = await asyncio.wait_for(anext(aiter(sub)), WITHIN)
+    return str(event.uri)
+
+
+async def test_listen_over_stateless_http(
+    db: Database, db_url: str, team: Team, sarah: McpUser
+) -> None:
+    """2026-07-28 `subscriptions/listen`: the POST's response is the stream, so it works on the
+    stateless transport, on any replica; the handshake-era `resources/subscribe` is not offered
+    there (no session to notify on) and the capabilities say so."""
+    mine = ok(await sarah.call("create_task", title="watched"))["task"]["id"]
+    hidden = ok(await sarah.call("create_task", title="in web", project="web"))["task"]["id"]
+    uri = f"taskflow://tasks/{mine}"
+    headers = {"Authorization": f"Bearer {team.bot_key}"}
+    async with (
+        serving(app_factory(db, db_url)) as base,
+        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+    ):
+        async with Client(
+            streamable_http_client(f"{base}/mcp", http_client=http), mode="legacy"
+        ) as legacy:
+            legacy_caps = legacy.server_capabilities.resources
+        async with Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client:
+            assert client.protocol_version == "2026-07-28"
+            caps = client.server_capabilities.resources
+            with pytest.raises(MCPError) as info:
+                async with client.listen(resource_subscriptions=[f"taskflow://tasks/{hidden}"]):
+                    pass
+            async with client.listen(resource_subscriptions=[uri]) as sub:
+                assert sub.honored.resource_subscriptions == [uri]
+                ok(await sarah.call("update_task", task_id=hidden, title="invisible"))
+                ok(await sarah.call("update_task", task_id=mine, title="changed"))
+                assert await next_event(sub) == uri
+            # The stream closed: the watcher stopped with it, and the session goes on.
+            assert not (await client.call_tool("whoami", {})).is_error
+    assert legacy_caps is not None and not legacy_caps.subscribe
+    assert caps is not None and caps.subscribe
+    assert info.value.error.code == -32602
