@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
@@ -29,8 +30,10 @@ from mcp.types import (
 from mcp.types import Tool as McpTool
 
 from taskflow.core.actor import Actor
+from taskflow.core.auth.identity import bearer_token, resolve_actor
 from taskflow.core.config import Settings
 from taskflow.core.declarations import REGISTRY
+from taskflow.core.domain import Via
 from taskflow.core.errors import NotFound, TaskFlowError, Unauthenticated, Unavailable
 from taskflow.core.runtime import Runtime
 from taskflow.core.scopes import FULL, Scopes
@@ -142,6 +145,26 @@ class TaskflowMCP(MCPServer):
         except TaskFlowError as exc:
             raise MCPError(INTERNAL_ERROR, exc.message) from None
 
+    def recheck_of(self, ctx: Any) -> Callable[[], Awaitable[bool]]:
+        """Whether this request's credentials (its bearer token, or the stdio server's key)
+        still open the API: a long-lived subscription asks again from time to time."""
+        identity = self.generated.surface.identity
+        headers = getattr(ctx.request, "headers", None) or {}
+        key = bearer_token(headers.get("authorization")) or identity.api_key
+
+        async def still_valid() -> bool:
+            if key is None:  # the local user, or an identity fixed at startup
+                return True
+            try:
+                await resolve_actor(identity.runtime.auth, Via.MCP, token=key)
+            except Unavailable:
+                return True  # not the caller's doing: wait the outage out
+            except TaskFlowError:
+                return False
+            return True
+
+        return still_valid
+
     async def _subscribe(self, ctx: Any, params: SubscribeRequestParams) -> EmptyResult:
         """Watch a task or project resource the caller can read, for this session."""
         assert self.subscriptions is not None
@@ -151,7 +174,7 @@ class TaskflowMCP(MCPServer):
         assert target is not None
         session = ctx.session
         watcher = self.subscriptions.watcher(
-            session_key(session), actor, session.send_resource_updated
+            session_key(session), actor, session.send_resource_updated, self.recheck_of(ctx)
         )
         try:
             await watcher.add(uri, target)

@@ -84,6 +84,8 @@ class Watcher:
     runtime: Runtime
     actor: Actor
     send: Callable[[str], Awaitable[None]]
+    still_valid: Callable[[], Awaitable[bool]] | None = None
+    """Re-checks the caller's credentials every FEED_RECHECK_SECONDS: False stops the watcher."""
     tasks: dict[int, set[str]] = field(default_factory=dict)
     projects: dict[int, set[str]] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
@@ -106,13 +108,17 @@ class Watcher:
             else:
                 assert target.task_id is not None
                 self.tasks.setdefault(target.task_id, set()).add(uri)
-            if not self._running:
+            if not any(not task.done() for task in self._running):
                 scope = await feed.resolve_scope(raw, self.actor)
                 start = await feed.latest(raw)  # what commits after this answer is followed
                 self._running = [
                     asyncio.create_task(self._follow(scope, start), name="mcp-subscription"),
                     asyncio.create_task(self._sender(), name="mcp-subscription-sender"),
                 ]
+                if self.still_valid is not None:
+                    self._running.append(
+                        asyncio.create_task(self._recheck(), name="mcp-subscription-recheck")
+                    )
 
     async def run(self) -> None:
         """Wait while the watcher's tasks run (a listen stream's life); `close` ends it."""
@@ -136,6 +142,24 @@ class Watcher:
         for task in running:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    async def _recheck(self) -> None:
+        """A revoked key or a deactivated agent stops hearing anything (within the period)."""
+        assert self.still_valid is not None
+        while True:
+            await asyncio.sleep(self.runtime.settings.feed_recheck_seconds)
+            if not await self.still_valid():
+                log.info(
+                    "MCP subscription of %s ended: its credentials no longer open the API",
+                    self.actor.handle,
+                )
+                self.tasks.clear()
+                self.projects.clear()
+                self.dirty.clear()
+                for task in self._running:
+                    if task is not asyncio.current_task():
+                        task.cancel()
+                return
 
     async def _follow(self, scope: feed.Scope, start: feed.Position) -> None:
         hub = self.runtime.hub()
@@ -186,9 +210,15 @@ class Subscriptions:
         self.runtime = runtime
         self.watchers: dict[int, Watcher] = {}
 
-    def watcher(self, key: int, actor: Actor, send: Callable[[str], Awaitable[None]]) -> Watcher:
+    def watcher(
+        self,
+        key: int,
+        actor: Actor,
+        send: Callable[[str], Awaitable[None]],
+        still_valid: Callable[[], Awaitable[bool]] | None,
+    ) -> Watcher:
         if key not in self.watchers:
-            self.watchers[key] = Watcher(self.runtime, actor, send)
+            self.watchers[key] = Watcher(self.runtime, actor, send, still_valid)
         return self.watchers[key]
 
     async def remove(self, key: int, uri: str) -> None:
@@ -239,7 +269,7 @@ class Listen:
             note = event_to_notification(ResourceUpdated(uri=uri), meta)
             await ctx.session.send_notification(note, related_request_id=subscription_id)
 
-        watcher = Watcher(self.runtime, actor, send)
+        watcher = Watcher(self.runtime, actor, send, self.server.recheck_of(ctx))
         try:
             for uri in uris:
                 target = target_of(uri)

@@ -19,6 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ResourceUpdatedNotification
 
 from taskflow.core.db import Database
+from taskflow.core.services import workers
 from tests.mcp.conftest import McpUser, Team, ok
 from tests.mcp.live import serving
 from tests.mcp.test_http import app_factory
@@ -184,3 +185,24 @@ async def test_listen_over_stateless_http(
     assert legacy_caps is not None and not legacy_caps.subscribe
     assert caps is not None and caps.subscribe
     assert info.value.error.code == -32602
+
+
+async def test_a_revoked_key_stops_notifications(
+    db: Database, db_url: str, team: Team, tmp_path: Path, sarah: McpUser
+) -> None:
+    mine = ok(await sarah.call("create_task", title="watched"))["task"]["id"]
+    uri = f"taskflow://tasks/{mine}"
+    server = stdio_server(db_url, tmp_path, team.bot_key)
+    server.env = {**(server.env or {}), "FEED_RECHECK_SECONDS": "0.3"}
+    inbox = Inbox()
+    [key] = await workers.list_api_keys(db, team.sarah, "@claude-code")
+    async with Client(server, mode="legacy", message_handler=inbox) as bot:
+        await bot.subscribe_resource(uri)
+        ok(await sarah.call("update_task", task_id=mine, title="heard"))
+        await inbox.wait_for(uri)
+        await workers.revoke_api_key(db, team.sarah, "@claude-code", key.id)
+        await asyncio.sleep(1.0)
+        inbox.clear()
+        ok(await sarah.call("update_task", task_id=mine, title="not heard"))
+        await asyncio.sleep(QUIET)
+        assert inbox.uris == []
