@@ -19,10 +19,10 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ResourceUpdatedNotification
 
 from taskflow.core.db import Database
+from taskflow.core.runtime import Runtime
 from taskflow.core.services import workers
-from tests.mcp.conftest import McpUser, Team, ok
-from tests.mcp.live import serving
-from tests.mcp.test_http import app_factory
+from tests.mcp.conftest import McpUser, Team, ok, settings_for
+from tests.mcp.live import mcp_test_app, runtime_for, serving
 from tests.mcp.test_stdio import SCRIPT, stdio_env
 
 WITHIN = 2.0  # the brief: a subscriber hears of a change within ~2 s
@@ -161,8 +161,14 @@ async def test_listen_over_stateless_http(
     hidden = ok(await sarah.call("create_task", title="in web", project="web"))["task"]["id"]
     uri = f"taskflow://tasks/{mine}"
     headers = {"Authorization": f"Bearer {team.bot_key}"}
+    runtimes: list[Runtime] = []
+
+    def build(base: str):  # type: ignore[no-untyped-def]
+        runtimes.append(runtime_for(db, settings_for(db_url, taskflow_public_url=base)))
+        return mcp_test_app(runtimes[-1])
+
     async with (
-        serving(app_factory(db, db_url)) as base,
+        serving(build) as base,
         httpx2.AsyncClient(headers=headers, timeout=30) as http,
     ):
         async with Client(
@@ -180,8 +186,15 @@ async def test_listen_over_stateless_http(
                 ok(await sarah.call("update_task", task_id=hidden, title="invisible"))
                 ok(await sarah.call("update_task", task_id=mine, title="changed"))
                 assert await next_event(sub) == uri
-            # The stream closed: the watcher stopped with it, and the session goes on.
+                assert len(runtimes[0].hub().subscriptions) == 1  # this stream's follower
+            # The stream closed: its follower left the feed with it; the session goes on.
             assert not (await client.call_tool("whoami", {})).is_error
+            hub = runtimes[0].hub()
+            for _ in range(50):
+                if not hub.subscriptions:
+                    break
+                await asyncio.sleep(0.05)
+            assert hub.subscriptions == set()
     assert legacy_caps is not None and not legacy_caps.subscribe
     assert caps is not None and caps.subscribe
     assert info.value.error.code == -32602
