@@ -34,6 +34,7 @@ from mcp.shared.subscriptions import (
     event_to_notification,
 )
 from mcp_types import (
+    INTERNAL_ERROR,
     INVALID_REQUEST,
     SubscriptionFilter,
     SubscriptionsAcknowledgedNotification,
@@ -50,6 +51,8 @@ from taskflow.core.runtime import Runtime
 log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.1
+MAX_STREAMS = 1024
+"""Listen streams one process holds at once (each is a feed follower); more are refused."""
 TASK_URI = re.compile(r"^taskflow://tasks/(\d{1,18})(?:\?.*)?$")
 PROJECT_URI = re.compile(r"^taskflow://projects/([^/?#]+)(?:/audit)?$")
 
@@ -251,9 +254,11 @@ class Listen:
     The stream ends when the client goes away (the SDK cancels the handler).
     """
 
-    def __init__(self, server: Any, runtime: Runtime) -> None:
+    def __init__(self, server: Any, runtime: Runtime, *, limit: int = MAX_STREAMS) -> None:
         self.server = server
         self.runtime = runtime
+        self.limit = limit
+        self.open = 0
 
     async def __call__(
         self, ctx: Any, params: SubscriptionsListenRequestParams
@@ -261,6 +266,12 @@ class Listen:
         subscription_id = ctx.request_id
         if subscription_id is None:
             raise MCPError(INVALID_REQUEST, "subscriptions/listen requires a request id")
+        if self.open >= self.limit:
+            raise MCPError(
+                INTERNAL_ERROR,
+                f"this server holds {self.limit} listen streams already: retry later, or "
+                "call list_changes",
+            )
         uris = list(dict.fromkeys(params.notifications.resource_subscriptions or ()))
         actor = await self.server.check_subscription(ctx, uris)
         meta: dict[str, Any] = {SUBSCRIPTION_ID_META_KEY: subscription_id}
@@ -270,6 +281,7 @@ class Listen:
             await ctx.session.send_notification(note, related_request_id=subscription_id)
 
         watcher = Watcher(self.runtime, actor, send, self.server.recheck_of(ctx))
+        self.open += 1
         try:
             for uri in uris:
                 target = target_of(uri)
@@ -289,5 +301,6 @@ class Listen:
             else:
                 await anyio.sleep_forever()
         finally:
+            self.open -= 1
             await watcher.close()
         return SubscriptionsListenResult(_meta=meta)

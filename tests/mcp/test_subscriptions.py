@@ -219,3 +219,15 @@ async def test_a_revoked_key_stops_notifications(
         ok(await sarah.call("update_task", task_id=mine, title="not heard"))
         await asyncio.sleep(QUIET)
         assert inbox.uris == []
+
+
+async def test_listen_over_stdio(
+    db: Database, db_url: str, team: Team, tmp_path: Path, sarah: McpUser
+) -> None:
+    """A 2026-07-28 client on stdio listens instead of subscribing; the same follower serves."""
+    uri = "taskflow://projects/default"
+    async with Client(stdio_server(db_url, tmp_path, team.bot_key)) as bot:
+        assert bot.protocol_version == "2026-07-28"
+        async with bot.listen(resource_subscriptions=[uri]) as sub:
+            ok(await sarah.call("create_task", title="new in default"))
+            assert await next_event(sub) == uri
