@@ -182,11 +182,13 @@ class Watcher:
         if event.project_id is not None:
             uris |= self.projects.get(event.project_id, set())
         if event.task_id is not None and self.tasks:
-            for task_id in await self._ancestors(event.task_id):
+            for task_id in await self._ancestors(event.task_id, event):
                 uris |= self.tasks.get(task_id, set())
         return uris
 
-    async def _ancestors(self, task_id: int) -> frozenset[int]:
+    async def _ancestors(self, task_id: int, event: feed.Event | None = None) -> frozenset[int]:
+        """The task and its ancestors. A deleted task has no row left: its entry names its
+        parent (`details.old.parent_id`) and the root of the deletion, whose ancestors count."""
         try:
             async with feed.connection(self.runtime.db) as raw:
                 rows = await raw.fetch(_ANCESTORS, task_id)
@@ -194,6 +196,13 @@ class Watcher:
             rows = []
         if rows:
             self.known[task_id] = frozenset(r["id"] for r in rows)
+        elif event is not None and event.action == "deleted" and task_id not in self.known:
+            old = event.details.get("old") or {}
+            found = {task_id}
+            for other in (old.get("parent_id"), event.details.get("with_parent")):
+                if isinstance(other, int):
+                    found |= await self._ancestors(other)
+            self.known[task_id] = frozenset(found)
         return self.known.get(task_id, frozenset({task_id}))
 
     async def _sender(self) -> None:

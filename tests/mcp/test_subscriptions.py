@@ -88,6 +88,8 @@ async def test_subscribe_notify_unsubscribe_over_stdio(
     mine = ok(await sarah.call("create_task", title="watched"))["task"]["id"]
     other = ok(await sarah.call("create_task", title="not watched"))["task"]["id"]
     hidden = ok(await sarah.call("create_task", title="in web", project="web"))["task"]["id"]
+    early = ok(await sarah.call("create_task", title="before", parent_id=mine))["task"]["id"]
+    ok(await sarah.call("create_task", title="under it", parent_id=early))
     task_uri = f"taskflow://tasks/{mine}"
     inbox = Inbox()
     async with Client(
@@ -117,6 +119,12 @@ async def test_subscribe_notify_unsubscribe_over_stdio(
         await asyncio.sleep(0.3)
         inbox.clear()
         ok(await sarah.call("update_task", task_id=grandchild, title="g2"))
+        await inbox.wait_for(task_uri)
+        # Deleting part of the subtree changes the task too: the rows are gone by the time the
+        # entries are read, and these two were never seen before (made before subscribing).
+        await asyncio.sleep(0.3)
+        inbox.clear()
+        ok(await sarah.call("delete_task", task_id=early))
         await inbox.wait_for(task_uri)
 
         # A burst of changes is coalesced (at most one per URI per ~100 ms).
