@@ -21,8 +21,9 @@ from mcp.types import ResourceUpdatedNotification
 from taskflow.core.db import Database
 from taskflow.core.runtime import Runtime
 from taskflow.core.services import workers
+from taskflow.server import create_server_app
 from tests.mcp.conftest import McpUser, Team, ok, settings_for
-from tests.mcp.live import mcp_test_app, runtime_for, serving
+from tests.mcp.live import runtime_for, serving
 from tests.mcp.test_stdio import SCRIPT, stdio_env
 
 WITHIN = 2.0  # the brief: a subscriber hears of a change within ~2 s
@@ -173,7 +174,7 @@ async def test_listen_over_stateless_http(
 
     def build(base: str):  # type: ignore[no-untyped-def]
         runtimes.append(runtime_for(db, settings_for(db_url, taskflow_public_url=base)))
-        return mcp_test_app(runtimes[-1])
+        return create_server_app(runtimes[-1])  # the product's app: REST, its middleware, MCP
 
     async with (
         serving(build) as base,
