@@ -105,8 +105,8 @@ class TaskflowMCP(MCPServer):
         """Requests may come without a token (local user); HTTP checks the tokens sent."""
         self.subscriptions = subscriptions
         """Resource subscriptions, on transports with a session stream (stdio) only."""
-        # `subscriptions=False`: no `subscriptions/listen` (2026-07-28). The SDK's in-memory bus
-        # would advertise `resources.subscribe` to such clients with nothing ever published.
+        # `subscriptions=False`: not the SDK's `subscriptions/listen` (2026-07-28), whose bus
+        # nothing publishes to and which knows no visibility; ours replaces it (decision 76).
         super().__init__(*args, subscriptions=False, **kwargs)
         # TaskFlow has no prompts: without these handlers the server stops advertising the
         # `prompts` capability (the SDK derives capabilities from the handlers it serves).
