@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     feed_recheck_seconds: float = Field(
         default=30.0,
         gt=0,
-        description="How often an open event stream re-checks its caller's credentials "
-        "(a revoked key or a deactivated agent ends the stream).",
+        description="How often an open event stream or MCP resource subscription re-checks "
+        "its caller's credentials (a revoked key or a deactivated agent ends it).",
     )
     taskflow_data_dir: Path | None = Field(default=None, description="Where local state lives.")
     taskflow_embedded_idle_minutes: float = Field(

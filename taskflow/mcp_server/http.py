@@ -4,9 +4,10 @@ Stateless with JSON responses, so any replica can answer any request and nothing
 between requests. Bearer auth (configured in `build_mcp`) answers 401 with a `WWW-Authenticate`
 header pointing at the RFC 9728 metadata; in local mode, where a request may come without a
 token, a token that is sent is still checked here and a bad one answers the same 401. Host and
-Origin are checked against the settings (DNS-rebinding protection). `GET /mcp` answers 405: the
-server sends nothing unasked, so it offers no stream to open. Mount the app at "/" *last* in the
-parent: it serves `/mcp` and `/.well-known/oauth-protected-resource/mcp`.
+Origin are checked against the settings (DNS-rebinding protection). `GET /mcp` answers 405:
+without sessions there is no standalone stream; resource subscriptions are 2026-07-28
+`subscriptions/listen` requests, whose response is the stream (decision 75). Mount the app at
+"/" *last* in the parent: it serves `/mcp` and `/.well-known/oauth-protected-resource/mcp`.
 """
 
 from __future__ import annotations
@@ -110,8 +111,8 @@ async def _send_json(
 
 
 class NoStream:
-    """`GET /mcp` answers 405 (the spec's answer for a server without server-initiated
-    messages) instead of opening an event stream that would never carry anything."""
+    """`GET /mcp` answers 405 (the spec's answer for a server without a standalone stream):
+    stateless, there is no session such a stream would belong to."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -159,7 +160,11 @@ class WholeBody:
         await self.app(scope, replay, send)
 
 
-NO_STREAM = "this server sends no unrequested messages: POST JSON-RPC requests to /mcp"
+NO_STREAM = (
+    "no standalone stream on this stateless server: POST JSON-RPC requests to /mcp; to hear "
+    "of changes, POST subscriptions/listen (protocol 2026-07-28), call list_changes, "
+    "or GET /api/events"
+)
 
 
 class LocalBearer:

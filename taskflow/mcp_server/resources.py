@@ -1,4 +1,4 @@
-"""Readable resources: a task with a page of its subtree, and a project's audit trail.
+"""Readable resources: a task with a page of its subtree, a project, and a project's audit trail.
 
 Resources fail with protocol errors (the SDK's convention): an unknown or hidden task is
 "resource not found" (-32602), any other refusal carries the core's message.
@@ -17,7 +17,7 @@ from taskflow.core.actor import Actor
 from taskflow.core.domain import is_number
 from taskflow.core.errors import NotFound, TaskFlowError
 from taskflow.core.schemas import AuditFilter
-from taskflow.core.services import history, task_queries
+from taskflow.core.services import history, projects, task_queries
 from taskflow.mcp_server.errors import for_agents, invalid_input
 from taskflow.mcp_server.toolkit import Surface
 
@@ -59,6 +59,15 @@ def register(mcp: MCPServer, s: Surface) -> None:
             raise ResourceNotFoundError(f"no task {id!r}: task ids are positive integers")
         page = {"limit": limit, "cursor": cursor, "depth": depth}
         return await _read(s, ctx, lambda a: task_queries.get_task(s.db, a, int(id), **page))
+
+    @mcp.resource(
+        "taskflow://projects/{slug}",
+        name="project",
+        description="A project as get_project answers it (JSON)",
+        mime_type="application/json",
+    )
+    async def project_resource(slug: str, ctx: Context) -> str:
+        return await _read(s, ctx, lambda a: projects.get_project(s.db, a, slug))
 
     @mcp.resource(
         "taskflow://projects/{slug}/audit",

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
@@ -17,12 +18,22 @@ from mcp import MCPError
 from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context
-from mcp.types import CallToolResult, ListToolsResult
+from mcp.types import (
+    CallToolResult,
+    EmptyResult,
+    ListToolsResult,
+    ReadResourceRequestParams,
+    SubscribeRequestParams,
+    SubscriptionsListenRequestParams,
+    UnsubscribeRequestParams,
+)
 from mcp.types import Tool as McpTool
 
 from taskflow.core.actor import Actor
+from taskflow.core.auth.identity import bearer_token, resolve_actor
 from taskflow.core.config import Settings
 from taskflow.core.declarations import REGISTRY
+from taskflow.core.domain import Via
 from taskflow.core.errors import NotFound, TaskFlowError, Unauthenticated, Unavailable
 from taskflow.core.runtime import Runtime
 from taskflow.core.scopes import FULL, Scopes
@@ -33,6 +44,7 @@ from taskflow.mcp_server import (
 from taskflow.mcp_server.errors import error_result
 from taskflow.mcp_server.identity import ActorTokenVerifier, Identity
 from taskflow.mcp_server.operations import OperationTools
+from taskflow.mcp_server.subscriptions import Listen, Subscriptions, session_key, target_of
 from taskflow.mcp_server.toolkit import Surface
 
 INSTRUCTIONS = """\
@@ -84,17 +96,104 @@ class TaskflowMCP(MCPServer):
         generated: OperationTools,
         toolsets: frozenset[str],
         local_mode: bool = False,
+        subscriptions: Subscriptions | None = None,
         **kwargs: Any,
     ) -> None:
         self.generated = generated
         self.toolsets = toolsets
         self.local_mode = local_mode
         """Requests may come without a token (local user); HTTP checks the tokens sent."""
-        super().__init__(*args, **kwargs)
+        self.subscriptions = subscriptions
+        """Resource subscriptions, on transports with a session stream (stdio) only."""
+        # `subscriptions=False`: not the SDK's `subscriptions/listen` (2026-07-28), whose bus
+        # nothing publishes to and which knows no visibility; ours replaces it (decision 76).
+        super().__init__(*args, subscriptions=False, **kwargs)
         # TaskFlow has no prompts: without these handlers the server stops advertising the
         # `prompts` capability (the SDK derives capabilities from the handlers it serves).
         for method in ("prompts/list", "prompts/get"):
             self._lowlevel_server._request_handlers.pop(method, None)
+        # Ours, not the SDK's bus: each stream follows the feed with its caller's visibility.
+        self._lowlevel_server.add_request_handler(
+            "subscriptions/listen",
+            SubscriptionsListenRequestParams,
+            Listen(self, generated.surface.runtime),
+        )
+        # `resources.subscribe` is advertised (handshake era) exactly when these are served.
+        if subscriptions is not None:
+            low = self._lowlevel_server
+            low.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
+            low.add_request_handler(
+                "resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe
+            )
+
+    async def check_subscription(self, ctx: Any, uris: list[str]) -> Actor:
+        """The caller, once every URI names a task or project resource they can read (reading
+        it is the check: a hidden one is refused as its read is, "resource not found")."""
+        for uri in uris:
+            if target_of(uri) is None:
+                raise MCPError(
+                    INVALID_PARAMS,
+                    f"cannot subscribe to {uri}: subscribe to taskflow://tasks/{{id}} or "
+                    "taskflow://projects/{slug}",
+                    data={"uri": uri},
+                )
+            await self._handle_read_resource(ctx, ReadResourceRequestParams(uri=uri))
+        try:
+            return await self.generated.surface.identity.resolve(
+                Context(request_context=ctx, mcp_server=self)
+            )
+        except TaskFlowError as exc:
+            raise MCPError(INTERNAL_ERROR, exc.message) from None
+
+    def recheck_of(self, ctx: Any) -> Callable[[], Awaitable[bool]]:
+        """Whether this request's credentials (its bearer token, or the stdio server's key)
+        still open the API: a long-lived subscription asks again from time to time."""
+        identity = self.generated.surface.identity
+        headers = getattr(ctx.request, "headers", None) or {}
+        key = bearer_token(headers.get("authorization")) or identity.api_key
+
+        async def still_valid() -> bool:
+            if key is None:  # the local user, or an identity fixed at startup
+                return True
+            try:
+                await resolve_actor(identity.runtime.auth, Via.MCP, token=key)
+            except Unavailable:
+                return True  # not the caller's doing: wait the outage out
+            except TaskFlowError:
+                return False
+            return True
+
+        return still_valid
+
+    async def _subscribe(self, ctx: Any, params: SubscribeRequestParams) -> EmptyResult:
+        """Watch a task or project resource the caller can read, for this session."""
+        assert self.subscriptions is not None
+        uri = str(params.uri)
+        actor = await self.check_subscription(ctx, [uri])
+        target = target_of(uri)
+        assert target is not None
+        session = ctx.session
+        watcher = self.subscriptions.watcher(
+            session_key(session), actor, session.send_resource_updated, self.recheck_of(ctx)
+        )
+        try:
+            await watcher.add(uri, target)
+        except TaskFlowError as exc:
+            raise MCPError(INTERNAL_ERROR, exc.message) from None
+        return EmptyResult()
+
+    async def _unsubscribe(self, ctx: Any, params: UnsubscribeRequestParams) -> EmptyResult:
+        assert self.subscriptions is not None
+        await self.subscriptions.remove(session_key(ctx.session), str(params.uri))
+        return EmptyResult()
+
+    async def run_stdio_async(self) -> None:
+        """stdio: one session per process; its end stops every subscription's tasks."""
+        try:
+            await super().run_stdio_async()
+        finally:
+            if self.subscriptions is not None:
+                await self.subscriptions.close()
 
     def _toolsets_of(self, request: Any) -> frozenset[str]:
         """The toolsets this request asked for (HTTP), else the server's own (stdio)."""
@@ -153,11 +252,13 @@ def build_mcp(
     log_level: LogLevel = "INFO",
     toolset_names: str | None = None,
     api_key: str | None = None,
+    subscribe: bool = False,
 ) -> TaskflowMCP:
     """An MCP server over `runtime`; see the module docstring for the identity modes.
 
     `api_key` (stdio) is the key `actor` was resolved from: it is checked again on later calls,
-    so revoking it ends the session.
+    so revoking it ends the session. `subscribe` serves `resources/subscribe` (stdio: a
+    transport with a session stream to notify on).
     """
     identity = Identity(runtime, actor=actor, local_handle=local_handle, api_key=api_key)
     surface = Surface(runtime, identity)
@@ -172,6 +273,7 @@ def build_mcp(
         generated=OperationTools(list(REGISTRY.values()), surface),
         toolsets=toolsets.parse(toolset_names),
         local_mode=local_handle is not None,
+        subscriptions=Subscriptions(runtime) if subscribe else None,
         title="TaskFlow",
         version=_version(),
         instructions=INSTRUCTIONS,

@@ -80,6 +80,7 @@ async def serve(settings: Settings, handle: str | None, toolset_names: str | Non
             api_key=api_key if actor.auth == "api_key" else None,
             log_level="WARNING",
             toolset_names=toolset_names,
+            subscribe=True,
         )
         await mcp.run_stdio_async()
     finally:

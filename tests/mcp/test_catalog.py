@@ -130,9 +130,12 @@ async def test_server_identity_resources_and_capabilities(runtime: Runtime, team
         server_info, instructions = client.server_info, client.instructions
     assert {t.uri_template for t in templates.resource_templates} == {
         "taskflow://tasks/{id}{?limit,cursor,depth}",
+        "taskflow://projects/{slug}",
         "taskflow://projects/{slug}/audit",
     }
     assert capabilities.tools is not None and capabilities.resources is not None
+    # Subscriptions need a session stream: served on stdio (`subscribe=True`), not here.
+    assert not capabilities.resources.subscribe
     assert capabilities.logging is None  # not offered: see docs/mcp.md
     assert capabilities.prompts is None  # TaskFlow has none, so it does not advertise them
     assert server_info is not None and server_info.name == "taskflow"

@@ -187,9 +187,7 @@ async def test_local_mode_acts_as_the_local_user_unless_a_token_is_sent(
     assert "invalid API key" in bad.json()["error_description"]
 
 
-async def test_get_mcp_is_405_while_the_server_sends_nothing_unasked(
-    db: Database, db_url: str, team: Team
-) -> None:
+async def test_get_mcp_is_405_without_sessions(db: Database, db_url: str, team: Team) -> None:
     keyed = {"Authorization": f"Bearer {team.bot_key}", "Accept": "text/event-stream"}
     async with (
         serving(app_factory(db, db_url)) as base,
@@ -198,7 +196,9 @@ async def test_get_mcp_is_405_while_the_server_sends_nothing_unasked(
         response = await http.get("/mcp", headers=keyed)
     assert response.status_code == 405
     assert "POST" in response.headers["allow"]
-    assert "POST JSON-RPC requests" in response.json()["error_description"]
+    says = response.json()["error_description"]
+    assert "POST JSON-RPC requests" in says
+    assert "subscriptions/listen" in says and "list_changes" in says and "/api/events" in says
 
 
 async def test_the_composition_root_serves_mcp_next_to_rest(

@@ -56,3 +56,11 @@ async def test_project_audit_resource(bot: McpUser, db: Database, team: Team) ->
         await bot.read("taskflow://projects/web/audit")  # not a member: not found, not forbidden
     assert info.value.error.code == -32602
     assert "not a member" in info.value.error.message
+
+
+async def test_project_resource(bot: McpUser, team: Team) -> None:
+    body = json.loads(await bot.read("taskflow://projects/default"))
+    assert body["slug"] == "default"
+    with pytest.raises(MCPError) as info:
+        await bot.read("taskflow://projects/web")  # not a member: not found, not forbidden
+    assert info.value.error.code == -32602
