@@ -282,6 +282,17 @@ class _Builder:
                     "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
                 }
             )
+        if ep.media_type == "text/event-stream":
+            params.append(
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "description": "The last event id you received (an EventSource sends it "
+                    "when it reconnects): the stream resumes after it; wins over `after`",
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                }
+            )
         if ep.precondition:
             params.append(
                 {

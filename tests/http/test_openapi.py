@@ -88,6 +88,13 @@ def _operation_blocks(ts: str) -> dict[str, str]:
 
 
 @pytest.mark.timeout(180)
+def test_the_event_stream_documents_how_to_resume(document: dict) -> None:
+    events = document["paths"]["/api/events"]["get"]
+    assert "text/event-stream" in events["responses"]["200"]["content"]
+    params = {(p["in"], p["name"]) for p in events["parameters"]}
+    assert ("header", "Last-Event-ID") in params and ("query", "after") in params
+
+
 def test_openapi_typescript_generates_typed_bodies(document: dict, tmp_path: Path) -> None:
     ensure_node_modules()
     spec = tmp_path / "openapi.json"
