@@ -67,12 +67,11 @@ class Repl:
         read = self.reader()
         while True:
             try:
-                line = read(self.prompt())
+                if not self.handle(read(self.prompt())):
+                    break
             except KeyboardInterrupt:
-                continue  # Ctrl-C at the prompt drops the line, as in a shell
+                continue  # Ctrl-C at the prompt (or between commands) drops the line, as in a shell
             except EOFError:
-                break
-            if not self.handle(line):
                 break
 
     def reader(self) -> Reader:

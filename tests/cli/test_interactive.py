@@ -138,8 +138,16 @@ async def test_one_session_one_connection_many_commands(sarah: Cli, db_url: str)
         for nested in ("interactive", "i"):
             out = repl.line(nested, "taskflow @sarah/web> ")
             assert "Error: you are in the interactive session already" in out
-        repl.child.sendintr()  # Ctrl-C drops the line being typed, not the session
+        # Ctrl-C drops the line being typed, not the session. Typed first and echoed back, the
+        # half line proves the prompt is reading keys (the terminal in raw mode, where Ctrl-C is
+        # a key): sent a moment earlier, while the terminal was still cooked, it was a SIGINT
+        # that Python may deliver inside a garbage-collection callback, which swallows it.
+        repl.child.send("delete 2 --force")
+        repl.child.expect_exact("delete 2 --force")
+        repl.child.sendintr()
         repl.wait("taskflow @sarah/web> ")
+        out = repl.line("list", "taskflow @sarah/web> ")
+        assert "Ship the web page" in out  # the dropped line did not run
         out = repl.line("help", "taskflow @sarah/web> ")
         assert "use PROJECT" in out and "Add a task" in out and "audit" in out
         assert "Traceback" not in repl.child.before
