@@ -56,6 +56,7 @@ MAX_STREAMS = 1024
 TASK_URI = re.compile(r"^taskflow://tasks/(\d{1,18})(?:\?.*)?$")
 PROJECT_URI = re.compile(r"^taskflow://projects/([^/?#]+)(?:/audit)?$")
 
+_PROJECT_OF = "SELECT project_id FROM tasks WHERE id = $1"
 _ANCESTORS = (
     "WITH RECURSIVE up AS (SELECT id, parent_id FROM tasks WHERE id = $1 "
     "UNION ALL SELECT t.id, t.parent_id FROM tasks t JOIN up ON t.id = up.parent_id) "
@@ -94,6 +95,10 @@ class Watcher:
     dirty: set[str] = field(default_factory=set)
     known: dict[int, frozenset[int]] = field(default_factory=dict)
     """Each task's last known ancestors (itself included): its deletion still reaches them."""
+    task_projects: set[int] = field(default_factory=set)
+    """The projects of the watched tasks. A subtree stays in its root's project, so an entry of
+    any other project touches none of them and needs no ancestor query (one per event per
+    watcher otherwise, on every change in every project the caller sees)."""
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _running: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -111,6 +116,9 @@ class Watcher:
             else:
                 assert target.task_id is not None
                 self.tasks.setdefault(target.task_id, set()).add(uri)
+                project_id = await raw.fetchval(_PROJECT_OF, target.task_id)
+                if project_id is not None:
+                    self.task_projects.add(project_id)
             if not any(not task.done() for task in self._running):
                 scope = await feed.resolve_scope(raw, self.actor)
                 start = await feed.latest(raw)  # what commits after this answer is followed
@@ -181,7 +189,7 @@ class Watcher:
         uris: set[str] = set()
         if event.project_id is not None:
             uris |= self.projects.get(event.project_id, set())
-        if event.task_id is not None and self.tasks:
+        if event.task_id is not None and self.tasks and event.project_id in self.task_projects:
             for task_id in await self._ancestors(event.task_id, event):
                 uris |= self.tasks.get(task_id, set())
         return uris
