@@ -12,28 +12,16 @@ import pytest
 from taskflow.core.db import Database
 from taskflow.core.schemas import CreateProject, CreateTask
 from taskflow.core.services import projects, tasks
+from tests.support.mcp_http import tool_call
 from tests.support.servers import serve
 from tests.support.sse import SseReader
 from tests.support.team import PROJECT, seed_team
 
 pytestmark = pytest.mark.slow
 
-ACCEPT = {"Accept": "application/json, text/event-stream"}
-
 
 async def mcp_tool(http: httpx.AsyncClient, name: str, arguments: dict) -> dict:
-    answer = await http.post(
-        "/mcp?toolsets=all",
-        headers=ACCEPT,
-        json={
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "tools/call",
-            "params": {"name": name, "arguments": arguments},
-        },
-    )
-    answer.raise_for_status()
-    return answer.json()["result"]
+    return await tool_call(http, name, arguments, path="/mcp?toolsets=all")
 
 
 async def visible_ids_after(db: Database, after: int, project_ids: set[int]) -> list[int]:

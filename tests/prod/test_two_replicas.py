@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from taskflow.core.db import Database
+from tests.support.mcp_http import tool_call
 from tests.support.servers import serve
 from tests.support.team import (
     PROJECT,
@@ -22,22 +23,10 @@ from tests.support.team import (
 pytestmark = pytest.mark.slow
 
 ROUNDS = 20
-ACCEPT = {"Accept": "application/json, text/event-stream"}
 
 
 async def mcp_tool(http: httpx.AsyncClient, name: str, arguments: dict) -> dict:
-    answer = await http.post(
-        "/mcp",
-        headers=ACCEPT,
-        json={
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "tools/call",
-            "params": {"name": name, "arguments": arguments},
-        },
-    )
-    answer.raise_for_status()
-    return answer.json()["result"]
+    return await tool_call(http, name, arguments)
 
 
 async def test_two_replicas_one_state(db: Database, db_url: str) -> None:
