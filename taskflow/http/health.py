@@ -85,12 +85,15 @@ def routes(runtime: Runtime) -> list[Route]:
 
 
 async def _revision_or_recover(runtime: Runtime) -> str | None:
-    """The schema revision; an embedded database that was gone is restarted and asked again."""
+    """The schema revision; an embedded database that was gone is restarted and asked again.
+
+    Asked again also when this probe did not restart it: another call (a request, the
+    housekeeper) may have restarted it a moment earlier, leaving this probe a dead pooled
+    connection, which the failure invalidated; a new one reaches the restarted server."""
     try:
         return await _revision(runtime)
-    except Exception as exc:
-        if not await runtime.db.recover():
-            raise Unavailable(_unreachable(runtime, exc)) from exc
+    except Exception:
+        await runtime.db.recover()
         try:
             return await _revision(runtime)
         except Exception as again:
