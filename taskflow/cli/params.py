@@ -13,6 +13,7 @@ import typer
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from taskflow.cli.output import USAGE, fail
+from taskflow.core.domain import Priority, TaskStatus
 from taskflow.core.schemas import DueDate
 
 M = TypeVar("M", bound=BaseModel)
@@ -22,6 +23,8 @@ TaskId = Annotated[int, typer.Argument(help="Task id, as shown by `taskflow list
 ProjectOpt = Annotated[
     str | None, typer.Option("--project", "-p", help="Project slug (default: all your projects).")
 ]
+PriorityOpt = Annotated[Priority | None, typer.Option("--priority", help="Task priority.")]
+StatusOpt = Annotated[TaskStatus | None, typer.Option("--status", "-s", help="Only this status.")]
 
 _OPTION_FOR = {
     "assignee": "--assign",

@@ -27,7 +27,6 @@ from taskflow.core.db import (
     upgrade,
 )
 from taskflow.core.errors import TaskFlowError, Unavailable
-from taskflow.core.limits import RateLimiter
 from taskflow.core.runtime import Runtime
 
 Notice = Callable[[embedded.Started], None]
@@ -47,7 +46,11 @@ def authenticator(settings: Settings, db: Database) -> Authenticator:
 def runtime_for(settings: Settings, db: Database, *, limited: bool = False) -> Runtime:
     """The runtime over a database the caller already has (tests, benchmarks). `limited`: rate
     limits per worker, as the settings say (servers and stdio MCP; the CLI is one local user)."""
-    limiter = RateLimiter.from_settings(settings, db) if limited else None
+    limiter = None
+    if limited:  # imported here: the CLI has no limits
+        from taskflow.core.limits import RateLimiter
+
+        limiter = RateLimiter.from_settings(settings, db)
     return Runtime(settings=settings, db=db, auth=authenticator(settings, db), limiter=limiter)
 
 

@@ -11,29 +11,30 @@ import asyncio
 import contextlib
 import logging
 import re
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
-
-from taskflow.core import embedded
+from taskflow.core import dsn, embedded
 from taskflow.core.config import Settings
 from taskflow.core.errors import Conflict, TaskFlowError, Unavailable, ValidationFailed
+
+if TYPE_CHECKING:  # SQLAlchemy loads with the engine, on first use: a plain read never needs it
+    from sqlalchemy.engine import URL
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.ext.asyncio import (
+        AsyncConnection,
+        AsyncEngine,
+        AsyncSession,
+        async_sessionmaker,
+    )
+
+    from taskflow.core.driver import Lane
 
 log = logging.getLogger(__name__)
 
@@ -41,35 +42,35 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 
 
 def to_async_url(url: str) -> URL:
-    """Accept `postgresql://` (as Neon and psql print it) and `postgresql+asyncpg://` alike."""
-    parsed = make_url(url)
-    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
-        parsed = parsed.set(drivername="postgresql+asyncpg")
-    query = dict(parsed.query)
-    # libpq spellings asyncpg does not understand.
-    if "sslmode" in query:
-        query["ssl"] = query.pop("sslmode")
-    query.pop("channel_binding", None)
-    return parsed.set(query=query)
+    """Accept `postgresql://` (as Neon and psql print it) and `postgresql+asyncpg://` alike, as
+    SQLAlchemy's URL (`taskflow.core.dsn.engine_url` is the same without SQLAlchemy)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(dsn.engine_url(url))
 
 
-def is_pooled(url: URL, setting: bool | None) -> bool:
+def is_pooled(url: URL | str, setting: bool | None) -> bool:
     """Transaction-mode poolers break prepared statements; detect the common ones by address."""
-    if setting is not None:
-        return setting
-    host = url.host or ""
-    return "-pooler" in host or url.port == 6432
+    text = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+    return dsn.is_pooled(text, setting)
 
 
 POOL_TIMEOUT_SECONDS = 10.0
 """How long a statement waits for a free connection before the call answers 503."""
 
+CONNECT_TIMEOUT_SECONDS = 10
+STATEMENT_TIMEOUT_SECONDS = 30
+
 
 def build_engine(url: str, *, pooled: bool | None = None, pool_size: int = 10) -> AsyncEngine:
     """One engine per process, whose idle connections are checked before reuse."""
-    async_url = to_async_url(url)
-    connect_args: dict[str, Any] = {"command_timeout": 30, "timeout": 10}
-    if is_pooled(async_url, pooled):
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    connect_args: dict[str, Any] = {
+        "command_timeout": STATEMENT_TIMEOUT_SECONDS,
+        "timeout": CONNECT_TIMEOUT_SECONDS,
+    }
+    if is_pooled(url, pooled):
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_cache_size"] = 0
         connect_args["prepared_statement_name_func"] = lambda: f"__tf_{uuid.uuid4().hex}__"
@@ -77,7 +78,7 @@ def build_engine(url: str, *, pooled: bool | None = None, pool_size: int = 10) -
     # closed at every check-in, so a burst above pool_size reconnected (a server process forked)
     # for almost every request.
     engine = create_async_engine(
-        async_url,
+        dsn.engine_url(url),
         pool_size=2 * pool_size,
         max_overflow=0,
         pool_timeout=POOL_TIMEOUT_SECONDS,
@@ -99,6 +100,9 @@ def ping_idle_connections(engine: AsyncEngine, idle: float = IDLE_PING_SECONDS) 
     checkout (SQLAlchemy's `pool_pre_ping`). A connection that dies while busy is caught by
     SQLAlchemy's disconnect handling, which invalidates the pool, and answered as 503.
     """
+    from sqlalchemy import event
+    from sqlalchemy.exc import DisconnectionError
+
     pool = engine.sync_engine.pool
 
     @event.listens_for(pool, "checkin")
@@ -120,23 +124,17 @@ Heal = Callable[[], Awaitable[bool]]
 """Restarts a database found gone (the embedded one); True when it did."""
 
 
-@dataclass
 class Database:
-    """The engine and its session factory: the one handle every service receives."""
+    """The one handle every service receives: the URL, and the SQLAlchemy engine and session
+    factory built from it on first use.
 
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    pooled: bool = False
-    heal: Heal | None = None
-    owner_url: str | None = None
-    """The schema owner's URL when the app connects as a less privileged role (migration 0010):
-    migrations run there (`upgrade`). None: this database's own role migrates."""
-    login_role: str | None = None
-    """The embedded database: the role the app logs in as, given LOGIN after migrating."""
+    Single statements run on the driver's lane (`taskflow.core.driver`), asyncpg connections
+    opened straight from the URL; a process that only runs those (a plain read from the CLI)
+    never builds the engine, so never imports SQLAlchemy.
+    """
 
-    @classmethod
-    def from_url(
-        cls,
+    def __init__(
+        self,
         url: str,
         *,
         pooled: bool | None = None,
@@ -144,11 +142,46 @@ class Database:
         heal: Heal | None = None,
         owner_url: str | None = None,
         login_role: str | None = None,
-    ) -> Database:
-        engine = build_engine(url, pooled=pooled, pool_size=pool_size)
-        behind_pooler = is_pooled(to_async_url(url), pooled)
-        sessions = async_sessionmaker(engine, expire_on_commit=False)
-        return cls(engine, sessions, behind_pooler, heal, owner_url, login_role)
+        engine: AsyncEngine | None = None,
+    ) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.pooled = is_pooled(url, pooled)
+        self.heal = heal
+        self.owner_url = owner_url
+        """The schema owner's URL when the app connects as a less privileged role (migration
+        0010): migrations run there (`upgrade`). None: this database's own role migrates."""
+        self.login_role = login_role
+        """The embedded database: the role the app logs in as, given LOGIN after migrating."""
+        self._engine = engine
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self.lane: Lane | None = None
+        """The driver's connections (`taskflow.core.driver.lane_of`), made on first use."""
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Database:
+        return cls(url, **options)
+
+    @classmethod
+    def over_engine(cls, engine: AsyncEngine) -> Database:
+        """A database over an engine someone built by hand (tests of the pool's behaviour)."""
+        return cls(engine.url.render_as_string(hide_password=False), engine=engine)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            self._engine = build_engine(self.url, pooled=self.pooled, pool_size=self.pool_size)
+            if self.lane is not None:
+                self.lane.follow(self._engine)
+        return self._engine
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        if self._sessions is None:
+            from sqlalchemy.ext.asyncio import async_sessionmaker
+
+            self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        return self._sessions
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -190,11 +223,19 @@ class Database:
         """Heal a database found gone (when this one can); True when it was restarted."""
         if self.heal is None or not await self.heal():
             return False
-        await self.engine.dispose()
+        await self._drop_connections()
         return True
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self._drop_connections()
+
+    async def _drop_connections(self) -> None:
+        """Every connection closed: the engine's pool (disposing it also closes the lane's,
+        `Lane.follow`) and the lane's."""
+        if self._engine is not None:
+            await self._engine.dispose()
+        if self.lane is not None:
+            await self.lane.aclose()
 
 
 @asynccontextmanager
@@ -202,26 +243,41 @@ async def translate_errors() -> AsyncIterator[None]:
     """Database failures as domain errors: outages become 503, refused values 422/409."""
     try:
         yield
-    except (OperationalError, InterfaceError, OSError, ConnectionError) as exc:
+    except (OSError, ConnectionError) as exc:
         raise Unavailable(
             "the database is unavailable; retry in a few seconds", cause=str(exc)
         ) from exc
-    except PoolTimeout as exc:  # every pooled connection busy for `pool_timeout` seconds
-        raise Unavailable(
+    except Exception as exc:
+        refusal = _sqlalchemy_refusal(exc)
+        if refusal is None:
+            raise
+        raise refusal from exc
+
+
+def _sqlalchemy_refusal(exc: Exception) -> TaskFlowError | None:
+    """What a SQLAlchemy error means to a caller; None for anything else. An error can only be
+    SQLAlchemy's once SQLAlchemy is loaded, so a process that never loaded it skips this."""
+    if "sqlalchemy" not in sys.modules:
+        return None
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return Unavailable("the database is unavailable; retry in a few seconds", cause=str(exc))
+    if isinstance(exc, PoolTimeout):  # every pooled connection busy for `pool_timeout` seconds
+        return Unavailable(
             "the server is too busy: no database connection became free; retry in a few seconds",
             cause=str(exc),
-        ) from exc
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise Unavailable("the database connection was lost; retry") from exc
-        if is_outage(exc):
-            raise Unavailable("the database is unavailable; retry in a few seconds") from exc
-        if is_pooler_symptom(exc):
-            raise Unavailable(UNDECLARED_POOLER) from exc
-        refusal = refusal_for(exc)
-        if refusal is not None:
-            raise refusal from exc
-        raise
+        )
+    if not isinstance(exc, DBAPIError):
+        return None
+    if exc.connection_invalidated:
+        return Unavailable("the database connection was lost; retry")
+    if is_outage(exc):
+        return Unavailable("the database is unavailable; retry in a few seconds")
+    if is_pooler_symptom(exc):
+        return Unavailable(UNDECLARED_POOLER)
+    return refusal_for(exc)
 
 
 # SQLSTATE classes of a server that cannot serve right now: connection exceptions (08),
@@ -311,7 +367,7 @@ APP_ROLE = "taskflow_app"
 def as_role(url: str, role: str) -> str:
     """The same server and database, logged in as `role` (the embedded server trusts local
     logins, so no password)."""
-    return to_async_url(url).set(username=role, password=None).render_as_string(False)
+    return dsn.as_role(url, role)
 
 
 def connect(settings: Settings, url: str | None = None, *, pool_size: int = 10) -> Database:
@@ -363,22 +419,21 @@ async def check_pooling(db: Database, settings: Settings) -> None:
     """
     if not settings.database_url or db.pooled:
         return
-    conns = (db.engine.connect(), db.engine.connect())
+    import asyncpg
+
+    from taskflow.core import driver  # here: the driver builds on this module
+
+    first = await driver.open_connection(db)
+    second = None
     try:
-        started = await asyncio.gather(*(c.start() for c in conns), return_exceptions=True)
-        for outcome in started:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        pids = []
-        for conn in conns:
-            pids.append(await conn.scalar(text("SELECT pg_backend_pid()")))
-            await conn.commit()
-    except DBAPIError as exc:  # anything else (unreachable, refused login) is the caller's
-        if is_pooler_symptom(exc):
+        second = await driver.open_connection(db)
+        pids = [await conn.fetchval("SELECT pg_backend_pid()") for conn in (first, second)]
+    except asyncpg.PostgresError as exc:  # anything else (unreachable, refused login): caller's
+        if str(getattr(exc, "sqlstate", "")) in _POOLER_STATES:
             raise Unavailable(UNDECLARED_POOLER) from exc
         raise
     finally:
-        await asyncio.gather(*(c.close() for c in conns if c.sync_connection is not None))
+        await asyncio.gather(*(c.close() for c in (first, second) if c is not None))
     if pids[0] == pids[1]:
         raise Unavailable(UNDECLARED_POOLER)
 
@@ -438,8 +493,7 @@ class RoleReport:
         return self.superuser or self.owns_audit_log or self.may_rewrite_audit_log
 
 
-_ROLE_REPORT = text(
-    """
+_ROLE_REPORT = """
     SELECT current_user AS role, r.rolsuper AS superuser,
            coalesce(pg_has_role(current_user, c.relowner, 'USAGE'), false) AS owns,
            coalesce(has_table_privilege(c.oid, 'UPDATE')
@@ -448,24 +502,39 @@ _ROLE_REPORT = text(
     FROM pg_roles r
     LEFT JOIN pg_class c ON c.oid = to_regclass('audit_log')
     WHERE r.rolname = current_user
-    """
-)
+"""
 
 
 async def role_report(db: Database) -> RoleReport:
     """The app's role and its rights over `audit_log` (for `taskflow db status`)."""
-    async with db.engine.connect() as conn:
-        row = (await conn.execute(_ROLE_REPORT)).one()
-    return RoleReport(row.role, bool(row.superuser), bool(row.owns), bool(row.rewrites))
+    from taskflow.core import driver
+
+    async with db.guarded():
+        row = await driver.fetchrow(db, _ROLE_REPORT)
+    assert row is not None  # the role is logged in, so it exists
+    return RoleReport(row["role"], bool(row["superuser"]), bool(row["owns"]), bool(row["rewrites"]))
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    """What asyncpg raises when the app role cannot log in yet (a fresh embedded database)."""
+    import asyncpg
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 async def current_revision(db: Database) -> str | None:
-    """The schema version in the database; None on an empty database."""
-    async with db.engine.connect() as conn:
-        exists = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
-        if not exists:
-            return None
-        return await conn.scalar(text("SELECT version_num FROM alembic_version"))
+    """The schema version in the database; None on an empty database. One statement on the
+    driver's lane: every CLI command asks this first."""
+    import asyncpg
+
+    from taskflow.core import driver  # here: the driver builds on this module
+
+    try:
+        async with translate_errors():
+            row = await driver.fetchrow(db, "SELECT version_num FROM alembic_version")
+    except asyncpg.UndefinedTableError:
+        return None
+    return None if row is None else row["version_num"]
 
 
 async def upgrade(db: Database, revision: str = "head") -> None:
@@ -482,15 +551,17 @@ async def upgrade(db: Database, revision: str = "head") -> None:
         await analyze(db)
         return
     if revision == "head":
-        with contextlib.suppress(DBAPIError, OSError):
+        with contextlib.suppress(TaskFlowError, OSError, *_driver_errors()):
             if await current_revision(db) == head_revision():
                 return
     owner = Database.from_url(db.owner_url, pool_size=1)
     try:
         await upgrade(owner, revision)
         if db.login_role is not None:
-            async with owner.engine.begin() as conn:
-                await conn.execute(text(_LOGIN.format(role=db.login_role)))
+            from taskflow.core import driver
+
+            async with owner.guarded():
+                await driver.fetchrow(owner, _LOGIN.format(role=db.login_role))
     finally:
         await owner.close()
 
@@ -515,6 +586,8 @@ async def analyze(db: Database, tables: tuple[str, ...] = BULK_TABLES) -> None:
     lookup per row into a scan of the table per row (issue 12 saw a subtree read go from
     milliseconds to seconds). Sampled, so it stays quick on big tables.
     """
+    from sqlalchemy import text
+
     async with db.engine.begin() as conn:
         await conn.execute(text(f"ANALYZE {', '.join(tables)}"))
 
@@ -525,6 +598,7 @@ async def downgrade(db: Database, revision: str = "base") -> None:
 
 async def _run_alembic(db: Database, verb: str, revision: str) -> None:
     from alembic import command
+    from sqlalchemy import text
 
     def run(sync_conn: Any) -> None:
         getattr(command, verb)(_alembic_config(sync_conn), revision)

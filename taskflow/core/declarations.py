@@ -10,7 +10,7 @@ REST routes are all built from `REGISTRY`; no surface keeps a list of its own.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, get_type_hints
 
@@ -146,7 +146,43 @@ def _unknown(name: str, fields: list[str]) -> str:
     return f"unknown argument {name!r}: this operation accepts {accepted}"
 
 
-REGISTRY: dict[str, Operation] = {}
+class Registry(Mapping[str, Operation]):
+    """Every declared operation by name, in declaration order: complete whenever it is read.
+
+    Operations register as their handler modules are imported. Reading the registry imports
+    them all first (`taskflow.core.handlers.load_all`), so a surface listing every operation
+    sees every one; a process that runs one known command (a plain CLI read) imports only that
+    command's module, and never the SQLAlchemy the others load.
+    """
+
+    def __init__(self) -> None:
+        self._ops: dict[str, Operation] = {}
+        self._loaded = False
+
+    def _all(self) -> dict[str, Operation]:
+        if not self._loaded:
+            self._loaded = True  # first: a module read while loading sees what is there so far
+            from taskflow.core import handlers
+
+            handlers.load_all()
+        return self._ops
+
+    def __getitem__(self, name: str) -> Operation:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def _add(self, operation: Operation) -> None:
+        if operation.name in self._ops:
+            raise ValueError(f"operation {operation.name!r} is declared twice")
+        self._ops[operation.name] = operation
+
+
+REGISTRY = Registry()
 _BY_COMMAND: dict[type[BaseModel], Operation] = {}
 
 
@@ -180,8 +216,6 @@ def declare(
 
     def register(handler: H) -> H:
         op_name = name or handler.__name__
-        if op_name in REGISTRY:
-            raise ValueError(f"operation {op_name!r} is declared twice")
         if command in _BY_COMMAND:
             raise ValueError(f"{command.__name__} already belongs to {_BY_COMMAND[command].name}")
         if command.model_config.get("extra") != "forbid":
@@ -204,7 +238,7 @@ def declare(
             mcp_output=mcp_output,
             by_key=by_key,
         )
-        REGISTRY[op_name] = operation
+        REGISTRY._add(operation)
         _BY_COMMAND[command] = operation
         return handler
 
@@ -213,12 +247,16 @@ def declare(
 
 def operation_for(command: BaseModel) -> Operation:
     """The declaration that runs this command (a command without one is a programming error)."""
-    try:
-        return _BY_COMMAND[type(command)]
-    except KeyError:
-        raise LookupError(f"no operation is declared for {type(command).__name__}") from None
+    return operation_for_command(type(command))
 
 
 def operation_for_command(command: type[BaseModel]) -> Operation:
-    """The declaration of a command class (to parse raw arguments into it)."""
-    return _BY_COMMAND[command]
+    """The declaration of a command class (to parse raw arguments into it). A command defined
+    apart from its handler (in `schemas`) is found once every handler module is loaded."""
+    found = _BY_COMMAND.get(command)
+    if found is None:
+        REGISTRY._all()
+        found = _BY_COMMAND.get(command)
+    if found is None:
+        raise LookupError(f"no operation is declared for {command.__name__}")
+    return found

@@ -17,8 +17,6 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-import taskflow.core.handlers  # noqa: F401  (registers every declared operation)
-from taskflow.core import idempotency
 from taskflow.core.actor import Actor, KeyCaller
 from taskflow.core.db import Database
 from taskflow.core.declarations import Operation, operation_for
@@ -61,6 +59,8 @@ async def dispatch(
             if operation.snapshot:  # before any statement: the whole call sees one moment
                 await uow.session.connection(execution_options={"isolation_level": SNAPSHOT})
             if key:
+                from taskflow.core import idempotency  # here: reads never need it
+
                 stored = await idempotency.replay_or_reserve(
                     uow.session, actor, key, operation.name, command.model_dump(mode="json")
                 )
@@ -69,6 +69,8 @@ async def dispatch(
                     return Outcome(_output_adapter(operation).validate_python(stored), True)
             value = await operation.handler(command, uow, actor)
             if key:
+                from taskflow.core import idempotency
+
                 status = operation.rest.status if operation.rest else 200
                 await idempotency.remember(uow.session, actor, key, status, value)
             await uow.commit()

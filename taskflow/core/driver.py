@@ -7,11 +7,12 @@ prepares once per connection and then only binds.
 
 Even a bare checkout from the engine's pool and its check-in (greenlet switches, events, the
 reset) cost about as much CPU as the statement, so these statements run on a `Lane`: up to
-`pool_size` asyncpg connections opened through the engine (same URL, connect arguments and
-timeouts) and then detached from its pool, held LIFO between statements. A connection idle for
-`db.IDLE_PING_SECONDS` is pinged before use, as pooled ones are; one that breaks is dropped
-together with every idle one (the server probably went away), and `Database.recover` and
-`Database.close` (both dispose the engine) close them all. When every lane connection is busy a
+`pool_size` asyncpg connections opened straight from the database's URL (the engine's connect
+arguments and timeouts), held LIFO between statements. The engine is not needed for them, so a
+process that only reads this way (`taskflow list`) never imports SQLAlchemy. A connection idle
+for `db.IDLE_PING_SECONDS` is pinged before use, as pooled ones are; one that breaks is dropped
+together with every idle one (the server probably went away), and `Database.recover`,
+`Database.close` and disposing the engine close them all. When every lane connection is busy a
 statement waits for one, as long as a pooled checkout would (`db.POOL_TIMEOUT_SECONDS`), then
 answers 503.
 
@@ -29,28 +30,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.util import await_only
 
+from taskflow.core import dsn
 from taskflow.core.db import (
     _OUTAGE_STATES,
     _POOLER_STATES,
+    CONNECT_TIMEOUT_SECONDS,
     IDLE_PING_SECONDS,
     POOL_TIMEOUT_SECONDS,
+    STATEMENT_TIMEOUT_SECONDS,
     UNDECLARED_POOLER,
     Database,
     refusal_for_state,
-    translate_errors,
 )
 from taskflow.core.errors import Unavailable
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 
 async def fetchrow(db: Database, sql: str, *args: Any) -> Mapping[str, Any] | None:
@@ -59,7 +61,12 @@ async def fetchrow(db: Database, sql: str, *args: Any) -> Mapping[str, Any] | No
     Not guarded: run it inside `db.guarded()` (the dispatcher's unit of work is), so an outage
     heals the embedded database once per call.
     """
-    return await lane_of(db).fetchrow(db, sql, args)
+    return await lane_of(db).run(db, "fetchrow", sql, args)  # type: ignore[no-any-return]
+
+
+async def fetch(db: Database, sql: str, *args: Any) -> list[Mapping[str, Any]]:
+    """`fetchrow`, every row."""
+    return await lane_of(db).run(db, "fetch", sql, args)  # type: ignore[no-any-return]
 
 
 async def fetchrow_in(conn: AsyncConnection, sql: str, *args: Any) -> Mapping[str, Any] | None:
@@ -69,26 +76,27 @@ async def fetchrow_in(conn: AsyncConnection, sql: str, *args: Any) -> Mapping[st
     return result.mappings().first()
 
 
-_LANES: weakref.WeakKeyDictionary[Engine, Lane] = weakref.WeakKeyDictionary()
+async def fetch_in(conn: AsyncConnection, sql: str, *args: Any) -> list[Mapping[str, Any]]:
+    """`fetchrow_in`, every row."""
+    result = await conn.exec_driver_sql(sql, args)
+    return list(result.mappings().all())
 
 
 SMALL_POOL = 4
 """An engine pool this small belongs to a process that runs one call at a time (a CLI command or
-session opens 2 x 2): a lane would only add connections to the ones it already holds, so its
-statements borrow from the pool."""
+session opens 2 x 2): its lane holds one connection."""
 
 
 def lane_of(db: Database, *, size: int | None = None) -> Lane:
-    """The database's lane, made on first use: half the engine pool's size, or none (every
-    statement borrows from the pool) for a small pool; `size` sets it (tests)."""
-    engine = db.engine.sync_engine
-    lane = _LANES.get(engine)
+    """The database's lane, made on first use: as many connections as the engine pool's
+    `pool_size`, or one for a small pool; `size` sets it (tests)."""
+    lane = db.lane
     if lane is None:
         if size is None:
-            pool_size = engine.pool.size()  # type: ignore[attr-defined]
-            size = pool_size // 2 if pool_size > SMALL_POOL else 0
-        lane = _LANES[engine] = Lane(size)
-        event.listen(engine, "engine_disposed", lane.close_all)
+            size = db.pool_size if 2 * db.pool_size > SMALL_POOL else 1
+        lane = db.lane = Lane(size)
+        if db._engine is not None:
+            lane.follow(db._engine)
     return lane
 
 
@@ -102,18 +110,22 @@ class Lane:
         self._epoch = 0  # bumped when every connection is to be dropped
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    async def fetchrow(
-        self, db: Database, sql: str, args: tuple[Any, ...]
-    ) -> Mapping[str, Any] | None:
-        if self.size == 0:  # no lane (a small pool): the statement on a pooled connection
-            return await _borrowed(db, sql, args)
+    def follow(self, engine: AsyncEngine) -> None:
+        """Close this lane's connections whenever the engine is disposed (recovery, shutdown,
+        a test that resets every connection)."""
+        from sqlalchemy import event
+
+        event.listen(engine.sync_engine, "engine_disposed", self.close_all)
+
+    async def run(self, db: Database, verb: str, sql: str, args: tuple[Any, ...]) -> Any:
+        """`verb` (`fetchrow` or `fetch`) of `sql` on one of the lane's connections."""
         conn = await self._take(db)
         while conn is None:  # every lane connection busy: wait, as for a pooled one
             await self._wait()
             conn = await self._take(db)
         epoch = self._epoch
         try:
-            row = await _run(conn, db.pooled, sql, args)
+            row = await _run(conn, db.pooled, verb, sql, args)
         except BaseException as exc:
             if _link_is_fine(exc):
                 self._give_back(conn, epoch)
@@ -143,13 +155,10 @@ class Lane:
             return None
         self.opened += 1
         try:
-            fairy = await _checkout(db)
-            conn: asyncpg.Connection = fairy.driver_connection
-            fairy.detach()  # ours now; the pool may open another in its place
+            return await _connect(db)
         except BaseException:
             self.opened -= 1
             raise
-        return conn
 
     async def _wait(self) -> None:
         """Until a connection is given back or dropped (making room), or `Unavailable` after
@@ -198,40 +207,41 @@ class Lane:
         """The engine was disposed (recovery, shutdown): close the idle connections, and the
         busy ones when they come back. Called in the greenlet of `AsyncEngine.dispose`, where
         a connection can be closed politely; elsewhere it is terminated."""
-        self._epoch += 1
-        idle, self._idle = self._idle, []
-        for conn, _, _ in idle:
-            self.opened -= 1
+        from sqlalchemy.util import await_only
+
+        for conn in self._release_idle():
             closing = conn.close(timeout=2)
             try:
                 await_only(closing)
             except Exception:
                 closing.close()
                 conn.terminate()
+
+    async def aclose(self) -> None:
+        """`close_all` outside SQLAlchemy (a process that never built the engine)."""
+        for conn in self._release_idle():
+            try:
+                await conn.close(timeout=2)
+            except Exception:
+                conn.terminate()
+
+    def _release_idle(self) -> list[asyncpg.Connection]:
+        """The idle connections, no longer counted; the busy ones are dropped on return."""
+        self._epoch += 1
+        idle, self._idle = self._idle, []
+        self.opened -= len(idle)
+        for _ in idle:
             self._wake()  # room for a new connection
+        return [conn for conn, _, _ in idle]
 
 
 async def _run(
-    conn: asyncpg.Connection, pooled: bool, sql: str, args: tuple[Any, ...]
-) -> Mapping[str, Any] | None:
+    conn: asyncpg.Connection, pooled: bool, verb: str, sql: str, args: tuple[Any, ...]
+) -> Any:
     if not pooled:
-        return await conn.fetchrow(sql, *args)  # type: ignore[no-any-return]
+        return await getattr(conn, verb)(sql, *args)
     async with conn.transaction():
-        return await conn.fetchrow(sql, *args)  # type: ignore[no-any-return]
-
-
-async def _borrowed(db: Database, sql: str, args: tuple[Any, ...]) -> Mapping[str, Any] | None:
-    """One statement on the driver connection of a connection borrowed from the engine's pool
-    (given back at once), answered and translated as on the lane."""
-    async with translate_errors(), db.engine.connect() as pooled:
-        raw = await pooled.get_raw_connection()
-        try:
-            return await _run(raw.driver_connection, db.pooled, sql, args)
-        except BaseException as exc:
-            translated = _translated(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
+        return await getattr(conn, verb)(sql, *args)
 
 
 async def _alive(conn: asyncpg.Connection) -> bool:
@@ -242,21 +252,27 @@ async def _alive(conn: asyncpg.Connection) -> bool:
     return True
 
 
-async def _checkout(db: Database) -> Any:
-    """A pooled connection (SQLAlchemy's proxy; `.driver_connection` is asyncpg's)."""
+async def open_connection(db: Database) -> asyncpg.Connection:
+    """A new asyncpg connection from the database's URL, with the engine's timeouts (and,
+    behind a transaction-mode pooler, no statement cache); asyncpg's errors as they are."""
+    cache = {"statement_cache_size": 0} if db.pooled else {}
+    return await asyncpg.connect(
+        dsn.asyncpg_dsn(db.url),
+        timeout=CONNECT_TIMEOUT_SECONDS,
+        command_timeout=STATEMENT_TIMEOUT_SECONDS,
+        **cache,
+    )
+
+
+async def _connect(db: Database) -> asyncpg.Connection:
+    """`open_connection` for the lane: a failure answered as a statement's is."""
     try:
-        return await db.engine.raw_connection()
+        return await open_connection(db)
     except Exception as exc:
-        # A failed connect comes out as the dialect's DBAPI error (no SQLAlchemy wrapper on this
-        # path), caused by asyncpg's: judged by that ("the database system is starting up" is
-        # an outage). Pool timeouts and the rest: as for a session.
-        cause = exc.__cause__
-        if isinstance(cause, (asyncpg.PostgresError, *_LINK_ERRORS)):
-            translated = _translated(cause)
-            if translated is not cause:
-                raise translated from exc
-        async with translate_errors():
-            raise exc from None
+        translated = _translated(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
 
 
 def _link_is_fine(exc: BaseException) -> bool:

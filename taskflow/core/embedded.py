@@ -251,9 +251,9 @@ def start(data_dir: Path, *, keep_running: bool = False, idle_minutes: float = 0
 
 def _asyncpg_url(uri: str) -> str:
     """pgserver's libpq URI (to its `postgres` database) as an asyncpg URL to `DB_NAME`."""
-    from sqlalchemy.engine import make_url  # here: the watchdog never needs SQLAlchemy
+    from taskflow.core import dsn  # here: the watchdog never needs it
 
-    return str(make_url(uri).set(drivername="postgresql+asyncpg", database=DB_NAME))
+    return dsn.Dsn.parse(dsn.with_database(uri, DB_NAME)).with_(scheme=dsn.ENGINE_SCHEME).render()
 
 
 def _join_running(data_dir: Path) -> str | None:

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 from taskflow.core.auth.identity import Authenticator
 from taskflow.core.config import Settings
 from taskflow.core.db import Database
-from taskflow.core.limits import RateLimiter
 
 if TYPE_CHECKING:
     from taskflow.core.feed import Hub
+    from taskflow.core.limits import RateLimiter
 
 
 @dataclass

@@ -16,13 +16,14 @@ reads a snapshot) the same statement simply runs in the transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from taskflow.core import audit, driver
+from taskflow.core import driver
 from taskflow.core.actor import Actor
 from taskflow.core.db import Database
+
+if TYPE_CHECKING:  # a unit that only reads through `fetch` never loads SQLAlchemy
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 
 class UnitOfWork:
@@ -72,6 +73,17 @@ class UnitOfWork:
         """Run `sql` (static text, `$n` parameters) in the unit's transaction; its first row."""
         return await driver.fetchrow_in(await self.session.connection(), sql, *args)
 
+    async def read(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
+        """Every row of one read-only statement (static text, `$n` parameters).
+
+        In a unit that has not begun it runs alone on the driver connection, with no session:
+        a read that needs nothing else (`list_tasks`) then costs one round trip and never
+        loads SQLAlchemy. In a begun unit it runs in the transaction, seeing its changes.
+        """
+        if self.begun or self._db is None:
+            return await driver.fetch_in(await self.session.connection(), sql, *args)
+        return await driver.fetch(self._db, sql, *args)
+
     async def commit(self) -> None:
         if self.begun:
             await self._session.commit()  # type: ignore[union-attr]
@@ -83,8 +95,12 @@ class UnitOfWork:
 
     async def record(self, actor: Actor, **entry: Any) -> int:
         """Append one audit entry in this transaction: the change and its entry commit together."""
+        from taskflow.core import audit  # here: a unit that only reads never loads it
+
         return await audit.record(self.session, actor, **entry)
 
     async def record_many(self, actor: Actor, entries: Iterable[Mapping[str, Any]]) -> None:
         """Append many entries in order, in one round trip, in this transaction."""
+        from taskflow.core import audit
+
         await audit.record_many(self.session, actor, entries)

@@ -131,15 +131,29 @@ async def test_a_refused_value_is_invalid_input_and_keeps_the_connection(db: Dat
     assert [conn for conn, _, _ in lane._idle] == [held] and lane.opened == 1
 
 
-async def test_a_small_pool_has_no_lane(db_url: str) -> None:
-    """A CLI command's pool (2 x 2): a lane would only add connections; statements borrow."""
+async def test_a_small_pool_reads_on_one_connection_without_the_engine(db_url: str) -> None:
+    """A CLI command's pool (2 x 2): its statements share one lane connection, opened from the
+    URL; a command that only reads this way never builds SQLAlchemy's engine."""
     database = Database.from_url(db_url, pool_size=2)
     try:
-        assert (await driver.fetchrow(database, "SELECT 41 + $1::int AS n", 1))["n"] == 42
+        for n in (1, 2):
+            assert (await driver.fetchrow(database, "SELECT 41 + $1::int AS n", n))["n"] == 41 + n
         lane = driver.lane_of(database)
-        assert lane.size == 0 and lane.opened == 0
+        assert lane.size == 1 and lane.opened == 1 and len(lane._idle) == 1
+        assert database._engine is None, "a plain read built the engine"
     finally:
         await database.close()
+    assert lane.opened == 0 and not lane._idle
+
+
+async def test_closing_a_database_that_never_built_its_engine_closes_the_lane(
+    db_url: str,
+) -> None:
+    database = Database.from_url(db_url, pool_size=2)
+    await driver.fetchrow(database, "SELECT 1 AS one")
+    (conn, _, _) = driver.lane_of(database)._idle[0]
+    await database.close()
+    assert conn.is_closed()
 
 
 async def test_disposing_the_engine_closes_the_lane(db_url: str) -> None:

@@ -8,10 +8,12 @@ leaves nothing behind (not even its key), and two concurrent calls with one key 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from taskflow.core import handlers
 from taskflow.core.declarations import REGISTRY
 from taskflow.core.dispatcher import dispatch
 from taskflow.core.errors import Conflict, InvalidInput, ValidationFailed
@@ -26,6 +28,15 @@ def test_every_declared_command_refuses_unknown_fields() -> None:
         assert operation.command.model_config.get("extra") == "forbid", operation.name
     with pytest.raises(ValidationError, match="projct"):
         ops.GetProject(project="web", projct="web")
+
+
+def test_the_registry_loads_every_module_that_declares_operations() -> None:
+    """Reading `REGISTRY` imports `handlers.MODULES`: a declaring module left out of that list
+    would be missing from every surface's catalog (unless something else imported it)."""
+    folder = Path(handlers.__file__).parent
+    declaring = {p.stem for p in folder.glob("*.py") if "@declare(" in p.read_text()}
+    assert declaring == set(handlers.MODULES)
+    assert {op.handler.__module__.rsplit(".", 1)[1] for op in REGISTRY.values()} == declaring
 
 
 def test_declarations_name_each_surface_once() -> None:

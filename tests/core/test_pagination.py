@@ -10,7 +10,12 @@ from itertools import product
 
 import pytest
 
+from taskflow.core.dispatcher import run
 from taskflow.core.errors import NotFound, ValidationFailed
+from taskflow.core.handlers import task_rows
+from taskflow.core.handlers.coordination import ChangeDependencies
+from taskflow.core.handlers.task_list import ListTasks
+from taskflow.core.handlers.workflow import Complete, RequestReview, Start
 from taskflow.core.schemas import CreateProject, CreateTask, TaskFilter
 from taskflow.core.services import projects, task_queries, tasks
 from tests.conftest import make_human
@@ -271,3 +276,45 @@ async def test_cursors_with_a_value_of_the_wrong_type_are_refused(db, owner, see
         ValidationFailed,
     )
     assert "invalid cursor" in err.message and err.extra["field"] == "cursor"
+
+
+async def test_the_listing_reads_a_task_exactly_as_every_other_read(db, team) -> None:
+    """`list_tasks` is SQL text on the driver (no ORM), every other read goes through the
+    mapped models: the same task must come out of both field for field, so the two column lists
+    cannot drift apart."""
+    owner, member = team.owner, team.member
+    done = await tasks.create_task(db, owner, CreateTask(title="Done first", project="web"))
+    await run(db, owner, Start(task_id=done.task.id))
+    await run(db, owner, Complete(task_id=done.task.id))
+    open_ = await tasks.create_task(db, owner, CreateTask(title="Still open", project="web"))
+    rich = await tasks.create_task(
+        db,
+        owner,
+        CreateTask(
+            title="Every field",
+            description="described",
+            project="web",
+            priority="high",
+            tags=["x", "y"],
+            due_date=T0,
+            recurrence="weekly",
+            required_capabilities=["sql"],
+            assignee=member.handle,
+            parent_id=open_.task.id,
+        ),
+    )
+    rid = rich.task.id
+    await run(db, owner, ChangeDependencies(task_id=rid, blocked_by=[done.task.id]))
+    await run(db, member, Start(task_id=rid))
+    await run(db, member, RequestReview(task_id=rid, reviewer=owner.handle))
+    listed = await run(db, owner, ListTasks(project="web", limit=500))
+    async with db.transaction() as session:
+        for item in listed.items:
+            assert item == await task_rows.read_task(session, item.id)
+    mine = next(t for t in listed.items if t.id == rid)
+    assert (mine.reviewer, mine.assignee, mine.parent_task_id) == (
+        owner.handle,
+        member.handle,
+        open_.task.id,
+    )
+    assert [b.model_dump() for b in mine.blocked_by] == [{"id": done.task.id, "done": True}]

@@ -15,7 +15,7 @@ import uuid
 import asyncpg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskflow.core.db import Database, to_async_url
 from taskflow.core.errors import Unavailable
@@ -44,7 +44,7 @@ async def test_an_exhausted_pool_is_unavailable_not_a_crash(db_url: str) -> None
     engine = create_async_engine(
         to_async_url(db_url), pool_size=1, max_overflow=0, pool_timeout=0.2
     )
-    db = Database(engine, async_sessionmaker(engine, expire_on_commit=False))
+    db = Database.over_engine(engine)
     try:
         async with db.transaction() as held:
             await held.execute(text("SELECT 1"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -11,7 +10,7 @@ from rich.markup import escape
 from taskflow.cli.output import USAGE, emit_json, fail, out, success
 from taskflow.cli.params import (
     Json,
-    ProjectOpt,
+    PriorityOpt,
     TaskId,
     build,
     build_exact,
@@ -19,10 +18,10 @@ from taskflow.cli.params import (
     parse_date,
     split_tags,
 )
-from taskflow.cli.render import task_panel, task_table, task_tree
+from taskflow.cli.render import task_panel, task_tree
 from taskflow.cli.session import Session, call
 from taskflow.core.dispatcher import run
-from taskflow.core.domain import Priority, TaskStatus
+from taskflow.core.domain import TaskStatus
 from taskflow.core.errors import Forbidden
 from taskflow.core.handlers.comments import CommentOut, ListComments
 from taskflow.core.schemas import (
@@ -30,14 +29,12 @@ from taskflow.core.schemas import (
     EditTask,
     SubtaskSpec,
     TaskDetail,
-    TaskFilter,
     TaskOut,
 )
 from taskflow.core.services import task_queries, tasks, workflow
 
 Description = Annotated[str | None, typer.Option("--description", "-d", help="Longer text.")]
 Assign = Annotated[str | None, typer.Option("--assign", "-a", help="Assignee handle (@w).")]
-PriorityOpt = Annotated[Priority | None, typer.Option("--priority", help="Task priority.")]
 TagsOpt = Annotated[str | None, typer.Option("--tags", help="Comma-separated tags: a,b")]
 Due = Annotated[str | None, typer.Option("--due", help="Due date, YYYY-MM-DD (UTC).")]
 RecurrenceOpt = Annotated[
@@ -53,7 +50,6 @@ CreatedBy = Annotated[
     str | None,
     typer.Option("--created-by", help="Phase 1 option; must be you (the signed-in worker)."),
 ]
-StatusOpt = Annotated[TaskStatus | None, typer.Option("--status", "-s", help="Only this status.")]
 
 
 def _check_creator(session: Session, created_by: str | None) -> None:
@@ -143,98 +139,6 @@ def subtask(
     if json_:
         emit_json(created[0])
     _print_created(created[0], json_, "Created subtask")
-
-
-async def fetch_all(
-    s: Session, f: TaskFilter, limit: int | None, *, mine: bool = False
-) -> list[TaskOut]:
-    """Every page of a listing (Phase 1 listed everything), up to `limit` tasks."""
-    found: list[TaskOut] = []
-    while True:
-        page = await task_queries.list_tasks(s.db, s.actor, f, mine=mine)
-        found.extend(page.items)
-        if page.next_cursor is None or (limit is not None and len(found) >= limit):
-            return found[:limit] if limit is not None else found
-        f = f.model_copy(update={"cursor": page.next_cursor})
-
-
-def _show_list(
-    filter_: TaskFilter, limit: int | None, json_: bool, title: str, *, mine: bool = False
-) -> None:
-    found = call(lambda s: fetch_all(s, filter_, limit, mine=mine))
-    if json_:
-        emit_json(found)
-    elif not found:
-        out().print("[dim]No tasks match.[/]")
-    else:
-        out().print(task_table(found, f"{title} ({len(found)})"))
-
-
-def list_tasks(
-    project: ProjectOpt = None,
-    status: StatusOpt = None,
-    assign: Annotated[str | None, typer.Option("--assign", "-a", help="Assigned to @w.")] = None,
-    parent: Annotated[int | None, typer.Option("--parent", help="Children of this task.")] = None,
-    search: Annotated[str | None, typer.Option("--search", help="Text in title/desc.")] = None,
-    priority: PriorityOpt = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="Has tag (repeatable).")] = None,
-    created_by: Annotated[str | None, typer.Option("--created-by", help="Created by @w.")] = None,
-    due_before: Annotated[str | None, typer.Option("--due-before", help="YYYY-MM-DD")] = None,
-    due_after: Annotated[str | None, typer.Option("--due-after", help="YYYY-MM-DD")] = None,
-    no_assignee: Annotated[bool, typer.Option("--no-assignee", help="Unassigned only.")] = False,
-    ready: Annotated[bool, typer.Option("--ready", help="Open, no open blocker.")] = False,
-    blocked: Annotated[bool, typer.Option("--blocked", help="With an open blocker.")] = False,
-    needs: Annotated[
-        list[str] | None, typer.Option("--needs", help="Needs capability (repeatable).")
-    ] = None,
-    has_due_date: Annotated[
-        bool | None,
-        typer.Option("--has-due-date/--no-due-date", help="Only tasks with / without a due date."),
-    ] = None,
-    sort: Annotated[
-        str, typer.Option("--sort", help="created|updated|priority|due_date|title")
-    ] = "created",
-    reverse: Annotated[bool, typer.Option("--reverse", help="Reverse the order.")] = False,
-    limit: Annotated[int | None, typer.Option("--limit", help="At most N tasks.", min=1)] = None,
-    mine: Annotated[
-        bool, typer.Option("--mine", help="Your work: assigned to you or awaiting your review.")
-    ] = False,
-    json_: Json = False,
-) -> None:
-    """List tasks with Phase 1's filters and sorts."""
-    f = build(
-        TaskFilter,
-        project=project,
-        status=status,
-        assignee=assign,
-        parent_id=parent,
-        search=search,
-        priority=priority,
-        tags=tag or None,
-        created_by=created_by,
-        due_before=due_before,
-        due_after=due_after,
-        no_assignee=no_assignee or None,
-        ready=ready or None,
-        blocked=blocked or None,
-        required_capabilities=needs or None,
-        has_due_date=has_due_date,
-        sort=sort,
-        reverse=reverse or None,
-        limit=min(limit or 500, 500),
-    )
-    _show_list(f, limit, json_, "Your work" if mine else "Tasks", mine=mine)
-
-
-def search(
-    keyword: Annotated[str, typer.Argument(help="Text to find in titles and descriptions.")],
-    project: ProjectOpt = None,
-    status: StatusOpt = None,
-    json_: Json = False,
-) -> None:
-    """Find tasks whose title or description contains KEYWORD."""
-    f = build(TaskFilter, search=keyword, project=project, status=status, limit=500)
-    _show_list(f, None, json_, f"Tasks matching {keyword!r}")
 
 
 async def fetch_subtree(s: Session, task_id: int, *, everything: bool, **page: Any) -> TaskDetail:
@@ -374,38 +278,6 @@ def delete(
     success(f"Deleted task #{task_id}{more} (its audit history stays)")
 
 
-def upcoming(
-    days: Annotated[int, typer.Option("--days", help="How many days ahead.", min=1)] = 7,
-    project: ProjectOpt = None,
-    json_: Json = False,
-) -> None:
-    """Open tasks due in the next DAYS days."""
-    now = datetime.now(UTC)
-    f = build(
-        TaskFilter,
-        project=project,
-        due_after=now,
-        due_before=now + timedelta(days=days),
-        open_only=True,
-        sort="due_date",
-        limit=500,
-    )
-    _show_list(f, None, json_, f"Due in the next {days} days")
-
-
-def overdue(project: ProjectOpt = None, json_: Json = False) -> None:
-    """Open tasks whose due date has passed."""
-    f = build(
-        TaskFilter,
-        project=project,
-        due_before=datetime.now(UTC),
-        open_only=True,
-        sort="due_date",
-        limit=500,
-    )
-    _show_list(f, None, json_, "Overdue")
-
-
 def due(
     task_id: TaskId,
     date: Annotated[str | None, typer.Option("--date", help="New due date, YYYY-MM-DD.")] = None,
@@ -436,11 +308,7 @@ def due(
 def register(app: typer.Typer) -> None:
     app.command()(add)
     app.command()(subtask)
-    app.command("list")(list_tasks)
     app.command()(show)
     app.command()(edit)
     app.command()(delete)
-    app.command()(search)
-    app.command()(upcoming)
-    app.command()(overdue)
     app.command()(due)

@@ -9,11 +9,8 @@ surfaces act as the local user for requests without one.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
-
-from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
 
 from taskflow.core import driver
 from taskflow.core.actor import Actor
@@ -21,15 +18,11 @@ from taskflow.core.auth.keys import checksum_ok, hash_api_key, is_api_key
 from taskflow.core.db import Database
 from taskflow.core.domain import RESERVED_HANDLES, Via, WorkerType
 from taskflow.core.errors import Unauthenticated
-from taskflow.core.handlers.workers import create_human
-from taskflow.core.models import Worker
-from taskflow.core.schemas import CreateHuman
 from taskflow.core.scopes import Scopes
-from taskflow.core.services.workers import KEY_USE_EVERY, key_use_is_stale
-from taskflow.core.uow import UnitOfWork
 
 if TYPE_CHECKING:  # the JWT stack (PyJWT, cryptography, httpx) loads only with an auth server
     from taskflow.core.auth.jwt import JwtClaims, JwtVerifier
+    from taskflow.core.models import Worker
 
 _BAD_KEY = (  # one message for every refusal, so a caller cannot tell which keys exist
     "invalid API key: it is unknown, revoked or expired. Ask whoever registered the agent for a "
@@ -79,6 +72,18 @@ def bearer_challenge(refusal: str | None) -> str:
         return REALM
     reason = "".join(c for c in refusal if " " <= c <= "~" and c not in '"\\')[:300]
     return f'{REALM}, error="invalid_token", error_description="{reason}"'
+
+
+KEY_USE_EVERY = timedelta(minutes=1)
+
+
+def key_use_is_stale(last_used_at: datetime | None, now: datetime) -> bool:
+    """Is a key's recorded last use older than a minute (so recording this use would write)?
+
+    Authentication checks this on the row it already read and skips the UPDATE round trip
+    on most requests; the UPDATE re-checks in SQL, so concurrent requests still write once.
+    """
+    return last_used_at is None or last_used_at < now - KEY_USE_EVERY
 
 
 _MAX_CACHED_HUMANS = 10_000
@@ -136,7 +141,7 @@ class Authenticator:
         known = self._humans.get(claims.sub)
         if known is None:
             worker = await provision_human(self.db, claims, via, request_id)
-            refuse_deactivated(worker)
+            refuse_deactivated(worker.handle, worker.deactivated_at)
             known = (worker.id, worker.handle)
             if len(self._humans) >= _MAX_CACHED_HUMANS:
                 self._humans.clear()
@@ -150,12 +155,11 @@ class Authenticator:
         )
 
 
-def refuse_deactivated(worker: Worker) -> None:
+def refuse_deactivated(handle: str, deactivated_at: datetime | None) -> None:
     """A deactivated worker keeps its history but cannot act, whatever credential it shows."""
-    if worker.deactivated_at is not None:
+    if deactivated_at is not None:
         raise Unauthenticated(
-            f"{worker.handle} is deactivated and cannot sign in: ask whoever manages it to "
-            "reactivate it"
+            f"{handle} is deactivated and cannot sign in: ask whoever manages it to reactivate it"
         )
 
 
@@ -179,6 +183,8 @@ async def provision_human(
     lock on the handle base serialises those, and a unique violation from any other writer of
     the same handle is retried, so the caller never sees a 500 for signing in.
     """
+    from sqlalchemy.exc import IntegrityError  # here: local mode never provisions
+
     for attempt in range(1, _PROVISION_ATTEMPTS + 1):
         try:
             return await _find_or_create_human(db, claims, via, request_id)
@@ -191,13 +197,20 @@ async def provision_human(
 async def _find_or_create_human(
     db: Database, claims: JwtClaims, via: Via, request_id: str | None
 ) -> Worker:
+    from sqlalchemy import select, text
+
+    from taskflow.core.handlers.workers import create_human
+    from taskflow.core.models import Worker
+    from taskflow.core.schemas import CreateHuman
+    from taskflow.core.uow import UnitOfWork
+
     by_subject = select(Worker).where(Worker.sso_subject == claims.sub)
     async with db.transaction() as session:
         worker = await session.scalar(by_subject)
         if worker is not None:
             return worker
         base = handle_base(claims)
-        await session.execute(_LOCK_HANDLE, {"key": "taskflow:provision:" + base})
+        await session.execute(text(_LOCK_HANDLE), {"key": "taskflow:provision:" + base})
         worker = await session.scalar(by_subject)  # a concurrent request may have won
         if worker is not None:
             return worker
@@ -218,19 +231,24 @@ async def _find_or_create_human(
         return await create_human(cmd, UnitOfWork(session), via=via, request_id=request_id)
 
 
-_LOCK_HANDLE = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
+_LOCK_HANDLE = "SELECT pg_advisory_xact_lock(hashtext(:key))"
 
 
 async def local_actor(db: Database, handle: str, via: Via) -> Actor:
     """The local user of a single-user installation (Phase 1's `current_user`)."""
-    async with db.transaction() as session:
-        worker = await session.scalar(select(Worker).where(Worker.handle == handle))
+    async with db.guarded():
+        worker = await driver.fetchrow(db, _LOCAL_USER, handle)
     if worker is None:
         raise Unauthenticated(
             f"local user {handle} does not exist: run `taskflow init --user {handle}` first"
         )
-    refuse_deactivated(worker)
-    return Actor(worker_id=worker.id, handle=worker.handle, type=WorkerType(worker.type), via=via)
+    refuse_deactivated(worker["handle"], worker["deactivated_at"])
+    return Actor(
+        worker_id=worker["id"], handle=worker["handle"], type=WorkerType(worker["type"]), via=via
+    )
+
+
+_LOCAL_USER = "SELECT id, handle, type, deactivated_at FROM workers WHERE handle = $1"
 
 
 NO_IDENTITY = "no identity: send a bearer token (an agent API key or a Better Auth JWT)"

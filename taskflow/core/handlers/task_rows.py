@@ -9,45 +9,58 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     func,
-    literal,
     literal_column,
-    or_,
     select,
     text,
-    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from taskflow.core import audit, driver, recurrence
+from taskflow.core import audit, driver
 from taskflow.core.actor import Actor, KeyCaller
-from taskflow.core.domain import AuditAction, Priority, Role, TaskStatus
-from taskflow.core.errors import Conflict, NotFound, ValidationFailed
-from taskflow.core.handlers import cursors, task_insert
+from taskflow.core.domain import AuditAction, Role, TaskStatus
+from taskflow.core.errors import Conflict, ValidationFailed
+from taskflow.core.handlers import task_insert
 from taskflow.core.handlers.projects import check_version
+from taskflow.core.handlers.task_view import (
+    TASK_FIELDS,
+    blockers_of,
+    blockers_sql,
+    decode_cursor,
+    encode_cursor,
+    not_found,
+    task_fields,
+    task_out,
+)
 from taskflow.core.models import Project, ProjectMember, Task, Worker
 from taskflow.core.schemas import (
     CreateTask,
-    Page,
     SubtaskSpec,
-    TaskFilter,
     TaskOut,
 )
 from taskflow.core.services.access import (
     check_role,
     project_not_found,
     project_with_role,
-    scope_clause,
     visible,
 )
 from taskflow.core.uow import UnitOfWork
+
+__all__ = [
+    "TASK_FIELDS",
+    "blockers_of",
+    "blockers_sql",
+    "decode_cursor",
+    "encode_cursor",
+    "not_found",
+    "task_fields",
+    "task_out",
+]
 
 _assignee = aliased(Worker, name="assignee_w")
 _creator = aliased(Worker, name="creator_w")
@@ -81,31 +94,6 @@ TASK_COLUMNS = (
 )
 
 
-def blockers_sql(task: str) -> str:
-    """The blockers of the task aliased `task`, as one bigint array in id order: a blocker's id,
-    negated once it is completed (ids are positive, so the sign says `done`). One probe of the
-    dependency table's primary key per task read."""
-    return (
-        "ARRAY(SELECT CASE WHEN b.status = 'completed' THEN -b.id ELSE b.id END "
-        "FROM task_dependencies d JOIN tasks b ON b.id = d.blocker_id "
-        f"WHERE d.task_id = {task}.id ORDER BY d.blocker_id)"
-    )
-
-
-def blockers_of(encoded: Any) -> list[dict[str, Any]]:
-    """`blockers_sql`'s array as `TaskOut.blocked_by` (none: a row read without it)."""
-    return [{"id": abs(v), "done": v < 0} for v in encoded or ()]
-
-
-# Read once: `TaskOut.model_fields` is a computed class property in pydantic >= 2.11, evaluated
-# on every access; per row it added a call and a dict per node of a 100,000-node subtree.
-# `parent_task_id` is not a column: it is `parent_id` under the seed's name (see `task_fields`).
-# `recurrence_legacy` is not a column either: it is worked out from `recurrence`, and
-# `blocked_by` from the dependencies.
-_COMPUTED = ("parent_task_id", "recurrence_legacy", "blocked_by")
-TASK_FIELDS: tuple[str, ...] = tuple(f for f in TaskOut.model_fields if f not in _COMPUTED)
-
-
 # Built once: every task write reads its row back through it. A Select is generative (`.where`
 # and friends return a copy), so sharing one is safe.
 _TASK_SELECT = (
@@ -122,144 +110,7 @@ def task_select() -> Any:
     return _TASK_SELECT
 
 
-def task_fields(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A task row (from any query or RETURNING that has the task columns and the handles) as
-    TaskOut's fields: the one place that names `parent_id` again as `parent_task_id`."""
-    fields = {k: row[k] for k in TASK_FIELDS}
-    fields["parent_task_id"] = fields["parent_id"]
-    if fields["recurrence"] is not None:
-        fields["recurrence_legacy"] = recurrence.is_legacy(fields["recurrence"])
-    fields["blocked_by"] = blockers_of(row.get("blockers"))
-    return fields
-
-
-def task_out(row: Mapping[str, Any]) -> TaskOut:
-    return TaskOut.model_validate(task_fields(row))
-
-
-def not_found(task_id: int) -> NotFound:
-    return NotFound(
-        f"task {task_id} not found, or it is in a project you are not a member of: "
-        "list tasks to find ids",
-        entity="task",
-    )
-
-
 # ------------------------------------------------------------------ listing
-
-_FAR_FUTURE = text("'infinity'::timestamptz")
-
-
-def _sort_expr(sort: str) -> ColumnElement[Any]:
-    """The sort key; every sort is made total by the task id after it (see `list_tasks`).
-
-    Titles sort ignoring case, in code point order (`COLLATE "C"`), so the order and the keyset
-    comparison of a title cursor are the same on every server whatever its default collation.
-    """
-    if sort == "updated":
-        return Task.updated_at
-    if sort == "priority":
-        return Task.priority_rank
-    if sort == "due_date":
-        return func.coalesce(Task.due_date, _FAR_FUTURE)
-    if sort == "title":
-        return func.lower(Task.title).collate("C")
-    return Task.created_at
-
-
-def encode_cursor(sort: str, value: Any, last_id: int) -> str:
-    if isinstance(value, datetime):
-        value = value.isoformat() if value.year < 9999 else "infinity"
-    return cursors.pack(sort, value, last_id)
-
-
-_PRIORITY_RANKS = range(len(Priority))  # 0 (critical) to 3 (low), as `priority_rank` has them
-
-
-def _cursor_value(sort: str, value: Any) -> Any:
-    """A cursor's sort value, checked to have the type its sort compares (else ValueError).
-
-    A forged or mangled cursor must be refused here as invalid input: passed on, a string
-    compared with a smallint (or a number with a timestamp) fails inside PostgreSQL instead.
-    """
-    if sort == "title":
-        if not isinstance(value, str) or "\x00" in value:
-            raise ValueError(value)
-        value.encode()  # a lone surrogate from a forged JSON escape: UnicodeEncodeError
-        return value
-    if sort == "priority":
-        if type(value) is not int or value not in _PRIORITY_RANKS:
-            raise ValueError(value)
-        return value
-    if sort == "due_date" and value == "infinity":
-        return value
-    if not isinstance(value, str):
-        raise ValueError(value)
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:  # the server always writes an offset
-        raise ValueError(value)
-    return moment
-
-
-def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
-    """The sort value and id a page ended at; a cursor from another sort is refused."""
-    try:
-        kind, value, last_id = cursors.unpack(cursor)
-        if kind != sort or not cursors.is_id(last_id):
-            raise ValueError(kind)
-        return _cursor_value(sort, value), last_id
-    except (ValueError, TypeError):
-        raise ValidationFailed(
-            "invalid cursor: pass the next_cursor of the previous page unchanged, with the same "
-            "sort",
-            field="cursor",
-        ) from None
-
-
-_HAS_OPEN_BLOCKER: ColumnElement[bool] = literal_column(
-    "EXISTS (SELECT 1 FROM task_dependencies d JOIN tasks b ON b.id = d.blocker_id "
-    "WHERE d.task_id = tasks.id AND b.status <> 'completed')"
-)
-
-
-def _filters(f: TaskFilter) -> list[ColumnElement[bool]]:
-    conds: list[ColumnElement[bool]] = []
-    if f.status:
-        conds.append(Task.status == f.status.value)
-    if f.priority:
-        conds.append(Task.priority == f.priority.value)
-    if f.assignee:
-        conds.append(_assignee.handle == f.assignee)
-    if f.no_assignee:
-        conds.append(Task.assignee_id.is_(None))
-    if f.created_by:
-        conds.append(_creator.handle == f.created_by)
-    if f.parent_id is not None:
-        conds.append(Task.parent_id == f.parent_id)
-    if f.top_level:
-        conds.append(Task.parent_id.is_(None))
-    if f.tags:
-        conds.append(Task.tags.contains(f.tags))
-    if f.due_before:
-        conds.append(Task.due_date < f.due_before)
-    if f.due_after:
-        conds.append(Task.due_date > f.due_after)
-    if f.has_due_date is not None:
-        conds.append(Task.due_date.is_not(None) if f.has_due_date else Task.due_date.is_(None))
-    if f.open_only:
-        conds.append(Task.status != TaskStatus.COMPLETED.value)
-    if f.required_capabilities:
-        conds.append(Task.required_capabilities.contains(f.required_capabilities))
-    if f.ready:
-        conds.append(Task.status != TaskStatus.COMPLETED.value)
-        conds.append(~_HAS_OPEN_BLOCKER)
-    if f.blocked:
-        conds.append(_HAS_OPEN_BLOCKER)
-    if f.search:
-        pattern = "%" + f.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        conds.append(or_(Task.title.ilike(pattern), Task.description.ilike(pattern)))
-    return conds
-
 
 # ------------------------------------------------------------------ writing
 
@@ -657,42 +508,3 @@ async def check_new_parent(session: AsyncSession, locked: Locked, parent_id: int
 async def read_task(session: AsyncSession, task_id: int) -> TaskOut:
     row = (await session.execute(task_select().where(Task.id == task_id))).mappings().one()
     return task_out(row)
-
-
-async def list_page(
-    session: AsyncSession, actor: Actor, f: TaskFilter, *, mine: bool = False
-) -> Page[TaskOut]:
-    """One page of tasks, keyset-paginated so pages stay fast and stable under inserts.
-    `mine`: the caller's work, tasks assigned to them and reviews that name them."""
-    key = _sort_expr(f.sort)
-    stmt = task_select().where(*_filters(f))
-    if mine:
-        me = actor.worker_id
-        stmt = stmt.where(or_(Task.assignee_id == me, Task.reviewer_id == me))
-    if f.project is not None:
-        project, _ = await project_with_role(session, actor, f.project)
-        stmt = stmt.where(Task.project_id == project.id)
-    else:
-        mine = select(ProjectMember.project_id).where(ProjectMember.worker_id == actor.worker_id)
-        stmt = stmt.where(Task.project_id.in_(mine))
-        limited = scope_clause(actor, Task.project_id)
-        if limited is not None:
-            stmt = stmt.where(limited)
-    if f.cursor:
-        value, last_id = decode_cursor(f.cursor, f.sort)
-        bound = _FAR_FUTURE if value == "infinity" else literal(value)
-        after = (
-            tuple_(key, Task.id) < tuple_(bound, last_id)
-            if f.reverse
-            else (tuple_(key, Task.id) > tuple_(bound, last_id))
-        )
-        stmt = stmt.where(after)
-    order = (key.desc(), Task.id.desc()) if f.reverse else (key.asc(), Task.id.asc())
-    stmt = stmt.add_columns(key.label("_sort")).order_by(*order).limit(f.limit + 1)
-    rows = (await session.execute(stmt)).mappings().all()
-    items = [task_out(r) for r in rows[: f.limit]]
-    next_cursor = None
-    if len(rows) > f.limit:
-        last = rows[f.limit - 1]
-        next_cursor = encode_cursor(f.sort, last["_sort"], last["id"])
-    return Page[TaskOut](items=items, next_cursor=next_cursor)

@@ -22,6 +22,7 @@ from taskflow.core.domain import AuditAction, TaskStatus
 from taskflow.core.errors import ValidationFailed
 from taskflow.core.handlers import leases, recurring, subtree
 from taskflow.core.handlers import task_rows as rows
+from taskflow.core.handlers.task_list import ListTasks as ListTasks
 from taskflow.core.handlers.task_rows import ENTITY, REPARENT_LOCK
 from taskflow.core.handlers.transitions import check_may_reassign, plan_move
 from taskflow.core.models import Task
@@ -29,12 +30,10 @@ from taskflow.core.schemas import (
     CreatedTasks,
     CreateTask,
     Model,
-    Page,
     SubtaskSpec,
     TaskDetail,
     TaskOut,
     TaskState,
-    TaskSummary,
 )
 from taskflow.core.uow import UnitOfWork
 
@@ -91,10 +90,6 @@ class GetTask(Model):
         Field(ge=0, description="Levels below the task; default all"),
         AfterValidator(_as_depth),
     ] = None
-
-
-class ListTasks(schemas.TaskFilter):
-    mine: bool = False
 
 
 class EditTask(schemas.EditTask):
@@ -220,26 +215,6 @@ async def get_task(cmd: GetTask, uow: UnitOfWork, actor: Actor) -> TaskDetail:
     return await subtree.read_page(
         uow.session, actor, cmd.task_id, limit=cmd.limit, cursor=cmd.cursor, depth=cmd.depth
     )
-
-
-@declare(
-    ListTasks,
-    toolset=READS,
-    read_only=True,
-    mcp="list_tasks",
-    rest=(
-        Route("GET", "/api/tasks"),
-        Route("GET", "/api/projects/{project}/tasks", name="list_project_tasks"),
-    ),
-    cli="list",
-    mcp_output=Page[TaskSummary],
-)
-async def list_tasks(cmd: ListTasks, uow: UnitOfWork, actor: Actor) -> Page[TaskOut]:
-    """Find tasks in your projects a page at a time (mine=true: yours, reviews too); pass
-    next_cursor back as cursor for more."""
-    await leases.release_expired(uow.session, actor, "list_tasks")
-    f = schemas.TaskFilter.model_validate(cmd.model_dump(exclude={"mine"}))
-    return await rows.list_page(uow.session, actor, f, mine=cmd.mine)
 
 
 @declare(

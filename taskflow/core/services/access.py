@@ -15,39 +15,12 @@ from sqlalchemy import ColumnElement, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow.core.actor import Actor
-from taskflow.core.domain import Role, is_number, role_at_least
-from taskflow.core.errors import Forbidden, NextStep, NotFound
+from taskflow.core.domain import Role, is_number
+from taskflow.core.errors import NextStep, NotFound
 from taskflow.core.models import Project, ProjectMember, Worker
-
-_WHAT_ROLE_ALLOWS = {
-    Role.VIEWER: "read",
-    Role.MEMBER: "work on tasks",
-    Role.ADMIN: "manage members and settings",
-    Role.OWNER: "delete the project or change its approval policy",
-}
-
-
-def project_not_found(ref: str | int) -> NotFound:
-    return NotFound(
-        f"project {ref!r} not found, or you are not a member: list your projects, or ask its "
-        "owner to add you",
-        entity="project",
-        next_step=NextStep("list_projects"),
-    )
-
-
-def check_role(role: Role | None, needed: Role, where: str, ref: str | int) -> Role:
-    """Raise NotFound for non-members and Forbidden when the role is too low."""
-    if role is None:
-        raise project_not_found(ref)
-    if not role_at_least(role, needed):
-        raise Forbidden(
-            f"you are a {role} of project {where}; to {_WHAT_ROLE_ALLOWS[needed]} you need to be "
-            f"{needed} or higher: ask an admin of the project",
-            role=str(role),
-            needed=str(needed),
-        )
-    return role
+from taskflow.core.permissions import check_role as check_role
+from taskflow.core.permissions import project_not_found as project_not_found
+from taskflow.core.permissions import visible as visible
 
 
 def project_clause(ref: str | int) -> ColumnElement[bool]:
@@ -80,11 +53,6 @@ async def project_with_role(
     if not actor.scopes.sees(project.id):
         raise project_not_found(ref)
     return project, check_role(Role(role) if role else None, needed, project.slug, ref)
-
-
-def visible(actor: Actor, project_id: int) -> bool:
-    """Whether the caller's key lets it see the project at all (membership aside)."""
-    return actor.scopes.sees(project_id)
 
 
 def scope_clause(actor: Actor, column: Any) -> ColumnElement[bool] | None:

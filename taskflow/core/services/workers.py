@@ -8,7 +8,7 @@ not an operation.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from taskflow.core.actor import Actor
@@ -28,7 +28,6 @@ from taskflow.core.schemas import (
 )
 from taskflow.core.uow import UnitOfWork
 
-KEY_USE_EVERY = timedelta(minutes=1)
 """How often a key's `last_used_at` is written: at most once per this much use."""
 
 
@@ -101,12 +100,3 @@ async def reactivate_agent(
 ) -> IssuedKey:
     command = make_command(ops.ReactivateAgent, handle=handle, name=name, expires_at=expires_at)
     return await run(db, actor, command)
-
-
-def key_use_is_stale(last_used_at: datetime | None, now: datetime) -> bool:
-    """Is a key's recorded last use older than a minute (so recording this use would write)?
-
-    Authentication checks this on the row it already read and skips the UPDATE round trip
-    on most requests; the UPDATE re-checks in SQL, so concurrent requests still write once.
-    """
-    return last_used_at is None or last_used_at < now - KEY_USE_EVERY
