@@ -423,19 +423,21 @@ async def check_pooling(db: Database, settings: Settings) -> None:
 
     from taskflow.core import driver  # here: the driver builds on this module
 
-    first = await driver.open_connection(db)
-    second = None
+    first: asyncpg.Connection | None = await driver.open_connection(db)
+    second: asyncpg.Connection | None = None
     try:
         second = await driver.open_connection(db)
         pids = [await conn.fetchval("SELECT pg_backend_pid()") for conn in (first, second)]
+        if pids[0] == pids[1]:
+            raise Unavailable(UNDECLARED_POOLER)
+        if driver.lane_of(db).adopt(first):  # the first statement's connection, ready
+            first = None
     except asyncpg.PostgresError as exc:  # anything else (unreachable, refused login): caller's
         if str(getattr(exc, "sqlstate", "")) in _POOLER_STATES:
             raise Unavailable(UNDECLARED_POOLER) from exc
         raise
     finally:
         await asyncio.gather(*(c.close() for c in (first, second) if c is not None))
-    if pids[0] == pids[1]:
-        raise Unavailable(UNDECLARED_POOLER)
 
 
 def _alembic_config(connection: Any = None) -> Any:

@@ -140,6 +140,16 @@ class Lane:
         self._give_back(conn, epoch)
         return row
 
+    def adopt(self, conn: asyncpg.Connection) -> bool:
+        """Keep a connection opened from the same URL (`open_connection`: the pooler check's)
+        as an idle one when there is room, saving the next statement a connect; False when the
+        lane is full, and the caller closes it."""
+        if self.opened >= self.size:
+            return False
+        self.opened += 1
+        self._idle.append((conn, self._epoch, time.monotonic()))
+        return True
+
     async def _take(self, db: Database) -> asyncpg.Connection | None:
         """An idle connection (pinged if it sat idle long), a new one, or None when full."""
         while self._idle:

@@ -60,7 +60,11 @@ def _dsn(db_url: str) -> str:
     return make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-STARTUP_CONNECTIONS = 2
+HELD_CONNECTIONS = 2
+"""What the session keeps open for all its commands: the driver's one and one pooled."""
+OPENED_CONNECTIONS = 3
+"""What it opens in all: with DATABASE_URL set, the check for an undeclared transaction pooler
+(core/db.check_pooling) opens two at once and keeps one as the driver's."""
 
 
 async def _other_backends(conn: asyncpg.Connection) -> set[tuple[int, object]]:
@@ -111,10 +115,8 @@ async def test_one_session_one_connection_many_commands(sarah: Cli, db_url: str)
         assert "Created task #1 Write the REPL in default" in out
         first = await _other_backends(observer)
         if count_backends:
-            # Two, opened once at start-up: with DATABASE_URL set, the check for an undeclared
-            # transaction pooler (core/db.check_pooling) holds two connections at once, and the
-            # session keeps both in its pool for every later command.
-            assert len(first) == STARTUP_CONNECTIONS, first
+            # Opened once at start-up and kept for every later command.
+            assert len(first) == HELD_CONNECTIONS, first
 
         out = repl.line("use web", "taskflow @sarah/web> ")
         assert "Using project web (Web app)" in out
@@ -158,7 +160,7 @@ async def test_one_session_one_connection_many_commands(sarah: Cli, db_url: str)
         assert repl.leave() == 0
         if count_backends:
             opened = await _sessions_opened_since(observer, sessions_before)
-            assert opened == STARTUP_CONNECTIONS, f"the session opened {opened} connections"
+            assert opened == OPENED_CONNECTIONS, f"the session opened {opened} connections"
         assert await _other_backends(observer) == set(), "the session left a connection open"
         rows = await observer.fetch(
             "SELECT t.title, p.slug, t.priority FROM tasks t "
