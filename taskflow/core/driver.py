@@ -275,10 +275,15 @@ async def open_connection(db: Database) -> asyncpg.Connection:
 
 
 async def _connect(db: Database) -> asyncpg.Connection:
-    """`open_connection` for the lane: a failure answered as a statement's is."""
+    """`open_connection` for the lane: a server that cannot be reached is unavailable (as the
+    engine's connect says it), a refusal by the server is answered as a statement's is."""
     try:
         return await open_connection(db)
     except Exception as exc:
+        if isinstance(exc, _LINK_ERRORS) and not isinstance(exc, ValueError):
+            raise Unavailable(
+                "the database is unavailable; retry in a few seconds", cause=str(exc)
+            ) from exc
         translated = _translated(exc)
         if translated is exc:
             raise
