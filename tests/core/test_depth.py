@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
+from taskflow.core import driver
 from taskflow.core.errors import Conflict, InvalidInput, ValidationFailed
 from taskflow.core.handlers import subtree
 from taskflow.core.handlers.task_rows import encode_cursor
@@ -95,13 +96,22 @@ async def _every_statement(db) -> AsyncIterator[list[str]]:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.driver_connection.add_query_logger(lambda q: seen.append(q.query))
 
-    await db.engine.dispose()
+    opened_by_lane = driver.open_connection
+
+    async def open_logged(database: Any) -> Any:  # the driver's own connections, from the URL
+        conn = await opened_by_lane(database)
+        conn.add_query_logger(lambda q: seen.append(q.query))
+        return conn
+
+    await db.close()  # the engine's pool and the lane's connections
     event.listen(db.engine.sync_engine, "connect", on_connect)
+    driver.open_connection = open_logged
     try:
         yield seen
     finally:
+        driver.open_connection = opened_by_lane
         event.remove(db.engine.sync_engine, "connect", on_connect)
-        await db.engine.dispose()
+        await db.close()
 
 
 @pytest.mark.parametrize("shape", [(10_000, 1), (10_000, 10)], ids=["chain-10k", "tree-10k"])
