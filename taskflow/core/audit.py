@@ -333,30 +333,6 @@ _VERIFY_SQL = """
     FROM audit_log ORDER BY entity_type, entity_id, seq
 """
 
-# What the first pass reads (`_scan_batch`): every entry in `id` order, the order entries were
-# written in, so PostgreSQL reads the heap nearly sequentially instead of jumping to each chain's
-# next entry (chains interleave: the pass keeps each chain's state). The payload is
-# `_VERIFY_SQL`'s, sent as the bytes hashed: `head` is the stored prev_hash (also sent alone, for
-# the link check) and the payload up to the details, the chain's entity included; `tail` is the
-# rest. Python only puts the canonical details between them. `textsend` gives the text in the
-# session's client encoding, UTF-8 for asyncpg (were it not, every hash would disagree and the
-# chain-order walk, which encodes in Python, would decide).
-_SCAN_SQL = """
-    SELECT entity_type, entity_id, seq, prev_hash,
-           prev_hash || textsend(concat_ws(chr(31), entity_type, entity_id::text,
-                                 coalesce(project_id::text, ''), coalesce(task_id::text, ''),
-                                 action, coalesce(actor_id::text, ''), actor_handle, actor_type,
-                                 '')) AS head,
-           details::text AS details,
-           textsend(concat_ws(chr(31), '', coalesce(request_id, ''), via,
-                     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))
-                    || CASE WHEN actor_key IS NULL AND client_request_id IS NULL THEN ''
-                            ELSE chr(31) || coalesce(actor_key, '') || chr(31)
-                                 || coalesce(client_request_id, '') END) AS tail,
-           hash
-    FROM audit_log ORDER BY id
-"""
-
 _ACTIONS_SQL = "SELECT id, action FROM audit_log WHERE id = ANY($1::bigint[])"
 
 _SORTED = orjson.OPT_SORT_KEYS
@@ -402,15 +378,6 @@ def _exact_match(
     return hashlib.sha256(prev + body).digest() == stored
 
 
-def _exact_bytes_match(head: bytes, details: str, tail: bytes, stored: bytes) -> bool:
-    """`_exact_match` for the first pass's rows, whose head and tail come as bytes."""
-    body = canonical_details(json.loads(details)).encode()
-    return hashlib.sha256(head + body + tail).digest() == stored
-
-
-_NEW_CHAIN = (0, GENESIS)  # (seq, hash) "before" a chain's first entry
-
-
 def _why(found_seq: int, expected_seq: int, prev_ok: bool) -> str:
     """Why an entry breaks its chain (only called for an entry that does)."""
     if found_seq != expected_seq:
@@ -453,62 +420,6 @@ async def _batches_ahead(raw: Any, query: str, batch: int = 1_000) -> AsyncItera
         while not finished:
             finished = await queue.get() is None
         await producer
-
-
-@dataclass(slots=True)
-class _Scan:
-    """The first pass's state: each chain's last entry so far, as (seq, hash), per entity type
-    (keyed by entity id, so the hot loop builds no key), and how many entries were read."""
-
-    chains: dict[str, dict[int, tuple[int, bytes]]] = field(default_factory=dict)
-    spellings: dict[str, bytes] = field(default_factory=dict)
-    entries: int = 0
-    chain_count: int = 0
-
-    def agrees_with(self, heads: Iterable[Any]) -> bool:
-        """True when every chain ends in its recorded head and every head has its chain."""
-        chains = self.chains
-        for etype, eid, seq, head_hash in heads:
-            of_type = chains.get(etype)
-            if of_type is None or of_type.pop(eid, None) != (seq, head_hash):
-                return False
-        return not any(chains.values())
-
-
-def _scan_batch(rows: list[Any], scan: _Scan) -> bool:
-    """Check a batch of entries in `id` order; False at the first that does not extend its chain.
-
-    The hot loop of `verify`: the same checks as `_walk_batch` (sequence, link, recomputed hash),
-    each chain's state looked up by its entity id, since chains interleave in `id` order. `head`
-    starts with the entry's stored prev_hash, checked to be the previous entry's hash (compared
-    whole: a prefix test would let bytes move between the link and the payload). It only says
-    yes or no: `verify_in` lets the chain-order walk describe whatever it finds.
-    """
-    chains, spellings = scan.chains, scan.spellings
-    sha256, spelled, start = hashlib.sha256, spellings.get, _NEW_CHAIN
-    etype_now, of_type = None, None
-    scan.entries += len(rows)
-    for etype, eid, found, prev_hash, head, details, tail, stored in rows:
-        if etype != etype_now:
-            of_type = chains.get(etype)
-            if of_type is None:
-                of_type = chains[etype] = {}
-            etype_now = etype
-        seq, prev = of_type.get(eid, start)
-        text = spelled(details)
-        if text is None:
-            text = _spell(spellings, details)
-        if (
-            found != seq + 1
-            or prev_hash != prev
-            or (
-                sha256(head + text + tail).digest() != stored
-                and not _exact_bytes_match(head, details, tail, stored)
-            )
-        ):
-            return False
-        of_type[eid] = (found, stored)
-    return True
 
 
 # A chain whose end disagrees with its recorded head: (entity, head (seq, hash) or None,
@@ -634,39 +545,11 @@ async def verify(db: Database, *, max_problems: int = 10) -> VerifyResult:
 
 async def verify_in(raw: Any, *, max_problems: int = 10) -> VerifyResult:
     """Recompute every chain and compare with the stored heads; streams, so memory stays flat
-    (two batches of entries, plus one state per chain).
+    (two batches of entries, plus one head per chain).
 
     `raw` is an asyncpg connection inside a REPEATABLE READ transaction, so the heads and the
-    entries are read from the same moment. A first pass checks the entries in `id` order (the
-    order they were written in, cheap for the server to read); only if it finds anything amiss,
-    or an entry written out of its chain's order, the chain-order walk (`_walk_in`) reads the
-    log again from the same snapshot and describes what it finds.
+    entries are read from the same moment.
     """
-    with _cyclic_gc_paused():
-        scan = await _scan_in(raw)
-    if scan is not None:
-        return VerifyResult(
-            ok=True,
-            entries_checked=scan.entries,
-            chains_checked=scan.chain_count,
-        )
-    return await _walk_in(raw, max_problems=max_problems)
-
-
-async def _scan_in(raw: Any) -> _Scan | None:
-    """The first pass: the scan's state when every entry and head checks out, else None (the
-    pass stops at the first entry that does not extend its chain)."""
-    scan = _Scan()
-    async with aclosing(_batches_ahead(raw, _SCAN_SQL)) as batches:
-        async for rows in batches:
-            if not _scan_batch(rows, scan):
-                return None
-    scan.chain_count = sum(map(len, scan.chains.values()))
-    return scan if scan.agrees_with(await raw.fetch(_HEADS_SQL)) else None
-
-
-async def _walk_in(raw: Any, *, max_problems: int) -> VerifyResult:
-    """Walk every chain in chain order, naming up to `max_problems` entries that break one."""
     with _cyclic_gc_paused():
         heads = {(r[0], r[1]): (r[2], r[3]) for r in await raw.fetch(_HEADS_SQL)}
         walk = _Walk(heads=heads, problems=[], max_problems=max_problems)

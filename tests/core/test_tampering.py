@@ -440,37 +440,6 @@ async def test_sql_built_payload_matches_payload(db, owner, history):
         assert audit._spell({}, b["details"]) == details.encode()
 
 
-async def test_first_pass_rows_are_the_hashed_bytes(db, owner, history):
-    """The first pass hashes `head + details + tail` as PostgreSQL builds them: `head` must be the
-    entry's prev_hash and `audit.payload` up to the details, `tail` the rest, byte for byte."""
-    async with db.engine.connect() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        built = await raw.fetch(audit._SCAN_SQL)
-        rows = await raw.fetch("SELECT *, details::text AS details FROM audit_log ORDER BY id")
-    assert len(built) == len(rows) == 1 + 2 + 2 * 5
-    for b, r in zip(built, rows, strict=True):
-        details = audit.canonical_details(json.loads(b["details"])).encode()
-        assert b["prev_hash"] == r["prev_hash"] and b["head"].startswith(r["prev_hash"])
-        assert b["head"][32:] + details + b["tail"] == audit.payload_of(r)
-        assert b["seq"] == r["seq"] and b["hash"] == r["hash"]
-
-
-async def test_entries_stored_out_of_id_order_still_verify(db_url, db, owner, history):
-    """A chain whose ids run against its sequence (no append writes one, but a restore could)
-    fails the `id`-order first pass; the chain-order walk then finds the log intact."""
-    one = history[0]
-    await _superuser(
-        db_url, f"UPDATE audit_log SET id = -id WHERE entity_type = 'task' AND entity_id = {one}"
-    )
-    async with db.engine.connect() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        async with raw.transaction(isolation="repeatable_read", readonly=True):
-            assert await audit._scan_in(raw) is None
-    result = await audit.verify(db)
-    assert result.ok, result.problems
-    assert (result.entries_checked, result.chains_checked) == (1 + 2 + 2 * 5, 5)
-
-
 async def test_verify_streams_a_long_log_and_stops_early_cleanly(db_url, db, owner):
     async with db.transaction() as session:
         for i in range(3_500):
