@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from functools import cache
 
-import taskflow.core.handlers  # noqa: F401  (registers every operation before `known` reads them)
 from taskflow.core.declarations import REGISTRY
 from taskflow.core.errors import ValidationFailed
 
