@@ -39,7 +39,13 @@ from taskflow.core.actor import Actor
 from taskflow.core.domain import TaskStatus
 from taskflow.core.errors import Conflict, ValidationFailed
 from taskflow.core.handlers import cursors
-from taskflow.core.handlers.task_rows import blockers_of, blockers_sql, not_found, task_fields
+from taskflow.core.handlers.task_view import (
+    TASK_COLUMNS_SQL,
+    TASK_JOINS_SQL,
+    blockers_of,
+    not_found,
+    task_fields,
+)
 from taskflow.core.schemas import TaskDetail, TaskNode
 
 DEFAULT_LIMIT = 100
@@ -47,19 +53,8 @@ MAX_LIMIT = 1_000
 _ALL_LEVELS = 2**31 - 1
 _KIND = "subtree"
 
-_COLUMNS = f"""
-    t.id, t.project_id, t.parent_id, t.title, t.description, t.status, t.priority,
-    t.progress_percent, t.tags, t.due_date, t.recurrence, t.assignee_id, t.created_by_id,
-    t.started_at, t.completed_at, t.required_capabilities, t.lease_expires_at, t.version,
-    t.created_at, t.updated_at, p.slug AS project, a.handle AS assignee, cb.handle AS created_by,
-    r.handle AS reviewer, {blockers_sql("t")} AS blockers
-"""
-_NAMES = """
-    JOIN projects p ON p.id = t.project_id
-    LEFT JOIN workers a ON a.id = t.assignee_id
-    JOIN workers cb ON cb.id = t.created_by_id
-    LEFT JOIN workers r ON r.id = t.reviewer_id
-"""
+_COLUMNS = TASK_COLUMNS_SQL
+_NAMES = TASK_JOINS_SQL
 
 # Through the session, not the driver: the unit of work's transaction (and its isolation) starts
 # with a session's first statement, so this one opens it for those that follow on the driver.

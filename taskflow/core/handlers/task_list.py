@@ -4,8 +4,8 @@
 `GET /api/tasks`, an agent's `list_tasks`). It runs as one static-text statement with `$n`
 parameters, which asyncpg prepares once per connection, so a plain `taskflow list` imports no
 SQLAlchemy (its import alone cost more than the rest of the command: issue 12). The columns are
-those every task read has (`task_view.task_fields`); a test compares this listing with the ORM's
-read of the same tasks, so the two cannot drift apart.
+those a subtree's pages read too (`task_view.TASK_COLUMNS_SQL`); a test compares this listing
+with the ORM's read of the same tasks, so the two cannot drift apart.
 
 Pages are keyset-paginated: the sort key and the task id after it make every order total, and a
 cursor is the (key, id) the page ended at, so pages stay fast and stable under inserts.
@@ -19,7 +19,13 @@ from typing import Any
 from taskflow.core.actor import Actor
 from taskflow.core.declarations import Route, declare
 from taskflow.core.domain import Role, TaskStatus, is_number
-from taskflow.core.handlers.task_view import decode_cursor, encode_cursor, task_out
+from taskflow.core.handlers.task_view import (
+    TASK_COLUMNS_SQL,
+    TASK_JOINS_SQL,
+    decode_cursor,
+    encode_cursor,
+    task_out,
+)
 from taskflow.core.permissions import check_role, project_not_found
 from taskflow.core.schemas import Page, TaskFilter, TaskOut, TaskSummary
 from taskflow.core.uow import UnitOfWork
@@ -90,22 +96,7 @@ async def _project_id(uow: UnitOfWork, actor: Actor, ref: str) -> int:
     return int(row["id"])
 
 
-_SELECT = """
-SELECT t.id, t.project_id, t.parent_id, t.title, t.description, t.status, t.priority,
-       t.progress_percent, t.tags, t.due_date, t.recurrence, t.assignee_id, t.created_by_id,
-       t.started_at, t.completed_at, t.required_capabilities, t.lease_expires_at, t.version,
-       t.created_at, t.updated_at,
-       p.slug AS project, aw.handle AS assignee, cw.handle AS created_by, rw.handle AS reviewer,
-       ARRAY(SELECT CASE WHEN b.status = 'completed' THEN -b.id ELSE b.id END
-             FROM task_dependencies d JOIN tasks b ON b.id = d.blocker_id
-             WHERE d.task_id = t.id ORDER BY d.blocker_id) AS blockers,
-       {sort} AS _sort
-FROM tasks t
-JOIN projects p ON p.id = t.project_id
-LEFT JOIN workers aw ON aw.id = t.assignee_id
-JOIN workers cw ON cw.id = t.created_by_id
-LEFT JOIN workers rw ON rw.id = t.reviewer_id
-"""
+_SELECT = f"SELECT {TASK_COLUMNS_SQL}, {{sort}} AS _sort\nFROM tasks t {TASK_JOINS_SQL}"
 
 _FAR_FUTURE = "'infinity'::timestamptz"
 
@@ -149,9 +140,9 @@ def _search(pattern: str) -> str:
 _CONDITIONS: tuple[tuple[str, Callable[[Any, _Params], str]], ...] = (
     ("status", lambda v, p: f"t.status = {p.add(v.value)}"),
     ("priority", lambda v, p: f"t.priority = {p.add(v.value)}"),
-    ("assignee", lambda v, p: f"aw.handle = {p.add(v)}"),
+    ("assignee", lambda v, p: f"a.handle = {p.add(v)}"),
     ("no_assignee", lambda v, p: "t.assignee_id IS NULL"),
-    ("created_by", lambda v, p: f"cw.handle = {p.add(v)}"),
+    ("created_by", lambda v, p: f"cb.handle = {p.add(v)}"),
     ("top_level", lambda v, p: "t.parent_id IS NULL"),
     ("tags", lambda v, p: f"t.tags @> {p.add(list(v))}::text[]"),
     ("due_before", lambda v, p: f"t.due_date < {p.add(v)}"),

@@ -35,6 +35,24 @@ def blockers_of(encoded: Any) -> list[dict[str, Any]]:
     return [{"id": abs(v), "done": v < 0} for v in encoded or ()]
 
 
+TASK_COLUMNS_SQL = f"""
+    t.id, t.project_id, t.parent_id, t.title, t.description, t.status, t.priority,
+    t.progress_percent, t.tags, t.due_date, t.recurrence, t.assignee_id, t.created_by_id,
+    t.started_at, t.completed_at, t.required_capabilities, t.lease_expires_at, t.version,
+    t.created_at, t.updated_at, p.slug AS project, a.handle AS assignee, cb.handle AS created_by,
+    r.handle AS reviewer, {blockers_sql("t")} AS blockers
+"""
+"""Every column `task_fields` reads, for SQL written as text over `tasks t` and the joins
+below (the listing, a subtree's pages); the ORM's reads name the same as mapped columns
+(`task_rows.TASK_COLUMNS`), and a test compares the two."""
+TASK_JOINS_SQL = """
+    JOIN projects p ON p.id = t.project_id
+    LEFT JOIN workers a ON a.id = t.assignee_id
+    JOIN workers cb ON cb.id = t.created_by_id
+    LEFT JOIN workers r ON r.id = t.reviewer_id
+"""
+
+
 # Read once: `TaskOut.model_fields` is a computed class property in pydantic >= 2.11, evaluated
 # on every access; per row it added a call and a dict per node of a 100,000-node subtree.
 # `parent_task_id` is not a column: it is `parent_id` under the seed's name (see `task_fields`).
