@@ -212,13 +212,6 @@ def _options_of(path: str) -> dict[str, str]:
     }
 
 
-async def _open_engine(db: Database) -> None:
-    """Open the session's pooled connection now: a one-shot read never needs SQLAlchemy's
-    engine, but a session will, and should open its connections once, at start."""
-    async with db.guarded(), db.engine.connect():
-        pass
-
-
 @contextmanager
 def keep_runtime(settings: Settings) -> Iterator[Kept]:
     """Open one runtime that every `call` in this block reuses, and close it at the end.
@@ -228,7 +221,7 @@ def keep_runtime(settings: Settings) -> Iterator[Kept]:
     global _kept
     with asyncio.Runner() as runner:
         runtime = runner.run(open_for_cli(settings))
-        runner.run(_open_engine(runtime.db))
+        runner.run(runtime.db.open_pool())  # a one-shot read never needs the engine; a session will
         _kept = Kept(runner, runtime)
         try:
             yield _kept

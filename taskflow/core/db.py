@@ -219,6 +219,12 @@ class Database:
             await self.recover()
             raise
 
+    async def open_pool(self) -> None:
+        """Open a pooled connection now (building the engine): a process that will run many
+        calls (the interactive session) opens its connections once, at start, not mid-way."""
+        async with self.guarded(), self.engine.connect():
+            pass
+
     async def recover(self) -> bool:
         """Heal a database found gone (when this one can); True when it was restarted."""
         if self.heal is None or not await self.heal():

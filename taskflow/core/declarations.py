@@ -164,7 +164,11 @@ class Registry(Mapping[str, Operation]):
             self._loaded = True  # first: a module read while loading sees what is there so far
             from taskflow.core import handlers
 
-            handlers.load_all()
+            try:
+                handlers.load_all()
+            except BaseException:
+                self._loaded = False  # a module that failed to import: try again next read
+                raise
         return self._ops
 
     def __getitem__(self, name: str) -> Operation:

@@ -44,6 +44,17 @@ def check_role(role: Role | None, needed: Role, where: str, ref: str | int) -> R
     return role
 
 
+def role_in_found(
+    actor: Actor, ref: str | int, project_id: int, slug: str, role: str | None, needed: Role
+) -> Role:
+    """The caller's role in a project a lookup found by `ref`, checked against `needed`: not
+    found when the caller's key may not see it or the caller is no member, forbidden when the
+    role is too low. Every project lookup ends here, whatever ran its query."""
+    if not actor.scopes.sees(project_id):
+        raise project_not_found(ref)
+    return check_role(Role(role) if role else None, needed, slug, ref)
+
+
 def visible(actor: Actor, project_id: int) -> bool:
     """Whether the caller's key lets it see the project at all (membership aside)."""
     return actor.scopes.sees(project_id)

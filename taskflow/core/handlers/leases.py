@@ -24,15 +24,14 @@ from taskflow.core.domain import AuditAction, TaskStatus
 from taskflow.core.errors import InvalidTransition
 from taskflow.core.handlers import task_rows as rows
 from taskflow.core.handlers.task_rows import ENTITY, Locked
+from taskflow.core.handlers.task_view import ANY_LEASE_EXPIRED
 from taskflow.core.handlers.transitions import step
 from taskflow.core.schemas import TaskOut
 
 RELEASE_BATCH = 100
 
 
-_ANY_EXPIRED = text(
-    "SELECT EXISTS (SELECT 1 FROM tasks WHERE lease_expires_at <= now() AND status = 'in_progress')"
-)
+_ANY_EXPIRED = text(ANY_LEASE_EXPIRED)
 
 # Expired leases of in-progress tasks, each taken once (a lease ends when its task leaves
 # in_progress; a stray one must never move a task out of another status). SKIP LOCKED leaves a

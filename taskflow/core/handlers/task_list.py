@@ -20,17 +20,20 @@ from taskflow.core.actor import Actor
 from taskflow.core.declarations import Route, declare
 from taskflow.core.domain import Role, TaskStatus, is_number
 from taskflow.core.handlers.task_view import (
+    ANY_LEASE_EXPIRED,
     TASK_COLUMNS_SQL,
     TASK_JOINS_SQL,
     decode_cursor,
     encode_cursor,
+    open_blocker_sql,
     task_out,
 )
-from taskflow.core.permissions import check_role, project_not_found
+from taskflow.core.permissions import project_not_found, role_in_found
 from taskflow.core.schemas import Page, TaskFilter, TaskOut, TaskSummary
 from taskflow.core.uow import UnitOfWork
 
-READS = "core"  # the everyday task tools (as `handlers.tasks` has them)
+READS = "core"
+"""The toolset of the everyday task tools: create, read, list, update (`handlers.tasks` too)."""
 
 
 class ListTasks(TaskFilter):
@@ -52,7 +55,7 @@ class ListTasks(TaskFilter):
 async def list_tasks(cmd: ListTasks, uow: UnitOfWork, actor: Actor) -> Page[TaskOut]:
     """Find tasks in your projects a page at a time (mine=true: yours, reviews too); pass
     next_cursor back as cursor for more."""
-    if (await uow.read(_ANY_EXPIRED))[0]["any"]:
+    if (await uow.read(ANY_LEASE_EXPIRED))[0]["any"]:
         from taskflow.core.handlers import leases  # here: a lease rarely ran out meanwhile
 
         await leases.release_expired(uow.session, actor, "list_tasks")
@@ -66,13 +69,6 @@ async def list_tasks(cmd: ListTasks, uow: UnitOfWork, actor: Actor) -> Page[Task
         next_cursor = encode_cursor(cmd.sort, last["_sort"], last["id"])
     return Page[TaskOut](items=items, next_cursor=next_cursor)
 
-
-_ANY_EXPIRED = """
-SELECT EXISTS (
-    SELECT 1 FROM tasks WHERE lease_expires_at <= now() AND status = 'in_progress'
-) AS any
-"""
-"""Whether any lease ran out (a partial index answers it); the release itself is rare."""
 
 # The slug wins over an id when an all-digit slug (`2024`) is both (as `access.project_with_role`).
 _PROJECT = """
@@ -89,10 +85,10 @@ async def _project_id(uow: UnitOfWork, actor: Actor, ref: str) -> int:
     """The project named by slug or id, if the caller may read it (else not found)."""
     by_id = int(ref) if is_number(ref) else None
     rows = await uow.read(_PROJECT, actor.worker_id, ref, by_id)
-    if not rows or not actor.scopes.sees(rows[0]["id"]):
+    if not rows:
         raise project_not_found(ref)
     row = rows[0]
-    check_role(Role(row["role"]) if row["role"] else None, Role.VIEWER, row["slug"], ref)
+    role_in_found(actor, ref, row["id"], row["slug"], row["role"], Role.VIEWER)
     return int(row["id"])
 
 
@@ -110,10 +106,7 @@ SORT_KEYS = {
     "title": 'lower(t.title) COLLATE "C"',
 }
 
-_OPEN_BLOCKER = (
-    "EXISTS (SELECT 1 FROM task_dependencies d JOIN tasks b ON b.id = d.blocker_id "
-    "WHERE d.task_id = t.id AND b.status <> 'completed')"
-)
+_OPEN_BLOCKER = open_blocker_sql("t")
 
 
 class _Params:

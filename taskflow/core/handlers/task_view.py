@@ -30,6 +30,24 @@ def blockers_sql(task: str) -> str:
     )
 
 
+def open_blocker_sql(task: str) -> str:
+    """Whether the task aliased `task` waits for a blocker not yet completed (the listing's
+    `ready`/`blocked` filters, and which tasks a claim may take)."""
+    return (
+        "EXISTS (SELECT 1 FROM task_dependencies d JOIN tasks b ON b.id = d.blocker_id "
+        f"WHERE d.task_id = {task}.id AND b.status <> 'completed')"
+    )
+
+
+ANY_LEASE_EXPIRED = """
+SELECT EXISTS (
+    SELECT 1 FROM tasks WHERE lease_expires_at <= now() AND status = 'in_progress'
+) AS any
+"""
+"""Whether any claim's lease ran out (a partial index answers it): the one-row check before
+the release (`handlers.leases`) that every listing, read and claim applies."""
+
+
 def blockers_of(encoded: Any) -> list[dict[str, Any]]:
     """`blockers_sql`'s array as `TaskOut.blocked_by` (none: a row read without it)."""
     return [{"id": abs(v), "done": v < 0} for v in encoded or ()]

@@ -22,6 +22,7 @@ from taskflow.core.domain import AuditAction, TaskStatus
 from taskflow.core.errors import ValidationFailed
 from taskflow.core.handlers import leases, recurring, subtree
 from taskflow.core.handlers import task_rows as rows
+from taskflow.core.handlers.task_list import READS
 from taskflow.core.handlers.task_list import ListTasks as ListTasks
 from taskflow.core.handlers.task_rows import ENTITY, REPARENT_LOCK
 from taskflow.core.handlers.transitions import check_may_reassign, plan_move
@@ -37,7 +38,6 @@ from taskflow.core.schemas import (
 )
 from taskflow.core.uow import UnitOfWork
 
-READS = "core"  # the everyday task tools: create, read, list, update
 WORKFLOW = "workflow"  # working a task tree: its subtasks, with the verbs (`workflow.py`)
 ADMIN = "admin"  # deletes
 

@@ -24,6 +24,7 @@ from taskflow.core.errors import Forbidden, InvalidTransition, NotFound, Validat
 from taskflow.core.handlers import leases, recurring
 from taskflow.core.handlers import task_rows as rows
 from taskflow.core.handlers.task_rows import Locked
+from taskflow.core.handlers.task_view import open_blocker_sql
 from taskflow.core.handlers.tasks import TaskId, Version
 from taskflow.core.handlers.transitions import (
     check_may_reassign,
@@ -474,7 +475,7 @@ async def move_task(cmd: MoveTask, uow: UnitOfWork, actor: Actor) -> TaskOut:
 
 
 _CLAIM = text(
-    """
+    f"""
     SELECT t.id FROM tasks t
     JOIN project_members m ON m.project_id = t.project_id AND m.worker_id = :worker_id
     JOIN workers me ON me.id = :worker_id AND me.deactivated_at IS NULL
@@ -489,8 +490,7 @@ _CLAIM = text(
       AND t.id <> ALL(CAST(:skip AS bigint[]))
       AND t.required_capabilities <@ me.capabilities
       AND NOT EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = t.id)
-      AND NOT EXISTS (SELECT 1 FROM task_dependencies d JOIN tasks b ON b.id = d.blocker_id
-                      WHERE d.task_id = t.id AND b.status <> 'completed')
+      AND NOT {open_blocker_sql("t")}
       AND NOT EXISTS (
             WITH RECURSIVE up(id) AS (
                 SELECT t.parent_id

@@ -20,6 +20,7 @@ from taskflow.core.errors import NextStep, NotFound
 from taskflow.core.models import Project, ProjectMember, Worker
 from taskflow.core.permissions import check_role as check_role
 from taskflow.core.permissions import project_not_found as project_not_found
+from taskflow.core.permissions import role_in_found
 from taskflow.core.permissions import visible as visible
 
 
@@ -50,9 +51,7 @@ async def project_with_role(
     if row is None:
         raise project_not_found(ref)
     project, role = row
-    if not actor.scopes.sees(project.id):
-        raise project_not_found(ref)
-    return project, check_role(Role(role) if role else None, needed, project.slug, ref)
+    return project, role_in_found(actor, ref, project.id, project.slug, role, needed)
 
 
 def scope_clause(actor: Actor, column: Any) -> ColumnElement[bool] | None:
