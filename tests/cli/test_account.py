@@ -279,3 +279,15 @@ async def test_init_path_is_the_data_directory(cli: Cli, tmp_path, monkeypatch) 
     assert not (cli.data_dir / "config.json").exists()
     monkeypatch.setenv("TASKFLOW_DATA_DIR", str(other))
     assert (await cli.json("whoami"))["worker"]["handle"] == "@pat"
+
+
+async def test_the_cli_refuses_a_bad_setting_as_a_usage_error(
+    sarah: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RATE_LIMIT_WRITES_PER_MINUTE", "fast")
+    result = await sarah("list")
+    assert result.exit_code == 2, result.stdout
+    assert "invalid setting RATE_LIMIT_WRITES_PER_MINUTE" in result.stderr
+    assert "Traceback" not in result.stderr
+    monkeypatch.delenv("RATE_LIMIT_WRITES_PER_MINUTE")
+    await sarah.ok("list")  # read afresh: without it the same command works
