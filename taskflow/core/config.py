@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(
         default=10.0, gt=0, description="How long a receiver has to answer one delivery."
     )
+    webhook_allow_private_urls: bool = Field(
+        default=False,
+        description="Deliver webhooks to loopback, private and link-local addresses too "
+        "(development, tests, a receiver inside the network); off: public addresses only.",
+    )
     webhook_max_attempts: int = Field(
         default=8, ge=1, description="Attempts per delivery; then it failed, its hook disabled."
     )

@@ -23,11 +23,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.request import getproxies
 
 import httpx
 from sqlalchemy import text
 
-from taskflow.core import audit
+from taskflow.core import audit, egress
 from taskflow.core.config import Settings
 from taskflow.core.db import Database
 from taskflow.core.domain import AuditAction
@@ -267,5 +268,16 @@ async def deliver_due(
 
 def client_for(settings: Settings) -> httpx.AsyncClient:
     """The HTTP client deliveries go out on: no redirects followed, one timeout per attempt,
-    through `HTTPS_PROXY`/`HTTP_PROXY` when set (an egress proxy is the SSRF guard)."""
-    return httpx.AsyncClient(timeout=settings.webhook_timeout_seconds, follow_redirects=False)
+    and only to public addresses (`egress`). With `HTTPS_PROXY`/`HTTP_PROXY` set the deliveries
+    go through that proxy instead, which then decides where they may go;
+    `WEBHOOK_ALLOW_PRIVATE_URLS` lets them reach any address."""
+    timeout = settings.webhook_timeout_seconds
+    if settings.webhook_allow_private_urls or _proxied():
+        return httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+    transport = egress.PublicOnlyTransport()
+    return httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=transport)
+
+
+def _proxied() -> bool:
+    """An HTTP(S) proxy is configured for this process (httpx would send through it)."""
+    return any(scheme in getproxies() for scheme in ("http", "https", "all"))

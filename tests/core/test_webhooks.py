@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
 import re
 import time
 
+import httpx
 import pytest
 from sqlalchemy import text
 from standardwebhooks import Webhook as Verifier
 
-from taskflow.core import audit, webhooks
+from taskflow.core import audit, egress, webhooks
 from taskflow.core.actor import Actor
 from taskflow.core.config import Settings
 from taskflow.core.db import Database
@@ -36,6 +38,7 @@ def fast(**overrides: object) -> Settings:
         "webhook_retry_base_seconds": 0.05,
         "webhook_retry_max_seconds": 0.2,
         "webhook_timeout_seconds": 5,
+        "webhook_allow_private_urls": True,  # the receivers here listen on loopback
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -316,3 +319,110 @@ async def test_an_unreachable_receiver_and_a_hook_deleted_mid_delivery(
     await run(db, owner, ops.DeleteWebhook(project="web", webhook_id=issued.webhook.id))
     await webhooks._record(db, settings, claimed, webhooks.Outcome(500, "HTTP 500", 3))
     assert await outbox(db) == []
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No egress proxy in this process's environment, whatever the machine sets."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.mark.parametrize(
+    ("address", "public", "kind"),
+    [
+        ("8.8.8.8", True, None),
+        ("2606:4700:4700::1111", True, None),
+        ("127.0.0.1", False, "loopback"),
+        ("10.1.2.3", False, "private"),
+        ("172.16.0.1", False, "private"),
+        ("192.168.1.1", False, "private"),
+        ("169.254.169.254", False, "link-local"),  # a cloud's metadata service
+        ("100.64.0.1", False, "non-public"),  # shared address space (CGNAT)
+        ("0.0.0.0", False, "unspecified"),
+        ("::1", False, "loopback"),
+        ("fe80::1", False, "link-local"),
+        ("fc00::1", False, "private"),
+        ("::ffff:127.0.0.1", False, "loopback"),  # IPv4 written as IPv6
+        ("::ffff:169.254.169.254", False, "link-local"),
+        ("224.0.0.1", False, "multicast"),
+        ("192.0.2.1", False, "private"),  # documentation range
+    ],
+)
+def test_only_globally_routable_addresses_are_public(
+    address: str, public: bool, kind: str | None
+) -> None:
+    parsed = ipaddress.ip_address(address)
+    assert egress.is_public(parsed) is public
+    if kind is not None:
+        assert egress.kind_of(parsed) == kind
+
+
+async def test_deliveries_to_private_addresses_are_refused_and_logged(
+    db: Database, owner: Actor, no_proxy: None
+) -> None:
+    settings = fast(webhook_allow_private_urls=False, webhook_max_attempts=2)
+    with receiver(204) as far:
+        port = far.url.split(":")[2].split("/")[0]
+        literal = await hook(db, owner, far.url, ["created"])
+        named = await hook(db, owner, f"http://localhost:{port}/hook", ["created"])
+        await tasks.create_task(db, owner, CreateTask(title="to nowhere", project="web"))
+        async with webhooks.client_for(settings) as client:
+            assert await webhooks.deliver_due(db, settings, client) == 2
+        assert far.requests == []  # nothing reached the receiver
+    errors = {}
+    for issued in (literal, named):
+        [delivery] = await run(
+            db, owner, ops.ListWebhookDeliveries(project="web", webhook_id=issued.webhook.id)
+        )
+        assert delivery.status == "pending"  # retried later, as any failed attempt
+        errors[issued.webhook.id] = delivery.attempts[0].error or ""
+    assert errors[literal.webhook.id].startswith(
+        "RefusedAddress: refused: 127.0.0.1 is a loopback address"
+    )
+    assert "localhost resolves to" in errors[named.webhook.id]
+    assert "a loopback address" in errors[named.webhook.id]
+    assert "WEBHOOK_ALLOW_PRIVATE_URLS" in errors[named.webhook.id]
+
+
+async def test_the_guard_connects_to_the_address_it_checked() -> None:
+    """No public address is reachable from this sandbox, so this test has the transport count
+    loopback as allowed: what it checks is that the request goes to the very address that was
+    judged, under its own name (`Host`), and that a refused one is never connected to."""
+    with receiver(204) as far:
+        port = far.url.split(":")[2].split("/")[0]
+        loopback_ok = egress.PublicOnlyTransport(allowed=lambda a: a.is_loopback)
+        async with httpx.AsyncClient(transport=loopback_ok) as client:
+            answer = await client.post(f"http://localhost:{port}/hook", content=b"{}")
+        assert answer.status_code == 204
+        assert answer.request.url.host in ("127.0.0.1", "::1")
+        [got] = far.wait_for(1)
+        assert got.headers["host"] == f"localhost:{port}"
+        nothing_ok = egress.PublicOnlyTransport(allowed=lambda a: False)
+        async with httpx.AsyncClient(transport=nothing_ok) as client:
+            with pytest.raises(egress.RefusedAddress, match="localhost resolves to"):
+                await client.post(f"http://localhost:{port}/hook", content=b"{}")
+        async with httpx.AsyncClient(transport=nothing_ok) as client:
+            with pytest.raises(httpx.ConnectError, match="cannot resolve"):
+                await client.post("http://no-such-host.invalid/hook", content=b"{}")
+        assert len(far.requests) == 1
+
+
+async def test_an_egress_proxy_decides_instead(
+    db: Database, owner: Actor, no_proxy: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With HTTP_PROXY set, a delivery to a private address goes to the proxy (which may refuse
+    it), not straight to the address, and not refused by TaskFlow."""
+    settings = fast(webhook_allow_private_urls=False, webhook_max_attempts=1)
+    with receiver(204) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url.removesuffix("/hook"))
+        await hook(db, owner, "http://10.255.255.1/internal", ["created"])
+        await tasks.create_task(db, owner, CreateTask(title="via the proxy", project="web"))
+        async with webhooks.client_for(settings) as client:
+            assert await webhooks.deliver_due(db, settings, client) == 1
+        [got] = proxy.wait_for(1)
+    assert got.path == "http://10.255.255.1/internal"  # a proxy's absolute-form request

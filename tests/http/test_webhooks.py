@@ -37,6 +37,7 @@ FAST = {
     "WEBHOOK_RETRY_MAX_SECONDS": "0.5",
     "REMINDER_INTERVAL_SECONDS": "0.2",
     "TASKFLOW_HOUSEKEEPING": "true",
+    "WEBHOOK_ALLOW_PRIVATE_URLS": "true",  # the receivers here listen on loopback
 }
 
 
