@@ -1,5 +1,5 @@
-"""`taskflow webhook ...`: add (secret shown once), list, edit, deliveries, delete; a member is
-refused in one red line; bad input refused, nothing changed."""
+"""`taskflow webhook ...`: add (secret shown once), list, edit, rotate-secret, deliveries,
+delete; a member is refused in one red line; bad input refused, nothing changed."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ async def test_webhook_commands(sarah: Cli, db: Database) -> None:
     hook_id = made["webhook"]["id"]
     edited = await sarah.ok("webhook", "edit", str(hook_id), "--disable")
     assert f"Webhook {hook_id} of default: disabled" in edited.stdout
+    rotated = await sarah.json("webhook", "rotate-secret", str(hook_id))
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != made["secret"]
+    assert rotated["webhook"]["version"] == made["webhook"]["version"] + 2  # the edit, then this
+    again = await sarah.ok("webhook", "rotate-secret", str(hook_id))
+    assert "only time it is shown" in again.stdout and rotated["secret"] not in again.stdout
     assert (await sarah.json("webhook", "deliveries", str(hook_id))) == []
     assert "Deliveries of webhook" in (await sarah.ok("webhook", "deliveries", str(hook_id))).stdout
     await sarah.ok("webhook", "delete", str(hook_id))
@@ -27,6 +32,8 @@ async def test_webhook_commands(sarah: Cli, db: Database) -> None:
     assert entries == [
         ("webhook_created", "@sarah", "cli"),
         ("webhook_created", "@sarah", "cli"),
+        ("webhook_updated", "@sarah", "cli"),
+        ("webhook_updated", "@sarah", "cli"),
         ("webhook_updated", "@sarah", "cli"),
         ("webhook_deleted", "@sarah", "cli"),
     ]

@@ -23,7 +23,13 @@ from taskflow.core.db import Database
 from taskflow.core.declarations import REGISTRY
 from taskflow.core.dispatcher import run
 from taskflow.core.domain import Role
-from taskflow.core.errors import Forbidden, InvalidInput, NotFound, ValidationFailed
+from taskflow.core.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    StaleVersion,
+    ValidationFailed,
+)
 from taskflow.core.handlers import webhooks as ops
 from taskflow.core.schemas import CreateTask
 from taskflow.core.services import tasks, workflow
@@ -426,3 +432,24 @@ async def test_an_egress_proxy_decides_instead(
             assert await webhooks.deliver_due(db, settings, client) == 1
         [got] = proxy.wait_for(1)
     assert got.path == "http://10.255.255.1/internal"  # a proxy's absolute-form request
+
+
+async def test_rotating_the_secret_is_audited_without_it_and_checks_the_version(
+    db: Database, owner: Actor
+) -> None:
+    issued = await hook(db, owner, "https://example.com/hook")
+    rotated = await run(
+        db, owner, ops.RotateWebhookSecret(project="web", webhook_id=issued.webhook.id)
+    )
+    assert rotated.secret != issued.secret and rotated.webhook.version == 2
+    [stored] = await sql(db, "SELECT secret FROM webhooks WHERE id = :i", i=issued.webhook.id)
+    assert stored.secret == rotated.secret
+    [entry] = await sql(
+        db,
+        "SELECT action, details FROM audit_log WHERE entity_type = 'webhook' ORDER BY id DESC "
+        "LIMIT 1",
+    )
+    assert (entry.action, entry.details) == ("webhook_updated", {"secret_rotated": True})
+    stale = ops.RotateWebhookSecret(project="web", webhook_id=issued.webhook.id, expected_version=1)
+    error = await refused(db, run(db, owner, stale), StaleVersion, "you had version 1")
+    assert "it is now 2" in str(error)

@@ -128,6 +128,7 @@ async def test_live_server_delivers_signed_events_retries_and_disables(
             assert len(attempts) == 3 and len({r.headers["webhook-id"] for r in attempts}) == 1
             log = (await http.get(f"/api/projects/web/webhooks/{failing_id}/deliveries")).json()
             assert [(d["event"], d["status"]) for d in log] == [("task.created", "failed")]
+
             assert [a["status_code"] for a in log[0]["attempts"]] == [503, 503, 503]
             trail = (
                 await http.get("/api/projects/web/audit", params={"action": "webhook_disabled"})
@@ -145,6 +146,19 @@ async def test_live_server_delivers_signed_events_retries_and_disables(
             }
             verify = (await http.get("/api/audit/verify")).json()
             assert verify["ok"] is True
+
+            # a rotated secret signs what follows; the old one verifies none of it (the failing
+            # hook is disabled by now, so it gets no delivery of this task)
+            rotated = await http.post(f"/api/projects/web/webhooks/{hook['id']}/rotate-secret")
+            assert rotated.status_code == 200, rotated.text
+            new_secret = rotated.json()["secret"]
+            assert new_secret != secret and rotated.json()["webhook"]["version"] == 2
+            later = await http.post("/api/projects/web/tasks", json={"title": "After rotation"})
+            assert later.status_code == 201, later.text
+            after = (await asyncio.to_thread(good.wait_for, 3, 30))[2]
+            assert Verifier(new_secret).verify(after.body, after.headers)["type"] == "task.created"
+            with pytest.raises(Exception, match="No matching signature"):
+                Verifier(secret).verify(after.body, after.headers)
 
 
 async def test_only_admins_manage_hooks_over_rest(

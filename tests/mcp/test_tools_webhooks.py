@@ -20,6 +20,7 @@ TOOLS = {
     "update_webhook",
     "delete_webhook",
     "list_webhook_deliveries",
+    "rotate_webhook_secret",
 }
 
 
@@ -41,6 +42,10 @@ async def test_owner_manages_hooks_through_mcp(sarah: McpUser, db: Database) -> 
         )
     )
     assert (changed["events"], changed["version"]) == (["overdue"], 2)
+    rotated = ok(await call(sarah, "rotate_webhook_secret", project="default", webhook_id=hook_id))
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != made["secret"]
+    assert rotated["webhook"]["version"] == 3
+    assert_audited((await audit_tail(db))[0], "webhook_updated", "@sarah")
     # a hook for every event gets its own creation first (a ping); the edit is not `overdue`
     log = ok(await call(sarah, "list_webhook_deliveries", project="default", webhook_id=hook_id))
     assert [(d["event"], d["status"]) for d in log["items"]] == [
@@ -60,6 +65,7 @@ async def test_member_is_refused_and_nothing_changes(
         ("list_webhooks", {}),
         ("update_webhook", {"webhook_id": hook_id, "enabled": False}),
         ("delete_webhook", {"webhook_id": hook_id}),
+        ("rotate_webhook_secret", {"webhook_id": hook_id}),
         ("list_webhook_deliveries", {"webhook_id": hook_id}),
     ]:
         message = await refused_unchanged(db, bot, tool, project="default", **args)

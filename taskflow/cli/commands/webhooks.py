@@ -98,6 +98,11 @@ def add(
     issued: ops.IssuedWebhook = _run(
         project, ops.CreateWebhook, url=url, events=event or None, description=description
     )
+    _show_secret(issued, json_)
+
+
+def _show_secret(issued: ops.IssuedWebhook, json_: bool) -> None:
+    """A newly issued signing secret, with what to do with it (it is never shown again)."""
     if json_:
         emit_json(issued)
         return
@@ -147,6 +152,12 @@ def edit(
     )
     state = "enabled" if hook.enabled else "disabled"
     answer(hook, json_, f"Webhook {hook.id} of {escape(hook.project)}: {state}")
+
+
+@webhook_app.command("rotate-secret")
+def rotate_secret(webhook_id: HookId, project: Project = None, json_: Json = False) -> None:
+    """Give a webhook a new signing secret, shown once; the old one signs nothing more."""
+    _show_secret(_run(project, ops.RotateWebhookSecret, webhook_id=webhook_id), json_)
 
 
 @webhook_app.command("delete")

@@ -75,6 +75,12 @@ class DeleteWebhook(Model):
     webhook_id: WebhookId
 
 
+class RotateWebhookSecret(Model):
+    project: ProjectRef
+    webhook_id: WebhookId
+    expected_version: Version = None
+
+
 class ListWebhookDeliveries(Model):
     project: ProjectRef
     webhook_id: WebhookId
@@ -307,6 +313,36 @@ async def update_webhook(cmd: UpdateWebhook, uow: UnitOfWork, actor: Actor) -> W
     await uow.session.refresh(hook)
     await _record(uow, actor, hook, AuditAction.WEBHOOK_UPDATED, {"changes": changes})
     return await _hook_out(uow, hook, project.slug)
+
+
+@declare(
+    RotateWebhookSecret,
+    toolset=HOOKS,
+    destructive=True,  # the old secret is gone for good
+    mcp="rotate_webhook_secret",
+    rest=Route("POST", "/api/projects/{project}/webhooks/{webhook_id}/rotate-secret"),
+    cli="webhook rotate-secret",
+)
+async def rotate_webhook_secret(
+    cmd: RotateWebhookSecret, uow: UnitOfWork, actor: Actor
+) -> IssuedWebhook:
+    """Give a webhook a new signing secret (admins), shown once; the old one signs nothing more.
+
+    Every POST from now on is signed with the new secret, retries of earlier events too, so a
+    receiver that still checks the old one fails them until it is updated (they are retried).
+    """
+    project = await _admin_project(uow, actor, cmd.project)
+    hook = await _hook(uow, project, cmd.webhook_id, lock=True)
+    check_version("webhook", hook.id, hook.version, cmd.expected_version)
+    secret = new_secret()
+    await uow.session.execute(
+        update(Webhook)
+        .where(Webhook.id == hook.id)
+        .values(secret=secret, version=Webhook.version + 1, updated_at=func.now())
+    )
+    await uow.session.refresh(hook)
+    await _record(uow, actor, hook, AuditAction.WEBHOOK_UPDATED, {"secret_rotated": True})
+    return IssuedWebhook(webhook=await _hook_out(uow, hook, project.slug), secret=secret)
 
 
 @declare(
