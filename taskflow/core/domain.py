@@ -107,6 +107,7 @@ class AuditAction(StrEnum):
     WEBHOOK_UPDATED = "webhook_updated"
     WEBHOOK_DELETED = "webhook_deleted"
     WEBHOOK_DISABLED = "webhook_disabled"
+    WEBHOOK_REDELIVERED = "webhook_redelivered"
     DUE_SOON = "due_soon"
     OVERDUE = "overdue"
     DEPENDENCY_ADDED = "dependency_added"

@@ -50,4 +50,6 @@ async def test_member_and_bad_input_are_refused(sarah: Cli, agent_key: str, db: 
     line = await sarah.refused("webhook", "add", "https://e.com/h", "-e", "finished")
     assert "unknown event 'finished'" in line
     assert "nothing to change" in await sarah.refused("webhook", "edit", "1", code=2)
+    line = await sarah.refused("webhook", "redeliver", "1", "msg_1")
+    assert "project default has no webhook 1" in line
     assert await snapshot(db) == before

@@ -12,6 +12,7 @@ import re
 import time
 
 import httpx
+import pydantic
 import pytest
 from sqlalchemy import text
 from standardwebhooks import Webhook as Verifier
@@ -24,6 +25,7 @@ from taskflow.core.declarations import REGISTRY
 from taskflow.core.dispatcher import run
 from taskflow.core.domain import Role
 from taskflow.core.errors import (
+    Conflict,
     Forbidden,
     InvalidInput,
     NotFound,
@@ -453,3 +455,58 @@ async def test_rotating_the_secret_is_audited_without_it_and_checks_the_version(
     stale = ops.RotateWebhookSecret(project="web", webhook_id=issued.webhook.id, expected_version=1)
     error = await refused(db, run(db, owner, stale), StaleVersion, "you had version 1")
     assert "it is now 2" in str(error)
+
+
+async def test_a_failed_delivery_is_sent_again_once_the_hook_is_resumed(
+    db: Database, owner: Actor
+) -> None:
+    settings = fast(webhook_max_attempts=1)
+    with receiver(500) as far:
+        issued = await hook(db, owner, far.url, ["created"])
+        hook_id = issued.webhook.id
+        await tasks.create_task(db, owner, CreateTask(title="again", project="web"))
+        async with webhooks.client_for(settings) as client:
+            assert await webhooks.deliver_due(db, settings, client) == 1  # fails: hook disabled
+            [failed] = await run(
+                db, owner, ops.ListWebhookDeliveries(project="web", webhook_id=hook_id)
+            )
+            assert failed.status == "failed"
+            again = await run(
+                db,
+                owner,
+                ops.RedeliverWebhookDelivery(
+                    project="web", webhook_id=hook_id, delivery_id=failed.id
+                ),
+            )
+            assert (again.id, again.status, len(again.attempts)) == (failed.id, "pending", 1)
+            assert await webhooks.deliver_due(db, settings, client) == 0  # the hook is disabled
+            await run(db, owner, ops.UpdateWebhook(project="web", webhook_id=hook_id, enabled=True))
+            far.status = 204
+            assert await webhooks.deliver_due(db, settings, client) == 1
+        got = far.wait_for(2)
+    assert got[0].headers["webhook-id"] == got[1].headers["webhook-id"] == failed.id
+    [done] = await run(db, owner, ops.ListWebhookDeliveries(project="web", webhook_id=hook_id))
+    assert done.status == "delivered"
+    assert [(a.attempt, a.status_code) for a in done.attempts] == [(1, 500), (1, 204)]
+    [entry] = await sql(
+        db, "SELECT actor_handle, details FROM audit_log WHERE action = 'webhook_redelivered'"
+    )
+    assert entry.actor_handle == "@sarah"
+    assert entry.details == {"delivery": failed.id, "event": "task.created", "was": "failed"}
+
+
+async def test_redelivery_refuses_a_waiting_or_unknown_delivery(db: Database, owner: Actor) -> None:
+    issued = await hook(db, owner, "http://127.0.0.1:9/x", ["created"])
+    await tasks.create_task(db, owner, CreateTask(title="waiting", project="web"))
+    [waiting] = await run(
+        db, owner, ops.ListWebhookDeliveries(project="web", webhook_id=issued.webhook.id)
+    )
+    again = ops.RedeliverWebhookDelivery(
+        project="web", webhook_id=issued.webhook.id, delivery_id=waiting.id
+    )
+    await refused(db, run(db, owner, again), Conflict, "still waiting to be sent")
+    unknown = again.model_copy(update={"delivery_id": "msg_999999"})
+    error = await refused(db, run(db, owner, unknown), NotFound, "has no delivery msg_999999")
+    assert error.next_step is not None and error.next_step.operation == "list_webhook_deliveries"
+    with pytest.raises(pydantic.ValidationError, match="msg_"):
+        ops.RedeliverWebhookDelivery(project="web", webhook_id=1, delivery_id="42")

@@ -160,6 +160,19 @@ async def test_live_server_delivers_signed_events_retries_and_disables(
             with pytest.raises(Exception, match="No matching signature"):
                 Verifier(secret).verify(after.body, after.headers)
 
+            # the failed delivery is sent again once asked (here: waits, the hook is disabled)
+            failed_id = log[0]["id"]
+            path = f"/api/projects/web/webhooks/{failing_id}/deliveries"
+            again = await http.post(f"{path}/{failed_id}/redeliver")
+            assert again.status_code == 200, again.text
+            assert (again.json()["id"], again.json()["status"]) == (failed_id, "pending")
+            twice = await http.post(f"{path}/{failed_id}/redeliver")
+            assert twice.status_code == 409 and "still waiting" in twice.json()["detail"]
+            unknown = await http.post(f"{path}/msg_999999/redeliver")
+            assert unknown.status_code == 404, unknown.text
+            malformed = await http.post(f"{path}/42/redeliver")
+            assert malformed.status_code == 422, malformed.text
+
 
 async def test_only_admins_manage_hooks_over_rest(
     client: httpx.AsyncClient, as_bot: httpx.AsyncClient, db: Database, owner, bot: Agent

@@ -21,6 +21,7 @@ TOOLS = {
     "delete_webhook",
     "list_webhook_deliveries",
     "rotate_webhook_secret",
+    "redeliver_webhook_delivery",
 }
 
 
@@ -51,6 +52,16 @@ async def test_owner_manages_hooks_through_mcp(sarah: McpUser, db: Database) -> 
     assert [(d["event"], d["status"]) for d in log["items"]] == [
         ("webhook.webhook_created", "pending")
     ]
+    waiting = log["items"][0]["id"]
+    message = await refused_unchanged(
+        db,
+        sarah,
+        "redeliver_webhook_delivery",
+        project="default",
+        webhook_id=hook_id,
+        delivery_id=waiting,
+    )
+    assert f"delivery {waiting} is still waiting to be sent" in message
     ok(await call(sarah, "delete_webhook", project="default", webhook_id=hook_id))
     assert_audited((await audit_tail(db))[0], "webhook_deleted", "@sarah")
 
@@ -66,6 +77,7 @@ async def test_member_is_refused_and_nothing_changes(
         ("update_webhook", {"webhook_id": hook_id, "enabled": False}),
         ("delete_webhook", {"webhook_id": hook_id}),
         ("rotate_webhook_secret", {"webhook_id": hook_id}),
+        ("redeliver_webhook_delivery", {"webhook_id": hook_id, "delivery_id": "msg_1"}),
         ("list_webhook_deliveries", {"webhook_id": hook_id}),
     ]:
         message = await refused_unchanged(db, bot, tool, project="default", **args)

@@ -182,5 +182,21 @@ def deliveries(
     show(found, json_, delivery_table(found, webhook_id))
 
 
+@webhook_app.command("redeliver")
+def redeliver(
+    webhook_id: HookId,
+    delivery_id: Annotated[
+        str, typer.Argument(help="The delivery's id (msg_...), from `taskflow webhook deliveries`.")
+    ],
+    project: Project = None,
+    json_: Json = False,
+) -> None:
+    """Send a failed or delivered delivery again, with a fresh round of attempts."""
+    found = _run(
+        project, ops.RedeliverWebhookDelivery, webhook_id=webhook_id, delivery_id=delivery_id
+    )
+    answer(found, json_, f"Delivery {found.id} ({escape(found.event)}) will be sent again")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(webhook_app, name="webhook")

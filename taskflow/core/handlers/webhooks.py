@@ -22,7 +22,7 @@ from sqlalchemy import delete, func, select, update
 from taskflow.core.actor import Actor
 from taskflow.core.declarations import Route, declare
 from taskflow.core.domain import AuditAction, DeliveryStatus, Role
-from taskflow.core.errors import NextStep, NotFound, ValidationFailed
+from taskflow.core.errors import Conflict, NextStep, NotFound, ValidationFailed
 from taskflow.core.handlers.projects import check_version
 from taskflow.core.models import Project, Webhook, WebhookAttempt, WebhookDelivery, Worker
 from taskflow.core.schemas import Model, ProjectRef, Version
@@ -73,6 +73,18 @@ class UpdateWebhook(Model):
 class DeleteWebhook(Model):
     project: ProjectRef
     webhook_id: WebhookId
+
+
+DeliveryId = Annotated[
+    str,
+    Field(pattern=r"^msg_[0-9]{1,18}$", description="The delivery's id (msg_...), as listed"),
+]
+
+
+class RedeliverWebhookDelivery(Model):
+    project: ProjectRef
+    webhook_id: WebhookId
+    delivery_id: DeliveryId
 
 
 class RotateWebhookSecret(Model):
@@ -316,6 +328,69 @@ async def update_webhook(cmd: UpdateWebhook, uow: UnitOfWork, actor: Actor) -> W
 
 
 @declare(
+    RedeliverWebhookDelivery,
+    toolset=HOOKS,
+    mcp="redeliver_webhook_delivery",
+    rest=Route(
+        "POST", "/api/projects/{project}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"
+    ),
+    cli="webhook redeliver",
+)
+async def redeliver_webhook_delivery(
+    cmd: RedeliverWebhookDelivery, uow: UnitOfWork, actor: Actor
+) -> DeliveryOut:
+    """Send a failed or delivered delivery again (admins), with a fresh round of attempts.
+
+    The receiver gets the same `webhook-id` (it may drop what it has seen). The delivery goes
+    at the housekeeper's next round, or once a disabled hook is resumed. A delivery still
+    waiting is refused: it is already due, or in flight.
+    """
+    project = await _admin_project(uow, actor, cmd.project)
+    hook = await _hook(uow, project, cmd.webhook_id, lock=True)
+    number = int(cmd.delivery_id.removeprefix("msg_"))
+    delivery = await uow.session.scalar(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.id == number, WebhookDelivery.webhook_id == hook.id)
+        .with_for_update()
+    )
+    if delivery is None:
+        raise NotFound(
+            f"webhook {hook.id} has no delivery {cmd.delivery_id}: list its deliveries for ids",
+            entity="delivery",
+            next_step=NextStep(
+                "list_webhook_deliveries", {"project": project.slug, "webhook_id": hook.id}
+            ),
+        )
+    if delivery.status == DeliveryStatus.PENDING.value:
+        raise Conflict(
+            f"delivery {cmd.delivery_id} is still waiting to be sent (attempt "
+            f"{delivery.attempts} so far): only a failed or delivered one is sent again",
+            field="delivery_id",
+        )
+    was = delivery.status
+    await uow.session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery.id)
+        .values(
+            status=DeliveryStatus.PENDING.value,
+            attempts=0,
+            next_attempt_at=func.now(),
+            delivered_at=None,
+        )
+    )
+    await uow.session.refresh(delivery)
+    await _record(
+        uow,
+        actor,
+        hook,
+        AuditAction.WEBHOOK_REDELIVERED,
+        {"delivery": cmd.delivery_id, "event": delivery.event, "was": was},
+    )
+    [out] = await _deliveries_out(uow, [delivery])
+    return out
+
+
+@declare(
     RotateWebhookSecret,
     toolset=HOOKS,
     destructive=True,  # the old secret is gone for good
@@ -387,12 +462,17 @@ async def list_webhook_deliveries(
     deliveries = list(
         await uow.session.scalars(stmt.order_by(WebhookDelivery.id.desc()).limit(cmd.limit))
     )
+    return await _deliveries_out(uow, deliveries)
+
+
+async def _deliveries_out(uow: UnitOfWork, deliveries: list[WebhookDelivery]) -> list[DeliveryOut]:
+    """Deliveries with every attempt, oldest attempt first (a redelivery counts from 1 again)."""
     attempts: dict[int, list[AttemptOut]] = {d.id: [] for d in deliveries}
     if deliveries:
         rows = await uow.session.scalars(
             select(WebhookAttempt)
             .where(WebhookAttempt.delivery_id.in_(list(attempts)))
-            .order_by(WebhookAttempt.delivery_id, WebhookAttempt.attempt, WebhookAttempt.id)
+            .order_by(WebhookAttempt.delivery_id, WebhookAttempt.id)
         )
         for a in rows:
             attempts[a.delivery_id].append(
