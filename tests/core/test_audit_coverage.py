@@ -14,12 +14,21 @@ from typing import Any
 
 import pytest
 
+from taskflow.core import webhooks
+from taskflow.core.config import Settings
 from taskflow.core.declarations import REGISTRY
 from taskflow.core.dispatcher import run
 from taskflow.core.domain import Role, TaskStatus
 from taskflow.core.handlers.comments import AddComment, EditComment
 from taskflow.core.handlers.coordination import ChangeDependencies, Heartbeat
-from taskflow.core.handlers.webhooks import CreateWebhook, DeleteWebhook, UpdateWebhook
+from taskflow.core.handlers.webhooks import (
+    CreateWebhook,
+    DeleteWebhook,
+    ListWebhookDeliveries,
+    RedeliverWebhookDelivery,
+    RotateWebhookSecret,
+    UpdateWebhook,
+)
 from taskflow.core.handlers.workflow import ClaimNext, MoveTask, ReopenTask
 from taskflow.core.schemas import (
     AddMember,
@@ -110,6 +119,22 @@ async def _with_webhook(db, owner) -> dict[str, Any]:
     hook = "http://127.0.0.1:9/hook"
     issued = await run(db, owner, CreateWebhook(project="web", url=hook))
     return {"hook": issued.webhook.id}
+
+
+async def _with_failed_delivery(db, owner) -> dict[str, Any]:
+    """A hook whose one delivery failed for good: nothing listens on the discard port."""
+    ctx = await _with_webhook(db, owner)
+    await tasks.create_task(db, owner, CreateTask(title="undelivered", project="web"))
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, webhook_max_attempts=1, webhook_allow_private_urls=True
+    )
+    async with webhooks.client_for(settings) as client:
+        while await webhooks.deliver_due(db, settings, client):
+            pass
+    log = await run(db, owner, ListWebhookDeliveries(project="web", webhook_id=ctx["hook"]))
+    failed = [d.id for d in log if d.status == "failed"]
+    assert failed, log
+    return {**ctx, "delivery": failed[0]}
 
 
 DUE = datetime(2030, 1, 1, tzinfo=UTC)
@@ -296,6 +321,24 @@ SCENARIOS: dict[str, Scenario] = {
         "webhook_deleted",
         "webhook",
         _with_webhook,
+    ),
+    "rotate_webhook_secret": Scenario(
+        lambda db, o, c: run(db, o, RotateWebhookSecret(project="web", webhook_id=c["hook"])),
+        "webhook_updated",
+        "webhook",
+        _with_webhook,
+    ),
+    "redeliver_webhook_delivery": Scenario(
+        lambda db, o, c: run(
+            db,
+            o,
+            RedeliverWebhookDelivery(
+                project="web", webhook_id=c["hook"], delivery_id=c["delivery"]
+            ),
+        ),
+        "webhook_redelivered",
+        "webhook",
+        _with_failed_delivery,
     ),
     "claim_next": Scenario(
         lambda db, o, c: workflow.claim_next(db, o), "claimed", "task", _task_in("pending")
