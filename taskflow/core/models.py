@@ -396,6 +396,9 @@ class Webhook(Base):
     description: Mapped[str] = mapped_column(Text, server_default="", default="")
     # Kept as given (`whsec_<base64>`): signing needs it. Shown once, never read back out.
     secret: Mapped[str] = mapped_column(String(100))
+    # The secret a rotation replaced, which signs beside `secret` until it expires.
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"), default=True)
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     disabled_reason: Mapped[str | None] = mapped_column(Text)

@@ -34,12 +34,23 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def signed_headers(secret: str, msg_id: str, body: bytes, timestamp: int | None = None) -> dict:
+def signed_headers(
+    secret: str,
+    msg_id: str,
+    body: bytes,
+    timestamp: int | None = None,
+    *,
+    also: str | None = None,
+) -> dict:
+    """A delivery's headers. `also`, a rotated-out secret still in its overlap, signs too: the
+    specification's `webhook-signature` is a space-separated list, and a receiver accepts the
+    delivery when any signature it can check matches."""
     when = int(time.time()) if timestamp is None else timestamp
+    signatures = [sign(s, msg_id, when, body) for s in (secret, also) if s is not None]
     return {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
         "webhook-id": msg_id,
         "webhook-timestamp": str(when),
-        "webhook-signature": sign(secret, msg_id, when, body),
+        "webhook-signature": " ".join(signatures),
     }

@@ -61,7 +61,9 @@ _CLAIM = text(
              FOR UPDATE OF d2 SKIP LOCKED) due,
            webhooks w
      WHERE d.id = due.id AND w.id = d.webhook_id
-    RETURNING d.id, d.webhook_id, d.audit_id, d.event, d.attempts, w.url, w.secret
+    RETURNING d.id, d.webhook_id, d.audit_id, d.event, d.attempts, w.url, w.secret,
+              CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret END
+                  AS previous_secret
     """
 )
 
@@ -84,6 +86,8 @@ class Claimed:
     attempt: int
     url: str
     secret: str
+    previous_secret: str | None = None
+    """A rotated-out secret still in its overlap: it signs too."""
 
     @property
     def msg_id(self) -> str:
@@ -129,7 +133,9 @@ def body_of(delivery: Claimed, entry: dict[str, Any]) -> bytes:
 async def _post(client: httpx.AsyncClient, delivery: Claimed, body: bytes) -> Outcome:
     started = time.perf_counter()
     try:
-        headers = signed_headers(delivery.secret, delivery.msg_id, body)
+        headers = signed_headers(
+            delivery.secret, delivery.msg_id, body, also=delivery.previous_secret
+        )
         response = await client.post(delivery.url, content=body, headers=headers)
         status, error = response.status_code, None
         if not 200 <= status < 300:
@@ -247,6 +253,7 @@ async def deliver_due(
             attempt=r["attempts"],
             url=r["url"],
             secret=r["secret"],
+            previous_secret=r["previous_secret"],
         )
         for r in rows
     ]

@@ -23,8 +23,10 @@ async def test_webhook_commands(sarah: Cli, db: Database) -> None:
     rotated = await sarah.json("webhook", "rotate-secret", str(hook_id))
     assert rotated["secret"].startswith("whsec_") and rotated["secret"] != made["secret"]
     assert rotated["webhook"]["version"] == made["webhook"]["version"] + 2  # the edit, then this
-    again = await sarah.ok("webhook", "rotate-secret", str(hook_id))
+    assert rotated["webhook"]["previous_secret_expires_at"] is not None  # a day by default
+    again = await sarah.ok("webhook", "rotate-secret", str(hook_id), "--overlap", "0")
     assert "only time it is shown" in again.stdout and rotated["secret"] not in again.stdout
+    assert "The old secret signs nothing more." in again.stdout
     assert (await sarah.json("webhook", "deliveries", str(hook_id))) == []
     assert "Deliveries of webhook" in (await sarah.ok("webhook", "deliveries", str(hook_id))).stdout
     await sarah.ok("webhook", "delete", str(hook_id))

@@ -10,6 +10,7 @@ import ipaddress
 import json
 import re
 import time
+from datetime import UTC, datetime
 
 import httpx
 import pydantic
@@ -35,7 +36,7 @@ from taskflow.core.errors import (
 from taskflow.core.handlers import webhooks as ops
 from taskflow.core.schemas import CreateTask
 from taskflow.core.services import tasks, workflow
-from taskflow.core.signing import sign
+from taskflow.core.signing import new_secret, sign, signed_headers
 from tests.core.conftest import add_to, refused, sql
 from tests.support.receiver import receiver
 
@@ -444,17 +445,33 @@ async def test_rotating_the_secret_is_audited_without_it_and_checks_the_version(
         db, owner, ops.RotateWebhookSecret(project="web", webhook_id=issued.webhook.id)
     )
     assert rotated.secret != issued.secret and rotated.webhook.version == 2
-    [stored] = await sql(db, "SELECT secret FROM webhooks WHERE id = :i", i=issued.webhook.id)
-    assert stored.secret == rotated.secret
+    until = rotated.webhook.previous_secret_expires_at
+    assert until is not None and 86_300 < (until - datetime.now(UTC)).total_seconds() <= 86_400
+    [stored] = await sql(
+        db, "SELECT secret, previous_secret FROM webhooks WHERE id = :i", i=issued.webhook.id
+    )
+    assert (stored.secret, stored.previous_secret) == (rotated.secret, issued.secret)
     [entry] = await sql(
         db,
         "SELECT action, details FROM audit_log WHERE entity_type = 'webhook' ORDER BY id DESC "
         "LIMIT 1",
     )
-    assert (entry.action, entry.details) == ("webhook_updated", {"secret_rotated": True})
+    assert entry.action == "webhook_updated"
+    assert entry.details == {"secret_rotated": True, "old_secret_signs_until": until.isoformat()}
+    assert issued.secret not in json.dumps(entry.details) and rotated.secret not in str(entry)
+    now = await run(
+        db,
+        owner,
+        ops.RotateWebhookSecret(project="web", webhook_id=issued.webhook.id, overlap_seconds=0),
+    )
+    assert now.webhook.previous_secret_expires_at is None
+    [stored] = await sql(
+        db, "SELECT previous_secret FROM webhooks WHERE id = :i", i=issued.webhook.id
+    )
+    assert stored.previous_secret is None
     stale = ops.RotateWebhookSecret(project="web", webhook_id=issued.webhook.id, expected_version=1)
     error = await refused(db, run(db, owner, stale), StaleVersion, "you had version 1")
-    assert "it is now 2" in str(error)
+    assert "it is now 3" in str(error)
 
 
 async def test_a_failed_delivery_is_sent_again_once_the_hook_is_resumed(
@@ -510,3 +527,14 @@ async def test_redelivery_refuses_a_waiting_or_unknown_delivery(db: Database, ow
     assert error.next_step is not None and error.next_step.operation == "list_webhook_deliveries"
     with pytest.raises(pydantic.ValidationError, match="msg_"):
         ops.RedeliverWebhookDelivery(project="web", webhook_id=1, delivery_id="42")
+
+
+def test_during_an_overlap_either_secret_verifies_a_delivery() -> None:
+    old, new = new_secret(), new_secret()
+    body = b'{"type":"task.created"}'
+    headers = signed_headers(new, "msg_7", body, also=old)
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, new):
+        assert Verifier(secret).verify(body, headers) == {"type": "task.created"}
+    with pytest.raises(Exception, match="No matching signature"):
+        Verifier(new_secret()).verify(body, headers)

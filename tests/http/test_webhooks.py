@@ -147,18 +147,32 @@ async def test_live_server_delivers_signed_events_retries_and_disables(
             verify = (await http.get("/api/audit/verify")).json()
             assert verify["ok"] is True
 
-            # a rotated secret signs what follows; the old one verifies none of it (the failing
-            # hook is disabled by now, so it gets no delivery of this task)
-            rotated = await http.post(f"/api/projects/web/webhooks/{hook['id']}/rotate-secret")
+            # a rotation: both secrets sign during the overlap; with no overlap, the new alone
+            rotate = f"/api/projects/web/webhooks/{hook['id']}/rotate-secret"
+            rotated = await http.post(rotate)
             assert rotated.status_code == 200, rotated.text
-            new_secret = rotated.json()["secret"]
-            assert new_secret != secret and rotated.json()["webhook"]["version"] == 2
-            later = await http.post("/api/projects/web/tasks", json={"title": "After rotation"})
-            assert later.status_code == 201, later.text
-            after = (await asyncio.to_thread(good.wait_for, 3, 30))[2]
-            assert Verifier(new_secret).verify(after.body, after.headers)["type"] == "task.created"
-            with pytest.raises(Exception, match="No matching signature"):
-                Verifier(secret).verify(after.body, after.headers)
+            second = rotated.json()["secret"]
+            assert second != secret and rotated.json()["webhook"]["version"] == 2
+            assert rotated.json()["webhook"]["previous_secret_expires_at"] is not None
+            made_later = await http.post("/api/projects/web/tasks", json={"title": "Overlap"})
+            assert made_later.status_code == 201, made_later.text
+            during = (await asyncio.to_thread(good.wait_for, 3, 30))[2]
+            assert len(during.headers["webhook-signature"].split(" ")) == 2
+            for either in (secret, second):
+                assert (
+                    Verifier(either).verify(during.body, during.headers)["type"] == "task.created"
+                )
+            retired = await http.post(rotate, json={"overlap_seconds": 0})
+            assert retired.status_code == 200, retired.text
+            third = retired.json()["secret"]
+            assert retired.json()["webhook"]["previous_secret_expires_at"] is None
+            made_last = await http.post("/api/projects/web/tasks", json={"title": "No overlap"})
+            assert made_last.status_code == 201, made_last.text
+            after = (await asyncio.to_thread(good.wait_for, 4, 30))[3]
+            assert Verifier(third).verify(after.body, after.headers)["type"] == "task.created"
+            for old in (secret, second):
+                with pytest.raises(Exception, match="No matching signature"):
+                    Verifier(old).verify(after.body, after.headers)
 
             # the failed delivery is sent again once asked (here: waits, the hook is disabled)
             failed_id = log[0]["id"]

@@ -155,9 +155,29 @@ def edit(
 
 
 @webhook_app.command("rotate-secret")
-def rotate_secret(webhook_id: HookId, project: Project = None, json_: Json = False) -> None:
-    """Give a webhook a new signing secret, shown once; the old one signs nothing more."""
-    _show_secret(_run(project, ops.RotateWebhookSecret, webhook_id=webhook_id), json_)
+def rotate_secret(
+    webhook_id: HookId,
+    project: Project = None,
+    overlap: Annotated[
+        int,
+        typer.Option(
+            "--overlap",
+            help="Seconds the old secret keeps signing beside the new one (0: stop now).",
+            min=0,
+        ),
+    ] = ops.DAY,
+    json_: Json = False,
+) -> None:
+    """Give a webhook a new signing secret, shown once; the old one signs beside it a while."""
+    issued = _run(project, ops.RotateWebhookSecret, webhook_id=webhook_id, overlap_seconds=overlap)
+    _show_secret(issued, json_)
+    until = issued.webhook.previous_secret_expires_at
+    if not json_:
+        out().print(
+            f"The old secret signs too until {when(until, seconds=True)}."
+            if until
+            else "The old secret signs nothing more."
+        )
 
 
 @webhook_app.command("delete")

@@ -12,7 +12,7 @@ and every member reads the project's log.
 from __future__ import annotations
 
 import difflib
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -87,9 +87,18 @@ class RedeliverWebhookDelivery(Model):
     delivery_id: DeliveryId
 
 
+DAY = 24 * 3600
+
+
 class RotateWebhookSecret(Model):
     project: ProjectRef
     webhook_id: WebhookId
+    overlap_seconds: int = Field(
+        default=DAY,
+        ge=0,
+        le=7 * DAY,
+        description="How long the old secret keeps signing beside the new one (0: stop now)",
+    )
     expected_version: Version = None
 
 
@@ -110,6 +119,9 @@ class WebhookOut(BaseModel):
     disabled_at: datetime | None
     disabled_reason: str | None
     failures: int = Field(description="Failed attempts since the last successful delivery")
+    previous_secret_expires_at: datetime | None = Field(
+        description="Until when the secret a rotation replaced still signs beside the new one"
+    )
     created_by: str | None
     version: int
     created_at: datetime
@@ -193,11 +205,20 @@ async def _hook_out(uow: UnitOfWork, hook: Webhook, slug: str) -> WebhookOut:
         disabled_at=hook.disabled_at,
         disabled_reason=hook.disabled_reason,
         failures=hook.failures,
+        previous_secret_expires_at=_still_signing(hook),
         created_by=creator,
         version=hook.version,
         created_at=hook.created_at,
         updated_at=hook.updated_at,
     )
+
+
+def _still_signing(hook: Webhook) -> datetime | None:
+    """When the rotated-out secret stops signing, if it still does."""
+    until = hook.previous_secret_expires_at
+    if hook.previous_secret is None or until is None or until <= datetime.now(UTC):
+        return None
+    return until
 
 
 async def _admin_project(uow: UnitOfWork, actor: Actor, ref: str) -> Project:
@@ -401,22 +422,39 @@ async def redeliver_webhook_delivery(
 async def rotate_webhook_secret(
     cmd: RotateWebhookSecret, uow: UnitOfWork, actor: Actor
 ) -> IssuedWebhook:
-    """Give a webhook a new signing secret (admins), shown once; the old one signs nothing more.
+    """Give a webhook a new signing secret (admins), shown once; the old one signs a day more.
 
-    Every POST from now on is signed with the new secret, retries of earlier events too, so a
-    receiver that still checks the old one fails them until it is updated (they are retried).
+    The old secret signs beside the new one for `overlap_seconds` (a day by default). During
+    the overlap every POST, retries of earlier events too, carries both signatures
+    (Standard Webhooks lists several in `webhook-signature`), so the receiver can move to the
+    new secret without failing a delivery. `overlap_seconds=0` retires the old one at once (a
+    leaked secret). Rotating again during an overlap retires the older one at once.
     """
     project = await _admin_project(uow, actor, cmd.project)
     hook = await _hook(uow, project, cmd.webhook_id, lock=True)
     check_version("webhook", hook.id, hook.version, cmd.expected_version)
     secret = new_secret()
+    overlap = cmd.overlap_seconds > 0
     await uow.session.execute(
         update(Webhook)
         .where(Webhook.id == hook.id)
-        .values(secret=secret, version=Webhook.version + 1, updated_at=func.now())
+        .values(
+            secret=secret,
+            previous_secret=hook.secret if overlap else None,
+            previous_secret_expires_at=(
+                func.now() + timedelta(seconds=cmd.overlap_seconds) if overlap else None
+            ),
+            version=Webhook.version + 1,
+            updated_at=func.now(),
+        )
     )
     await uow.session.refresh(hook)
-    await _record(uow, actor, hook, AuditAction.WEBHOOK_UPDATED, {"secret_rotated": True})
+    until = hook.previous_secret_expires_at
+    details = {
+        "secret_rotated": True,
+        "old_secret_signs_until": until.isoformat() if until else None,
+    }
+    await _record(uow, actor, hook, AuditAction.WEBHOOK_UPDATED, details)
     return IssuedWebhook(webhook=await _hook_out(uow, hook, project.slug), secret=secret)
 
 
