@@ -12,9 +12,28 @@ import hashlib
 import hmac
 import secrets
 import time
+from datetime import UTC, datetime
 
 SECRET_PREFIX = "whsec_"
 USER_AGENT = "TaskFlow-Webhooks/2"
+MESSAGE_PREFIX = "msg_"
+
+
+def message_id(delivery_id: int) -> str:
+    """A delivery's `webhook-id` (`msg_<row id>`): the same on every retry and redelivery."""
+    return f"{MESSAGE_PREFIX}{delivery_id}"
+
+
+def delivery_of(msg_id: str) -> int:
+    """The delivery row id of a `webhook-id` that `message_id` made."""
+    return int(msg_id.removeprefix(MESSAGE_PREFIX))
+
+
+def still_signing(previous: str | None, until: datetime | None) -> str | None:
+    """The secret a rotation replaced, while its overlap lasts (it signs beside the new one)."""
+    if previous is None or until is None or until <= datetime.now(UTC):
+        return None
+    return previous
 
 
 def new_secret() -> str:

@@ -32,7 +32,7 @@ from taskflow.core import audit, egress
 from taskflow.core.config import Settings
 from taskflow.core.db import Database
 from taskflow.core.domain import AuditAction
-from taskflow.core.signing import signed_headers
+from taskflow.core.signing import message_id, signed_headers, still_signing
 from taskflow.core.system import system_actor
 
 log = logging.getLogger("taskflow.webhooks")
@@ -62,8 +62,7 @@ _CLAIM = text(
            webhooks w
      WHERE d.id = due.id AND w.id = d.webhook_id
     RETURNING d.id, d.webhook_id, d.audit_id, d.event, d.attempts, w.url, w.secret,
-              CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret END
-                  AS previous_secret
+              w.previous_secret, w.previous_secret_expires_at
     """
 )
 
@@ -91,7 +90,7 @@ class Claimed:
 
     @property
     def msg_id(self) -> str:
-        return f"msg_{self.id}"
+        return message_id(self.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +252,7 @@ async def deliver_due(
             attempt=r["attempts"],
             url=r["url"],
             secret=r["secret"],
-            previous_secret=r["previous_secret"],
+            previous_secret=still_signing(r["previous_secret"], r["previous_secret_expires_at"]),
         )
         for r in rows
     ]

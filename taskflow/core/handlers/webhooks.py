@@ -12,7 +12,7 @@ and every member reads the project's log.
 from __future__ import annotations
 
 import difflib
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -27,7 +27,13 @@ from taskflow.core.handlers.projects import check_version
 from taskflow.core.models import Project, Webhook, WebhookAttempt, WebhookDelivery, Worker
 from taskflow.core.schemas import Model, ProjectRef, Version
 from taskflow.core.services.access import project_with_role
-from taskflow.core.signing import new_secret
+from taskflow.core.signing import (
+    MESSAGE_PREFIX,
+    delivery_of,
+    message_id,
+    new_secret,
+    still_signing,
+)
 from taskflow.core.uow import UnitOfWork
 
 HOOKS = "hooks"
@@ -77,7 +83,10 @@ class DeleteWebhook(Model):
 
 DeliveryId = Annotated[
     str,
-    Field(pattern=r"^msg_[0-9]{1,18}$", description="The delivery's id (msg_...), as listed"),
+    Field(
+        pattern=rf"^{MESSAGE_PREFIX}[0-9]{{1,18}}$",
+        description="The delivery's id (msg_...), as listed",
+    ),
 ]
 
 
@@ -205,20 +214,16 @@ async def _hook_out(uow: UnitOfWork, hook: Webhook, slug: str) -> WebhookOut:
         disabled_at=hook.disabled_at,
         disabled_reason=hook.disabled_reason,
         failures=hook.failures,
-        previous_secret_expires_at=_still_signing(hook),
+        previous_secret_expires_at=(
+            hook.previous_secret_expires_at
+            if still_signing(hook.previous_secret, hook.previous_secret_expires_at)
+            else None
+        ),
         created_by=creator,
         version=hook.version,
         created_at=hook.created_at,
         updated_at=hook.updated_at,
     )
-
-
-def _still_signing(hook: Webhook) -> datetime | None:
-    """When the rotated-out secret stops signing, if it still does."""
-    until = hook.previous_secret_expires_at
-    if hook.previous_secret is None or until is None or until <= datetime.now(UTC):
-        return None
-    return until
 
 
 async def _admin_project(uow: UnitOfWork, actor: Actor, ref: str) -> Project:
@@ -368,7 +373,7 @@ async def redeliver_webhook_delivery(
     """
     project = await _admin_project(uow, actor, cmd.project)
     hook = await _hook(uow, project, cmd.webhook_id, lock=True)
-    number = int(cmd.delivery_id.removeprefix("msg_"))
+    number = delivery_of(cmd.delivery_id)
     delivery = await uow.session.scalar(
         select(WebhookDelivery)
         .where(WebhookDelivery.id == number, WebhookDelivery.webhook_id == hook.id)
@@ -414,7 +419,7 @@ async def redeliver_webhook_delivery(
 @declare(
     RotateWebhookSecret,
     toolset=HOOKS,
-    destructive=True,  # the old secret is gone for good
+    destructive=True,  # the old secret stops signing (at once with overlap_seconds=0)
     mcp="rotate_webhook_secret",
     rest=Route("POST", "/api/projects/{project}/webhooks/{webhook_id}/rotate-secret"),
     cli="webhook rotate-secret",
@@ -524,7 +529,7 @@ async def _deliveries_out(uow: UnitOfWork, deliveries: list[WebhookDelivery]) ->
             )
     return [
         DeliveryOut(
-            id=f"msg_{d.id}",
+            id=message_id(d.id),
             event=d.event,
             entry_id=d.audit_id,
             status=DeliveryStatus(d.status),
